@@ -1,0 +1,115 @@
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.db.models import Q
+
+from .money import MoneyField
+
+
+class User(AbstractUser):
+    """A trader, an operator (is_staff) or the system fee account."""
+
+    class Meta(AbstractUser.Meta):
+        swappable = "AUTH_USER_MODEL"
+
+
+class Asset(models.Model):
+    code = models.CharField(max_length=12, primary_key=True)
+    name = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self):
+        return self.code
+
+
+class Balance(models.Model):
+    """What a user owns of one asset: free to use (available) and reserved by open orders (held).
+
+    Changed only by `accounts.services`, always together with a LedgerEntry.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="balances")
+    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="balances")
+    available = MoneyField(default=0)
+    held = MoneyField(default=0)
+
+    class Meta:
+        ordering = ["user_id", "asset_id"]
+        constraints = [
+            # The lock order of the engine (ascending user, asset) walks this unique index.
+            models.UniqueConstraint(fields=["user", "asset"], name="balance_user_asset_unique"),
+            # The last line of defence against overspending: the database refuses it.
+            models.CheckConstraint(condition=Q(available__gte=0), name="balance_available_non_negative"),
+            models.CheckConstraint(condition=Q(held__gte=0), name="balance_held_non_negative"),
+        ]
+
+    def __str__(self):
+        return f"{self.user} {self.asset_id}: {self.available} + {self.held} held"
+
+    @property
+    def total(self):
+        return self.available + self.held
+
+
+class LedgerEntryQuerySet(models.QuerySet):
+    def external(self):
+        """Entries that bring money into or take it out of the platform."""
+        return self.filter(kind__in=LedgerEntry.EXTERNAL_KINDS)
+
+
+class LedgerEntry(models.Model):
+    """One change to one balance. Append-only: the database refuses updates (see migration 0002)."""
+
+    class Kind(models.TextChoices):
+        DEPOSIT = "deposit"
+        WITHDRAWAL = "withdrawal"
+        HOLD = "hold"
+        RELEASE = "release"
+        TRADE = "trade"
+        FEE = "fee"
+        ADJUSTMENT = "adjustment"
+
+    # Kinds that move money across the platform's boundary; all others move it between
+    # balances (trade, fee) or within one (hold, release), so they sum to zero per asset.
+    EXTERNAL_KINDS = (Kind.DEPOSIT, Kind.WITHDRAWAL, Kind.ADJUSTMENT)
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries")
+    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="ledger_entries")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    available_delta = MoneyField(default=0)
+    held_delta = MoneyField(default=0)
+    # Balance after this entry, so a statement reads without summing from the start.
+    available_after = MoneyField()
+    held_after = MoneyField()
+    # What caused the entry, e.g. "order:42" or "trade:7"; free text for operators.
+    reference = models.CharField(max_length=64, blank=True, default="")
+    reason = models.CharField(max_length=255, blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = LedgerEntryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "ledger entries"
+        indexes = [
+            # A user's statement, newest first (portfolio page, /api/user/transactions).
+            models.Index(fields=["user", "-id"], name="ledger_user_recent"),
+            # Reconcile sums entries per balance.
+            models.Index(fields=["user", "asset"], name="ledger_user_asset"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(available_delta=0) | ~Q(held_delta=0), name="ledger_entry_moves_something"
+            ),
+            models.CheckConstraint(
+                condition=Q(available_after__gte=0) & Q(held_after__gte=0), name="ledger_after_non_negative"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.user} {self.asset_id} {self.available_delta:+}/{self.held_delta:+}"

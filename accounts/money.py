@@ -1,0 +1,47 @@
+"""One definition of money for the whole platform.
+
+Every amount (balances, ledger deltas, prices, quantities, fees) is a Decimal stored in a
+`MoneyField`, so precision is decided here and nowhere else. Eight decimal places match
+the satoshi and keep every value representable in SQLite's embedded default as well.
+"""
+
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+from django.db import models
+
+MONEY_MAX_DIGITS = 28
+MONEY_DECIMAL_PLACES = 8
+MONEY_QUANTUM = Decimal(1).scaleb(-MONEY_DECIMAL_PLACES)
+# The largest amount any single field may hold; inputs past it are rejected, not rounded.
+MONEY_MAX = Decimal(10) ** (MONEY_MAX_DIGITS - MONEY_DECIMAL_PLACES) - MONEY_QUANTUM
+ZERO = Decimal(0)
+
+
+class MoneyField(models.DecimalField):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("max_digits", MONEY_MAX_DIGITS)
+        kwargs.setdefault("decimal_places", MONEY_DECIMAL_PLACES)
+        super().__init__(*args, **kwargs)
+
+
+class RateField(models.DecimalField):
+    """A fee rate such as 0.0010 (10 basis points)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("max_digits", 7)
+        kwargs.setdefault("decimal_places", 6)
+        super().__init__(*args, **kwargs)
+
+
+def money_floor(value: Decimal) -> Decimal:
+    return value.quantize(MONEY_QUANTUM, rounding=ROUND_FLOOR)
+
+
+def money_ceil(value: Decimal) -> Decimal:
+    return value.quantize(MONEY_QUANTUM, rounding=ROUND_CEILING)
+
+
+def decimal_places(value: Decimal) -> int:
+    """How many digits a Decimal carries after the point (0 for integers)."""
+    exponent = value.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0

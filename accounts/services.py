@@ -1,0 +1,236 @@
+"""Every movement of money, each one written to the ledger in the same transaction.
+
+A balance changes only through `ledger_post`, which applies a list of postings to rows
+the caller has locked with `balances_lock`, refuses any that would go negative, and writes
+one LedgerEntry per posting. The named services below (deposit, withdraw, hold, release,
+adjust) are the doors for single movements; the matching engine builds its postings
+(hold, release, trade, fee) and posts them in one go while it holds the market lock.
+
+Lock order (DESIGN section 2): a caller that also locks a market locks it first; balance
+rows are always locked together, in ascending (user, asset) order, by `balances_lock`.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+
+from quantumtrades.errors import InsufficientFunds, InvalidInput
+from quantumtrades.events import publish_on_commit
+
+from .events import BalanceChanged
+from .models import Asset, Balance, LedgerEntry, User
+from .money import MONEY_MAX, ZERO, decimal_places
+
+Kind = LedgerEntry.Kind
+BalanceKey = tuple[int, str]  # (user id, asset code)
+
+
+@dataclass(frozen=True)
+class Posting:
+    """One intended change to one balance; becomes one LedgerEntry."""
+
+    user_id: int
+    asset_id: str
+    kind: str
+    available_delta: Decimal = ZERO
+    held_delta: Decimal = ZERO
+    reference: str = ""
+    reason: str = ""
+    created_by_id: int | None = None
+
+    @property
+    def key(self) -> BalanceKey:
+        return (self.user_id, self.asset_id)
+
+
+def balances_lock(keys: Iterable[BalanceKey]) -> dict[BalanceKey, Balance]:
+    """Lock the balance rows for `keys` (creating missing ones) and return them by key.
+
+    Rows are locked in one statement ordered by (user, asset), the global lock order,
+    so two transactions that need overlapping balances queue instead of deadlocking.
+    Must run inside a transaction; a caller that locks a market has done so already.
+    """
+    wanted = set(keys)
+    balances = _select_for_update(wanted)
+    missing = wanted - balances.keys()
+    if missing:
+        Balance.objects.bulk_create(
+            [Balance(user_id=user_id, asset_id=asset_id) for user_id, asset_id in sorted(missing)],
+            ignore_conflicts=True,
+        )
+        balances = _select_for_update(wanted)
+    return balances
+
+
+def _select_for_update(keys: set[BalanceKey]) -> dict[BalanceKey, Balance]:
+    if not keys:
+        return {}
+    user_ids = {user_id for user_id, _ in keys}
+    asset_ids = {asset_id for _, asset_id in keys}
+    rows = (
+        Balance.objects.select_for_update()
+        .filter(user_id__in=user_ids, asset_id__in=asset_ids)
+        .order_by("user_id", "asset_id")
+    )
+    # The filter is a cross product of users and assets; keep only the rows asked for.
+    # Locking the few extra rows it may catch is harmless: they are taken in the same order.
+    return {(b.user_id, b.asset_id): b for b in rows if (b.user_id, b.asset_id) in keys}
+
+
+def ledger_post(postings: Iterable[Posting], balances: dict[BalanceKey, Balance]) -> list[LedgerEntry]:
+    """Apply postings to locked balances and write their ledger entries.
+
+    Raises InsufficientFunds, and changes nothing, if any balance would go negative.
+    The caller holds the locks on every balance in `balances` (see `balances_lock`).
+    """
+    postings = [p for p in postings if p.available_delta or p.held_delta]
+    entries = []
+    touched = {}
+    for posting in postings:
+        balance = balances[posting.key]
+        available = balance.available + posting.available_delta
+        held = balance.held + posting.held_delta
+        if available < 0:
+            raise InsufficientFunds(
+                f"Not enough {posting.asset_id} available: needs {-posting.available_delta}, has {balance.available}.",
+                field="quantity",
+            )
+        if held < 0:
+            # Only a bug can get here: held funds always belong to an open order.
+            raise AssertionError(f"held {posting.asset_id} of user {posting.user_id} would go negative")
+        balance.available, balance.held = available, held
+        touched[posting.key] = balance
+        entries.append(
+            LedgerEntry(
+                user_id=posting.user_id,
+                asset_id=posting.asset_id,
+                kind=posting.kind,
+                available_delta=posting.available_delta,
+                held_delta=posting.held_delta,
+                available_after=available,
+                held_after=held,
+                reference=posting.reference,
+                reason=posting.reason,
+                created_by_id=posting.created_by_id,
+            )
+        )
+    if not entries:
+        return []
+    Balance.objects.bulk_update(touched.values(), ["available", "held"])
+    LedgerEntry.objects.bulk_create(entries)
+    publish_on_commit(
+        BalanceChanged(user_id=b.user_id, asset=b.asset_id, available=b.available, held=b.held)
+        for b in touched.values()
+    )
+    return entries
+
+
+def _post_one(posting: Posting) -> LedgerEntry:
+    balances = balances_lock([posting.key])
+    [entry] = ledger_post([posting], balances)
+    return entry
+
+
+def _checked_amount(amount, *, allow_negative=False) -> Decimal:
+    if not isinstance(amount, Decimal):
+        amount = Decimal(str(amount))
+    if not amount.is_finite():
+        raise InvalidInput("Amount must be a finite number.", field="amount")
+    if amount == 0 or (amount < 0 and not allow_negative):
+        raise InvalidInput(
+            "Amount must be positive." if not allow_negative else "Amount must not be zero.", field="amount"
+        )
+    if decimal_places(amount) > 8 or abs(amount) > MONEY_MAX:
+        raise InvalidInput("Amount has too many digits.", field="amount")
+    return amount
+
+
+@transaction.atomic
+def balance_deposit(*, user: User, asset: Asset | str, amount, reference="", reason="", created_by=None) -> LedgerEntry:
+    amount = _checked_amount(amount)
+    return _post_one(
+        Posting(
+            user.pk,
+            _code(asset),
+            Kind.DEPOSIT,
+            available_delta=amount,
+            reference=reference,
+            reason=reason,
+            created_by_id=created_by.pk if created_by else None,
+        )
+    )
+
+
+@transaction.atomic
+def balance_withdraw(
+    *, user: User, asset: Asset | str, amount, reference="", reason="", created_by=None
+) -> LedgerEntry:
+    amount = _checked_amount(amount)
+    return _post_one(
+        Posting(
+            user.pk,
+            _code(asset),
+            Kind.WITHDRAWAL,
+            available_delta=-amount,
+            reference=reference,
+            reason=reason,
+            created_by_id=created_by.pk if created_by else None,
+        )
+    )
+
+
+@transaction.atomic
+def balance_adjust(*, user: User, asset: Asset | str, amount, reason: str, created_by: User) -> LedgerEntry:
+    """An operator's correction: a positive amount credits, a negative one debits available funds."""
+    amount = _checked_amount(amount, allow_negative=True)
+    if not reason or not reason.strip():
+        raise InvalidInput("An adjustment needs a reason.", field="reason")
+    return _post_one(
+        Posting(
+            user.pk,
+            _code(asset),
+            Kind.ADJUSTMENT,
+            available_delta=amount,
+            reason=reason.strip(),
+            created_by_id=created_by.pk,
+        )
+    )
+
+
+@transaction.atomic
+def balance_hold(*, user: User, asset: Asset | str, amount, reference="") -> LedgerEntry:
+    amount = _checked_amount(amount)
+    return _post_one(Posting(user.pk, _code(asset), Kind.HOLD, -amount, amount, reference=reference))
+
+
+@transaction.atomic
+def balance_release(*, user: User, asset: Asset | str, amount, reference="") -> LedgerEntry:
+    amount = _checked_amount(amount)
+    return _post_one(Posting(user.pk, _code(asset), Kind.RELEASE, amount, -amount, reference=reference))
+
+
+@transaction.atomic
+def user_register(*, username: str, email: str = "", password: str | None = None, **extra) -> User:
+    """Create a trader and deposit the paper-trading grant (settings.PAPER_GRANT)."""
+    user = User.objects.create_user(username=username, email=email, password=password, **extra)
+    paper_grant_deposit(user=user)
+    return user
+
+
+def paper_grant_deposit(*, user: User) -> None:
+    grant = {code: Decimal(amount) for code, amount in settings.PAPER_GRANT.items()}
+    existing = set(Asset.objects.filter(code__in=grant).values_list("code", flat=True))
+    for code in sorted(existing):
+        balance_deposit(user=user, asset=code, amount=grant[code], reason="paper-trading grant")
+
+
+def fee_account() -> User:
+    """The system user that receives trading fees (created by migration accounts.0002)."""
+    return User.objects.get(username=settings.FEE_ACCOUNT_USERNAME)
+
+
+def _code(asset: Asset | str) -> str:
+    return asset.code if isinstance(asset, Asset) else asset

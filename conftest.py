@@ -1,0 +1,15 @@
+"""Suite-wide pytest setup."""
+
+import os
+
+import pytest
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # CI's PostgreSQL and Redis run must exercise everything: a skip there is a failure.
+    if os.environ.get("QT_FAIL_ON_SKIP") and exitstatus == 0:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+        if skipped:
+            reporter.write_line(f"QT_FAIL_ON_SKIP: {skipped} tests were skipped", red=True)
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED

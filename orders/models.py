@@ -1,0 +1,160 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from accounts.money import MoneyField
+from marketdata.models import Market, Side, Trade
+
+
+class OrderType(models.TextChoices):
+    LIMIT = "limit"
+    MARKET = "market"
+
+
+class TimeInForce(models.TextChoices):
+    GTC = "GTC", "Good till cancelled"
+    IOC = "IOC", "Immediate or cancel"
+    FOK = "FOK", "Fill or kill"
+
+
+class OrderStatus(models.TextChoices):
+    OPEN = "open"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+
+
+# Orders in these states rest in the book and hold funds.
+OPEN_STATUSES = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+IN_BOOK = Q(status__in=OPEN_STATUSES)
+
+
+class OrderQuerySet(models.QuerySet):
+    def open(self):
+        return self.filter(IN_BOOK)
+
+    def bids(self, market):
+        """The market's resting buy orders, best first: highest price, then earliest priority."""
+        return self.open().filter(market=market, side=Side.BUY).order_by("-price", "priority")
+
+    def asks(self, market):
+        """The market's resting sell orders, best first: lowest price, then earliest priority."""
+        return self.open().filter(market=market, side=Side.SELL).order_by("price", "priority")
+
+
+class Order(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="orders")
+    client_order_id = models.CharField(max_length=64, null=True, blank=True)
+    side = models.CharField(max_length=4, choices=Side.choices)
+    type = models.CharField(max_length=6, choices=OrderType.choices, default=OrderType.LIMIT)
+    time_in_force = models.CharField(max_length=3, choices=TimeInForce.choices, default=TimeInForce.GTC)
+    post_only = models.BooleanField(default=False)
+    price = MoneyField(null=True, blank=True, help_text="Limit price; empty for market orders.")
+    quantity = MoneyField()
+    filled_quantity = MoneyField(default=0)
+    remaining_quantity = MoneyField()
+    # Sum of price x quantity over the order's fills: average price = filled_notional / filled.
+    filled_notional = MoneyField(default=0)
+    # Funds this order still reserves: quote for a buy (with the taker fee), base for a sell.
+    held = MoneyField(default=0)
+    status = models.CharField(max_length=16, choices=OrderStatus.choices, default=OrderStatus.OPEN)
+    # Time priority: the market's book sequence of the command that put the order in the
+    # book. Lower is earlier. A price change or a quantity increase takes a new one.
+    priority = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = OrderQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            # The matching engine walks each side of the open book in price-time order;
+            # these partial indexes hold only resting orders, so they stay small.
+            models.Index(
+                F("market"),
+                F("price").desc(),
+                F("priority"),
+                condition=IN_BOOK & Q(side=Side.BUY),
+                name="order_open_bids",
+            ),
+            models.Index(
+                F("market"),
+                F("price"),
+                F("priority"),
+                condition=IN_BOOK & Q(side=Side.SELL),
+                name="order_open_asks",
+            ),
+            # A trader's own open orders and order history, newest first.
+            models.Index(fields=["user", "status"], name="order_user_status"),
+            models.Index(fields=["user", "-id"], name="order_user_recent"),
+        ]
+        constraints = [
+            # Idempotent placement: one client order id per user.
+            models.UniqueConstraint(
+                fields=["user", "client_order_id"],
+                condition=Q(client_order_id__isnull=False),
+                name="order_client_order_id_unique",
+            ),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="order_quantity_positive"),
+            models.CheckConstraint(
+                condition=Q(filled_quantity__gte=0, remaining_quantity__gte=0, held__gte=0),
+                name="order_amounts_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(filled_quantity=F("quantity") - F("remaining_quantity")),
+                name="order_filled_plus_remaining_is_quantity",
+            ),
+            models.CheckConstraint(
+                condition=Q(type=OrderType.MARKET, price__isnull=True) | Q(type=OrderType.LIMIT, price__gt=0),
+                name="order_limit_has_price",
+            ),
+        ]
+
+    def __str__(self):
+        price = f" @ {self.price}" if self.price is not None else ""
+        return f"#{self.pk} {self.side} {self.quantity} {self.market}{price} ({self.status})"
+
+    @property
+    def is_open(self):
+        return self.status in OPEN_STATUSES
+
+    @property
+    def average_price(self):
+        if not self.filled_quantity:
+            return None
+        return self.filled_notional / self.filled_quantity
+
+
+class Fill(models.Model):
+    """One side of a trade as its order's owner sees it."""
+
+    class Role(models.TextChoices):
+        MAKER = "maker"
+        TAKER = "taker"
+
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills")
+    trade = models.ForeignKey(Trade, on_delete=models.PROTECT, related_name="fills")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="fills")
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="+")
+    side = models.CharField(max_length=4, choices=Side.choices)
+    role = models.CharField(max_length=5, choices=Role.choices)
+    price = MoneyField()
+    quantity = MoneyField()
+    # Always in the market's quote asset.
+    fee = MoneyField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["user", "-id"], name="fill_user_recent")]
+        constraints = [
+            models.CheckConstraint(condition=Q(price__gt=0, quantity__gt=0, fee__gte=0), name="fill_amounts_valid"),
+            models.UniqueConstraint(fields=["trade", "role"], name="fill_one_per_trade_side"),
+        ]
+
+    def __str__(self):
+        return f"{self.role} {self.side} {self.quantity} {self.market} @ {self.price}"

@@ -1,0 +1,47 @@
+import asyncio
+import logging
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.db import connection
+from django.http import JsonResponse
+
+log = logging.getLogger(__name__)
+
+# How long the channel layer may take to hand a message back before it counts as down.
+CHANNEL_LAYER_TIMEOUT = 2.0
+
+
+def _check_database():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+async def _check_channel_layer():
+    """Round-trip one message through the layer: proves it is reachable, not just configured."""
+    layer = get_channel_layer()
+    channel = await layer.new_channel("healthz.")
+    await layer.send(channel, {"type": "healthz.ping"})
+    message = await layer.receive(channel)
+    if message.get("type") != "healthz.ping":
+        raise RuntimeError("channel layer returned a different message")
+
+
+async def healthz(request):
+    """200 when the database and the channel layer both answer, 503 naming what is down."""
+    checks = {}
+    try:
+        await sync_to_async(_check_database, thread_sensitive=True)()
+        checks["database"] = "ok"
+    except Exception as exc:
+        log.warning("healthz: database check failed: %s", exc)
+        checks["database"] = f"error: {exc.__class__.__name__}"
+    try:
+        await asyncio.wait_for(_check_channel_layer(), timeout=CHANNEL_LAYER_TIMEOUT)
+        checks["channel_layer"] = "ok"
+    except Exception as exc:
+        log.warning("healthz: channel layer check failed: %r", exc)
+        checks["channel_layer"] = f"error: {exc.__class__.__name__}"
+    healthy = all(value == "ok" for value in checks.values())
+    return JsonResponse({"status": "ok" if healthy else "degraded", **checks}, status=200 if healthy else 503)

@@ -1,0 +1,41 @@
+"""WebSocket origin validation shared by every socket path."""
+
+from urllib.parse import urlparse
+
+from channels.security.websocket import OriginValidator, WebsocketDenier
+from django.conf import settings
+
+
+class OriginCheck(OriginValidator):
+    """Refuse a WebSocket whose Origin is not one of ALLOWED_HOSTS.
+
+    Browsers always send Origin on a WebSocket handshake, so a foreign page can never
+    ride a trader's session cookie. A handshake without Origin comes from a program
+    (an integrator's bot); channels' stock validator refuses those, this one lets them in
+    without the cookie header, so they authenticate with their own access token.
+    """
+
+    def __init__(self, application):
+        super().__init__(application, allowed_origins=None)
+
+    @property
+    def allowed_origins(self):
+        # Read per connection, so tests that override ALLOWED_HOSTS see their value.
+        return settings.ALLOWED_HOSTS
+
+    @allowed_origins.setter
+    def allowed_origins(self, value):
+        pass
+
+    async def __call__(self, scope, receive, send):
+        origin = dict(scope.get("headers", [])).get(b"origin")
+        if origin is None:
+            headers = [(name, value) for name, value in scope.get("headers", []) if name != b"cookie"]
+            return await self.application({**scope, "headers": headers}, receive, send)
+        try:
+            parsed = urlparse(origin.decode("latin1"))
+        except UnicodeDecodeError:
+            parsed = None
+        if parsed is not None and self.valid_origin(parsed):
+            return await self.application(scope, receive, send)
+        return await WebsocketDenier()(scope, receive, send)
