@@ -1,6 +1,8 @@
 from dataclasses import dataclass
 from decimal import Decimal
 
+from accounts.money import money_text
+
 
 @dataclass(frozen=True)
 class BalanceChanged:
@@ -15,7 +17,7 @@ class BalanceChanged:
         return {
             "type": "balance",
             "asset": self.asset,
-            "available": str(self.available),
-            "held": str(self.held),
-            "total": str(self.available + self.held),
+            "available": money_text(self.available),
+            "held": money_text(self.held),
+            "total": money_text(self.available + self.held),
         }

@@ -45,3 +45,13 @@ def decimal_places(value: Decimal) -> int:
     """How many digits a Decimal carries after the point (0 for integers)."""
     exponent = value.normalize().as_tuple().exponent
     return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def money(value: Decimal) -> Decimal:
+    """`value` at the platform's precision (exact for every amount the rules allow)."""
+    return value.quantize(MONEY_QUANTUM)
+
+
+def money_text(value: Decimal | None) -> str | None:
+    """A Decimal as JSON carries it: a plain string, never an exponent ("0.00000000", not "0E-8")."""
+    return None if value is None else format(value, "f")

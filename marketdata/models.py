@@ -1,8 +1,9 @@
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
 from accounts.models import Asset
-from accounts.money import MoneyField, RateField
+from accounts.money import MONEY_DECIMAL_PLACES, MoneyField, RateField, decimal_places
 
 
 class Market(models.Model):
@@ -49,10 +50,43 @@ class Market(models.Model):
     def is_trading(self):
         return self.status == self.Status.TRADING
 
+    def clean(self):
+        # price x quantity must be exact in eight decimal places, so settlement never rounds.
+        if self.tick_size and self.lot_size:
+            places = decimal_places(self.tick_size) + decimal_places(self.lot_size)
+            if places > MONEY_DECIMAL_PLACES:
+                raise ValidationError(
+                    f"tick size and lot size together carry {places} decimal places; "
+                    f"at most {MONEY_DECIMAL_PLACES} keep price x quantity exact."
+                )
+
 
 class Side(models.TextChoices):
     BUY = "buy"
     SELL = "sell"
+
+
+class BookLevel(models.Model):
+    """The total resting quantity at one price on one side of a market's book.
+
+    Kept by the matching engine in the same transaction as the orders it sums, so a
+    snapshot is one small indexed read instead of an aggregate over the orders table.
+    `manage.py reconcile` checks it against the open orders.
+    """
+
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="levels")
+    side = models.CharField(max_length=4, choices=Side.choices)
+    price = MoneyField()
+    quantity = MoneyField()
+
+    class Meta:
+        constraints = [
+            # The engine upserts on this key; snapshots walk it in price order.
+            models.UniqueConstraint(fields=["market", "side", "price"], name="book_level_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.market_id} {self.side} {self.quantity} @ {self.price}"
 
 
 class Trade(models.Model):

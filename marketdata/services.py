@@ -1,8 +1,12 @@
 """Operator commands on markets. Trading itself lives in orders.services."""
 
-from django.db import transaction
+from decimal import Decimal
 
-from .models import Market
+from django.db import connection, transaction
+
+from accounts.money import MONEY_QUANTUM
+
+from .models import BookLevel, Market
 
 
 @transaction.atomic
@@ -21,3 +25,40 @@ def market_halt(*, market: Market) -> Market:
 
 def market_resume(*, market: Market) -> Market:
     return market_set_status(market=market, status=Market.Status.TRADING)
+
+
+def book_levels_apply(
+    *, market: Market, deltas: dict[tuple[str, Decimal], Decimal]
+) -> list[tuple[str, Decimal, Decimal]]:
+    """Add quantity deltas to the market's book levels; return (side, price, new quantity).
+
+    One upsert statement for all levels, and a delete for those that emptied.
+    The caller holds the book lock (the market row), which is why read-add-write is safe.
+    """
+    changes = [(side, price, delta) for (side, price), delta in sorted(deltas.items()) if delta]
+    if not changes:
+        return []
+    table = BookLevel._meta.db_table
+    rows = ", ".join(["(%s, %s, %s, %s)"] * len(changes))
+    params = [value for side, price, delta in changes for value in (market.pk, side, price, delta)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (market_id, side, price, quantity) VALUES {rows} "
+            f"ON CONFLICT (market_id, side, price) DO UPDATE SET quantity = {table}.quantity + excluded.quantity "
+            "RETURNING side, price, quantity",
+            params,
+        )
+        result = [(side, _money(price), _money(quantity)) for side, price, quantity in cursor.fetchall()]
+        emptied = [(side, price) for side, price, quantity in result if quantity == 0]
+        if emptied:
+            where = " OR ".join(["(side = %s AND price = %s)"] * len(emptied))
+            cursor.execute(
+                f"DELETE FROM {table} WHERE market_id = %s AND ({where})",
+                [market.pk, *(value for pair in emptied for value in pair)],
+            )
+    return result
+
+
+def _money(value) -> Decimal:
+    # SQLite hands numbers back as int or float; PostgreSQL as Decimal.
+    return Decimal(str(value)).quantize(MONEY_QUANTUM)

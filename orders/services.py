@@ -1,0 +1,799 @@
+"""The matching engine: place, cancel and amend orders.
+
+Every command runs in one database transaction and follows the same steps:
+
+1. Validate what needs no lock (`order_validate`): enums, tick, lot, minimum notional.
+2. Lock the market row (`SELECT ... FOR UPDATE`): the book lock. Commands on one
+   market run one at a time from here; orders of the market change only under it.
+3. Read the resting orders the command may trade with and plan the trades in memory.
+4. Lock every balance the plan touches, in one statement, ascending (user, asset).
+   Lock order everywhere: (1) one market row, (2) balance rows. Never the other way.
+5. Check funds, write orders, trades, fills, ledger postings and book levels; bump the
+   market's book sequence by exactly one.
+6. After commit, publish what happened (`quantumtrades.events`).
+
+A deadlock or serialization failure rolls the transaction back and the command is run
+again from step 2, a bounded number of times (`_retrying`).
+
+Money (DESIGN section 3): a buy holds price x quantity plus the taker fee in the quote
+asset; a sell holds the quantity in the base asset. Fees are charged in the quote asset
+(the buyer pays notional + fee, the seller receives notional - fee) and credited to the
+fee account. Fees actually charged round down, held fee reserves round up, so what an
+order holds always covers what it can still spend. What executes at once settles
+straight from available funds, after the whole order's hold was checked, so price
+improvement is never held; what rests is held until it fills, is cancelled or expires.
+"""
+
+import logging
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.utils import timezone
+
+from accounts.models import LedgerEntry, User
+from accounts.money import MONEY_MAX, ZERO, decimal_places, money, money_ceil, money_floor
+from accounts.services import Posting, balances_lock, fee_account, ledger_post
+from marketdata.events import BookChanged, TradeExecuted
+from marketdata.models import Market, Side, Trade
+from marketdata.services import book_levels_apply
+from quantumtrades.errors import Conflict, InsufficientFunds, InvalidInput, NotFound
+from quantumtrades.events import publish_on_commit
+
+from .events import FillCreated, OrderChanged
+from .models import OPEN_STATUSES, Fill, Order, OrderStatus, OrderType, TimeInForce
+
+log = logging.getLogger(__name__)
+Kind = LedgerEntry.Kind
+
+MAX_ATTEMPTS = 5
+# Resting orders read per round while walking the book; most commands need one round.
+MAKER_BATCH = 50
+
+
+# --- Results and validation ------------------------------------------------------------
+
+
+@dataclass
+class OrderResult:
+    order: Order
+    fills: list[Fill] = field(default_factory=list)
+    created: bool = True
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """A validated order: every field checked against the market's rules."""
+
+    market: Market
+    side: str
+    type: str
+    quantity: Decimal
+    price: Decimal | None
+    time_in_force: str
+    post_only: bool
+    client_order_id: str | None
+
+
+def order_validate(
+    *,
+    market: Market,
+    side,
+    type=OrderType.LIMIT,
+    quantity,
+    price=None,
+    time_in_force=None,
+    post_only=False,
+    client_order_id=None,
+) -> OrderRequest:
+    """Check an order against the market's rules without touching the book.
+
+    The REST API, the order ticket and the engine all use this one function, so an
+    order refused in one place is refused everywhere with the same words.
+    """
+    if side not in Side.values:
+        raise InvalidInput("side must be 'buy' or 'sell'.", field="side")
+    if type not in OrderType.values:
+        raise InvalidInput("type must be 'limit' or 'market'.", field="type")
+    if time_in_force is None:
+        time_in_force = TimeInForce.GTC if type == OrderType.LIMIT else TimeInForce.IOC
+    if time_in_force not in TimeInForce.values:
+        raise InvalidInput("time_in_force must be GTC, IOC or FOK.", field="time_in_force")
+    if not isinstance(post_only, bool):
+        raise InvalidInput("post_only must be true or false.", field="post_only")
+    quantity = _amount(quantity, "quantity")
+    _multiple_of(quantity, market.lot_size, "quantity", "lot size")
+    if type == OrderType.LIMIT:
+        if price is None:
+            raise InvalidInput("A limit order needs a price.", field="price")
+        price = _amount(price, "price")
+        _multiple_of(price, market.tick_size, "price", "tick size")
+        notional = price * quantity
+        if notional > MONEY_MAX:
+            raise InvalidInput("price x quantity is too large.", field="quantity")
+        if notional < market.min_notional:
+            raise InvalidInput(
+                f"price x quantity is {notional.normalize():f}, below the minimum notional "
+                f"of {market.min_notional.normalize():f} {market.quote_id}.",
+                field="quantity",
+            )
+    else:
+        if price is not None:
+            raise InvalidInput("A market order takes no price.", field="price")
+        if time_in_force == TimeInForce.GTC:
+            raise InvalidInput("A market order never rests: use IOC or FOK.", field="time_in_force")
+        if post_only:
+            raise InvalidInput("Only limit orders can be post only.", field="post_only")
+    if post_only and time_in_force != TimeInForce.GTC:
+        raise InvalidInput("A post-only order rests in the book: use GTC.", field="post_only")
+    if client_order_id is not None:
+        if not isinstance(client_order_id, str) or not 1 <= len(client_order_id) <= 64:
+            raise InvalidInput("client_order_id must be a string of 1 to 64 characters.", field="client_order_id")
+        if not client_order_id.isprintable():
+            raise InvalidInput("client_order_id must be printable text.", field="client_order_id")
+    return OrderRequest(market, side, type, quantity, price, time_in_force, post_only, client_order_id)
+
+
+def _amount(value, name) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
+        raise InvalidInput(f"{name} must be a decimal number written as a string.", field=name)
+    try:
+        amount = Decimal(value) if not isinstance(value, Decimal) else value
+    except (InvalidOperation, ValueError):
+        raise InvalidInput(f"{name} must be a decimal number.", field=name) from None
+    if not amount.is_finite():
+        raise InvalidInput(f"{name} must be a finite number.", field=name)
+    if amount <= 0:
+        raise InvalidInput(f"{name} must be positive.", field=name)
+    if amount > MONEY_MAX:
+        raise InvalidInput(f"{name} is too large.", field=name)
+    if decimal_places(amount) > 8:
+        raise InvalidInput(f"{name} has more than 8 decimal places.", field=name)
+    return money(amount)
+
+
+def _multiple_of(amount: Decimal, step: Decimal, name: str, rule: str) -> None:
+    if amount % step != 0:
+        raise InvalidInput(f"{name} must be a multiple of the {rule} {step.normalize():f}.", field=name)
+
+
+def hold_for(*, side: str, price: Decimal | None, quantity: Decimal, taker_fee: Decimal) -> Decimal:
+    """What a resting order of `quantity` at `price` must hold: DESIGN section 2."""
+    if side == Side.SELL:
+        return quantity
+    notional = money(price * quantity)
+    return notional + money_ceil(notional * taker_fee)
+
+
+def fee_for(notional: Decimal, rate: Decimal) -> Decimal:
+    return money_floor(notional * rate)
+
+
+# --- The transaction wrapper -----------------------------------------------------------
+
+
+def _retryable(exc: Exception) -> bool:
+    cause = exc.__cause__
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate in ("40001", "40P01"):  # serialization_failure, deadlock_detected
+        return True
+    return connection.vendor == "sqlite" and "locked" in str(exc)
+
+
+def _retrying(command):
+    """Run `command` in its own transaction; retry it on deadlock or serialization failure.
+
+    Only the outermost transaction can be retried: inside a caller's transaction the
+    failure has already aborted that transaction, so it is raised as it is.
+    """
+
+    def run(*args, **kwargs):
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                with transaction.atomic():
+                    return command(*args, **kwargs)
+            except OperationalError as exc:
+                if connection.in_atomic_block or attempt == MAX_ATTEMPTS or not _retryable(exc):
+                    raise
+                log.info("%s: retrying after %s (attempt %d)", command.__name__, exc.__cause__ or exc, attempt)
+                time.sleep(random.uniform(0, 0.005 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    run.__name__ = command.__name__
+    run.__doc__ = command.__doc__
+    run.attempts = MAX_ATTEMPTS
+    return run
+
+
+# --- The book and its working state ----------------------------------------------------
+
+
+class _Command:
+    """The working state of one command while it holds the book lock."""
+
+    def __init__(self, market: Market):
+        self.market = market
+        self.seq = market.book_seq + 1
+        self.now = timezone.now()
+        self.postings: list[Posting] = []
+        self.level_deltas: dict[tuple[str, Decimal], Decimal] = defaultdict(Decimal)
+        self.trades: list[Trade] = []
+        self.fills: list[Fill] = []
+        self.makers: dict[int, Order] = {}
+        self.changed_orders: dict[int, Order] = {}
+        self.fee_total = ZERO
+        self.met_own_order = False
+        self._fee_user_id = None
+
+    # Locking ---------------------------------------------------------------------------
+
+    @classmethod
+    def begin(cls, market_id: int) -> "_Command":
+        market = Market.objects.select_for_update().get(pk=market_id)
+        return cls(market)
+
+    def resting(self, side: str, limit: Decimal | None, quantity: Decimal) -> list[Order]:
+        """Resting orders on `side` that a taker may meet, best first, enough to cover
+        `quantity` (plus the taker's own orders met on the way, which stop it)."""
+        book = Order.objects.asks(self.market) if side == Side.SELL else Order.objects.bids(self.market)
+        if limit is not None:
+            book = book.filter(price__lte=limit) if side == Side.SELL else book.filter(price__gte=limit)
+        found, covered, offset = [], ZERO, 0
+        while covered < quantity:
+            batch = list(book[offset : offset + MAKER_BATCH])
+            for order in batch:
+                order.market = self.market  # saves a query per order when events render it
+            found.extend(batch)
+            covered += sum((order.remaining_quantity for order in batch), ZERO)
+            if len(batch) < MAKER_BATCH:
+                break
+            offset += MAKER_BATCH
+        return found
+
+    def fee_user_id(self) -> int:
+        if self._fee_user_id is None:
+            self._fee_user_id = _fee_account_id()
+        return self._fee_user_id
+
+    # Matching --------------------------------------------------------------------------
+
+    def match(self, taker: Order, makers: list[Order], *, budget: Decimal | None = None) -> Decimal:
+        """Trade `taker` against `makers` (best first) in memory; return the quantity filled.
+
+        Stops at the first maker owned by the taker's user (self-trade prevention), and,
+        for a market buy, where `budget` (quote funds) runs out.
+        """
+        market = self.market
+        filled = ZERO
+        for maker in makers:
+            remaining = taker.remaining_quantity - filled
+            if remaining <= 0:
+                break
+            if maker.user_id == taker.user_id:
+                self.met_own_order = True
+                break
+            quantity = min(remaining, maker.remaining_quantity)
+            if budget is not None:
+                quantity = min(quantity, self._affordable(maker.price, budget))
+                if quantity <= 0:
+                    break
+                notional = money(maker.price * quantity)
+                budget -= notional + fee_for(notional, market.taker_fee)
+            self._trade(taker, maker, quantity)
+            filled += quantity
+        return filled
+
+    def _affordable(self, price: Decimal, budget: Decimal) -> Decimal:
+        """The largest whole number of lots a market buy can pay for at `price`, fee included."""
+        lot = self.market.lot_size
+        lots = (budget / (price * (1 + self.market.taker_fee))) // lot
+        quantity = money(lots * lot)
+        while quantity > 0:
+            notional = money(price * quantity)
+            if notional + fee_for(notional, self.market.taker_fee) <= budget:
+                return quantity
+            quantity -= lot
+        return ZERO
+
+    def _trade(self, taker: Order, maker: Order, quantity: Decimal) -> None:
+        market = self.market
+        price = maker.price
+        notional = money(price * quantity)
+        taker_fee = fee_for(notional, market.taker_fee)
+        maker_fee = fee_for(notional, market.maker_fee)
+        base, quote = market.base_id, market.quote_id
+
+        # The maker: its hold pays for its side of the trade, the rest of the hold that
+        # this quantity no longer needs is released.
+        old_hold = maker.held
+        _apply_fill(maker, quantity, notional)
+        maker.held = hold_for(
+            side=maker.side, price=maker.price, quantity=maker.remaining_quantity, taker_fee=market.taker_fee
+        )
+        maker_ref = f"order:{maker.pk}"
+        if maker.side == Side.BUY:
+            spent = notional + maker_fee
+            self._post(maker.user_id, quote, Kind.TRADE, held=-notional, reference=maker_ref)
+            self._post(maker.user_id, quote, Kind.FEE, held=-maker_fee, reference=maker_ref)
+            self._release(maker.user_id, quote, old_hold - maker.held - spent, maker_ref)
+            self._post(maker.user_id, base, Kind.TRADE, available=quantity, reference=maker_ref)
+        else:
+            self._post(maker.user_id, base, Kind.TRADE, held=-quantity, reference=maker_ref)
+            self._post(maker.user_id, quote, Kind.TRADE, available=notional, reference=maker_ref)
+            self._post(maker.user_id, quote, Kind.FEE, available=-maker_fee, reference=maker_ref)
+
+        # The taker settles from available funds (its hold was checked, see module doc).
+        _apply_fill(taker, quantity, notional)
+        taker_ref = f"order:{taker.pk}" if taker.pk else "order:new"
+        if taker.side == Side.BUY:
+            self._post(taker.user_id, quote, Kind.TRADE, available=-notional, reference=taker_ref)
+            self._post(taker.user_id, quote, Kind.FEE, available=-taker_fee, reference=taker_ref)
+            self._post(taker.user_id, base, Kind.TRADE, available=quantity, reference=taker_ref)
+        else:
+            self._post(taker.user_id, base, Kind.TRADE, available=-quantity, reference=taker_ref)
+            self._post(taker.user_id, quote, Kind.TRADE, available=notional, reference=taker_ref)
+            self._post(taker.user_id, quote, Kind.FEE, available=-taker_fee, reference=taker_ref)
+
+        self.fee_total += taker_fee + maker_fee
+        self.level_deltas[(maker.side, maker.price)] -= quantity
+        self.makers[maker.pk] = maker
+        self.changed_orders[maker.pk] = maker
+        trade = Trade(
+            market=market,
+            price=price,
+            quantity=quantity,
+            taker_side=taker.side,
+            maker_order_id=maker.pk,
+            taker_order_id=0,  # set once the taker is saved
+            seq=self.seq,
+        )
+        self.trades.append(trade)
+        for order, role, fee in ((taker, Fill.Role.TAKER, taker_fee), (maker, Fill.Role.MAKER, maker_fee)):
+            self.fills.append(
+                Fill(
+                    order=order,
+                    user_id=order.user_id,
+                    market=market,
+                    side=order.side,
+                    role=role,
+                    price=price,
+                    quantity=quantity,
+                    fee=fee,
+                )
+            )
+
+    # Postings --------------------------------------------------------------------------
+
+    def _post(self, user_id, asset, kind, *, available=ZERO, held=ZERO, reference=""):
+        if available or held:
+            self.postings.append(Posting(user_id, asset, kind, available, held, reference=reference))
+
+    def _release(self, user_id, asset, amount, reference):
+        self._post(user_id, asset, Kind.RELEASE, available=amount, held=-amount, reference=reference)
+
+    def hold(self, order: Order, amount: Decimal) -> None:
+        asset = self.market.quote_id if order.side == Side.BUY else self.market.base_id
+        self._post(order.user_id, asset, Kind.HOLD, available=-amount, held=amount, reference=f"order:{order.pk}")
+        order.held += amount
+
+    def release(self, order: Order, amount: Decimal) -> None:
+        asset = self.market.quote_id if order.side == Side.BUY else self.market.base_id
+        self._release(order.user_id, asset, amount, f"order:{order.pk}")
+        order.held -= amount
+
+    def balance_keys(self, user_ids) -> set[tuple[int, str]]:
+        keys = {(user_id, asset) for user_id in user_ids for asset in (self.market.base_id, self.market.quote_id)}
+        keys.add((self.fee_user_id(), self.market.quote_id))
+        return keys
+
+    # Commit ----------------------------------------------------------------------------
+
+    def finish(self, taker: Order | None, balances) -> list[Fill]:
+        """Write everything the command did and bump the book sequence (book lock held)."""
+        market = self.market
+        if self.fee_total:
+            reference = f"{market.symbol}#{self.seq}"
+            self._post(self.fee_user_id(), market.quote_id, Kind.FEE, available=self.fee_total, reference=reference)
+        if taker is not None:
+            if taker.pk is None:
+                taker.save(force_insert=True)
+                self.postings = [_with_reference(p, f"order:{taker.pk}") for p in self.postings]
+            else:
+                taker.save()
+            self.changed_orders[taker.pk] = taker
+            for trade in self.trades:
+                trade.taker_order_id = taker.pk
+        ledger_post(self.postings, balances)
+        if self.trades:
+            Trade.objects.bulk_create(self.trades)
+            for index, trade in enumerate(self.trades):
+                self.fills[2 * index].trade = trade
+                self.fills[2 * index + 1].trade = trade
+            Fill.objects.bulk_create(self.fills)
+        if self.makers:
+            Order.objects.bulk_update(
+                self.makers.values(),
+                ["filled_quantity", "remaining_quantity", "filled_notional", "held", "status", "updated_at"],
+            )
+        levels = book_levels_apply(market=market, deltas=self.level_deltas)
+        Market.objects.filter(pk=market.pk).update(book_seq=self.seq)
+        market.book_seq = self.seq
+        self._publish(levels)
+        return [fill for fill in self.fills if taker is not None and fill.order is taker]
+
+    def _publish(self, levels) -> None:
+        market = self.market
+        events = [
+            BookChanged(
+                market_id=market.pk,
+                symbol=market.symbol,
+                prev_seq=self.seq - 1,
+                seq=self.seq,
+                bids=[(price, quantity) for side, price, quantity in levels if side == Side.BUY],
+                asks=[(price, quantity) for side, price, quantity in levels if side == Side.SELL],
+            )
+        ]
+        events += [
+            TradeExecuted(
+                market_id=market.pk,
+                symbol=market.symbol,
+                id=trade.pk,
+                price=trade.price,
+                quantity=trade.quantity,
+                taker_side=trade.taker_side,
+                time=trade.created_at or self.now,
+                seq=self.seq,
+            )
+            for trade in self.trades
+        ]
+        events += [OrderChanged.of(order) for order in self.changed_orders.values()]
+        events += [FillCreated.of(fill) for fill in self.fills]
+        publish_on_commit(events)
+
+
+def _apply_fill(order: Order, quantity: Decimal, notional: Decimal) -> None:
+    order.filled_quantity += quantity
+    order.remaining_quantity -= quantity
+    order.filled_notional += notional
+    if order.remaining_quantity == 0:
+        order.status = OrderStatus.FILLED
+    else:
+        order.status = OrderStatus.PARTIALLY_FILLED
+    order.updated_at = timezone.now()
+
+
+def _with_reference(posting: Posting, reference: str) -> Posting:
+    if posting.reference != "order:new":
+        return posting
+    return Posting(
+        posting.user_id,
+        posting.asset_id,
+        posting.kind,
+        posting.available_delta,
+        posting.held_delta,
+        reference=reference,
+    )
+
+
+_fee_account_cache: dict[str, int] = {}
+
+
+def _fee_account_id() -> int:
+    # The fee account never changes once created; one query per process, keyed by the
+    # database name because tests create and destroy databases.
+    name = connection.settings_dict["NAME"]
+    if name not in _fee_account_cache:
+        _fee_account_cache[name] = fee_account().pk
+    return _fee_account_cache[name]
+
+
+def _resolve_market(market: Market | str) -> Market:
+    if isinstance(market, Market):
+        return market
+    if not isinstance(market, str):
+        raise InvalidInput("symbol must be a market symbol such as QTX-USD.", field="symbol")
+    try:
+        return Market.objects.get(symbol=market)
+    except Market.DoesNotExist:
+        raise InvalidInput(f"There is no market {market[:24]!r}.", field="symbol") from None
+
+
+# --- Commands ---------------------------------------------------------------------------
+
+
+def order_place(
+    *,
+    user: User,
+    market: Market | str,
+    side,
+    type=OrderType.LIMIT,
+    quantity,
+    price=None,
+    time_in_force=None,
+    post_only=False,
+    client_order_id=None,
+) -> OrderResult:
+    """Place an order. A repeated client_order_id returns the original order (created=False)."""
+    market = _resolve_market(market)
+    request = order_validate(
+        market=market,
+        side=side,
+        type=type,
+        quantity=quantity,
+        price=price,
+        time_in_force=time_in_force,
+        post_only=post_only,
+        client_order_id=client_order_id,
+    )
+    if request.client_order_id is not None:
+        existing = _existing(user, request.client_order_id)
+        if existing is not None:
+            return existing
+    if not market.is_trading:
+        raise Conflict(f"{market.symbol} is halted: new orders are refused.", code="MARKET_HALTED")
+    try:
+        return _place(user, request)
+    except IntegrityError:
+        # Two requests with one client_order_id raced; the other one won.
+        if request.client_order_id is not None:
+            existing = _existing(user, request.client_order_id)
+            if existing is not None:
+                return existing
+        raise
+
+
+def _existing(user, client_order_id) -> OrderResult | None:
+    order = Order.objects.filter(user=user, client_order_id=client_order_id).select_related("market").first()
+    if order is None:
+        return None
+    return OrderResult(order=order, fills=list(order.fills.order_by("id")), created=False)
+
+
+@_retrying
+def _place(user: User, request: OrderRequest) -> OrderResult:
+    command = _Command.begin(request.market.pk)
+    market = command.market
+    if not market.is_trading:
+        raise Conflict(f"{market.symbol} is halted: new orders are refused.", code="MARKET_HALTED")
+    taker = Order(
+        user=user,
+        market=market,
+        client_order_id=request.client_order_id,
+        side=request.side,
+        type=request.type,
+        time_in_force=request.time_in_force,
+        post_only=request.post_only,
+        price=request.price,
+        quantity=request.quantity,
+        remaining_quantity=request.quantity,
+        status=OrderStatus.OPEN,
+        priority=command.seq,
+    )
+    fills = _execute(command, taker, new=True)
+    return OrderResult(order=taker, fills=fills, created=True)
+
+
+def _execute(command: _Command, taker: Order, *, new: bool, extra_users=()) -> list[Fill]:
+    """Match `taker` against the book, hold for what rests, write it all (book lock held).
+
+    `taker.held` is what the order already holds (an amended order); a new order holds nothing yet.
+    """
+    market = command.market
+    opposite = Side.SELL if taker.side == Side.BUY else Side.BUY
+    makers = command.resting(opposite, taker.price, taker.remaining_quantity)
+
+    if taker.post_only and makers:
+        if new:
+            taker.status = OrderStatus.REJECTED
+            return command.finish(taker, {})
+        raise Conflict(
+            "The new price would take liquidity, which a post-only order may not.", code="POST_ONLY_WOULD_TAKE"
+        )
+
+    user_ids = {taker.user_id, *extra_users, *(m.user_id for m in makers)}
+    balances = balances_lock(command.balance_keys(user_ids))
+    hold_asset = market.quote_id if taker.side == Side.BUY else market.base_id
+    available = balances[(taker.user_id, hold_asset)].available + taker.held
+
+    budget = None
+    if taker.type == OrderType.MARKET:
+        if taker.side == Side.BUY:
+            budget = available
+        elif available < taker.remaining_quantity:
+            raise _insufficient(hold_asset, taker.remaining_quantity, available)
+    else:
+        needed = hold_for(
+            side=taker.side, price=taker.price, quantity=taker.remaining_quantity, taker_fee=market.taker_fee
+        )
+        if available < needed:
+            raise _insufficient(hold_asset, needed, available)
+
+    if taker.time_in_force == TimeInForce.FOK and not _fills_completely(command, taker, makers, budget):
+        makers = []  # kill: no trade at all
+    # An amended order gives back its old hold first; what still rests is held again below.
+    if taker.held:
+        command.release(taker, taker.held)
+    filled = command.match(taker, makers, budget=budget)
+    if budget is not None and filled == 0 and makers and not command.met_own_order:
+        # There was something to buy, but not even one lot of it was affordable.
+        raise _insufficient(hold_asset, makers[0].price * market.lot_size, available)
+
+    # Self-trade prevention: having met its owner's resting order, the rest expires.
+    rests = (
+        taker.type == OrderType.LIMIT
+        and taker.time_in_force == TimeInForce.GTC
+        and taker.remaining_quantity > 0
+        and not command.met_own_order
+    )
+    if rests:
+        command.hold(
+            taker,
+            hold_for(side=taker.side, price=taker.price, quantity=taker.remaining_quantity, taker_fee=market.taker_fee),
+        )
+        command.level_deltas[(taker.side, taker.price)] += taker.remaining_quantity
+        if taker.status not in OPEN_STATUSES:
+            taker.status = OrderStatus.OPEN
+    elif taker.remaining_quantity > 0:
+        taker.status = OrderStatus.EXPIRED
+    taker.updated_at = command.now
+    return command.finish(taker, balances)
+
+
+def _fills_completely(command: _Command, taker: Order, makers: list[Order], budget) -> bool:
+    wanted, budget_left = taker.remaining_quantity, budget
+    for maker in makers:
+        if maker.user_id == taker.user_id:
+            return False
+        quantity = min(wanted, maker.remaining_quantity)
+        if budget_left is not None:
+            quantity = min(quantity, command._affordable(maker.price, budget_left))
+            notional = money(maker.price * quantity)
+            budget_left -= notional + fee_for(notional, command.market.taker_fee)
+            if quantity < min(wanted, maker.remaining_quantity):
+                return False
+        wanted -= quantity
+        if wanted <= 0:
+            return True
+    return wanted <= 0
+
+
+def _insufficient(asset, needed, available) -> InsufficientFunds:
+    return InsufficientFunds(
+        f"Not enough {asset}: the order needs {needed.normalize():f}, {available.normalize():f} is available.",
+        field="quantity",
+    )
+
+
+def _locked_order(command: _Command, user: User, order_id: int) -> Order:
+    order = Order.objects.filter(pk=order_id, user=user, market=command.market).first()
+    if order is None:
+        raise NotFound("No such order.")
+    if order.status not in OPEN_STATUSES:
+        raise Conflict(f"The order is {order.status}, no longer open.", code="ORDER_NOT_OPEN")
+    return order
+
+
+def _order_market_id(user: User, order_id) -> int:
+    try:
+        order_id = int(order_id)
+    except (TypeError, ValueError):
+        raise NotFound("No such order.") from None
+    market_id = Order.objects.filter(pk=order_id, user=user).values_list("market_id", flat=True).first()
+    if market_id is None:
+        raise NotFound("No such order.")
+    return market_id
+
+
+def order_cancel(*, user: User, order_id: int) -> Order:
+    """Cancel an open order and release what it holds. Works on halted markets too."""
+    return _cancel(user, _order_market_id(user, order_id), int(order_id))
+
+
+@_retrying
+def _cancel(user: User, market_id: int, order_id: int) -> Order:
+    command = _Command.begin(market_id)
+    order = _locked_order(command, user, order_id)
+    _cancel_one(command, order)
+    balances = balances_lock(command.balance_keys({user.pk}))
+    command.finish(None, balances)
+    return order
+
+
+def _cancel_one(command: _Command, order: Order) -> None:
+    command.release(order, order.held)
+    command.level_deltas[(order.side, order.price)] -= order.remaining_quantity
+    order.status = OrderStatus.CANCELLED
+    order.updated_at = command.now
+    order.save(update_fields=["status", "held", "updated_at"])
+    command.changed_orders[order.pk] = order
+
+
+def orders_cancel_all(*, user: User, market: Market | str | None = None) -> list[Order]:
+    """Cancel all of a user's open orders, on one market or on all (one command per market)."""
+    orders = Order.objects.open().filter(user=user)
+    if market is not None:
+        orders = orders.filter(market=_resolve_market(market))
+    cancelled = []
+    for market_id in sorted(set(orders.values_list("market_id", flat=True))):
+        cancelled += _cancel_all_in(user, market_id)
+    return cancelled
+
+
+@_retrying
+def _cancel_all_in(user: User, market_id: int) -> list[Order]:
+    command = _Command.begin(market_id)
+    orders = list(Order.objects.open().filter(user=user, market_id=market_id).order_by("id"))
+    for order in orders:
+        _cancel_one(command, order)
+    balances = balances_lock(command.balance_keys({user.pk}))
+    command.finish(None, balances)
+    return orders
+
+
+def order_amend(*, user: User, order_id: int, price=None, quantity=None) -> OrderResult:
+    """Change an open limit order's price and/or total quantity.
+
+    Reducing the quantity keeps the order's place in the queue. A new price or a larger
+    quantity takes a new place, as if the order were placed again, and may trade at once.
+    """
+    if price is None and quantity is None:
+        raise InvalidInput("Give a new price, a new quantity, or both.", field="price")
+    market_id = _order_market_id(user, order_id)
+    market = Market.objects.get(pk=market_id)
+    new_price = _amount(price, "price") if price is not None else None
+    new_quantity = _amount(quantity, "quantity") if quantity is not None else None
+    if new_price is not None:
+        _multiple_of(new_price, market.tick_size, "price", "tick size")
+    if new_quantity is not None:
+        _multiple_of(new_quantity, market.lot_size, "quantity", "lot size")
+    return _amend(user, market_id, int(order_id), new_price, new_quantity)
+
+
+@_retrying
+def _amend(user, market_id, order_id, new_price, new_quantity) -> OrderResult:
+    command = _Command.begin(market_id)
+    market = command.market
+    order = _locked_order(command, user, order_id)
+    price = new_price if new_price is not None else order.price
+    quantity = new_quantity if new_quantity is not None else order.quantity
+    if quantity <= order.filled_quantity:
+        raise InvalidInput(
+            f"The new quantity must exceed the {order.filled_quantity.normalize():f} already filled.",
+            field="quantity",
+        )
+    remaining = quantity - order.filled_quantity
+    if price * remaining < market.min_notional:
+        raise InvalidInput(
+            f"price x remaining quantity is below the minimum notional of {market.min_notional.normalize():f}.",
+            field="quantity",
+        )
+    if price == order.price and quantity == order.quantity:
+        balances = balances_lock(command.balance_keys({user.pk}))
+        command.finish(None, balances)
+        return OrderResult(order=order, created=False)
+
+    command.level_deltas[(order.side, order.price)] -= order.remaining_quantity
+    if price == order.price and quantity < order.quantity:
+        # Smaller, same price: keeps its priority; the hold shrinks to match.
+        order.quantity, order.remaining_quantity = quantity, remaining
+        command.release(
+            order, order.held - hold_for(side=order.side, price=price, quantity=remaining, taker_fee=market.taker_fee)
+        )
+        command.level_deltas[(order.side, price)] += remaining
+        order.updated_at = command.now
+        order.save(update_fields=["quantity", "remaining_quantity", "held", "updated_at"])
+        command.changed_orders[order.pk] = order
+        balances = balances_lock(command.balance_keys({user.pk}))
+        command.finish(None, balances)
+        return OrderResult(order=order, created=False)
+
+    if market.status != Market.Status.TRADING:
+        raise Conflict(f"{market.symbol} is halted: orders can be cancelled, not re-priced.", code="MARKET_HALTED")
+    # A new price or more quantity: back of the queue, and it may trade at once.
+    order.price, order.quantity, order.remaining_quantity = price, quantity, remaining
+    order.priority = command.seq
+    fills = _execute(command, order, new=False)
+    return OrderResult(order=order, fills=fills, created=False)

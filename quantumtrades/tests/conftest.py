@@ -1,0 +1,103 @@
+"""Fixtures for the foundation's tests: named users and one market with a little history."""
+
+from decimal import Decimal
+
+import pytest
+
+from accounts.models import Asset, User
+from accounts.services import balance_deposit
+from marketdata.models import Market, Trade
+from orders.models import Fill, Order
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # Argon2 is deliberately slow; these tests log users in, they do not test hashing.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def alice(db):
+    """A trader: logs in, owns balances, is no operator."""
+    return User.objects.create_user(username="alice", password="alice-pass-2026")
+
+
+@pytest.fixture
+def bob(db):
+    return User.objects.create_user(username="bob", password="bob-pass-2026")
+
+
+@pytest.fixture
+def operator(db):
+    """Staff with every permission: what runs the admin."""
+    return User.objects.create_superuser(username="operator", password="operator-pass-2026")
+
+
+@pytest.fixture
+def market(db):
+    usd = Asset.objects.create(code="USD", name="US Dollar")
+    qtx = Asset.objects.create(code="QTX", name="QuantumTrades Token")
+    return Market.objects.create(
+        symbol="QTX-USD",
+        base=qtx,
+        quote=usd,
+        tick_size=Decimal("0.01"),
+        lot_size=Decimal("0.01"),
+        min_notional=Decimal("1"),
+        maker_fee=Decimal("0.001"),
+        taker_fee=Decimal("0.002"),
+    )
+
+
+@pytest.fixture
+def trading_history(alice, bob, market):
+    """One row in every table the admin shows: balances, ledger, two orders, a trade and its fills.
+
+    Written straight to the tables, not through the engine: these tests are about what
+    the admin shows, and the engine's own tests cover how the rows come about.
+    """
+    balance_deposit(user=alice, asset="USD", amount=Decimal("1000"), reason="test funding")
+    balance_deposit(user=bob, asset="QTX", amount=Decimal("100"), reason="test funding")
+    maker = Order.objects.create(
+        user=bob,
+        market=market,
+        side="sell",
+        price=Decimal("10.00"),
+        quantity=Decimal("2"),
+        filled_quantity=Decimal("2"),
+        remaining_quantity=Decimal("0"),
+        filled_notional=Decimal("20"),
+        status="filled",
+    )
+    taker = Order.objects.create(
+        user=alice,
+        market=market,
+        side="buy",
+        price=Decimal("10.00"),
+        quantity=Decimal("2"),
+        filled_quantity=Decimal("2"),
+        remaining_quantity=Decimal("0"),
+        filled_notional=Decimal("20"),
+        status="filled",
+    )
+    trade = Trade.objects.create(
+        market=market,
+        price=Decimal("10.00"),
+        quantity=Decimal("2"),
+        taker_side="buy",
+        maker_order_id=maker.pk,
+        taker_order_id=taker.pk,
+        seq=1,
+    )
+    for order, role, fee in [(maker, Fill.Role.MAKER, Decimal("0.02")), (taker, Fill.Role.TAKER, Decimal("0.04"))]:
+        Fill.objects.create(
+            order=order,
+            trade=trade,
+            user=order.user,
+            market=market,
+            side=order.side,
+            role=role,
+            price=trade.price,
+            quantity=trade.quantity,
+            fee=fee,
+        )

@@ -1,0 +1,84 @@
+"""Django admin: operators see every table; nobody else gets in; money is never edited by hand."""
+
+from decimal import Decimal
+
+import pytest
+from django.contrib import admin
+
+from accounts.models import Balance
+
+CHANGELISTS = [
+    "/admin/accounts/user/",
+    "/admin/accounts/asset/",
+    "/admin/accounts/balance/",
+    "/admin/accounts/ledgerentry/",
+    "/admin/marketdata/market/",
+    "/admin/marketdata/trade/",
+    "/admin/orders/order/",
+    "/admin/orders/fill/",
+]
+ADMIN_PAGES = ["/admin/", *CHANGELISTS]
+
+
+def test_every_model_our_apps_register_has_its_changelist_tested():
+    registered = {
+        f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+        for model in admin.site._registry
+        if model._meta.app_label in {"accounts", "marketdata", "orders"}
+    }
+
+    assert registered == set(CHANGELISTS)
+
+
+@pytest.mark.parametrize("url", ADMIN_PAGES)
+def test_operator_opens_admin_page(client, operator, trading_history, url):
+    client.force_login(operator)
+
+    response = client.get(url)
+
+    assert response.status_code == 200
+    if url != "/admin/":
+        assert response.context["cl"].result_count > 0
+
+
+@pytest.mark.parametrize("url", ADMIN_PAGES)
+def test_anonymous_visitor_is_sent_to_the_admin_login(client, db, url):
+    response = client.get(url)
+
+    assert response.status_code == 302
+    assert response.url.startswith("/admin/login/")
+
+
+@pytest.mark.parametrize("url", ADMIN_PAGES)
+def test_trader_is_sent_to_the_admin_login(client, alice, url):
+    client.force_login(alice)
+
+    response = client.get(url)
+
+    assert response.status_code == 302
+    assert response.url.startswith("/admin/login/")
+
+
+def test_balance_change_page_shows_no_editable_amount(client, operator, trading_history, alice):
+    balance = Balance.objects.get(user=alice, asset="USD")
+    client.force_login(operator)
+
+    response = client.get(f"/admin/accounts/balance/{balance.pk}/change/")
+
+    assert response.status_code == 200
+    assert b'name="available"' not in response.content
+    assert b'name="held"' not in response.content
+
+
+def test_posting_a_changed_balance_changes_nothing(client, operator, trading_history, alice):
+    balance = Balance.objects.get(user=alice, asset="USD")
+    client.force_login(operator)
+
+    response = client.post(
+        f"/admin/accounts/balance/{balance.pk}/change/",
+        {"user": alice.pk, "asset": "USD", "available": "999999", "held": "0"},
+    )
+
+    assert response.status_code == 403
+    balance.refresh_from_db()
+    assert balance.available == Decimal("1000")
