@@ -1,5 +1,6 @@
 """`manage.py seed_demo`: demo markets and users, no orders; running it again changes nothing."""
 
+import io
 from decimal import Decimal
 
 import pytest
@@ -8,6 +9,7 @@ from django.conf import settings
 from django.core.management import call_command
 
 from accounts.models import Asset, Balance, LedgerEntry, User
+from marketdata.management.commands.seed_demo import DEMO_PASSWORD
 from marketdata.models import Market
 
 pytestmark = pytest.mark.django_db
@@ -20,14 +22,17 @@ def snapshot():
     return {model.__name__: list(model.objects.order_by("pk").values()) for model in SEEDED_MODELS}
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # seed_demo creates seven users; Argon2 would spend most of the run hashing their passwords.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def seed():
-    call_command("seed_demo", stdout=open_sink())
-
-
-def open_sink():
-    import io
-
-    return io.StringIO()
+    """Run seed_demo and return what it printed."""
+    out = io.StringIO()
+    call_command("seed_demo", stdout=out)
+    return out.getvalue()
 
 
 def test_second_run_changes_nothing():
@@ -41,11 +46,8 @@ def test_second_run_changes_nothing():
 
 def test_second_run_reports_nothing_new():
     seed()
-    out = open_sink()
 
-    call_command("seed_demo", stdout=out)
-
-    assert "Nothing new" in out.getvalue()
+    assert "Nothing new" in seed()
 
 
 @pytest.mark.parametrize("symbol", ["QTX-USD", "BTC-USD", "ETH-USD"])
@@ -73,7 +75,7 @@ def test_demo_trader_alice_can_log_in():
 
     alice = User.objects.get(username="alice")
     assert alice.is_active
-    assert alice.check_password("demo-pass-2026")
+    assert alice.check_password(DEMO_PASSWORD)
 
 
 def test_seed_places_no_orders():
