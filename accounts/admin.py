@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 
 from .models import Asset, Balance, LedgerEntry, User
+from .services import paper_grant_deposit
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -31,6 +32,12 @@ class BalanceInline(admin.TabularInline):
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     inlines = [BalanceInline]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change:
+            # Traders added by an operator start like those who register themselves.
+            paper_grant_deposit(user=obj)
 
 
 @admin.register(Asset)

@@ -10,6 +10,7 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -114,8 +115,15 @@ def database_config(url):
     config = environ.Env.db_url_config(url)
     if config["ENGINE"] != "django.db.backends.postgresql":
         raise ImproperlyConfigured("DATABASE_URL must be a PostgreSQL URL (or unset for SQLite).")
-    config["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    # Under ASGI, Django's persistent connections belong to whichever thread opened them;
+    # psycopg's pool shares a few warm connections instead (Django's documented choice).
+    config["CONN_MAX_AGE"] = 0
     config["CONN_HEALTH_CHECKS"] = True
+    config.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("DB_POOL_MIN", default=2),
+        "max_size": env.int("DB_POOL_MAX", default=20),
+        "timeout": 10,
+    }
     return config
 
 
@@ -128,8 +136,8 @@ def postgres_url_from_parts():
     host = env.str("POSTGRES_HOST")
     port = env.int("POSTGRES_PORT", default=5432)
     name = env.str("POSTGRES_DB", default=user)
-    credentials = f"{user}:{password}" if password else user
-    return f"postgresql://{credentials}@{host}:{port}/{name}"
+    credentials = f"{quote(user, safe='')}:{quote(password, safe='')}" if password else quote(user, safe="")
+    return f"postgresql://{credentials}@{host}:{port}/{quote(name, safe='')}"
 
 
 DATABASE_URL = env.str("DATABASE_URL", default="") or postgres_url_from_parts()
@@ -233,6 +241,8 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
+# Load balancers probe health over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"

@@ -97,10 +97,6 @@ def test_postgres_parts_are_used_when_database_url_is_unset():
     assert database["NAME"] == "dbn"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings.postgres_url_from_parts puts POSTGRES_USER/PASSWORD/DB into the URL unquoted",
-)
 def test_postgres_password_with_url_characters_survives():
     database = settings_with(POSTGRES_HOST="h", POSTGRES_USER="u", POSTGRES_PASSWORD="p@ss/w:rd#1")["DATABASES"][
         "default"
