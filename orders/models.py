@@ -1,8 +1,10 @@
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Abs
+from django.db.models.lookups import LessThan
 
-from accounts.money import MoneyField
+from accounts.money import MONEY_QUANTUM, MoneyField
 from marketdata.models import Market, Side, Trade
 
 
@@ -104,8 +106,13 @@ class Order(models.Model):
                 condition=Q(filled_quantity__gte=0, remaining_quantity__gte=0, held__gte=0),
                 name="order_amounts_non_negative",
             ),
+            # filled + remaining = quantity. Written as "differs by less than the smallest
+            # amount" because SQLite does this arithmetic in binary floating point; on
+            # PostgreSQL's exact numeric it means equal.
             models.CheckConstraint(
-                condition=Q(filled_quantity=F("quantity") - F("remaining_quantity")),
+                condition=LessThan(
+                    Abs(F("filled_quantity") + F("remaining_quantity") - F("quantity")), Value(MONEY_QUANTUM / 2)
+                ),
                 name="order_filled_plus_remaining_is_quantity",
             ),
             models.CheckConstraint(

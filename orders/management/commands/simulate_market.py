@@ -1,0 +1,161 @@
+"""Keep the demo books moving: market makers quote around a random-walk fair price and
+takers cross the spread, through the same services as every trader, at a bounded rate."""
+
+import logging
+import random
+import time
+from decimal import ROUND_DOWN, Decimal
+
+from django.core.management.base import BaseCommand, CommandError
+from django.db import close_old_connections
+
+from accounts.models import User
+from marketdata.models import Market, Side, Trade
+from orders.models import Order, OrderType, TimeInForce
+from orders.services import order_cancel, order_place
+from quantumtrades.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+MAKERS = ["maker1", "maker2"]
+TAKERS = ["taker1"]
+# Where a market starts when it has never traded.
+START_PRICES = {"QTX-USD": Decimal("100"), "BTC-USD": Decimal("60000"), "ETH-USD": Decimal("3000")}
+LEVELS_PER_SIDE = 6  # resting quotes each maker keeps on each side
+SPREAD_TICKS = 3  # half spread around the fair price, in ticks
+
+
+class Simulation:
+    def __init__(self, market: Market, makers: list[User], takers: list[User], rng: random.Random):
+        self.market = market
+        self.makers = makers
+        self.takers = takers
+        self.rng = rng
+        last = Trade.objects.filter(market=market).order_by("-id").values_list("price", flat=True).first()
+        self.fair = last or START_PRICES.get(market.symbol, Decimal("100"))
+
+    def step(self) -> None:
+        """One command on the market, chosen at random."""
+        self.fair = self._walk(self.fair)
+        action = self.rng.random()
+        maker = self.rng.choice(self.makers)
+        if action < 0.55:
+            self._quote(maker)
+        elif action < 0.85:
+            self._take(self.rng.choice(self.takers))
+        else:
+            self._requote(maker)
+
+    def _walk(self, price: Decimal) -> Decimal:
+        # A small multiplicative random walk, kept on the tick grid and above zero.
+        step = Decimal(str(self.rng.gauss(0, 0.0015)))
+        return max(self.market.tick_size * 10, self._tick(price * (1 + step)))
+
+    def _tick(self, price: Decimal) -> Decimal:
+        tick = self.market.tick_size
+        return (price / tick).quantize(Decimal(1), rounding=ROUND_DOWN) * tick
+
+    def _size(self, price: Decimal) -> Decimal:
+        """A random quantity worth a few times the minimum notional."""
+        market = self.market
+        notional = max(market.min_notional, Decimal(10)) * self.rng.randint(1, 20)
+        lots = max(1, int(notional / price / market.lot_size))
+        return market.lot_size * lots
+
+    def _quote(self, maker: User) -> None:
+        side = self.rng.choice([Side.BUY, Side.SELL])
+        resting = Order.objects.open().filter(user=maker, market=self.market, side=side)
+        if resting.count() >= LEVELS_PER_SIDE:
+            return self._requote(maker, side=side)
+        distance = self.market.tick_size * (SPREAD_TICKS + self.rng.randint(0, 12))
+        price = self.fair - distance if side == Side.BUY else self.fair + distance
+        self._place(user=maker, side=side, price=self._tick(price), quantity=self._size(price))
+
+    def _requote(self, maker: User, side: str | None = None) -> None:
+        """Cancel the maker's quote furthest from the fair price (it went stale)."""
+        orders = Order.objects.open().filter(user=maker, market=self.market)
+        if side:
+            orders = orders.filter(side=side)
+        stale = max(orders, key=lambda order: abs(order.price - self.fair), default=None)
+        if stale is not None:
+            self._run(order_cancel, user=maker, order_id=stale.pk)
+
+    def _take(self, taker: User) -> None:
+        side = self.rng.choice([Side.BUY, Side.SELL])
+        if self.rng.random() < 0.5:
+            self._place(user=taker, side=side, type=OrderType.MARKET, quantity=self._size(self.fair))
+        else:
+            # An IOC limit a little through the fair price: crosses the spread, bounded slippage.
+            through = self.market.tick_size * (SPREAD_TICKS + 5)
+            price = self.fair + through if side == Side.BUY else self.fair - through
+            self._place(
+                user=taker,
+                side=side,
+                price=self._tick(price),
+                quantity=self._size(price),
+                time_in_force=TimeInForce.IOC,
+            )
+
+    def _place(self, *, user, side, quantity, price=None, type=OrderType.LIMIT, time_in_force=None):
+        self._run(
+            order_place,
+            user=user,
+            market=self.market,
+            side=side,
+            type=type,
+            price=price,
+            quantity=quantity,
+            time_in_force=time_in_force,
+        )
+
+    def _run(self, service, **kwargs):
+        try:
+            service(**kwargs)
+        except ServiceError as exc:
+            # Out of funds, halted market, order already gone: a trader would shrug too.
+            log.debug("simulate_market %s: %s", self.market.symbol, exc.message)
+
+
+class Command(BaseCommand):
+    help = "Keep the demo books moving with simulated market makers and takers."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--rate", type=float, default=4.0, help="commands per second, all markets together")
+        parser.add_argument("--duration", type=float, default=0, help="seconds to run; 0 runs until stopped")
+        parser.add_argument("--markets", default="", help="comma-separated symbols (default: every market)")
+        parser.add_argument("--seed", type=int, default=None, help="random seed for a repeatable run")
+
+    def handle(self, *args, rate, duration, markets, seed, **options):
+        if not 0 < rate <= 1000:
+            raise CommandError("--rate must be between 0 and 1000 commands per second.")
+        rng = random.Random(seed)
+        users = {user.username: user for user in User.objects.filter(username__in=MAKERS + TAKERS)}
+        if len(users) < len(MAKERS + TAKERS):
+            raise CommandError("The simulator's accounts are missing: run `manage.py seed_demo` first.")
+        chosen = Market.objects.all()
+        if markets:
+            chosen = chosen.filter(symbol__in=markets.split(","))
+        simulations = [
+            Simulation(market, [users[name] for name in MAKERS], [users[name] for name in TAKERS], rng)
+            for market in chosen
+        ]
+        if not simulations:
+            raise CommandError("No markets to simulate: run `manage.py seed_demo` first.")
+        self.stdout.write(f"Simulating {', '.join(s.market.symbol for s in simulations)} at {rate:g} commands/s.")
+        period = 1.0 / rate
+        deadline = time.monotonic() + duration if duration else None
+        next_at = time.monotonic()
+        steps = 0
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                rng.choice(simulations).step()
+                steps += 1
+                if steps % 200 == 0:
+                    close_old_connections()
+                next_at += period
+                # Never bursts to catch up: a slow step just lowers the rate.
+                next_at = max(next_at, time.monotonic())
+                time.sleep(max(0.0, next_at - time.monotonic()))
+        except KeyboardInterrupt:
+            pass
+        self.stdout.write(f"Simulation stopped after {steps} commands.")
