@@ -1,8 +1,14 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.template.response import TemplateResponse
+
+from quantumtrades.errors import ServiceError
 
 from .models import Asset, Balance, LedgerEntry, User
-from .services import paper_grant_deposit
+from .money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
+from .services import balance_adjust, paper_grant_deposit
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -48,12 +54,58 @@ class AssetAdmin(admin.ModelAdmin):
         return ["code"] if obj else []
 
 
+class AdjustmentForm(forms.Form):
+    amount = forms.DecimalField(
+        max_digits=MONEY_MAX_DIGITS,
+        decimal_places=MONEY_DECIMAL_PLACES,
+        help_text="Positive credits the available balance, negative debits it.",
+    )
+    reason = forms.CharField(max_length=255, help_text="Kept in the ledger entry for auditors.")
+
+
 @admin.register(Balance)
 class BalanceAdmin(ReadOnlyAdmin):
     list_display = ["user", "asset", "available", "held"]
     list_filter = ["asset"]
     search_fields = ["user__username"]
     list_select_related = ["user"]
+    actions = ["adjust"]
+
+    @admin.action(description="Adjust selected balances (writes a ledger entry)")
+    def adjust(self, request, queryset):
+        if not request.user.is_superuser:
+            self.message_user(request, "Only superusers adjust balances.", messages.ERROR)
+            return None
+        form = AdjustmentForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            done = 0
+            for balance in queryset.select_related("user"):
+                try:
+                    balance_adjust(
+                        user=balance.user,
+                        asset=balance.asset_id,
+                        amount=form.cleaned_data["amount"],
+                        reason=form.cleaned_data["reason"],
+                        created_by=request.user,
+                    )
+                    done += 1
+                except ServiceError as exc:
+                    self.message_user(request, f"{balance}: {exc.message}", messages.ERROR)
+            if done:
+                self.message_user(request, f"Adjusted {done} balance(s).", messages.SUCCESS)
+            return None
+        return TemplateResponse(
+            request,
+            "admin/accounts/balance/adjust.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Adjust balances",
+                "balances": queryset.select_related("user"),
+                "form": form,
+                "opts": self.model._meta,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
 
 
 @admin.register(LedgerEntry)

@@ -1,8 +1,10 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from accounts.admin import ReadOnlyAdmin
+from quantumtrades.errors import ServiceError
 
 from .models import Fill, Order
+from .services import order_cancel
 
 
 class FillInline(admin.TabularInline):
@@ -34,6 +36,18 @@ class OrderAdmin(ReadOnlyAdmin):
     search_fields = ["user__username", "client_order_id"]
     list_select_related = ["user", "market"]
     inlines = [FillInline]
+    actions = ["cancel"]
+
+    @admin.action(description="Cancel selected open orders")
+    def cancel(self, request, queryset):
+        cancelled = 0
+        for order in queryset.open().select_related("user"):
+            try:
+                order_cancel(user=order.user, order_id=order.pk)
+                cancelled += 1
+            except ServiceError as exc:
+                self.message_user(request, f"Order {order.pk}: {exc.message}", messages.WARNING)
+        self.message_user(request, f"Cancelled {cancelled} order(s).", messages.SUCCESS)
 
 
 @admin.register(Fill)

@@ -1,0 +1,80 @@
+"""Operators act through admin actions, which go through the same services as everyone."""
+
+from decimal import Decimal
+
+import pytest
+
+from accounts.models import Balance, LedgerEntry, User
+from accounts.services import balance_deposit
+from marketdata.models import Market
+from orders.models import Order, OrderStatus
+from orders.services import order_place
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def operator_client(client, operator):
+    client.force_login(operator)
+    return client
+
+
+def test_adjust_action_writes_one_ledger_entry_with_the_reason(operator_client, operator, alice, market):
+    balance_deposit(user=alice, asset="USD", amount=Decimal("100"))
+    balance = Balance.objects.get(user=alice, asset="USD")
+
+    response = operator_client.post(
+        "/admin/accounts/balance/",
+        {"action": "adjust", "_selected_action": [balance.pk], "apply": "1", "amount": "-25.5", "reason": "chargeback"},
+    )
+
+    assert response.status_code == 302
+    balance.refresh_from_db()
+    assert balance.available == Decimal("74.5")
+    entry = LedgerEntry.objects.filter(user=alice, kind="adjustment").get()
+    assert (entry.available_delta, entry.reason, entry.created_by) == (Decimal("-25.5"), "chargeback", operator)
+
+
+def test_adjust_action_first_asks_for_amount_and_reason(operator_client, alice, market):
+    balance_deposit(user=alice, asset="USD", amount=Decimal("100"))
+    balance = Balance.objects.get(user=alice, asset="USD")
+
+    response = operator_client.post("/admin/accounts/balance/", {"action": "adjust", "_selected_action": [balance.pk]})
+
+    assert response.status_code == 200
+    assert b'name="reason"' in response.content
+    assert not LedgerEntry.objects.filter(kind="adjustment").exists()
+
+
+def test_adjust_action_refuses_to_overdraw(operator_client, alice, market):
+    balance_deposit(user=alice, asset="USD", amount=Decimal("10"))
+    balance = Balance.objects.get(user=alice, asset="USD")
+
+    operator_client.post(
+        "/admin/accounts/balance/",
+        {"action": "adjust", "_selected_action": [balance.pk], "apply": "1", "amount": "-11", "reason": "oops"},
+    )
+
+    balance.refresh_from_db()
+    assert balance.available == Decimal("10")
+    assert not LedgerEntry.objects.filter(kind="adjustment").exists()
+
+
+def test_halt_and_resume_actions(operator_client, market):
+    operator_client.post("/admin/marketdata/market/", {"action": "halt", "_selected_action": [market.pk]})
+    assert Market.objects.get(pk=market.pk).status == Market.Status.HALTED
+
+    operator_client.post("/admin/marketdata/market/", {"action": "resume", "_selected_action": [market.pk]})
+    assert Market.objects.get(pk=market.pk).status == Market.Status.TRADING
+
+
+def test_cancel_action_releases_the_hold(operator_client, alice, market):
+    User.objects.get_or_create(username="fees", defaults={"is_active": False})
+    balance_deposit(user=alice, asset="USD", amount=Decimal("1000"))
+    order = order_place(user=alice, market=market, side="buy", price="10.00", quantity="5").order
+
+    operator_client.post("/admin/orders/order/", {"action": "cancel", "_selected_action": [order.pk]})
+
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.CANCELLED
+    balance = Balance.objects.get(user=alice, asset="USD")
+    assert (balance.available, balance.held) == (Decimal("1000"), Decimal("0"))
