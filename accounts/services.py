@@ -12,19 +12,26 @@ rows are always locked together, in ascending (user, asset) order, by `balances_
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from quantumtrades.errors import InsufficientFunds, InvalidInput
 from quantumtrades.events import publish_on_commit
+from quantumtrades.sql import for_update, insert_rows, select_models, update_rows
 
 from .events import BalanceChanged
 from .models import Asset, Balance, LedgerEntry, User
 from .money import MONEY_MAX, ZERO, decimal_places
 
 Kind = LedgerEntry.Kind
+LEDGER_FIELDS = [
+    "user", "asset", "kind", "available_delta", "held_delta", "available_after", "held_after", "reference", "reason",
+    "created_by", "created_at",
+]  # fmt: skip
+LEDGER_ATTRS = [LedgerEntry._meta.get_field(name).attname for name in LEDGER_FIELDS]
 BalanceKey = tuple[int, str]  # (user id, asset code)
 
 
@@ -68,24 +75,30 @@ def balances_lock(keys: Iterable[BalanceKey]) -> dict[BalanceKey, Balance]:
 def _select_for_update(keys: set[BalanceKey]) -> dict[BalanceKey, Balance]:
     if not keys:
         return {}
-    user_ids = {user_id for user_id, _ in keys}
-    asset_ids = {asset_id for _, asset_id in keys}
-    rows = (
-        Balance.objects.select_for_update()
-        .filter(user_id__in=user_ids, asset_id__in=asset_ids)
-        .order_by("user_id", "asset_id")
+    user_ids = sorted({user_id for user_id, _ in keys})
+    asset_ids = sorted({asset_id for _, asset_id in keys})
+    rows = select_models(
+        Balance,
+        f"user_id IN ({', '.join(['%s'] * len(user_ids))}) AND asset_id IN ({', '.join(['%s'] * len(asset_ids))})",
+        [*user_ids, *asset_ids],
+        tail="ORDER BY user_id, asset_id" + for_update(),
     )
     # The filter is a cross product of users and assets; keep only the rows asked for.
     # Locking the few extra rows it may catch is harmless: they are taken in the same order.
     return {(b.user_id, b.asset_id): b for b in rows if (b.user_id, b.asset_id) in keys}
 
 
-def ledger_post(postings: Iterable[Posting], balances: dict[BalanceKey, Balance]) -> list[LedgerEntry]:
+def ledger_post(
+    postings: Iterable[Posting], balances: dict[BalanceKey, Balance], *, events: list | None = None
+) -> list[LedgerEntry]:
     """Apply postings to locked balances and write their ledger entries.
 
     Raises InsufficientFunds, and changes nothing, if any balance would go negative.
     The caller holds the locks on every balance in `balances` (see `balances_lock`).
+    The balances' new states are published after commit, or appended to `events` for a
+    caller that publishes one batch for its whole command.
     """
+    now = timezone.now()
     postings = [p for p in postings if p.available_delta or p.held_delta]
     entries = []
     touched = {}
@@ -115,16 +128,26 @@ def ledger_post(postings: Iterable[Posting], balances: dict[BalanceKey, Balance]
                 reference=posting.reference,
                 reason=posting.reason,
                 created_by_id=posting.created_by_id,
+                created_at=now,
             )
         )
     if not entries:
         return []
-    Balance.objects.bulk_update(touched.values(), ["available", "held"])
-    LedgerEntry.objects.bulk_create(entries)
-    publish_on_commit(
+    update_rows(Balance, ["available", "held"], ((b.pk, b.available, b.held) for b in touched.values()))
+    ids = insert_rows(
+        LedgerEntry, LEDGER_FIELDS, ([getattr(e, name) for name in LEDGER_ATTRS] for e in entries), returning="id"
+    )
+    for entry, entry_id in zip(entries, ids, strict=True):
+        entry.pk = entry_id
+        entry._state.adding = False
+    changed = [
         BalanceChanged(user_id=b.user_id, asset=b.asset_id, available=b.available, held=b.held)
         for b in touched.values()
-    )
+    ]
+    if events is None:
+        publish_on_commit(changed)
+    else:
+        events.extend(changed)
     return entries
 
 
@@ -136,7 +159,11 @@ def _post_one(posting: Posting) -> LedgerEntry:
 
 def _checked_amount(amount, *, allow_negative=False) -> Decimal:
     if not isinstance(amount, Decimal):
-        amount = Decimal(str(amount))
+        try:
+            amount = Decimal(str(amount))
+        except InvalidOperation:
+            # "ten", None: bad input from a door, never an exception that escapes as a 500.
+            raise InvalidInput("Amount must be a decimal number.", field="amount") from None
     if not amount.is_finite():
         raise InvalidInput("Amount must be a finite number.", field="amount")
     if amount == 0 or (amount < 0 and not allow_negative):

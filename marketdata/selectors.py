@@ -47,9 +47,11 @@ def book_snapshot(*, market: Market, depth: int = DEFAULT_DEPTH) -> BookSnapshot
     this `seq` applies exactly the updates that follow it.
     """
     depth = max(1, min(depth, MAX_DEPTH))
+    outermost = not connection.in_atomic_block
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            # One MVCC snapshot for both reads. (SQLite's transactions are serialised already.)
+        if outermost and connection.vendor == "postgresql":
+            # One MVCC snapshot for both reads. (SQLite's transactions are serialised already;
+            # inside a caller's transaction, that transaction decides.)
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         seq = Market.objects.filter(pk=market.pk).values_list("book_seq", flat=True).get()

@@ -5,6 +5,7 @@ from decimal import Decimal
 from django.db import connection, transaction
 
 from accounts.money import MONEY_QUANTUM
+from quantumtrades.sql import for_update, select_models
 
 from .models import BookLevel, Market
 
@@ -25,6 +26,22 @@ def market_halt(*, market: Market) -> Market:
 
 def market_resume(*, market: Market) -> Market:
     return market_set_status(market=market, status=Market.Status.TRADING)
+
+
+def market_lock(*, market_id: int) -> Market:
+    """Lock the market's row (`SELECT ... FOR UPDATE`): the book lock, taken first by
+    every command on the market. Held until the transaction ends."""
+    found = select_models(Market, "id = %s", [market_id], tail=for_update())
+    if not found:
+        raise Market.DoesNotExist(f"no market {market_id}")
+    return found[0]
+
+
+def market_seq_set(*, market: Market, seq: int) -> None:
+    """Record the book sequence of the command that is finishing (book lock held)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {Market._meta.db_table} SET book_seq = %s WHERE id = %s", [seq, market.pk])
+    market.book_seq = seq
 
 
 def book_levels_apply(

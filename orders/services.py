@@ -35,13 +35,14 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import LedgerEntry, User
-from accounts.money import MONEY_MAX, ZERO, decimal_places, money, money_ceil, money_floor
+from accounts.money import MONEY_MAX, MONEY_QUANTUM, ZERO, decimal_places, money, money_ceil, money_floor
 from accounts.services import Posting, balances_lock, fee_account, ledger_post
 from marketdata.events import BookChanged, TradeExecuted
 from marketdata.models import Market, Side, Trade
-from marketdata.services import book_levels_apply
+from marketdata.services import book_levels_apply, market_lock, market_seq_set
 from quantumtrades.errors import Conflict, InsufficientFunds, InvalidInput, NotFound
 from quantumtrades.events import publish_on_commit
+from quantumtrades.sql import insert_rows, select_models, update_rows
 
 from .events import FillCreated, OrderChanged
 from .models import OPEN_STATUSES, Fill, Order, OrderStatus, OrderType, TimeInForce
@@ -49,9 +50,23 @@ from .models import OPEN_STATUSES, Fill, Order, OrderStatus, OrderType, TimeInFo
 log = logging.getLogger(__name__)
 Kind = LedgerEntry.Kind
 
+# Columns the engine writes (quantumtrades.sql): a new order, then what a command changes.
+ORDER_INSERT_FIELDS = [
+    "user", "market", "client_order_id", "side", "type", "time_in_force", "post_only", "price", "quantity",
+    "filled_quantity", "remaining_quantity", "filled_notional", "held", "status", "priority", "created_at", "updated_at",
+]  # fmt: skip
+ORDER_STATE_FIELDS = [
+    "price", "quantity", "filled_quantity", "remaining_quantity", "filled_notional", "held", "status", "priority",
+    "updated_at",
+]  # fmt: skip
+TRADE_FIELDS = ["market", "price", "quantity", "taker_side", "maker_order_id", "taker_order_id", "seq", "created_at"]
+FILL_FIELDS = ["order", "trade", "user", "market", "side", "role", "price", "quantity", "fee", "created_at"]
+
 MAX_ATTEMPTS = 5
-# Resting orders read per round while walking the book; most commands need one round.
-MAKER_BATCH = 50
+# Resting orders read per round while walking the book: most commands meet one or two,
+# a sweep through a deep book reads rounds four times larger each time.
+FIRST_MAKER_BATCH = 4
+MAX_MAKER_BATCH = 256
 
 
 # --- Results and validation ------------------------------------------------------------
@@ -160,12 +175,18 @@ def _multiple_of(amount: Decimal, step: Decimal, name: str, rule: str) -> None:
         raise InvalidInput(f"{name} must be a multiple of the {rule} {step.normalize():f}.", field=name)
 
 
-def hold_for(*, side: str, price: Decimal | None, quantity: Decimal, taker_fee: Decimal) -> Decimal:
-    """What a resting order of `quantity` at `price` must hold: DESIGN section 2."""
+def hold_for(
+    *, side: str, price: Decimal | None, quantity: Decimal, taker_fee: Decimal, maker_fee: Decimal = ZERO
+) -> Decimal:
+    """What a resting order of `quantity` at `price` must hold: DESIGN section 2.
+
+    The fee reserve is at the higher of the two rates: a resting buy pays the maker fee
+    out of its hold when it fills, and a market may charge makers more than takers.
+    """
     if side == Side.SELL:
         return quantity
     notional = money(price * quantity)
-    return notional + money_ceil(notional * taker_fee)
+    return notional + money_ceil(notional * max(taker_fee, maker_fee))
 
 
 def fee_for(notional: Decimal, rate: Decimal) -> Decimal:
@@ -232,25 +253,31 @@ class _Command:
 
     @classmethod
     def begin(cls, market_id: int) -> "_Command":
-        market = Market.objects.select_for_update().get(pk=market_id)
-        return cls(market)
+        return cls(market_lock(market_id=market_id))
 
     def resting(self, side: str, limit: Decimal | None, quantity: Decimal) -> list[Order]:
         """Resting orders on `side` that a taker may meet, best first, enough to cover
         `quantity` (plus the taker's own orders met on the way, which stop it)."""
-        book = Order.objects.asks(self.market) if side == Side.SELL else Order.objects.bids(self.market)
+        # The query the partial indexes order_open_bids / order_open_asks serve.
+        better, direction = ("<=", "ASC") if side == Side.SELL else (">=", "DESC")
+        where = "market_id = %s AND side = %s AND status IN (%s, %s)"
+        params = [self.market.pk, side, *OPEN_STATUSES]
         if limit is not None:
-            book = book.filter(price__lte=limit) if side == Side.SELL else book.filter(price__gte=limit)
-        found, covered, offset = [], ZERO, 0
+            where += f" AND price {better} %s"
+            params.append(limit)
+        found, covered, offset, size = [], ZERO, 0, FIRST_MAKER_BATCH
         while covered < quantity:
-            batch = list(book[offset : offset + MAKER_BATCH])
+            batch = select_models(
+                Order, where, params, tail=f"ORDER BY price {direction}, priority LIMIT {size} OFFSET {offset}"
+            )
             for order in batch:
                 order.market = self.market  # saves a query per order when events render it
             found.extend(batch)
             covered += sum((order.remaining_quantity for order in batch), ZERO)
-            if len(batch) < MAKER_BATCH:
+            if len(batch) < size:
                 break
-            offset += MAKER_BATCH
+            offset += size
+            size = min(size * 4, MAX_MAKER_BATCH)
         return found
 
     def fee_user_id(self) -> int:
@@ -269,7 +296,8 @@ class _Command:
         market = self.market
         filled = ZERO
         for maker in makers:
-            remaining = taker.remaining_quantity - filled
+            # `_trade` has already taken earlier fills off the taker's remaining quantity.
+            remaining = taker.remaining_quantity
             if remaining <= 0:
                 break
             if maker.user_id == taker.user_id:
@@ -289,7 +317,9 @@ class _Command:
     def _affordable(self, price: Decimal, budget: Decimal) -> Decimal:
         """The largest whole number of lots a market buy can pay for at `price`, fee included."""
         lot = self.market.lot_size
-        lots = (budget / (price * (1 + self.market.taker_fee))) // lot
+        # An upper bound to count down from: the fee charged rounds down, by less than one
+        # quantum, so a budget up to one quantum short of the exact-fee cost still pays.
+        lots = ((budget + MONEY_QUANTUM) / (price * (1 + self.market.taker_fee))) // lot
         quantity = money(lots * lot)
         while quantity > 0:
             notional = money(price * quantity)
@@ -311,9 +341,13 @@ class _Command:
         old_hold = maker.held
         _apply_fill(maker, quantity, notional)
         maker.held = hold_for(
-            side=maker.side, price=maker.price, quantity=maker.remaining_quantity, taker_fee=market.taker_fee
+            side=maker.side,
+            price=maker.price,
+            quantity=maker.remaining_quantity,
+            taker_fee=market.taker_fee,
+            maker_fee=market.maker_fee,
         )
-        maker_ref = f"order:{maker.pk}"
+        maker_ref = _reference(maker)
         if maker.side == Side.BUY:
             spent = notional + maker_fee
             self._post(maker.user_id, quote, Kind.TRADE, held=-notional, reference=maker_ref)
@@ -327,7 +361,7 @@ class _Command:
 
         # The taker settles from available funds (its hold was checked, see module doc).
         _apply_fill(taker, quantity, notional)
-        taker_ref = f"order:{taker.pk}" if taker.pk else "order:new"
+        taker_ref = _reference(taker)
         if taker.side == Side.BUY:
             self._post(taker.user_id, quote, Kind.TRADE, available=-notional, reference=taker_ref)
             self._post(taker.user_id, quote, Kind.FEE, available=-taker_fee, reference=taker_ref)
@@ -349,6 +383,7 @@ class _Command:
             maker_order_id=maker.pk,
             taker_order_id=0,  # set once the taker is saved
             seq=self.seq,
+            created_at=self.now,
         )
         self.trades.append(trade)
         for order, role, fee in ((taker, Fill.Role.TAKER, taker_fee), (maker, Fill.Role.MAKER, maker_fee)):
@@ -362,6 +397,7 @@ class _Command:
                     price=price,
                     quantity=quantity,
                     fee=fee,
+                    created_at=self.now,
                 )
             )
 
@@ -376,12 +412,12 @@ class _Command:
 
     def hold(self, order: Order, amount: Decimal) -> None:
         asset = self.market.quote_id if order.side == Side.BUY else self.market.base_id
-        self._post(order.user_id, asset, Kind.HOLD, available=-amount, held=amount, reference=f"order:{order.pk}")
+        self._post(order.user_id, asset, Kind.HOLD, available=-amount, held=amount, reference=_reference(order))
         order.held += amount
 
     def release(self, order: Order, amount: Decimal) -> None:
         asset = self.market.quote_id if order.side == Side.BUY else self.market.base_id
-        self._release(order.user_id, asset, amount, f"order:{order.pk}")
+        self._release(order.user_id, asset, amount, _reference(order))
         order.held -= amount
 
     def balance_keys(self, user_ids) -> set[tuple[int, str]]:
@@ -392,39 +428,54 @@ class _Command:
     # Commit ----------------------------------------------------------------------------
 
     def finish(self, taker: Order | None, balances) -> list[Fill]:
-        """Write everything the command did and bump the book sequence (book lock held)."""
+        """Write everything the command did and bump the book sequence (book lock held).
+
+        A fixed handful of statements whatever the command did: the new order, the
+        ledger, the trades and fills, the changed orders, the book levels, the sequence.
+        """
         market = self.market
         if self.fee_total:
             reference = f"{market.symbol}#{self.seq}"
             self._post(self.fee_user_id(), market.quote_id, Kind.FEE, available=self.fee_total, reference=reference)
         if taker is not None:
             if taker.pk is None:
-                taker.save(force_insert=True)
+                taker.created_at = taker.updated_at = self.now
+                [taker.pk] = insert_rows(
+                    Order, ORDER_INSERT_FIELDS, [_values(taker, ORDER_INSERT_FIELDS)], returning="id"
+                )
+                taker._state.adding = False
                 self.postings = [_with_reference(p, f"order:{taker.pk}") for p in self.postings]
             else:
-                taker.save()
-            self.changed_orders[taker.pk] = taker
+                self.changed_orders[taker.pk] = taker
             for trade in self.trades:
                 trade.taker_order_id = taker.pk
-        ledger_post(self.postings, balances)
+        balance_events = []
+        ledger_post(self.postings, balances, events=balance_events)
         if self.trades:
-            Trade.objects.bulk_create(self.trades)
-            for index, trade in enumerate(self.trades):
+            trade_ids = insert_rows(
+                Trade, TRADE_FIELDS, (_values(t, TRADE_FIELDS) for t in self.trades), returning="id"
+            )
+            for index, (trade, trade_id) in enumerate(zip(self.trades, trade_ids, strict=True)):
+                trade.pk = trade_id
                 self.fills[2 * index].trade = trade
                 self.fills[2 * index + 1].trade = trade
-            Fill.objects.bulk_create(self.fills)
-        if self.makers:
-            Order.objects.bulk_update(
-                self.makers.values(),
-                ["filled_quantity", "remaining_quantity", "filled_notional", "held", "status", "updated_at"],
-            )
-        levels = book_levels_apply(market=market, deltas=self.level_deltas)
-        Market.objects.filter(pk=market.pk).update(book_seq=self.seq)
-        market.book_seq = self.seq
-        self._publish(levels)
-        return [fill for fill in self.fills if taker is not None and fill.order is taker]
+            for fill in self.fills:
+                fill.order = fill.order  # the taker has its id now; re-assigning copies it
 
-    def _publish(self, levels) -> None:
+            fill_ids = insert_rows(Fill, FILL_FIELDS, (_values(f, FILL_FIELDS) for f in self.fills), returning="id")
+            for fill, fill_id in zip(self.fills, fill_ids, strict=True):
+                fill.pk = fill_id
+        update_rows(
+            Order, ORDER_STATE_FIELDS, ((o.pk, *_values(o, ORDER_STATE_FIELDS)) for o in self.changed_orders.values())
+        )
+        if taker is not None:
+            self.changed_orders[taker.pk] = taker
+        levels = book_levels_apply(market=market, deltas=self.level_deltas)
+        market_seq_set(market=market, seq=self.seq)
+        self._publish(levels, balance_events)
+        return [fill for fill in self.fills if fill.role == Fill.Role.TAKER]
+
+    def _publish(self, levels, balance_events) -> None:
         market = self.market
         events = [
             BookChanged(
@@ -451,7 +502,12 @@ class _Command:
         ]
         events += [OrderChanged.of(order) for order in self.changed_orders.values()]
         events += [FillCreated.of(fill) for fill in self.fills]
-        publish_on_commit(events)
+        publish_on_commit(events + balance_events)
+
+
+def _values(instance, names) -> list:
+    """The values of `names` on a model instance, by attribute (a foreign key's id)."""
+    return [getattr(instance, instance._meta.get_field(name).attname) for name in names]
 
 
 def _apply_fill(order: Order, quantity: Decimal, notional: Decimal) -> None:
@@ -465,8 +521,16 @@ def _apply_fill(order: Order, quantity: Decimal, notional: Decimal) -> None:
     order.updated_at = timezone.now()
 
 
+def _reference(order: Order) -> str:
+    """What a ledger entry says it was for; a new order has no id until `finish` saves it."""
+    return f"order:{order.pk}" if order.pk is not None else NEW_ORDER_REFERENCE
+
+
+NEW_ORDER_REFERENCE = "order:new"
+
+
 def _with_reference(posting: Posting, reference: str) -> Posting:
-    if posting.reference != "order:new":
+    if posting.reference != NEW_ORDER_REFERENCE:
         return posting
     return Posting(
         posting.user_id,
@@ -606,7 +670,11 @@ def _execute(command: _Command, taker: Order, *, new: bool, extra_users=()) -> l
             raise _insufficient(hold_asset, taker.remaining_quantity, available)
     else:
         needed = hold_for(
-            side=taker.side, price=taker.price, quantity=taker.remaining_quantity, taker_fee=market.taker_fee
+            side=taker.side,
+            price=taker.price,
+            quantity=taker.remaining_quantity,
+            taker_fee=market.taker_fee,
+            maker_fee=market.maker_fee,
         )
         if available < needed:
             raise _insufficient(hold_asset, needed, available)
@@ -618,8 +686,10 @@ def _execute(command: _Command, taker: Order, *, new: bool, extra_users=()) -> l
         command.release(taker, taker.held)
     filled = command.match(taker, makers, budget=budget)
     if budget is not None and filled == 0 and makers and not command.met_own_order:
-        # There was something to buy, but not even one lot of it was affordable.
-        raise _insufficient(hold_asset, makers[0].price * market.lot_size, available)
+        # There was something to buy, but not even one lot of it was affordable (fee included,
+        # or the message would claim a need below what is available).
+        one_lot = money(makers[0].price * market.lot_size)
+        raise _insufficient(hold_asset, one_lot + fee_for(one_lot, market.taker_fee), available)
 
     # Self-trade prevention: having met its owner's resting order, the rest expires.
     rests = (
@@ -631,7 +701,13 @@ def _execute(command: _Command, taker: Order, *, new: bool, extra_users=()) -> l
     if rests:
         command.hold(
             taker,
-            hold_for(side=taker.side, price=taker.price, quantity=taker.remaining_quantity, taker_fee=market.taker_fee),
+            hold_for(
+                side=taker.side,
+                price=taker.price,
+                quantity=taker.remaining_quantity,
+                taker_fee=market.taker_fee,
+                maker_fee=market.maker_fee,
+            ),
         )
         command.level_deltas[(taker.side, taker.price)] += taker.remaining_quantity
         if taker.status not in OPEN_STATUSES:
@@ -668,9 +744,11 @@ def _insufficient(asset, needed, available) -> InsufficientFunds:
 
 
 def _locked_order(command: _Command, user: User, order_id: int) -> Order:
-    order = Order.objects.filter(pk=order_id, user=user, market=command.market).first()
-    if order is None:
+    found = select_models(Order, "id = %s AND user_id = %s AND market_id = %s", [order_id, user.pk, command.market.pk])
+    if not found:
         raise NotFound("No such order.")
+    order = found[0]
+    order.market = command.market
     if order.status not in OPEN_STATUSES:
         raise Conflict(f"The order is {order.status}, no longer open.", code="ORDER_NOT_OPEN")
     return order
@@ -707,7 +785,6 @@ def _cancel_one(command: _Command, order: Order) -> None:
     command.level_deltas[(order.side, order.price)] -= order.remaining_quantity
     order.status = OrderStatus.CANCELLED
     order.updated_at = command.now
-    order.save(update_fields=["status", "held", "updated_at"])
     command.changed_orders[order.pk] = order
 
 
@@ -765,6 +842,9 @@ def _amend(user, market_id, order_id, new_price, new_quantity) -> OrderResult:
             field="quantity",
         )
     remaining = quantity - order.filled_quantity
+    # The same ceiling as `order_validate`: past it the hold can not even be computed.
+    if price * quantity > MONEY_MAX:
+        raise InvalidInput("price x quantity is too large.", field="quantity")
     if price * remaining < market.min_notional:
         raise InvalidInput(
             f"price x remaining quantity is below the minimum notional of {market.min_notional.normalize():f}.",
@@ -780,11 +860,14 @@ def _amend(user, market_id, order_id, new_price, new_quantity) -> OrderResult:
         # Smaller, same price: keeps its priority; the hold shrinks to match.
         order.quantity, order.remaining_quantity = quantity, remaining
         command.release(
-            order, order.held - hold_for(side=order.side, price=price, quantity=remaining, taker_fee=market.taker_fee)
+            order,
+            order.held
+            - hold_for(
+                side=order.side, price=price, quantity=remaining, taker_fee=market.taker_fee, maker_fee=market.maker_fee
+            ),
         )
         command.level_deltas[(order.side, price)] += remaining
         order.updated_at = command.now
-        order.save(update_fields=["quantity", "remaining_quantity", "held", "updated_at"])
         command.changed_orders[order.pk] = order
         balances = balances_lock(command.balance_keys({user.pk}))
         command.finish(None, balances)
