@@ -89,14 +89,19 @@ def _select_for_update(keys: set[BalanceKey]) -> dict[BalanceKey, Balance]:
 
 
 def ledger_post(
-    postings: Iterable[Posting], balances: dict[BalanceKey, Balance], *, events: list | None = None
+    postings: Iterable[Posting],
+    balances: dict[BalanceKey, Balance],
+    *,
+    events: list | None = None,
+    with_ids: bool = True,
 ) -> list[LedgerEntry]:
     """Apply postings to locked balances and write their ledger entries.
 
     Raises InsufficientFunds, and changes nothing, if any balance would go negative.
     The caller holds the locks on every balance in `balances` (see `balances_lock`).
     The balances' new states are published after commit, or appended to `events` for a
-    caller that publishes one batch for its whole command.
+    caller that publishes one batch for its whole command. `with_ids=False` skips reading
+    back the entries' ids, so a caller in a pipeline does not wait for them.
     """
     now = timezone.now()
     postings = [p for p in postings if p.available_delta or p.held_delta]

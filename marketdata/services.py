@@ -49,7 +49,8 @@ def book_levels_apply(
 ) -> list[tuple[str, Decimal, Decimal]]:
     """Add quantity deltas to the market's book levels; return (side, price, new quantity).
 
-    One upsert statement for all levels, and a delete for those that emptied.
+    One upsert for all levels. A level that empties keeps its row at quantity 0 (snapshots
+    skip it), so a level that comes back is an update and nothing needs a second statement.
     The caller holds the book lock (the market row), which is why read-add-write is safe.
     """
     changes = [(side, price, delta) for (side, price), delta in sorted(deltas.items()) if delta]
@@ -65,15 +66,7 @@ def book_levels_apply(
             "RETURNING side, price, quantity",
             params,
         )
-        result = [(side, _money(price), _money(quantity)) for side, price, quantity in cursor.fetchall()]
-        emptied = [(side, price) for side, price, quantity in result if quantity == 0]
-        if emptied:
-            where = " OR ".join(["(side = %s AND price = %s)"] * len(emptied))
-            cursor.execute(
-                f"DELETE FROM {table} WHERE market_id = %s AND ({where})",
-                [market.pk, *(value for pair in emptied for value in pair)],
-            )
-    return result
+        return [(side, _money(price), _money(quantity)) for side, price, quantity in cursor.fetchall()]
 
 
 def _money(value) -> Decimal:

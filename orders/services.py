@@ -42,7 +42,7 @@ from marketdata.models import Market, Side, Trade
 from marketdata.services import book_levels_apply, market_lock, market_seq_set
 from quantumtrades.errors import Conflict, InsufficientFunds, InvalidInput, NotFound
 from quantumtrades.events import publish_on_commit
-from quantumtrades.sql import insert_rows, select_models, update_rows
+from quantumtrades.sql import allocate_ids, insert_rows, pipeline, select_models, update_rows
 
 from .events import FillCreated, OrderChanged
 from .models import OPEN_STATUSES, Fill, Order, OrderStatus, OrderType, TimeInForce
@@ -430,48 +430,41 @@ class _Command:
     def finish(self, taker: Order | None, balances) -> list[Fill]:
         """Write everything the command did and bump the book sequence (book lock held).
 
-        A fixed handful of statements whatever the command did: the new order, the
-        ledger, the trades and fills, the changed orders, the book levels, the sequence.
+        The ids of new rows are known before anything is written (a new order's before
+        the lock, see `_place`; trades' and fills' in one query here), so on PostgreSQL
+        every write goes out in one pipeline: one round trip, whatever the command did.
         """
         market = self.market
         if self.fee_total:
             reference = f"{market.symbol}#{self.seq}"
             self._post(self.fee_user_id(), market.quote_id, Kind.FEE, available=self.fee_total, reference=reference)
-        if taker is not None:
-            if taker.pk is None:
-                taker.created_at = taker.updated_at = self.now
-                [taker.pk] = insert_rows(
-                    Order, ORDER_INSERT_FIELDS, [_values(taker, ORDER_INSERT_FIELDS)], returning="id"
-                )
-                taker._state.adding = False
-                self.postings = [_with_reference(p, f"order:{taker.pk}") for p in self.postings]
-            else:
-                self.changed_orders[taker.pk] = taker
-            for trade in self.trades:
-                trade.taker_order_id = taker.pk
-        balance_events = []
-        ledger_post(self.postings, balances, events=balance_events)
         if self.trades:
-            trade_ids = insert_rows(
-                Trade, TRADE_FIELDS, (_values(t, TRADE_FIELDS) for t in self.trades), returning="id"
+            ids = allocate_ids({Trade: len(self.trades), Fill: len(self.fills)})
+            for trade, trade_id in zip(self.trades, ids[Trade], strict=True):
+                trade.pk, trade.taker_order_id = trade_id, taker.pk
+            for index, (fill, fill_id) in enumerate(zip(self.fills, ids[Fill], strict=True)):
+                fill.pk, fill.trade = fill_id, self.trades[index // 2]
+        inserting = taker is not None and taker._state.adding
+        if taker is not None and not inserting:
+            self.changed_orders[taker.pk] = taker
+        balance_events = []
+        with connection.wrap_database_errors, pipeline():
+            if inserting:
+                taker.created_at = taker.updated_at = self.now
+                insert_rows(Order, ["id", *ORDER_INSERT_FIELDS], [[taker.pk, *_values(taker, ORDER_INSERT_FIELDS)]])
+                taker._state.adding = False
+            ledger_post(self.postings, balances, events=balance_events, with_ids=False)
+            insert_rows(Trade, ["id", *TRADE_FIELDS], ([t.pk, *_values(t, TRADE_FIELDS)] for t in self.trades))
+            insert_rows(Fill, ["id", *FILL_FIELDS], ([f.pk, *_values(f, FILL_FIELDS)] for f in self.fills))
+            update_rows(
+                Order,
+                ORDER_STATE_FIELDS,
+                ([o.pk, *_values(o, ORDER_STATE_FIELDS)] for o in self.changed_orders.values()),
             )
-            for index, (trade, trade_id) in enumerate(zip(self.trades, trade_ids, strict=True)):
-                trade.pk = trade_id
-                self.fills[2 * index].trade = trade
-                self.fills[2 * index + 1].trade = trade
-            for fill in self.fills:
-                fill.order = fill.order  # the taker has its id now; re-assigning copies it
-
-            fill_ids = insert_rows(Fill, FILL_FIELDS, (_values(f, FILL_FIELDS) for f in self.fills), returning="id")
-            for fill, fill_id in zip(self.fills, fill_ids, strict=True):
-                fill.pk = fill_id
-        update_rows(
-            Order, ORDER_STATE_FIELDS, ((o.pk, *_values(o, ORDER_STATE_FIELDS)) for o in self.changed_orders.values())
-        )
+            market_seq_set(market=market, seq=self.seq)
+            levels = book_levels_apply(market=market, deltas=self.level_deltas)
         if taker is not None:
             self.changed_orders[taker.pk] = taker
-        levels = book_levels_apply(market=market, deltas=self.level_deltas)
-        market_seq_set(market=market, seq=self.seq)
         self._publish(levels, balance_events)
         return [fill for fill in self.fills if fill.role == Fill.Role.TAKER]
 
@@ -522,24 +515,8 @@ def _apply_fill(order: Order, quantity: Decimal, notional: Decimal) -> None:
 
 
 def _reference(order: Order) -> str:
-    """What a ledger entry says it was for; a new order has no id until `finish` saves it."""
-    return f"order:{order.pk}" if order.pk is not None else NEW_ORDER_REFERENCE
-
-
-NEW_ORDER_REFERENCE = "order:new"
-
-
-def _with_reference(posting: Posting, reference: str) -> Posting:
-    if posting.reference != NEW_ORDER_REFERENCE:
-        return posting
-    return Posting(
-        posting.user_id,
-        posting.asset_id,
-        posting.kind,
-        posting.available_delta,
-        posting.held_delta,
-        reference=reference,
-    )
+    """What a ledger entry says it was for."""
+    return f"order:{order.pk}"
 
 
 _fee_account_cache: dict[str, int] = {}
@@ -618,11 +595,14 @@ def _existing(user, client_order_id) -> OrderResult | None:
 
 @_retrying
 def _place(user: User, request: OrderRequest) -> OrderResult:
+    # Drawn before the book lock, so the lock is not held for it (see _Command.finish).
+    [order_id] = allocate_ids({Order: 1})[Order]
     command = _Command.begin(request.market.pk)
     market = command.market
     if not market.is_trading:
         raise Conflict(f"{market.symbol} is halted: new orders are refused.", code="MARKET_HALTED")
     taker = Order(
+        id=order_id,
         user=user,
         market=market,
         client_order_id=request.client_order_id,

@@ -8,6 +8,7 @@ adapted by each model field, exactly as the ORM would, and the SQL works on Post
 and SQLite (3.35+) alike.
 """
 
+import contextlib
 from collections.abc import Iterable, Sequence
 
 from django.db import connection
@@ -115,3 +116,45 @@ def for_update() -> str:
     """The row-locking clause where the database has one. SQLite has none: its IMMEDIATE
     transactions (see settings) already let one writer in at a time."""
     return " FOR UPDATE" if connection.features.has_select_for_update else ""
+
+
+def allocate_ids(wanted: dict) -> dict[type, list[int]]:
+    """Primary keys for rows about to be inserted, {model: count} -> {model: [ids]}.
+
+    Knowing the ids up front lets dependent rows (a fill names its trade) go out in one
+    pipeline instead of waiting for RETURNING. PostgreSQL draws them from each table's
+    sequence in one round trip. SQLite has no sequences, but the IMMEDIATE transaction
+    holds its single write lock, so the next ids after MAX(id) are ours; call this once
+    per table per transaction, before inserting into it.
+    """
+    wanted = {model: count for model, count in wanted.items() if count}
+    if not wanted:
+        return {}
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            columns = ", ".join(
+                "(SELECT array_agg(nextval(pg_get_serial_sequence(%s, %s))) FROM generate_series(1, %s))"
+                for _ in wanted
+            )
+            params = [value for model, count in wanted.items() for value in (model._meta.db_table, "id", count)]
+            cursor.execute(f"SELECT {columns}", params)
+            return dict(zip(wanted, (list(ids) for ids in cursor.fetchone()), strict=True))
+        allocated = {}
+        for model, count in wanted.items():
+            cursor.execute(
+                f"SELECT COALESCE(MAX({quote(model._meta.pk.column)}), 0) FROM {quote(model._meta.db_table)}"
+            )
+            first = cursor.fetchone()[0] + 1
+            allocated[model] = list(range(first, first + count))
+        return allocated
+
+
+def pipeline():
+    """Send the statements inside without waiting for each answer (PostgreSQL's pipeline
+    mode; results come when something is fetched or the block ends). On SQLite, which has
+    no round trips to save, statements simply run in turn."""
+    if connection.vendor == "postgresql":
+        connection.ensure_connection()
+        return connection.connection.pipeline()
+    return contextlib.nullcontext()
