@@ -1,11 +1,12 @@
 """Reads over balances and the ledger: statements and the money invariants of DESIGN section 3."""
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.db.models import Sum
 
 from .models import Balance, LedgerEntry
-from .money import ZERO
+from .money import ZERO, money
 
 
 @dataclass(frozen=True)
@@ -18,10 +19,17 @@ class Breach:
         return f"invariant {self.invariant}: {self.subject}: {self.detail}"
 
 
+def summed(value) -> Decimal:
+    """A database SUM of money at the platform's precision. SQLite adds decimals as floats
+    (9899.9 + ... comes back as 9899.90000000000 and a zero as 2.8E-15), and Django does not
+    round aggregates back, so an unrounded sum would report breaches that are not there."""
+    return money(value) if value is not None else ZERO
+
+
 def ledger_breaches() -> list[Breach]:
     """Invariant 1: each balance equals the sum of its ledger entries."""
     sums = {
-        (row["user_id"], row["asset_id"]): (row["available"], row["held"])
+        (row["user_id"], row["asset_id"]): (summed(row["available"]), summed(row["held"]))
         for row in LedgerEntry.objects.values("user_id", "asset_id").annotate(
             available=Sum("available_delta"), held=Sum("held_delta")
         )
@@ -47,11 +55,11 @@ def ledger_breaches() -> list[Breach]:
 def supply_breaches() -> list[Breach]:
     """Invariant 2: per asset, all balances together equal deposits minus withdrawals."""
     held_by_users = {
-        row["asset_id"]: (row["available"] or ZERO) + (row["held"] or ZERO)
+        row["asset_id"]: summed(row["available"]) + summed(row["held"])
         for row in Balance.objects.values("asset_id").annotate(available=Sum("available"), held=Sum("held"))
     }
     brought_in = {
-        row["asset_id"]: row["net"] or ZERO
+        row["asset_id"]: summed(row["net"])
         for row in LedgerEntry.objects.external().values("asset_id").annotate(net=Sum("available_delta"))
     }
     breaches = []

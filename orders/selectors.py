@@ -30,9 +30,7 @@ def held_breaches() -> list[Breach]:
     for order in Order.objects.open().select_related("market").iterator():
         market = order.market
         asset = market.quote_id if order.side == Side.BUY else market.base_id
-        must_hold = hold_for(
-            side=order.side, price=order.price, quantity=order.remaining_quantity, taker_fee=market.taker_fee
-        )
+        must_hold = hold_for(market=market, side=order.side, price=order.price, quantity=order.remaining_quantity)
         if order.held != must_hold:
             breaches.append(Breach(3, f"order {order.pk}", f"holds {order.held} but needs {must_hold}"))
         needed[(order.user_id, asset)] += order.held

@@ -175,18 +175,16 @@ def _multiple_of(amount: Decimal, step: Decimal, name: str, rule: str) -> None:
         raise InvalidInput(f"{name} must be a multiple of the {rule} {step.normalize():f}.", field=name)
 
 
-def hold_for(
-    *, side: str, price: Decimal | None, quantity: Decimal, taker_fee: Decimal, maker_fee: Decimal = ZERO
-) -> Decimal:
+def hold_for(*, market: Market, side: str, price: Decimal | None, quantity: Decimal) -> Decimal:
     """What a resting order of `quantity` at `price` must hold: DESIGN section 2.
 
-    The fee reserve is at the higher of the two rates: a resting buy pays the maker fee
-    out of its hold when it fills, and a market may charge makers more than takers.
+    The fee reserve is at the higher of the market's two rates: the order may take
+    liquidity when it arrives, and pays the maker fee out of its hold when it rests.
     """
     if side == Side.SELL:
         return quantity
     notional = money(price * quantity)
-    return notional + money_ceil(notional * max(taker_fee, maker_fee))
+    return notional + money_ceil(notional * max(market.taker_fee, market.maker_fee))
 
 
 def fee_for(notional: Decimal, rate: Decimal) -> Decimal:
@@ -341,11 +339,10 @@ class _Command:
         old_hold = maker.held
         _apply_fill(maker, quantity, notional)
         maker.held = hold_for(
+            market=market,
             side=maker.side,
             price=maker.price,
             quantity=maker.remaining_quantity,
-            taker_fee=market.taker_fee,
-            maker_fee=market.maker_fee,
         )
         maker_ref = _reference(maker)
         if maker.side == Side.BUY:
@@ -650,11 +647,10 @@ def _execute(command: _Command, taker: Order, *, new: bool, extra_users=()) -> l
             raise _insufficient(hold_asset, taker.remaining_quantity, available)
     else:
         needed = hold_for(
+            market=market,
             side=taker.side,
             price=taker.price,
             quantity=taker.remaining_quantity,
-            taker_fee=market.taker_fee,
-            maker_fee=market.maker_fee,
         )
         if available < needed:
             raise _insufficient(hold_asset, needed, available)
@@ -682,11 +678,10 @@ def _execute(command: _Command, taker: Order, *, new: bool, extra_users=()) -> l
         command.hold(
             taker,
             hold_for(
+                market=market,
                 side=taker.side,
                 price=taker.price,
                 quantity=taker.remaining_quantity,
-                taker_fee=market.taker_fee,
-                maker_fee=market.maker_fee,
             ),
         )
         command.level_deltas[(taker.side, taker.price)] += taker.remaining_quantity
@@ -843,7 +838,10 @@ def _amend(user, market_id, order_id, new_price, new_quantity) -> OrderResult:
             order,
             order.held
             - hold_for(
-                side=order.side, price=price, quantity=remaining, taker_fee=market.taker_fee, maker_fee=market.maker_fee
+                market=market,
+                side=order.side,
+                price=price,
+                quantity=remaining,
             ),
         )
         command.level_deltas[(order.side, price)] += remaining

@@ -1,0 +1,188 @@
+"""Many traders at once, on PostgreSQL, with real threads and real connections.
+
+The book lock (the market row) and the balance locks are what keep money exact when
+commands race; these stories start their threads together on a barrier and check that
+nobody overspends, nothing is filled twice, nothing is released twice, and that two
+markets sharing USD never deadlock their way into an error. `reconcile()` is clean after
+each. SQLite has no row locks, so they run on PostgreSQL only.
+"""
+
+import random
+import threading
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from accounts.models import Balance, LedgerEntry
+from marketdata.models import Trade
+from orders.models import Fill, Order
+from orders.selectors import reconcile
+from orders.services import order_cancel
+from quantumtrades.errors import Conflict, InsufficientFunds
+
+from .stories import buy, sell, trader
+
+D = Decimal
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
+
+
+@pytest.fixture(autouse=True)
+def postgres_only(on_postgres):
+    pass
+
+
+def together(count, work):
+    """Run work(0) ... work(count - 1) in threads released at once; return their outcomes.
+
+    An outcome is what `work` returned, or the exception it raised. Each thread closes its
+    own database connection, as a request handler would.
+    """
+    barrier = threading.Barrier(count)
+    outcomes = [None] * count
+
+    def run(index):
+        try:
+            barrier.wait(timeout=60)
+            outcomes[index] = work(index)
+        except Exception as error:
+            outcomes[index] = error
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=240)
+    assert not any(thread.is_alive() for thread in threads), "a thread is stuck"
+    return outcomes
+
+
+def errors(outcomes):
+    return [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+
+
+def no_negative_balances():
+    return not Balance.objects.filter(available__lt=0).exists() and not Balance.objects.filter(held__lt=0).exists()
+
+
+def no_overfills():
+    for order in Order.objects.all():
+        filled = sum((fill.quantity for fill in order.fills.all()), D(0))
+        if filled != order.filled_quantity or order.filled_quantity > order.quantity:
+            return False
+    return True
+
+
+def test_forty_buys_racing_for_one_balance_spend_it_exactly_once(market, make_trader):
+    # Each bid of 1 at 100 holds 100.2; the balance covers exactly 15 of them.
+    dave = make_trader("dave", USD="1503")
+
+    outcomes = together(40, lambda index: buy(dave, "1", at="100"))
+
+    refused = errors(outcomes)
+    assert len(refused) == 25
+    assert all(isinstance(error, InsufficientFunds) for error in refused)
+    assert Order.objects.filter(user=dave, status="open").count() == 15
+    balance = Balance.objects.get(user=dave, asset="USD")
+    assert (balance.available, balance.held) == (0, D("1503"))
+    assert no_negative_balances()
+    assert reconcile() == []
+
+
+def test_thirty_takers_fill_one_resting_order_exactly(market, bob):
+    ask = sell(bob, "10", at="100")
+    takers = [trader(f"taker{index}", USD="1000") for index in range(30)]
+
+    outcomes = together(30, lambda index: buy(takers[index], "1", at="100", time_in_force="IOC"))
+
+    assert errors(outcomes) == []
+    filled = [outcome.order for outcome in outcomes if outcome.order.filled_quantity]
+    assert len(filled) == 10
+    assert sum(order.filled_quantity for order in filled) == 10
+    ask = Order.objects.get(pk=ask.order.pk)
+    assert (ask.status, ask.filled_quantity, ask.remaining_quantity, ask.held) == ("filled", 10, 0, 0)
+    assert Trade.objects.count() == 10
+    assert Balance.objects.get(user=bob, asset="QTX").held == 0
+    assert no_overfills()
+    assert reconcile() == []
+
+
+def test_twenty_cancels_of_one_order_release_its_funds_once(market, alice):
+    bid = buy(alice, "2", at="100")
+
+    outcomes = together(20, lambda index: order_cancel(user=alice, order_id=bid.order.pk))
+
+    refused = errors(outcomes)
+    assert len(refused) == 19
+    assert all(isinstance(error, Conflict) and error.code == "ORDER_NOT_OPEN" for error in refused)
+    balance = Balance.objects.get(user=alice, asset="USD")
+    assert (balance.available, balance.held) == (D("10000"), 0)
+    assert LedgerEntry.objects.filter(user=alice, kind="release", reference=f"order:{bid.order.pk}").count() == 1
+    assert reconcile() == []
+
+
+def test_a_cancel_racing_a_fill_lets_exactly_one_of_them_win(market, alice, bob):
+    for _ in range(8):
+        ask = sell(bob, "1", at="100")
+
+        def cancel_or_take(index, ask_id=ask.order.pk):
+            if index == 0:
+                return order_cancel(user=bob, order_id=ask_id)
+            return buy(alice, "1", at="100", time_in_force="IOC")
+
+        cancelled, taken = together(2, cancel_or_take)
+
+        ask = Order.objects.get(pk=ask.order.pk)
+        if isinstance(cancelled, Conflict):
+            assert (ask.status, taken.order.status) == ("filled", "filled")
+        else:
+            assert (ask.status, taken.order.status) == ("cancelled", "expired")
+            assert taken.order.filled_quantity == 0
+        assert ask.held == 0
+    assert Balance.objects.get(user=bob, asset="QTX").held == 0
+    assert no_overfills()
+    assert reconcile() == []
+
+
+def test_traders_crossing_two_markets_that_share_usd_all_at_once(market, btc_market, make_trader):
+    # Each thread trades on both markets in its own random order, so the commands lock
+    # USD balances (and the fee account's) from both books at the same time.
+    traders = [make_trader(f"trader{index}", USD="5000", QTX="50", BTC="1") for index in range(12)]
+
+    def trade(index):
+        rng = random.Random(index)
+        me = traders[index]
+        done = []
+        for _ in range(6):
+            side = rng.choice([buy, sell])
+            if rng.random() < 0.5:
+                done.append(side(me, rng.choice(["0.5", "1", "2"]), at=rng.choice(["99", "100", "101"])))
+            else:
+                done.append(
+                    side(me, rng.choice(["0.001", "0.002"]), at=rng.choice(["29900", "30000"]), market="BTC-USD")
+                )
+        return done
+
+    outcomes = together(12, trade)
+
+    assert errors(outcomes) == []
+    assert Trade.objects.filter(market=market).exists()
+    assert Trade.objects.filter(market=btc_market).exists()
+    assert Fill.objects.count() == 2 * Trade.objects.count()
+    assert no_negative_balances()
+    assert no_overfills()
+    assert reconcile() == []
+
+
+def test_the_same_client_order_id_from_ten_threads_places_one_order(market, alice):
+    outcomes = together(10, lambda index: buy(alice, "1", at="99", client_order_id="once"))
+
+    assert errors(outcomes) == []
+    assert len({outcome.order.pk for outcome in outcomes}) == 1
+    assert sum(outcome.created for outcome in outcomes) == 1
+    assert Order.objects.filter(user=alice).count() == 1
+    assert Balance.objects.get(user=alice, asset="USD").held == D("99.198")
+    assert reconcile() == []
