@@ -5,6 +5,15 @@ import os
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """Throttle counters and login lockouts live in the cache: no test inherits another's."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 def pytest_sessionfinish(session, exitstatus):
     # CI's PostgreSQL and Redis run must exercise everything: a skip there is a failure.
     if os.environ.get("QT_FAIL_ON_SKIP") and exitstatus == 0:

@@ -94,6 +94,7 @@ def ledger_post(
     *,
     events: list | None = None,
     with_ids: bool = True,
+    field: str = "quantity",
 ) -> list[LedgerEntry]:
     """Apply postings to locked balances and write their ledger entries.
 
@@ -101,50 +102,55 @@ def ledger_post(
     The caller holds the locks on every balance in `balances` (see `balances_lock`).
     The balances' new states are published after commit, or appended to `events` for a
     caller that publishes one batch for its whole command. `with_ids=False` skips reading
-    back the entries' ids, so a caller in a pipeline does not wait for them.
+    back the entries' ids (and returns no entries), so a caller in a pipeline does not
+    wait for them. `field` is
+    the input a shortfall is blamed on: an order's quantity, or an operator's amount.
     """
     now = timezone.now()
-    postings = [p for p in postings if p.available_delta or p.held_delta]
-    entries = []
+    rows = []  # in the order of LEDGER_FIELDS
     touched = {}
     for posting in postings:
+        if not (posting.available_delta or posting.held_delta):
+            continue
         balance = balances[posting.key]
         available = balance.available + posting.available_delta
         held = balance.held + posting.held_delta
         if available < 0:
             raise InsufficientFunds(
                 f"Not enough {posting.asset_id} available: needs {-posting.available_delta}, has {balance.available}.",
-                field="quantity",
+                field=field,
             )
         if held < 0:
             # Only a bug can get here: held funds always belong to an open order.
             raise AssertionError(f"held {posting.asset_id} of user {posting.user_id} would go negative")
         balance.available, balance.held = available, held
         touched[posting.key] = balance
-        entries.append(
-            LedgerEntry(
-                user_id=posting.user_id,
-                asset_id=posting.asset_id,
-                kind=posting.kind,
-                available_delta=posting.available_delta,
-                held_delta=posting.held_delta,
-                available_after=available,
-                held_after=held,
-                reference=posting.reference,
-                reason=posting.reason,
-                created_by_id=posting.created_by_id,
-                created_at=now,
+        rows.append(
+            (
+                posting.user_id,
+                posting.asset_id,
+                posting.kind,
+                posting.available_delta,
+                posting.held_delta,
+                available,
+                held,
+                posting.reference,
+                posting.reason,
+                posting.created_by_id,
+                now,
             )
         )
-    if not entries:
+    if not rows:
         return []
     update_rows(Balance, ["available", "held"], ((b.pk, b.available, b.held) for b in touched.values()))
-    ids = insert_rows(
-        LedgerEntry, LEDGER_FIELDS, ([getattr(e, name) for name in LEDGER_ATTRS] for e in entries), returning="id"
-    )
-    for entry, entry_id in zip(entries, ids, strict=True):
-        entry.pk = entry_id
-        entry._state.adding = False
+    entries = []
+    if with_ids:
+        ids = insert_rows(LedgerEntry, LEDGER_FIELDS, rows, returning="id")
+        entries = [
+            LedgerEntry.from_db(None, ["id", *LEDGER_ATTRS], [pk, *row]) for pk, row in zip(ids, rows, strict=True)
+        ]
+    else:
+        insert_rows(LedgerEntry, LEDGER_FIELDS, rows)
     changed = [
         BalanceChanged(user_id=b.user_id, asset=b.asset_id, available=b.available, held=b.held)
         for b in touched.values()
@@ -158,7 +164,7 @@ def ledger_post(
 
 def _post_one(posting: Posting) -> LedgerEntry:
     balances = balances_lock([posting.key])
-    [entry] = ledger_post([posting], balances)
+    [entry] = ledger_post([posting], balances, field="amount")
     return entry
 
 

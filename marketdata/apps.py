@@ -3,3 +3,11 @@ from django.apps import AppConfig
 
 class MarketdataConfig(AppConfig):
     name = "marketdata"
+
+    def ready(self):
+        from quantumtrades.events import subscribe
+
+        from . import streams
+
+        # Committed events go to the live streams; the publisher never blocks the engine.
+        subscribe(streams.publish_events)

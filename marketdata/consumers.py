@@ -1,27 +1,287 @@
-"""The integrators' JSON WebSocket at /ws (protocol: DESIGN section 5)."""
+"""WebSocket doors onto the live streams (`marketdata.streams`).
+
+`/ws` speaks JSON to integrators (DESIGN section 5); `/ws/live/<symbol>/` and `/ws/live/`
+push htmx fragments to pages. Both are thin: the process's hub owns the books, renders
+every frame once and writes it to the sockets; a consumer parses what its client says.
+
+/ws, beyond DESIGN section 5:
+- replies: {"type": "subscribed" | "unsubscribed", "channels", "symbols"} before the
+  snapshots; {"type": "pong", "time"[, "id"]}; {"type": "authenticated", "user": {"id",
+  "username"}} after {"type": "auth", "token"};
+- {"type": "heartbeat", "time", "seqs": {symbol: seq}} every 20 s: the seq of each book as
+  the stream has sent it, so an idle client can tell it is current;
+- a `book_snapshot` may also come unasked: after a socket fell too far behind to be sent
+  every update (it replaces the book, and the chain restarts from its seq);
+- `orders` carries the authenticated user's order, fill and balance messages, for all
+  markets (`symbols` does not filter it); with a token it ends when the token expires
+  (error AUTH_EXPIRED);
+- error codes: BAD_MESSAGE, BAD_JSON, MESSAGE_TOO_LARGE, UNKNOWN_TYPE, BAD_REQUEST,
+  UNKNOWN_CHANNEL, UNKNOWN_SYMBOL, UNAVAILABLE, AUTH_REQUIRED, AUTH_FAILED, AUTH_EXPIRED,
+  RATE_LIMITED, STREAM_INTERRUPTED (private events may have been missed: re-read them over
+  REST), SLOW_CONSUMER (then closed with 1013). Other errors keep the connection.
+- limits: frames of at most MAX_MESSAGE_BYTES, MESSAGE_RATE per second (burst
+  MESSAGE_BURST; MAX_REFUSED refused in a row close the socket with 1008), MAX_SYMBOLS
+  markets per socket.
+"""
 
 import json
+import logging
+import re
+import time
 
+from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework_simplejwt.authentication import JWTAuthentication
+from rest_framework_simplejwt.exceptions import TokenError
+
+from . import streams
+
+log = logging.getLogger(__name__)
 
 # Frames larger than this are refused with an error instead of being parsed.
 MAX_MESSAGE_BYTES = 4096
+# Client messages per second per socket, and the burst allowed above it.
+MESSAGE_RATE = 10.0
+MESSAGE_BURST = 20
+# Messages refused for rate in a row before the socket is closed (1008, policy violation).
+MAX_REFUSED = 50
+MAX_SYMBOLS = 20
+CHANNELS = ("book", "trades", "orders")
+PUBLIC_CHANNELS = {"book", "trades"}
+SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,23}$")
+# An alias with no channel layer: sockets get their frames from the hub, so none of them
+# opens a layer channel (a Redis subscription) of its own.
+NO_CHANNEL_LAYER = "streams.none"
 
 
-class MarketDataConsumer(AsyncWebsocketConsumer):
+class RequestError(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class TokenBucket:
+    def __init__(self, rate=MESSAGE_RATE, burst=MESSAGE_BURST):
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+def _user_for_token(token: str):
+    """(user id, username, expiry) of a valid access JWT; raises for anything else."""
+    authentication = JWTAuthentication()
+    validated = authentication.get_validated_token(token)
+    user = authentication.get_user(validated)
+    return user.pk, user.get_username(), validated.get("exp")
+
+
+def _session_user_id(scope):
+    user = scope.get("user")
+    return user.pk if user is not None and user.is_authenticated else None
+
+
+class StreamConsumer(AsyncWebsocketConsumer):
+    channel_layer_alias = NO_CHANNEL_LAYER
+    hub = None
+    sink = None
+
+    async def dispatch(self, message):
+        # Channels hops to a thread before every handler to close stale database
+        # connections; these handlers reach the database only through
+        # database_sync_to_async, which does that itself.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def disconnect(self, code):
+        if self.hub is not None and self.sink is not None:
+            self.hub.detach(self.sink)
+            self.sink.closing = True
+
+
+class MarketDataConsumer(StreamConsumer):
+    """/ws: subscribe, unsubscribe, ping, auth; book, trades and the private `orders` channel."""
+
     async def connect(self):
+        self.bucket = TokenBucket()
+        self.refused = 0
+        self.user_id = _session_user_id(self.scope)
+        self.hub = await streams.get_hub()
         await self.accept()
+        self.sink = self.hub.attach(self, "api")
 
     async def receive(self, text_data=None, bytes_data=None):
-        if text_data is None or len(text_data) > MAX_MESSAGE_BYTES:
-            return await self.send_error("BAD_MESSAGE", f"Send JSON text frames of at most {MAX_MESSAGE_BYTES} bytes.")
+        if not self.bucket.take():
+            self.refused += 1
+            if self.refused > MAX_REFUSED:
+                self.error("RATE_LIMITED", "Too many messages; closing.")
+                await self.close(code=1008)
+            elif self.refused == 1:
+                self.error("RATE_LIMITED", f"At most {MESSAGE_RATE:g} messages per second; ignored.")
+            return
+        self.refused = 0
+        if text_data is None:
+            return self.error("BAD_MESSAGE", "Send JSON in text frames.")
+        if len(text_data) > MAX_MESSAGE_BYTES or (
+            len(text_data) * 4 > MAX_MESSAGE_BYTES and len(text_data.encode()) > MAX_MESSAGE_BYTES
+        ):
+            return self.error("MESSAGE_TOO_LARGE", f"Messages are at most {MAX_MESSAGE_BYTES} bytes.")
         try:
             message = json.loads(text_data)
         except ValueError:
-            return await self.send_error("BAD_JSON", "The message is not valid JSON.")
-        if not isinstance(message, dict) or message.get("type") != "ping":
-            return await self.send_error("UNKNOWN_TYPE", "Unknown message type.")
-        await self.send(text_data=json.dumps({"type": "pong"}))
+            return self.error("BAD_JSON", "The message is not valid JSON.")
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            return self.error("BAD_MESSAGE", 'A message is a JSON object with a "type".')
+        handler = {
+            "ping": self.on_ping,
+            "subscribe": self.on_subscribe,
+            "unsubscribe": self.on_unsubscribe,
+            "auth": self.on_auth,
+        }.get(message["type"])
+        if handler is None:
+            return self.error("UNKNOWN_TYPE", "Known types: subscribe, unsubscribe, ping, auth.")
+        try:
+            await handler(message)
+        except RequestError as exc:
+            self.error(exc.code, exc.message)
 
-    async def send_error(self, code, message):
-        await self.send(text_data=json.dumps({"type": "error", "code": code, "message": message}))
+    def error(self, code, message):
+        self.sink.send_message({"type": "error", "code": code, "message": message})
+
+    async def on_ping(self, message):
+        reply = {"type": "pong", "time": streams.utc_now_text()}
+        if isinstance(message.get("id"), int | str) and len(str(message["id"])) <= 64:
+            reply["id"] = message["id"]
+        self.sink.send_message(reply)
+
+    def parse(self, message):
+        channels, symbols = message.get("channels"), message.get("symbols", [])
+        if not isinstance(channels, list) or not channels or not all(isinstance(c, str) for c in channels):
+            raise RequestError("BAD_REQUEST", '"channels" is a list such as ["book", "trades"].')
+        unknown = [c for c in channels if c not in CHANNELS]
+        if unknown:
+            raise RequestError("UNKNOWN_CHANNEL", f"Unknown channel {unknown[0][:32]!r}; known: {', '.join(CHANNELS)}.")
+        if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
+            raise RequestError("BAD_REQUEST", '"symbols" is a list such as ["QTX-USD"].')
+        channels = list(dict.fromkeys(channels))
+        symbols = list(dict.fromkeys(symbols))
+        if PUBLIC_CHANNELS.intersection(channels) and not symbols:
+            raise RequestError("BAD_REQUEST", 'The book and trades channels need "symbols".')
+        if len(symbols) > MAX_SYMBOLS:
+            raise RequestError("BAD_REQUEST", f"At most {MAX_SYMBOLS} symbols.")
+        bad = [s for s in symbols if not SYMBOL.match(s)]
+        if bad:
+            raise RequestError("UNKNOWN_SYMBOL", f"There is no market {bad[0][:24]!r}.")
+        return channels, symbols
+
+    async def markets(self, symbols):
+        markets = []
+        for symbol in symbols:
+            try:
+                market = await self.hub.market(symbol)
+            except streams.StreamUnavailable:
+                raise RequestError("UNAVAILABLE", f"{symbol} can not be read right now; try again.") from None
+            if market is None:
+                raise RequestError("UNKNOWN_SYMBOL", f"There is no market {symbol!r}.")
+            markets.append(market)
+        return markets
+
+    async def on_subscribe(self, message):
+        channels, symbols = self.parse(message)
+        if "orders" in channels and self.user_id is None:
+            raise RequestError(
+                "AUTH_REQUIRED",
+                'The orders channel needs a session or {"type": "auth", "token": "<access JWT>"} first.',
+            )
+        markets = await self.markets(symbols if PUBLIC_CHANNELS.intersection(channels) else [])
+        followed = {m.symbol for m in self.sink.books | self.sink.trades} | {m.symbol for m in markets}
+        if len(followed) > MAX_SYMBOLS:
+            raise RequestError("BAD_REQUEST", f"A socket follows at most {MAX_SYMBOLS} markets.")
+        self.sink.send_message({"type": "subscribed", "channels": channels, "symbols": symbols})
+        for market in markets:
+            if "trades" in channels:
+                self.hub.subscribe_trades(self.sink, market)
+            if "book" in channels:
+                # Sent at once, or with the market's next update if one is being conflated.
+                self.hub.subscribe_book(self.sink, market)
+        if "orders" in channels:
+            self.hub.subscribe_private(self.sink, self.user_id)
+
+    async def on_unsubscribe(self, message):
+        channels, symbols = self.parse(message)
+        by_symbol = {m.symbol: m for m in self.sink.books | self.sink.trades}
+        for symbol in symbols:
+            market = by_symbol.get(symbol)
+            if market is not None:
+                if "book" in channels:
+                    self.hub.unsubscribe_book(self.sink, market)
+                if "trades" in channels:
+                    self.hub.unsubscribe_trades(self.sink, market)
+        if "orders" in channels:
+            self.hub.unsubscribe_private(self.sink)
+        self.sink.send_message({"type": "unsubscribed", "channels": channels, "symbols": symbols})
+
+    async def on_auth(self, message):
+        token = message.get("token")
+        if not isinstance(token, str) or not token or len(token) > 2048:
+            raise RequestError("BAD_REQUEST", '"token" is an access JWT from POST /api/auth/login.')
+        try:
+            user_id, username, expires = await database_sync_to_async(_user_for_token)(token)
+        except (AuthenticationFailed, TokenError):
+            raise RequestError("AUTH_FAILED", "The token is not a valid access token.") from None
+        self.user_id = user_id
+        self.sink.auth_expires = expires
+        if self.sink.private_user is not None and self.sink.private_user != user_id:
+            self.hub.subscribe_private(self.sink, user_id)
+        self.sink.send_message({"type": "authenticated", "user": {"id": user_id, "username": username}})
+
+
+class LiveConsumer(StreamConsumer):
+    """/ws/live/<symbol>/ (a market page) and /ws/live/ (the overview): htmx fragments.
+
+    Browsers only (Origin checked by quantumtrades.websocket.OriginCheck); private
+    fragments only when the socket's session is a user's. Pages send nothing.
+    """
+
+    async def connect(self):
+        self.bucket = TokenBucket()
+        symbol = self.scope["url_route"]["kwargs"].get("symbol")
+        self.hub = await streams.get_hub()
+        market = None
+        if symbol is not None:
+            try:
+                market = await self.hub.market(symbol) if SYMBOL.match(symbol) else None
+            except streams.StreamUnavailable:
+                return await self.close(code=1013)
+            if market is None:
+                return await self.close()  # before accept: the handshake is refused (403)
+        await self.accept()
+        user_id = _session_user_id(self.scope)
+        self.sink = self.hub.attach(self, "page" if market is not None else "overview")
+        try:
+            if market is not None:
+                await self.hub.attach_page(self.sink, market, user_id)
+            else:
+                await self.hub.attach_overview(self.sink, user_id)
+        except Exception:
+            log.exception("stream: could not start a page socket")
+            self.hub.detach(self.sink)
+            await self.close(code=1011)  # htmx reconnects after a pause
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if not self.bucket.take():
+            await self.close(code=1008)

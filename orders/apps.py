@@ -3,3 +3,14 @@ from django.apps import AppConfig
 
 class OrdersConfig(AppConfig):
     name = "orders"
+
+    def ready(self):
+        from marketdata import streams
+        from quantumtrades.events import subscribe
+
+        from . import live
+
+        # Traders' open orders, fills and balances follow the engine's events on their pages,
+        # and a page socket that (re)connects starts from all of them as they are now.
+        subscribe(live.on_events)
+        streams.register_user_fragments(live.user_fragments)

@@ -54,7 +54,8 @@ class OrderChanged:
         return cls(user_id=order.user_id, market_id=order.market_id, order=order_payload(order))
 
     def as_message(self) -> dict:
-        return {"type": "order", **self.order}
+        # The message's "type" names the message; the order's own type travels as order_type.
+        return {**self.order, "type": "order", "order_type": self.order["type"]}
 
 
 @dataclass(frozen=True)

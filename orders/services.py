@@ -41,7 +41,7 @@ from marketdata.events import BookChanged, TradeExecuted
 from marketdata.models import Market, Side, Trade
 from marketdata.services import book_levels_apply, market_lock, market_seq_set
 from quantumtrades.errors import Conflict, InsufficientFunds, InvalidInput, NotFound
-from quantumtrades.events import publish_on_commit
+from quantumtrades.events import publish_built_on_commit
 from quantumtrades.sql import allocate_ids, insert_rows, pipeline, select_models, update_rows
 
 from .events import FillCreated, OrderChanged
@@ -466,6 +466,10 @@ class _Command:
         return [fill for fill in self.fills if fill.role == Fill.Role.TAKER]
 
     def _publish(self, levels, balance_events) -> None:
+        # Built after commit, outside the book lock (quantumtrades.events).
+        publish_built_on_commit(lambda: self._events(levels, balance_events))
+
+    def _events(self, levels, balance_events) -> list:
         market = self.market
         events = [
             BookChanged(
@@ -492,7 +496,7 @@ class _Command:
         ]
         events += [OrderChanged.of(order) for order in self.changed_orders.values()]
         events += [FillCreated.of(fill) for fill in self.fills]
-        publish_on_commit(events + balance_events)
+        return events + balance_events
 
 
 def _values(instance, names) -> list:
@@ -587,7 +591,7 @@ def _existing(user, client_order_id) -> OrderResult | None:
     order = Order.objects.filter(user=user, client_order_id=client_order_id).select_related("market").first()
     if order is None:
         return None
-    return OrderResult(order=order, fills=list(order.fills.order_by("id")), created=False)
+    return OrderResult(order=order, fills=list(order.fills.select_related("market").order_by("id")), created=False)
 
 
 @_retrying
@@ -610,6 +614,10 @@ def _place(user: User, request: OrderRequest) -> OrderResult:
         price=request.price,
         quantity=request.quantity,
         remaining_quantity=request.quantity,
+        # Decimal zeros at the money precision, as the database would hand them back.
+        filled_quantity=money(ZERO),
+        filled_notional=money(ZERO),
+        held=money(ZERO),
         status=OrderStatus.OPEN,
         priority=command.seq,
     )

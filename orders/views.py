@@ -1,7 +1,368 @@
-from django.shortcuts import render
+"""The trader's pages: markets overview, a market with its ticket, the portfolio.
 
+Thin doors: reads come from selectors, every change goes through one service
+(`order_place`, `order_cancel`, `order_amend`), and the same template renders a page and,
+for htmx requests, just the named fragments that changed (`"orders/market.html#ticket"`).
+Live updates arrive over the page socket; the responses here carry the same private
+fragments out of band so the trader sees the result of their own click at once.
+"""
+
+import csv
+import uuid
+
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import trigger_client_event
+
+from accounts.decorators import login_required_page
+from accounts.money import money_text
+from marketdata import streams
 from marketdata.models import Market
+from marketdata.selectors import INTERVALS, book_snapshot, candles, ticker, trades_recent
+from quantumtrades.errors import ServiceError
+
+from .forms import AmendForm, OrderHistoryFilter, OrderTicketForm
+from .live import ALL_KINDS, BALANCES, ORDERS, private_context, private_fragments
+from .models import Order
+from .portfolio import ledger_for_user, order_history_for_user, portfolio_valuation
+from .services import order_amend, order_cancel, order_place
+from .ticket import ticket_estimate
+
+# The first render shows what the live stream pushes later: the same depth, tape, candles.
+BOOK_DEPTH = streams.option("PAGE_BOOK_DEPTH")
+TAPE_LENGTH = streams.option("TAPE_LENGTH")
+CANDLES_SHOWN = streams.option("CHART_CANDLES")
+DEFAULT_INTERVAL = streams.option("CHART_INTERVAL")
+# How deep the ticket looks into the book to price a market order.
+ESTIMATE_DEPTH = 500
+LEDGER_PAGE_SIZE = 25
+HISTORY_PAGE_SIZE = 25
 
 
+def notice(text, level="info"):
+    return {"text": text, "level": level}
+
+
+# --- Markets overview ------------------------------------------------------------------
+
+
+def market_overview_row(market: Market) -> dict:
+    """What one overview row shows (the context of marketdata/fragments.html#market_row)."""
+    return {
+        "market": market,
+        "ticker": ticker(market=market),
+        "candles": candles(
+            market=market, interval=streams.option("SPARKLINE_INTERVAL"), limit=streams.option("SPARKLINE_CANDLES")
+        ),
+    }
+
+
+@require_GET
 def home(request):
-    return render(request, "home.html", {"markets": Market.objects.all()})
+    rows = [market_overview_row(market) for market in Market.objects.select_related("base", "quote")]
+    return render(request, "orders/home.html", {"rows": rows})
+
+
+# --- A market --------------------------------------------------------------------------
+
+
+def _interval(request) -> str:
+    interval = request.GET.get("interval", DEFAULT_INTERVAL)
+    return interval if interval in INTERVALS else DEFAULT_INTERVAL
+
+
+def _blank_ticket(market, *, side=None, type=None):
+    """A fresh ticket; the client order id makes a double submit place one order, not two."""
+    initial = {"client_order_id": uuid.uuid4().hex}
+    if side:
+        initial["side"] = side
+    if type:
+        initial["type"] = type
+    return OrderTicketForm(market=market, initial=initial)
+
+
+def _preview_context(request, market, form, valuation=None) -> dict:
+    """The ticket's live summary: what is available, what the order would cost, and any refusal."""
+    side = form.data.get("side") or form.initial.get("side") or form.fields["side"].initial
+    valuation = valuation or portfolio_valuation(request.user)
+    spend_asset = market.quote_id if side != "sell" else market.base_id
+    context = {"market": market, "form": form, "side": side, "spend_asset": spend_asset}
+    context["available"] = valuation.available(spend_asset)
+    if form.is_bound and not form.is_blank and form.is_valid():
+        estimate = ticket_estimate(
+            request=form.order_request, snapshot=book_snapshot(market=market, depth=ESTIMATE_DEPTH)
+        )
+        context["estimate"] = estimate
+        context["short_of_funds"] = estimate.hold > context["available"]
+    return context
+
+
+def _market_context(request, market) -> dict:
+    """The public part of a market page: the streams' fragments render from it."""
+    interval = _interval(request)
+    return {
+        "market": market,
+        "snapshot": book_snapshot(market=market, depth=BOOK_DEPTH),
+        "trades": trades_recent(market=market, limit=TAPE_LENGTH),
+        "ticker": ticker(market=market),
+        "candles": candles(market=market, interval=interval, limit=CANDLES_SHOWN),
+        "interval": interval,
+        "intervals": list(INTERVALS),
+        "streamed_interval": DEFAULT_INTERVAL,
+    }
+
+
+@require_GET
+def market_page(request, symbol):
+    market = get_object_or_404(Market.objects.select_related("base", "quote"), symbol=symbol)
+    context = _market_context(request, market)
+    if request.user.is_authenticated:
+        context.update(private_context(request.user))
+        context.update(_preview_context(request, market, _blank_ticket(market), context["valuation"]))
+    return render(request, "orders/market.html", context)
+
+
+@require_GET
+def market_chart(request, symbol):
+    """The chart at another interval (the interval buttons)."""
+    market = get_object_or_404(Market, symbol=symbol)
+    interval = _interval(request)
+    context = {
+        "market": market,
+        "candles": candles(market=market, interval=interval, limit=CANDLES_SHOWN),
+        "interval": interval,
+        "intervals": list(INTERVALS),
+        "streamed_interval": DEFAULT_INTERVAL,
+    }
+    return render(request, "orders/market.html#chart_panel", context)
+
+
+@require_POST
+@login_required_page
+def ticket_preview(request, symbol):
+    market = get_object_or_404(Market, symbol=symbol)
+    form = OrderTicketForm(request.POST, market=market)
+    context = _preview_context(request, market, form)
+    return render(request, "orders/market.html#ticket_preview_response", context)
+
+
+@require_POST
+@login_required_page
+def ticket_submit(request, symbol):
+    market = get_object_or_404(Market, symbol=symbol)
+    form = OrderTicketForm(request.POST, market=market)
+    message = None
+    status = 200
+    if form.is_valid():
+        try:
+            result = order_place(user=request.user, market=market, **form.order_arguments())
+        except ServiceError as error:
+            form.add_service_error(error)
+            status = 422 if error.status == 400 else error.status
+        else:
+            message = _placed_notice(result)
+            if not request.htmx:
+                return redirect("market", symbol=market.symbol)
+            form = _blank_ticket(market, side=form.order_request.side, type=form.order_request.type)
+    else:
+        status = 422
+    context = {"notice": message, **_preview_context(request, market, form)}
+    if not request.htmx:
+        # A browser without JavaScript posted the form: show the whole page with its errors.
+        context.update(_market_context(request, market), **private_context(request.user))
+        return render(request, "orders/market.html", context, status=status)
+    response = render(request, "orders/market.html#ticket_response", context, status=status)
+    if message:
+        response.content += private_fragments(request.user, request=request).encode()
+    return response
+
+
+def _placed_notice(result):
+    order = result.order
+    if not result.created:
+        return notice(f"Order #{order.pk} was placed already ({order.get_status_display().lower()}).")
+    what = f"{order.get_side_display()} {money_text(order.quantity.normalize())} {order.market.base_id}"
+    status = order.get_status_display().lower()
+    if order.status == "rejected":
+        return notice(f"Order #{order.pk} rejected: a post-only order may not take liquidity.", "error")
+    if result.fills:
+        filled = money_text(order.filled_quantity.normalize())
+        return notice(f"Order #{order.pk} ({what}): {filled} filled, now {status}.", "success")
+    return notice(f"Order #{order.pk} ({what}) is {status}.", "success")
+
+
+# --- Open orders: cancel and amend -----------------------------------------------------
+
+
+def _after_command(request, message, *, status=200, kinds=ALL_KINDS):
+    """The trader's fragments after a cancel or amend, plus a notice, all out of band."""
+    html = render_to_string("orders/private.html#notice", {"notice": message}, request=request)
+    html += private_fragments(request.user, kinds, request=request)
+    return HttpResponse(html, status=status)
+
+
+def _back_to(request, order):
+    """Without JavaScript a cancel or amend is a plain POST: back to the page it came from."""
+    back = request.POST.get("next") or request.headers.get("Referer")
+    if back and url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
+        return redirect(back)
+    return redirect("market", symbol=order.market.symbol)
+
+
+@require_POST
+@login_required_page
+def cancel(request, order_id):
+    try:
+        order = order_cancel(user=request.user, order_id=order_id)
+    except ServiceError as error:
+        if not request.htmx:
+            return HttpResponse(error.message, status=error.status, content_type="text/plain")
+        return _after_command(request, notice(error.message, "error"), status=error.status, kinds={ORDERS})
+    if not request.htmx:
+        return _back_to(request, order)
+    return _after_command(request, notice(f"Order #{order.pk} cancelled."), kinds={ORDERS, BALANCES})
+
+
+@login_required_page
+def amend(request, order_id):
+    order = Order.objects.filter(pk=order_id, user=request.user).select_related("market").first()
+    if order is None:
+        raise Http404("No such order.")
+    if request.method == "POST":
+        form = AmendForm(request.POST)
+        if form.is_valid():
+            try:
+                result = order_amend(user=request.user, order_id=order.pk, **form.changes())
+            except ServiceError as error:
+                form.add_service_error(error)
+                status = 422 if error.status == 400 else error.status
+            else:
+                if not request.htmx:
+                    return _back_to(request, order)
+                response = _after_command(request, _amended_notice(result))
+                return trigger_client_event(response, "qt:amended")
+        else:
+            status = 422
+    else:
+        form = AmendForm(initial={"price": order.price, "quantity": order.quantity})
+        status = 200
+    context = {"order": order, "form": form}
+    if request.htmx:
+        return render(request, "orders/private.html#amend_form", context, status=status)
+    return render(request, "orders/amend.html", context, status=status)
+
+
+def _amended_notice(result):
+    order = result.order
+    if not order.is_open:
+        return notice(f"Order #{order.pk} amended and {order.get_status_display().lower()}.", "success")
+    return notice(f"Order #{order.pk} amended.", "success")
+
+
+# --- Portfolio -------------------------------------------------------------------------
+
+
+@require_GET
+@login_required_page
+def portfolio(request):
+    user = request.user
+    ledger = Paginator(ledger_for_user(user), LEDGER_PAGE_SIZE).get_page(request.GET.get("ledger_page"))
+    filtering = any(request.GET.get(name) for name in ("market", "status"))
+    filters = OrderHistoryFilter(request.GET if filtering else None)
+    market = status = None
+    if filters.is_valid():
+        market, status = filters.cleaned_data["market"], filters.cleaned_data["status"]
+    history = Paginator(order_history_for_user(user, market=market, status=status or ""), HISTORY_PAGE_SIZE)
+    context = {"ledger": ledger, "filters": filters, "history": history.get_page(request.GET.get("page"))}
+    # The pagers and the filters swap one table; anything else gets the whole page.
+    target = request.htmx.target if request.htmx and not request.htmx.history_restore_request else None
+    if target == "ledger":
+        return render(request, "orders/portfolio.html#ledger", context)
+    if target == "order-history":
+        return render(request, "orders/portfolio.html#order_history", context)
+    return render(request, "orders/portfolio.html", {**context, **private_context(user)})
+
+
+LEDGER_COLUMNS = [
+    "id",
+    "time",
+    "asset",
+    "kind",
+    "available_delta",
+    "held_delta",
+    "available_after",
+    "held_after",
+    "reference",
+    "reason",
+]
+CSV_BATCH = 1000
+
+
+class _Line:
+    """csv.writer writes into this and gets back the line it wrote."""
+
+    def write(self, value):
+        return value
+
+
+def _text_cell(value: str) -> str:
+    # A cell that starts like a formula would run as one in a spreadsheet: quote it.
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def _ledger_csv_chunks(user):
+    writer = csv.writer(_Line())
+    yield writer.writerow(LEDGER_COLUMNS)
+    after = 0
+    while True:
+        # Keyset pages in ledger order: constant memory whatever the ledger's length.
+        entries = list(user.ledger_entries.filter(id__gt=after).order_by("id")[:CSV_BATCH])
+        if not entries:
+            return
+        yield "".join(
+            writer.writerow(
+                [
+                    entry.pk,
+                    entry.created_at.isoformat(),
+                    entry.asset_id,
+                    entry.kind,
+                    money_text(entry.available_delta),
+                    money_text(entry.held_delta),
+                    money_text(entry.available_after),
+                    money_text(entry.held_after),
+                    _text_cell(entry.reference),
+                    _text_cell(entry.reason),
+                ]
+            )
+            for entry in entries
+        )
+        after = entries[-1].pk
+
+
+async def _ledger_csv_chunks_async(user):
+    # Under ASGI a response streams from an async iterator; the database work stays sync.
+    chunks = _ledger_csv_chunks(user)
+    next_chunk = sync_to_async(next, thread_sensitive=True)
+    while (chunk := await next_chunk(chunks, None)) is not None:
+        yield chunk
+
+
+@require_GET
+@login_required_page
+def ledger_csv(request):
+    """The trader's whole ledger as CSV, oldest first; amounts as plain decimal strings."""
+    user = request.user
+    chunks = _ledger_csv_chunks_async(user) if isinstance(request, ASGIRequest) else _ledger_csv_chunks(user)
+    filename = f"quantumtrades-ledger-{user.username}-{timezone.now():%Y%m%d}.csv"
+    return StreamingHttpResponse(
+        chunks,
+        content_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

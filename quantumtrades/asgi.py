@@ -1,5 +1,6 @@
 """ASGI entry point: `daphne quantumtrades.asgi:application`."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -20,3 +21,11 @@ application = ProtocolTypeRouter(
         "websocket": OriginCheck(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+# A server process holds thousands of long-lived objects (sockets, their protocols, the
+# hub's books). Full collections walk all of them and stall the live streams for 100-200 ms
+# (shared/bench/README.md): move what startup allocated out of the collector's reach and
+# collect the young generation less often, which makes full collections rare.
+gc.collect()
+gc.freeze()
+gc.set_threshold(50_000, 20, 100)

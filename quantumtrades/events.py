@@ -34,7 +34,16 @@ def publish_on_commit(events: Iterable, *, using=None) -> None:
         transaction.on_commit(lambda: deliver(batch), using=using)
 
 
+def publish_built_on_commit(build: Callable[[], list], *, using=None) -> None:
+    """Like `publish_on_commit`, but the events are built by `build()` after the commit:
+    a caller holding a lock (the engine) need not spend its lock time formatting them.
+    `build` must read only objects nothing changes between commit and callback."""
+    transaction.on_commit(lambda: deliver(build()), using=using)
+
+
 def deliver(batch: list) -> None:
+    if not batch:
+        return
     for subscriber in list(_subscribers):
         try:
             subscriber(batch)

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
     "accounts",
@@ -148,19 +149,41 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Channel layer and cache ----------------------------------------------------------
 
 REDIS_URL = env.str("REDIS_URL", default="")
-if REDIS_URL:
+# Redis pub/sub channels ignore the database number in REDIS_URL, so two deployments (or
+# test runs) sharing one Redis would hear each other's streams: the prefix keeps them
+# apart. Processes that share a database must share it (the default does).
+CHANNEL_LAYER_PREFIX = env.str(
+    "CHANNEL_LAYER_PREFIX", default="qt." + Path(str(DATABASES["default"]["NAME"])).name + "."
+)
+# The live streams' Redis; the cache's by default (a separate one keeps pub/sub traffic apart).
+CHANNEL_LAYER_REDIS_URL = env.str("CHANNEL_LAYER_REDIS_URL", default="") or REDIS_URL
+if CHANNEL_LAYER_REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             # The pub/sub layer: a group message is one PUBLISH that Redis hands to every
             # subscribed process; nothing is dropped for being over a queue's capacity.
+            # The live streams hold one subscription per process (marketdata.streams), so
+            # a change crosses Redis once per process, not once per socket.
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {
+                "hosts": [CHANNEL_LAYER_REDIS_URL],
+                "prefix": CHANNEL_LAYER_PREFIX,
+            },
         }
     }
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# Live streams (marketdata.streams.DEFAULTS lists every knob): the least time between two
+# book updates of a market on /ws, and between two renders of a market's page fragments.
+STREAMS = {
+    "BOOK_INTERVAL": env.float("STREAM_BOOK_INTERVAL_MS", default=20) / 1000,
+    "PAGE_INTERVAL": env.float("STREAM_PAGE_INTERVAL_MS", default=100) / 1000,
+}
 
 
 # --- Auth -----------------------------------------------------------------------------
@@ -169,6 +192,13 @@ AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"
+
+# Every login (API, web page, admin) goes through the lockout: accounts/lockout.py.
+AUTHENTICATION_BACKENDS = ["accounts.backends.LockoutModelBackend"]
+LOGIN_LOCKOUT_ATTEMPTS = env.int("LOGIN_LOCKOUT_ATTEMPTS", default=5)  # failures per username
+LOGIN_LOCKOUT_IP_ATTEMPTS = env.int("LOGIN_LOCKOUT_IP_ATTEMPTS", default=50)  # failures per client address
+LOGIN_LOCKOUT_WINDOW_MINUTES = env.int("LOGIN_LOCKOUT_WINDOW_MINUTES", default=15)
+LOGIN_LOCKOUT_MINUTES = env.int("LOGIN_LOCKOUT_MINUTES", default=15)
 
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
@@ -215,20 +245,55 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Numbers arrive as Decimal, never float; NaN, Infinity and exponents are refused by name.
+    "DEFAULT_PARSER_CLASSES": ["quantumtrades.api.StrictJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "quantumtrades.api_schema.ApiAutoSchema",
+    "EXCEPTION_HANDLER": "quantumtrades.api.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "quantumtrades.api.ApiPagination",
+    "PAGE_SIZE": 50,
+    # Counted in the default cache: Redis when REDIS_URL is set, shared by every process.
+    "DEFAULT_THROTTLE_CLASSES": ["quantumtrades.api.AnonRateThrottle", "quantumtrades.api.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env.str("THROTTLE_ANON", default="600/minute"),
+        "user": env.str("THROTTLE_USER", default="6000/minute"),
+        "orders": env.str("THROTTLE_ORDERS", default="3000/minute"),
+        "auth": env.str("THROTTLE_AUTH", default="60/minute"),
+    },
+    # Proxies in front of the server that append to X-Forwarded-For (0: use the peer address).
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     # Decimals travel as strings so that no client parses money into a float.
     "COERCE_DECIMAL_TO_STRING": True,
 }
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "QuantumTrades API",
-    "DESCRIPTION": "Orders, market data and balances of the QuantumTrades exchange.",
+    "DESCRIPTION": (
+        "Orders, market data and balances of the QuantumTrades exchange. Authenticate with "
+        "POST /api/auth/login and send the access token as 'Authorization: Bearer <token>'. "
+        "Decimals travel as strings. Every error has the shape "
+        '{"error": {"code": "...", "message": "...", "field": "..." | null}}.'
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its docs are public, whatever token comes along.
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Swagger UI's assets come from the installed sidecar package, not from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"SideEnum": "marketdata.models.Side"},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "quantumtrades.api_schema.schema_strict_requests",
+    ],
 }
 
 CORS_ALLOWED_ORIGINS = env.list("BACKEND_CORS_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/api/.*$"
+# Browser clients may read when to retry a throttled request.
+CORS_EXPOSE_HEADERS = ["Retry-After"]
 
 
 # --- Security -------------------------------------------------------------------------

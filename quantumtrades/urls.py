@@ -1,12 +1,14 @@
 from django.contrib import admin
-from django.urls import path
-
-from orders import views as order_views
+from django.urls import include, path
 
 from . import views
 
 urlpatterns = [
-    path("", order_views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("api/", include("quantumtrades.api_urls")),
+    path("accounts/", include("accounts.urls")),
+    path("", include("orders.urls")),
 ]
+
+handler500 = "quantumtrades.views.server_error"

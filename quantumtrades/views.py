@@ -5,6 +5,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import JsonResponse
+from django.views import defaults
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +45,11 @@ async def healthz(request):
         checks["channel_layer"] = f"error: {exc.__class__.__name__}"
     healthy = all(value == "ok" for value in checks.values())
     return JsonResponse({"status": "ok" if healthy else "degraded", **checks}, status=200 if healthy else 503)
+
+
+def server_error(request):
+    """handler500: the API's error shape under /api/, Django's page everywhere else."""
+    if request.path.startswith("/api/"):
+        body = {"error": {"code": "INTERNAL_ERROR", "message": "Something went wrong on our side.", "field": None}}
+        return JsonResponse(body, status=500)
+    return defaults.server_error(request)

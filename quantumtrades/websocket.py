@@ -28,6 +28,9 @@ class OriginCheck(OriginValidator):
         pass
 
     async def __call__(self, scope, receive, send):
+        # The server's own send, before any middleware wraps it: the live streams write
+        # pre-rendered frames through it (marketdata.streams.daphne_protocol).
+        scope = {**scope, "server_send": send}
         origin = dict(scope.get("headers", [])).get(b"origin")
         if origin is None:
             headers = [(name, value) for name, value in scope.get("headers", []) if name != b"cookie"]

@@ -1,0 +1,390 @@
+"""REST API for accounts: registration, JWT login, refresh, logout; balances and the ledger.
+
+Thin doors (DESIGN section 4): each view checks its input with a strict serializer, calls
+one service or selector and renders the result. Tokens are simplejwt's: refresh tokens
+rotate and the used one is blacklisted, so it cannot be replayed; logout blacklists the
+given refresh token. Access tokens are short-lived (ACCESS_TOKEN_EXPIRE_MINUTES) and stay
+valid until they expire.
+"""
+
+from django.contrib.auth import authenticate, password_validation
+from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import exceptions, generics, serializers, status
+from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.tokens import RefreshToken
+
+from accounts import lockout
+from accounts.models import Asset, LedgerEntry, User
+from accounts.money import money_text
+from accounts.selectors import balances_for_user
+from accounts.services import balance_adjust, user_register
+from quantumtrades.api import (
+    ApiPagination,
+    AuthRateThrottle,
+    QuerySerializer,
+    SignedDecimalInputField,
+    StrictCharField,
+    StrictChoiceField,
+    StrictSerializer,
+    error_responses,
+    query_parameter,
+)
+from quantumtrades.errors import Conflict, InsufficientFunds, InvalidInput
+
+# --- Errors of the auth doors ------------------------------------------------------------
+
+
+class InvalidCredentials(exceptions.APIException):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    default_detail = "Wrong username or password."
+    error_code = "INVALID_CREDENTIALS"
+
+
+class RefreshTokenInvalid(exceptions.APIException):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    error_code = "TOKEN_INVALID"
+    field = "refresh"
+
+
+class LoginLocked(exceptions.APIException):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    error_code = "LOGIN_LOCKED"
+
+    def __init__(self, seconds):
+        self.wait = seconds
+        super().__init__(f"Too many failed logins: try again in {seconds} seconds.")
+
+
+# --- Serializers ---------------------------------------------------------------------------
+
+
+class UserSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    email = serializers.CharField(allow_blank=True)
+    is_staff = serializers.BooleanField()
+    date_joined = serializers.DateTimeField()
+
+
+class RegisterInput(StrictSerializer):
+    """A new account: a unique username, an email address and a password that passes the validators."""
+
+    username = StrictCharField(max_length=150)
+    email = StrictCharField(max_length=254)
+    password = StrictCharField(max_length=128, printable=False)
+
+    def validate_username(self, value):
+        try:
+            UnicodeUsernameValidator()(value)
+        except DjangoValidationError:
+            raise serializers.ValidationError("may contain only letters, digits and @ . + - _") from None
+        return value
+
+    def validate_email(self, value):
+        try:
+            validate_email(value)
+        except DjangoValidationError:
+            raise serializers.ValidationError("must be a valid email address.") from None
+        return value
+
+    def validate(self, attrs):
+        # Django's password validators, with the would-be user so similarity checks work.
+        candidate = User(username=attrs["username"], email=attrs["email"])
+        try:
+            password_validation.validate_password(attrs["password"], user=candidate)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError({"password": [" ".join(exc.messages)]}) from None
+        return attrs
+
+
+class LoginInput(StrictSerializer):
+    """Username and password."""
+
+    username = StrictCharField(max_length=150)
+    password = StrictCharField(max_length=128, printable=False)
+
+
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField(help_text="Access JWT: send as 'Authorization: Bearer <access>'.")
+    refresh = serializers.CharField(help_text="Refresh JWT: trade it for a new pair at /api/auth/refresh.")
+    expires_in = serializers.IntegerField(help_text="Seconds until the access token expires.")
+
+
+class LoginSerializer(TokenPairSerializer):
+    user = UserSerializer()
+
+
+class RefreshInput(StrictSerializer):
+    """A refresh token from login or an earlier refresh."""
+
+    refresh = StrictCharField(max_length=4096)
+
+
+class BalanceSerializer(serializers.Serializer):
+    """A balance as its owner sees it (the private stream's `balance` message, without its type)."""
+
+    asset = serializers.CharField()
+    available = serializers.DecimalField(max_digits=28, decimal_places=8)
+    held = serializers.DecimalField(max_digits=28, decimal_places=8)
+    total = serializers.DecimalField(max_digits=28, decimal_places=8)
+
+
+class UserBalanceSerializer(BalanceSerializer):
+    username = serializers.CharField()
+
+
+class LedgerEntrySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    asset = serializers.CharField(source="asset_id")
+    kind = serializers.ChoiceField(choices=LedgerEntry.Kind.choices)
+    available_delta = serializers.DecimalField(max_digits=28, decimal_places=8)
+    held_delta = serializers.DecimalField(max_digits=28, decimal_places=8)
+    available_after = serializers.DecimalField(max_digits=28, decimal_places=8)
+    held_after = serializers.DecimalField(max_digits=28, decimal_places=8)
+    reference = serializers.CharField(allow_blank=True)
+    reason = serializers.CharField(allow_blank=True)
+    time = serializers.DateTimeField(source="created_at")
+
+
+class LedgerFilter(QuerySerializer):
+    asset = StrictCharField(max_length=12, required=False)
+    kind = StrictChoiceField(choices=LedgerEntry.Kind.choices, required=False)
+
+
+class BalanceAdjustInput(StrictSerializer):
+    """An operator's adjustment, written to the ledger with its reason."""
+
+    username = StrictCharField(max_length=150)
+    asset = StrictCharField(max_length=12)
+    amount = SignedDecimalInputField(help_text="Positive deposits, negative withdraws.")
+    reason = StrictCharField(max_length=255)
+
+
+def user_data(user) -> dict:
+    return UserSerializer(user).data
+
+
+def balance_data(balance) -> dict:
+    return {
+        "asset": balance.asset_id,
+        "available": money_text(balance.available),
+        "held": money_text(balance.held),
+        "total": money_text(balance.available + balance.held),
+    }
+
+
+def token_pair(refresh: RefreshToken) -> dict:
+    return {
+        "access": str(refresh.access_token),
+        "refresh": str(refresh),
+        "expires_in": int(jwt_settings.ACCESS_TOKEN_LIFETIME.total_seconds()),
+    }
+
+
+# --- Auth ------------------------------------------------------------------------------------
+
+
+class AuthView(APIView):
+    """The doors a client uses before it has an access token: no token is read here, so a
+    stale one sent along cannot get in the way."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+    throttle_classes = [AuthRateThrottle]
+
+
+class RegisterView(AuthView):
+    @extend_schema(
+        operation_id="auth_register",
+        tags=["auth"],
+        summary="Create an account (and its paper-trading grant)",
+        request=RegisterInput,
+        examples=[
+            OpenApiExample(
+                "New trader",
+                request_only=True,
+                value={"username": "dave", "email": "dave@example.com", "password": "a-long-passphrase-2026"},
+            )
+        ],
+        responses={201: UserSerializer, **error_responses(400, 409, 413, 415, 429)},
+    )
+    def post(self, request):
+        data = RegisterInput.parse_body(request)
+        if User.objects.filter(username=data["username"]).exists():
+            raise Conflict("That username is taken.", field="username", code="USERNAME_TAKEN")
+        try:
+            user = user_register(username=data["username"], email=data["email"], password=data["password"])
+        except IntegrityError:  # registered by a concurrent request a moment ago
+            raise Conflict("That username is taken.", field="username", code="USERNAME_TAKEN") from None
+        return Response(user_data(user), status=201)
+
+
+class LoginView(AuthView):
+    @extend_schema(
+        operation_id="auth_login",
+        tags=["auth"],
+        summary="Trade username and password for an access and a refresh token",
+        description="Repeated failures lock the username (and the client address) for a while: "
+        "429 LOGIN_LOCKED with Retry-After, on this API and the web login alike.",
+        request=LoginInput,
+        examples=[
+            OpenApiExample("Demo trader", request_only=True, value={"username": "alice", "password": "demo-pass-2026"})
+        ],
+        responses={200: LoginSerializer, **error_responses(400, 401, 413, 415, 429)},
+    )
+    def post(self, request):
+        data = LoginInput.parse_body(request)
+        username, ip = data["username"], lockout.client_ip(request)
+        seconds = lockout.locked_for(username, ip)
+        if seconds:
+            raise LoginLocked(seconds)
+        user = authenticate(request._request, username=username, password=data["password"])
+        if user is None:
+            seconds = lockout.locked_for(username, ip)
+            raise LoginLocked(seconds) if seconds else InvalidCredentials()
+        return Response({**token_pair(RefreshToken.for_user(user)), "user": user_data(user)})
+
+
+def verified_refresh(raw: str) -> RefreshToken:
+    try:
+        return RefreshToken(raw)
+    except TokenError as exc:
+        raise RefreshTokenInvalid(f"The refresh token was refused: {str(exc).rstrip('.')}.") from None
+
+
+class RefreshView(AuthView):
+    @extend_schema(
+        operation_id="auth_refresh",
+        tags=["auth"],
+        summary="Trade a refresh token for a new pair (the old refresh token is revoked)",
+        request=RefreshInput,
+        responses={200: TokenPairSerializer, **error_responses(400, 401, 413, 415, 429)},
+    )
+    def post(self, request):
+        data = RefreshInput.parse_body(request)
+        old = verified_refresh(data["refresh"])
+        user = User.objects.filter(pk=old.get(jwt_settings.USER_ID_CLAIM)).first()
+        if user is None or not user.is_active:
+            raise RefreshTokenInvalid("The refresh token's account is gone or disabled.")
+        # Rotation: the used token goes on the blacklist. get_or_create is the race guard:
+        # of two requests with one token, only the one that blacklisted it gets a new pair.
+        _, revoked_now = old.blacklist()
+        if not revoked_now:
+            raise RefreshTokenInvalid("The refresh token was refused: Token is blacklisted.")
+        return Response(token_pair(RefreshToken.for_user(user)))
+
+
+class LogoutView(AuthView):
+    @extend_schema(
+        operation_id="auth_logout",
+        tags=["auth"],
+        summary="Revoke a refresh token",
+        description="The refresh token itself is the credential, so a client whose access token "
+        "has expired can still log out. Access tokens already issued expire on their own.",
+        request=RefreshInput,
+        responses={204: OpenApiResponse(description="Revoked."), **error_responses(400, 401, 413, 415, 429)},
+    )
+    def post(self, request):
+        data = RefreshInput.parse_body(request)
+        verified_refresh(data["refresh"]).blacklist()
+        return Response(status=204)
+
+
+class MeView(APIView):
+    @extend_schema(
+        operation_id="auth_me",
+        tags=["auth"],
+        summary="Who am I",
+        responses={200: UserSerializer, **error_responses(401, 429)},
+    )
+    def get(self, request):
+        return Response(user_data(request.user))
+
+
+# --- Balances and the ledger -----------------------------------------------------------------
+
+
+class BalancesView(APIView):
+    @extend_schema(
+        operation_id="user_balances",
+        tags=["user"],
+        summary="My balances, one per asset",
+        responses={200: BalanceSerializer(many=True), **error_responses(401, 429)},
+    )
+    def get(self, request):
+        return Response([balance_data(balance) for balance in balances_for_user(request.user)])
+
+
+class TransactionsView(generics.ListAPIView):
+    serializer_class = LedgerEntrySerializer
+    pagination_class = ApiPagination
+
+    def get_queryset(self):
+        query = LedgerFilter.parse(self.request)
+        entries = LedgerEntry.objects.filter(user=self.request.user).order_by("-id")
+        if "asset" in query:
+            entries = entries.filter(asset_id=query["asset"])
+        if "kind" in query:
+            entries = entries.filter(kind=query["kind"])
+        return entries
+
+    @extend_schema(
+        operation_id="user_transactions",
+        tags=["user"],
+        summary="My ledger: every change to my balances, newest first",
+        parameters=[
+            query_parameter("asset", "Only this asset, e.g. USD."),
+            query_parameter("kind", "Only this kind of entry.", enum=LedgerEntry.Kind.values),
+        ],
+        responses={200: LedgerEntrySerializer(many=True), **error_responses(400, 401, 404, 429)},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class BalanceAdjustView(APIView):
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        operation_id="user_balance_adjust",
+        tags=["user"],
+        summary="Staff only: deposit (positive amount) or withdraw (negative) through the ledger",
+        request=BalanceAdjustInput,
+        examples=[
+            OpenApiExample(
+                "Deposit",
+                request_only=True,
+                value={"username": "alice", "asset": "USD", "amount": "500.00", "reason": "wire received"},
+            ),
+            OpenApiExample(
+                "Withdrawal",
+                request_only=True,
+                value={"username": "alice", "asset": "USD", "amount": "-200.00", "reason": "payout"},
+            ),
+        ],
+        responses={200: UserBalanceSerializer, **error_responses(400, 401, 403, 413, 415, 429)},
+    )
+    def put(self, request):
+        data = BalanceAdjustInput.parse_body(request)
+        user = User.objects.filter(username=data["username"]).first()
+        if user is None:
+            raise InvalidInput(f"There is no user {data['username'][:150]!r}.", field="username")
+        if not Asset.objects.filter(code=data["asset"]).exists():
+            raise InvalidInput(f"There is no asset {data['asset']!r}.", field="asset")
+        try:
+            balance_adjust(
+                user=user, asset=data["asset"], amount=data["amount"], reason=data["reason"], created_by=request.user
+            )
+        except InsufficientFunds as exc:
+            # The ledger names the engine's field (quantity); here the amount is at fault.
+            raise InsufficientFunds(exc.message, field="amount") from None
+        balance = next(b for b in balances_for_user(user) if b.asset_id == data["asset"])
+        return Response({"username": user.username, **balance_data(balance)})

@@ -1,0 +1,153 @@
+"""Take the README's screenshots of the trader's pages against a seeded, lively demo.
+
+    .venv/bin/python docs/screenshots/take.py
+
+Starts a server of its own (tests/browser/server.py: a fresh database, migrated and
+seeded), lets `simulate_market` trade for a while, spreads those trades over the last day
+so the charts have history, has alice trade through the order ticket, and saves
+overview.png, market.png, market-phone.png and portfolio.png next to this file.
+Needs Debian's Chromium (/usr/bin/chromium).
+"""
+
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, DEMO_PASSWORD  # noqa: E402
+from tests.browser.server import LiveServer  # noqa: E402
+
+# Spread the simulated trades over the last 24 hours (the sparklines), most of them in the
+# last hour (the 1m chart), oldest first. Demo data only: the engine never rewrites time.
+BACKDATE = """
+from datetime import timedelta
+from django.utils import timezone
+from marketdata.models import Market, Trade
+now = timezone.now()
+for market in Market.objects.all():
+    ids = list(Trade.objects.filter(market=market).order_by("id").values_list("id", flat=True))
+    older = len(ids) // 4
+    for index, trade_id in enumerate(ids):
+        if index < older:
+            ago = timedelta(hours=24) - timedelta(hours=23) * index / max(1, older)
+        else:
+            ago = timedelta(minutes=59) * (len(ids) - index) / max(1, len(ids) - older)
+        Trade.objects.filter(pk=trade_id).update(created_at=now - ago)
+"""
+
+
+# Then a ladder of resting quotes around the last price, so each book shows depth on both sides.
+LADDER = """
+import random
+from decimal import ROUND_DOWN, Decimal
+from accounts.models import User
+from marketdata.models import Market, Trade
+from orders.services import order_place
+rng = random.Random(7)
+makers = list(User.objects.filter(username__in=["maker1", "maker2"]))
+for market in Market.objects.all():
+    last = Trade.objects.filter(market=market).order_by("-id").values_list("price", flat=True).first()
+    last = last or {"QTX-USD": Decimal(100), "BTC-USD": Decimal(60000), "ETH-USD": Decimal(3000)}[market.symbol]
+    tick = market.tick_size
+    step = max(tick, (last * Decimal("0.0006")) // tick * tick)
+    for level in range(1, 11):
+        for side, sign in (("buy", -1), ("sell", 1)):
+            price = last + sign * step * (level + rng.randint(0, 1))
+            notional = Decimal(rng.randint(300, 4000))
+            quantity = (notional / price / market.lot_size).quantize(Decimal(1), rounding=ROUND_DOWN) * market.lot_size
+            order_place(user=rng.choice(makers), market=market, side=side, price=price, quantity=quantity)
+"""
+
+
+def main():
+    with LiveServer("screenshots") as server:
+        server.manage("simulate_market", "--rate", "60", "--duration", "25", "--seed", "2026")
+        server.manage("shell", "-c", BACKDATE)
+        server.manage("shell", "-c", LADDER)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            desktop = browser.new_context(
+                base_url=server.url, viewport={"width": 1440, "height": 960}, device_scale_factor=1
+            )
+            page = desktop.new_page()
+            log_in(page, "alice")
+            settle(page)
+            bottom = page.locator("#live").bounding_box()
+            page.screenshot(
+                path=HERE / "overview.png",
+                clip={"x": 0, "y": 0, "width": 1440, "height": bottom["y"] + bottom["height"] + 24},
+            )
+
+            trade_a_little(page)
+            page.screenshot(path=HERE / "market.png")
+
+            page.goto("/portfolio/")
+            settle(page)
+            page.screenshot(path=HERE / "portfolio.png", full_page=True)
+
+            phone = browser.new_context(
+                base_url=server.url, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+            )
+            phone.add_cookies(desktop.cookies())
+            mobile = phone.new_page()
+            mobile.goto("/markets/QTX-USD/")
+            settle(mobile)
+            mobile.screenshot(path=HERE / "market-phone.png", full_page=True)
+            browser.close()
+    for name in ("overview", "market", "market-phone", "portfolio"):
+        print(HERE / f"{name}.png")
+
+
+def log_in(page, username):
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(DEMO_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/")
+
+
+def trade_a_little(page):
+    """A market buy that fills, then a resting bid and ask just off the touch."""
+    page.goto("/markets/QTX-USD/")
+    settle(page)
+    ticket = page.locator("#ticket")
+    best_bid = Decimal(page.locator('#book [data-side="buy"]').first.get_attribute("data-price"))
+    best_ask = Decimal(page.locator('#book [data-side="sell"]').last.get_attribute("data-price"))
+    orders = [
+        ("Buy", "Market", None, "3", "IOC"),
+        ("Buy", "Limit", f"{best_bid - Decimal('0.05')}", "4", "GTC"),
+        ("Sell", "Limit", f"{best_ask + Decimal('0.07')}", "2.5", "GTC"),
+    ]
+    for side, kind, price, quantity, time_in_force in orders:
+        ticket = page.locator("#ticket")
+        ticket.get_by_label(side, exact=True).check()
+        ticket.get_by_label(kind, exact=True).check()
+        if price:
+            ticket.get_by_label("Price").fill(price)
+        ticket.get_by_label("Quantity").fill(quantity)
+        ticket.get_by_label("Time in force").select_option(time_in_force)
+        with page.expect_response(lambda response: response.url.endswith("/ticket/")):
+            ticket.locator("#ticket-submit").click()
+        expect(page.locator("#ticket").get_by_label("Quantity")).to_have_value("")
+    # Leave the ticket showing an estimate.
+    ticket = page.locator("#ticket")
+    ticket.get_by_label("Buy", exact=True).check()
+    ticket.get_by_label("Limit", exact=True).check()
+    ticket.get_by_label("Price").fill(str(best_bid))
+    ticket.get_by_label("Quantity").fill("1.5")
+    expect(ticket.locator("[data-estimate-total]")).to_be_visible()
+    page.locator("#notice [data-dismiss]").click()
+
+
+def settle(page):
+    page.wait_for_load_state("networkidle")
+    expect(page.locator("[data-live-state]").first).to_have_attribute("data-live-state", "open")
+    page.wait_for_timeout(600)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,343 @@
+"""REST API for trading: place, list, amend and cancel my orders; my fills.
+
+A thin door onto the matching engine (orders.services): the input serializers refuse
+what is malformed (types, enums, unknown fields, decimals that are not plain decimals);
+the engine's `order_validate`, which `order_place` runs first, judges the trading rules
+(tick, lot, minimum notional), so the API and the order ticket refuse an order in the
+same words. Orders and fills are rendered by `order_payload` and `fill_payload`, the
+same functions that feed the private WebSocket stream.
+"""
+
+from decimal import Decimal
+
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework import generics, serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.money import money, money_text
+from marketdata.api import market_by_symbol
+from marketdata.models import Market, Side
+from orders.events import fill_payload, order_payload
+from orders.models import Fill, Order, OrderStatus, OrderType, TimeInForce
+from orders.selectors import fills_for_user, orders_open_for_user
+from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
+from quantumtrades.api import (
+    AnonRateThrottle,
+    ApiPagination,
+    DecimalInputField,
+    OrderRateThrottle,
+    QuerySerializer,
+    StrictBooleanField,
+    StrictCharField,
+    StrictChoiceField,
+    StrictSerializer,
+    UserRateThrottle,
+    error_responses,
+)
+from quantumtrades.api import query_parameter as param
+from quantumtrades.errors import NotFound
+
+SYMBOL_MAX = Market._meta.get_field("symbol").max_length
+# Ids past a bigint name no order; answering 404 early keeps them away from the database.
+MAX_ID = 2**63 - 1
+
+
+def _decimal(**kwargs):
+    return serializers.DecimalField(max_digits=28, decimal_places=8, **kwargs)
+
+
+# --- Serializers (responses): the shape of order_payload and fill_payload ---------------------
+
+
+class OrderSerializer(serializers.Serializer):
+    """An order as integrators see it: REST responses and the private stream alike."""
+
+    id = serializers.IntegerField()
+    client_order_id = serializers.CharField(allow_null=True)
+    symbol = serializers.CharField()
+    side = serializers.ChoiceField(choices=Side.choices)
+    type = serializers.ChoiceField(choices=OrderType.choices)
+    time_in_force = serializers.ChoiceField(choices=TimeInForce.choices)
+    post_only = serializers.BooleanField()
+    price = _decimal(allow_null=True, help_text="Null for market orders.")
+    quantity = _decimal()
+    filled_quantity = _decimal()
+    remaining_quantity = _decimal()
+    average_price = _decimal(allow_null=True, help_text="Average fill price; null before the first fill.")
+    status = serializers.ChoiceField(choices=OrderStatus.choices)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def to_representation(self, order):
+        return order_data(order)
+
+
+class FillSerializer(serializers.Serializer):
+    """One side of a trade as its order's owner sees it."""
+
+    id = serializers.IntegerField()
+    order_id = serializers.IntegerField()
+    trade_id = serializers.IntegerField()
+    symbol = serializers.CharField()
+    side = serializers.ChoiceField(choices=Side.choices)
+    role = serializers.ChoiceField(choices=Fill.Role.choices)
+    price = _decimal()
+    quantity = _decimal()
+    fee = _decimal()
+    fee_asset = serializers.CharField()
+    time = serializers.DateTimeField()
+
+    def to_representation(self, fill):
+        return fill_payload(fill)
+
+
+class OrderResultSerializer(serializers.Serializer):
+    order = OrderSerializer()
+    fills = FillSerializer(many=True, help_text="What the command traded at once, oldest first.")
+
+
+# --- Serializers (input) ---------------------------------------------------------------------
+
+
+class OrderPlaceInput(StrictSerializer):
+    """A new order. No other fields are accepted; decimals travel as strings."""
+
+    symbol = StrictCharField(max_length=SYMBOL_MAX, help_text="The market, e.g. QTX-USD.")
+    side = StrictChoiceField(choices=Side.choices)
+    type = StrictChoiceField(choices=OrderType.choices, required=False, default=OrderType.LIMIT)
+    price = DecimalInputField(required=False, allow_null=True, help_text="Limit orders only.")
+    quantity = DecimalInputField()
+    time_in_force = StrictChoiceField(
+        choices=TimeInForce.choices,
+        required=False,
+        allow_null=True,
+        help_text="Default: GTC for limit orders, IOC for market orders.",
+    )
+    post_only = StrictBooleanField(required=False, default=False, help_text="Rejected if it would take.")
+    client_order_id = StrictCharField(
+        min_length=1,
+        max_length=64,
+        required=False,
+        allow_null=True,
+        help_text="Your id for the order: repeating it returns the original order (200) and places nothing.",
+    )
+
+
+class OrderAmendInput(StrictSerializer):
+    """New price and/or quantity for an open limit order."""
+
+    price = DecimalInputField(required=False, help_text="A new price: the order loses its place in the queue.")
+    quantity = DecimalInputField(
+        required=False, help_text="A new total quantity: smaller keeps the place in the queue, larger loses it."
+    )
+
+
+class OrderFilter(QuerySerializer):
+    symbol = StrictCharField(max_length=SYMBOL_MAX, required=False)
+    status = StrictChoiceField(choices=OrderStatus.choices, required=False)
+
+
+class SymbolFilter(QuerySerializer):
+    symbol = StrictCharField(max_length=SYMBOL_MAX, required=False)
+
+
+SYMBOL_PARAMETER = param("symbol", "Only this market, e.g. QTX-USD.", example="QTX-USD")
+STATUS_PARAMETER = param("status", "Only orders in this status.", enum=OrderStatus.values)
+
+
+AMOUNTS = ("price", "quantity", "filled_quantity", "remaining_quantity", "average_price")
+
+
+def order_data(order) -> dict:
+    """`order_payload`, with every amount at the database's 8 places.
+
+    An order the engine has just created still holds the model default 0 (an int) in
+    filled_quantity, which money_text writes as "0.000000"; the same order read back
+    says "0.00000000". Until the engine builds orders with Decimal zeros, this keeps
+    one spelling per amount.
+    """
+    payload = order_payload(order)
+    for key in AMOUNTS:
+        if payload[key] is not None:
+            payload[key] = money_text(money(Decimal(payload[key])))
+    return payload
+
+
+def result_data(result) -> dict:
+    return {"order": order_data(result.order), "fills": [fill_payload(fill) for fill in result.fills]}
+
+
+def own_order_id(order_id: int) -> int:
+    if order_id > MAX_ID:
+        raise NotFound("No such order.")
+    return order_id
+
+
+# --- Views -------------------------------------------------------------------------------------
+
+
+class TradingView(APIView):
+    throttle_classes = [AnonRateThrottle, UserRateThrottle, OrderRateThrottle]
+
+
+class OrdersView(TradingView, generics.ListAPIView):
+    serializer_class = OrderSerializer
+    pagination_class = ApiPagination
+
+    def get_queryset(self):
+        query = OrderFilter.parse(self.request)
+        orders = Order.objects.filter(user=self.request.user).select_related("market").order_by("-id")
+        if "symbol" in query:
+            orders = orders.filter(market=market_by_symbol(query["symbol"], field="symbol"))
+        if "status" in query:
+            orders = orders.filter(status=query["status"])
+        return orders
+
+    @extend_schema(
+        operation_id="orders_list",
+        tags=["orders"],
+        summary="My orders, newest first",
+        parameters=[SYMBOL_PARAMETER, STATUS_PARAMETER],
+        responses={200: OrderSerializer(many=True), **error_responses(400, 401, 404, 429)},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        operation_id="orders_place",
+        tags=["orders"],
+        summary="Place an order",
+        description="201 with the new order and what it traded at once. A repeated client_order_id "
+        "answers 200 with the original order and its fills, and places nothing.",
+        request=OrderPlaceInput,
+        examples=[
+            OpenApiExample(
+                "Limit buy",
+                request_only=True,
+                value={"symbol": "QTX-USD", "side": "buy", "type": "limit", "price": "10.25", "quantity": "2.50"},
+            ),
+            OpenApiExample(
+                "Market sell, with an id for safe retries",
+                request_only=True,
+                value={
+                    "symbol": "QTX-USD",
+                    "side": "sell",
+                    "type": "market",
+                    "quantity": "1.00",
+                    "time_in_force": "IOC",
+                    "client_order_id": "my-order-0001",
+                },
+            ),
+        ],
+        responses={
+            201: OrderResultSerializer,
+            200: OpenApiResponse(OrderResultSerializer, description="Repeated client_order_id: the original."),
+            **error_responses(400, 401, 409, 413, 415, 429),
+        },
+    )
+    def post(self, request):
+        data = OrderPlaceInput.parse_body(request)
+        result = order_place(
+            user=request.user,
+            market=data["symbol"],
+            side=data["side"],
+            type=data["type"],
+            quantity=data["quantity"],
+            price=data.get("price"),
+            time_in_force=data.get("time_in_force"),
+            post_only=data["post_only"],
+            client_order_id=data.get("client_order_id"),
+        )
+        return Response(result_data(result), status=201 if result.created else 200)
+
+    @extend_schema(
+        operation_id="orders_cancel_all",
+        tags=["orders"],
+        summary="Cancel all my open orders (on one market with ?symbol=)",
+        parameters=[SYMBOL_PARAMETER],
+        responses={200: OrderSerializer(many=True), **error_responses(400, 401, 429)},
+    )
+    def delete(self, request):
+        query = SymbolFilter.parse(request)
+        market = market_by_symbol(query["symbol"], field="symbol") if "symbol" in query else None
+        cancelled = orders_cancel_all(user=request.user, market=market)
+        return Response([order_data(order) for order in cancelled])
+
+
+class OpenOrdersView(generics.ListAPIView):
+    serializer_class = OrderSerializer
+    pagination_class = ApiPagination
+
+    def get_queryset(self):
+        query = SymbolFilter.parse(self.request)
+        market = market_by_symbol(query["symbol"], field="symbol") if "symbol" in query else None
+        return orders_open_for_user(self.request.user, market)
+
+    @extend_schema(
+        operation_id="orders_open",
+        tags=["orders"],
+        summary="My open orders (open or partially filled), newest first",
+        parameters=[SYMBOL_PARAMETER],
+        responses={200: OrderSerializer(many=True), **error_responses(400, 401, 404, 429)},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class OrderView(TradingView):
+    @extend_schema(
+        operation_id="orders_retrieve",
+        tags=["orders"],
+        summary="One of my orders",
+        responses={200: OrderSerializer, **error_responses(401, 404, 429)},
+    )
+    def get(self, request, order_id):
+        order = Order.objects.filter(pk=own_order_id(order_id), user=request.user).select_related("market").first()
+        if order is None:
+            raise NotFound("No such order.")
+        return Response(order_data(order))
+
+    @extend_schema(
+        operation_id="orders_amend",
+        tags=["orders"],
+        summary="Amend an open order's price and/or quantity",
+        request=OrderAmendInput,
+        examples=[OpenApiExample("New price", request_only=True, value={"price": "10.50"})],
+        responses={200: OrderResultSerializer, **error_responses(400, 401, 404, 409, 413, 415, 429)},
+    )
+    def patch(self, request, order_id):
+        data = OrderAmendInput.parse_body(request)
+        result = order_amend(
+            user=request.user, order_id=own_order_id(order_id), price=data.get("price"), quantity=data.get("quantity")
+        )
+        return Response(result_data(result))
+
+    @extend_schema(
+        operation_id="orders_cancel",
+        tags=["orders"],
+        summary="Cancel an open order",
+        responses={200: OrderSerializer, **error_responses(401, 404, 409, 429)},
+    )
+    def delete(self, request, order_id):
+        return Response(order_data(order_cancel(user=request.user, order_id=own_order_id(order_id))))
+
+
+class FillsView(generics.ListAPIView):
+    serializer_class = FillSerializer
+    pagination_class = ApiPagination
+
+    def get_queryset(self):
+        query = SymbolFilter.parse(self.request)
+        market = market_by_symbol(query["symbol"], field="symbol") if "symbol" in query else None
+        return fills_for_user(self.request.user, market)
+
+    @extend_schema(
+        operation_id="trades_history",
+        tags=["orders"],
+        summary="My fills, newest first: price, quantity, fee, role, side, market, time",
+        parameters=[SYMBOL_PARAMETER],
+        responses={200: FillSerializer(many=True), **error_responses(400, 401, 404, 429)},
+    )
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)

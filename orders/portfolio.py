@@ -1,0 +1,105 @@
+"""Reads for a trader's own pages: balances valued at last prices, the ledger, order history,
+the prices at which they have orders resting. Views render them on first load; `live`
+renders the same ones when something changes."""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db.models import OuterRef, Subquery
+
+from accounts.models import LedgerEntry
+from accounts.money import ZERO, money
+from accounts.selectors import balances_for_user
+from marketdata.models import Market, Trade
+
+from .models import OPEN_STATUSES, Order
+
+# Balances are valued in this asset, at the last trade of each <asset>-USD market.
+VALUATION_ASSET = "USD"
+
+
+@dataclass(frozen=True)
+class BalanceRow:
+    asset: str
+    available: Decimal
+    held: Decimal
+    price: Decimal | None  # last price in VALUATION_ASSET, None when no market has traded it
+
+    @property
+    def total(self) -> Decimal:
+        return self.available + self.held
+
+    @property
+    def value(self) -> Decimal | None:
+        return money(self.total * self.price) if self.price is not None else None
+
+
+@dataclass(frozen=True)
+class Valuation:
+    rows: list[BalanceRow]
+    asset: str = VALUATION_ASSET
+
+    @property
+    def total_value(self) -> Decimal:
+        return sum((row.value for row in self.rows if row.value is not None), ZERO)
+
+    @property
+    def unpriced(self) -> list[str]:
+        return [row.asset for row in self.rows if row.price is None and row.total]
+
+    def available(self, asset: str) -> Decimal:
+        return next((row.available for row in self.rows if row.asset == asset), ZERO)
+
+
+def last_prices(quote: str = VALUATION_ASSET) -> dict[str, Decimal]:
+    """The last traded price of every asset quoted in `quote`, by asset code (one query)."""
+    last = Trade.objects.filter(market=OuterRef("pk")).order_by("-id").values("price")[:1]
+    rows = Market.objects.filter(quote_id=quote).annotate(last=Subquery(last)).values_list("base_id", "last")
+    prices = {base: money(Decimal(str(price))) for base, price in rows if price is not None}
+    prices[quote] = Decimal(1)
+    return prices
+
+
+def portfolio_valuation(user) -> Valuation:
+    prices = last_prices()
+    return Valuation(
+        [BalanceRow(b.asset_id, b.available, b.held, prices.get(b.asset_id)) for b in balances_for_user(user)]
+    )
+
+
+def ledger_for_user(user):
+    """A trader's statement, newest first."""
+    return LedgerEntry.objects.filter(user=user).order_by("-id")
+
+
+def order_history_for_user(user, *, market=None, status=""):
+    orders = Order.objects.filter(user=user).select_related("market").order_by("-id")
+    if market is not None:
+        orders = orders.filter(market=market)
+    if status == "open":
+        orders = orders.filter(status__in=OPEN_STATUSES)
+    elif status:
+        orders = orders.filter(status=status)
+    return orders
+
+
+@dataclass(frozen=True)
+class MyLevel:
+    """A book level where the trader has an order resting; `tick_size` lets the template
+    spell the price exactly as the book's rows do (marketdata's `market_price`)."""
+
+    symbol: str
+    side: str
+    price: Decimal
+    tick_size: Decimal
+
+
+def my_levels(user) -> list[MyLevel]:
+    rows = (
+        Order.objects.open()
+        .filter(user=user)
+        .values_list("market__symbol", "side", "price", "market__tick_size")
+        .distinct()
+        .order_by("market__symbol", "side", "price")
+    )
+    return [MyLevel(*row) for row in rows]

@@ -1,0 +1,77 @@
+"""The order ticket's estimate, from a book as the trader sees it (no database)."""
+
+from decimal import Decimal as D
+
+from marketdata.models import Market
+from marketdata.selectors import BookSnapshot
+from orders.services import OrderRequest
+from orders.ticket import ticket_estimate
+
+MARKET = Market(
+    symbol="QTX-USD",
+    base_id="QTX",
+    quote_id="USD",
+    tick_size=D("0.01"),
+    lot_size=D("0.01"),
+    min_notional=D("1"),
+    maker_fee=D("0.001"),
+    taker_fee=D("0.002"),
+)
+BOOK = BookSnapshot(
+    symbol="QTX-USD",
+    seq=7,
+    bids=[(D("99"), D("1")), (D("98"), D("2"))],
+    asks=[(D("101"), D("1")), (D("102"), D("2"))],
+)
+
+
+def order(side, quantity, price=None, *, type="limit", time_in_force="GTC", post_only=False):
+    return OrderRequest(MARKET, side, type, D(quantity), D(price) if price else None, time_in_force, post_only, None)
+
+
+def test_a_resting_bid_costs_its_notional_and_the_maker_fee():
+    estimate = ticket_estimate(request=order("buy", "2", "100"), snapshot=BOOK)
+
+    assert (estimate.takes_quantity, estimate.rests_quantity) == (0, 2)
+    assert estimate.fee == D("0.2")  # 0.1% of 200
+    assert estimate.total == D("200.2")
+    assert estimate.hold == D("200.4")  # what the engine holds: the taker fee, in case it ever takes
+    assert estimate.average_price is None
+
+
+def test_a_crossing_bid_takes_at_the_makers_prices_and_rests_the_rest():
+    estimate = ticket_estimate(request=order("buy", "4", "102"), snapshot=BOOK)
+
+    assert (estimate.takes_quantity, estimate.takes_notional) == (3, D("305"))
+    assert estimate.rests_quantity == 1
+    assert estimate.fee == D("0.61") + D("0.102")  # taker 0.2% of 305, maker 0.1% of 102
+    assert estimate.total == D("305") + D("102") + estimate.fee
+    assert estimate.average_price.quantize(D("0.01")) == D("101.67")
+
+
+def test_a_market_sell_is_priced_from_the_bids():
+    estimate = ticket_estimate(request=order("sell", "2", type="market", time_in_force="IOC"), snapshot=BOOK)
+
+    assert estimate.takes_notional == D("197")  # 99 + 98
+    assert estimate.total == D("197") - D("0.394")  # proceeds after the taker fee
+    assert estimate.asset_spent == "QTX" and estimate.hold == 2
+
+
+def test_what_the_book_cannot_fill_expires():
+    estimate = ticket_estimate(request=order("buy", "5", type="market", time_in_force="IOC"), snapshot=BOOK)
+
+    assert (estimate.takes_quantity, estimate.expires_quantity, estimate.rests_quantity) == (3, 2, 0)
+
+
+def test_fill_or_kill_that_cannot_fill_trades_nothing():
+    estimate = ticket_estimate(request=order("buy", "5", "102", time_in_force="FOK"), snapshot=BOOK)
+
+    assert estimate.fok_would_kill
+    assert (estimate.takes_quantity, estimate.total, estimate.expires_quantity) == (0, 0, 5)
+
+
+def test_post_only_that_would_take_is_flagged():
+    estimate = ticket_estimate(request=order("sell", "1", "99", post_only=True), snapshot=BOOK)
+
+    assert estimate.post_only_would_take
+    assert estimate.takes_quantity == 0 and estimate.rests_quantity == 0

@@ -1,0 +1,93 @@
+"""The order ticket's estimate: what an order would cost if placed now, without placing it.
+
+The ticket shows it while the trader types. It walks the current book the way the engine
+would (best price first, a taker pays the maker's price), so a market order is priced
+from real depth and a limit order that crosses is split into what trades at once (taker
+fee) and what rests (maker fee if it fills later). It is an estimate: the book can move
+before the order arrives, and the engine decides.
+"""
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from accounts.money import ZERO, money
+from marketdata.models import Market, Side
+from marketdata.selectors import BookSnapshot
+
+from .models import OrderType, TimeInForce
+from .services import OrderRequest, fee_for, hold_for
+
+
+@dataclass(frozen=True)
+class Estimate:
+    asset_spent: str  # what the order pays with: quote for a buy, base for a sell
+    asset_received: str
+    takes_quantity: Decimal  # filled at once against the book
+    takes_notional: Decimal
+    rests_quantity: Decimal  # left in the book (limit GTC only)
+    expires_quantity: Decimal  # neither trades nor rests (IOC/FOK/market remainder)
+    fee: Decimal  # in the quote asset: taker fee on what takes, maker fee on what rests
+    total: Decimal  # a buy's cost in quote (fees included), a sell's proceeds in quote (fees deducted)
+    hold: Decimal  # what placing it needs available now (DESIGN section 2)
+    average_price: Decimal | None  # of the part that trades at once
+    post_only_would_take: bool
+    fok_would_kill: bool
+
+
+def ticket_estimate(*, request: OrderRequest, snapshot: BookSnapshot) -> Estimate:
+    market: Market = request.market
+    buying = request.side == Side.BUY
+    levels = snapshot.asks if buying else snapshot.bids
+    limit = request.price
+
+    takes_quantity, takes_notional = ZERO, ZERO
+    for price, quantity in levels:
+        if limit is not None and (price > limit if buying else price < limit):
+            break
+        wanted = request.quantity - takes_quantity
+        if wanted <= 0:
+            break
+        size = min(wanted, quantity)
+        takes_quantity += size
+        takes_notional += money(price * size)
+
+    remaining = request.quantity - takes_quantity
+    post_only_would_take = request.post_only and takes_quantity > 0
+    fok_would_kill = request.time_in_force == TimeInForce.FOK and remaining > 0
+    if post_only_would_take or fok_would_kill:
+        # The engine refuses the order outright: nothing trades, nothing rests.
+        takes_quantity, takes_notional, remaining = ZERO, ZERO, request.quantity
+
+    rests = request.type == OrderType.LIMIT and request.time_in_force == TimeInForce.GTC
+    if post_only_would_take or fok_would_kill:
+        rests = False
+    rests_quantity = remaining if rests else ZERO
+    expires_quantity = ZERO if rests else remaining
+    rests_notional = money(limit * rests_quantity) if rests_quantity else ZERO
+
+    taker_fee = fee_for(takes_notional, market.taker_fee)
+    maker_fee = fee_for(rests_notional, market.maker_fee)
+    fee = taker_fee + maker_fee
+    notional = takes_notional + rests_notional
+    total = notional + fee if buying else notional - fee
+
+    if buying and request.type == OrderType.LIMIT:
+        hold = hold_for(market=market, side=Side.BUY, price=limit, quantity=request.quantity)
+    elif buying:
+        hold = takes_notional + taker_fee
+    else:
+        hold = request.quantity
+    return Estimate(
+        asset_spent=market.quote_id if buying else market.base_id,
+        asset_received=market.base_id if buying else market.quote_id,
+        takes_quantity=takes_quantity,
+        takes_notional=takes_notional,
+        rests_quantity=rests_quantity,
+        expires_quantity=expires_quantity,
+        fee=fee,
+        total=total,
+        hold=hold,
+        average_price=(takes_notional / takes_quantity) if takes_quantity else None,
+        post_only_would_take=post_only_would_take,
+        fok_would_kill=fok_would_kill,
+    )

@@ -1,0 +1,39 @@
+"""The REST API's URL table (DESIGN section 4), mounted at /api/.
+
+Paths have no trailing slash, as in the design; anything else under /api/ answers 404
+in the API's error shape (the last route).
+"""
+
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from accounts import api as accounts_api
+from marketdata import api as marketdata_api
+from orders import api as orders_api
+from quantumtrades.api import api_not_found
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # Accounts
+    path("auth/register", accounts_api.RegisterView.as_view(), name="api-register"),
+    path("auth/login", accounts_api.LoginView.as_view(), name="api-login"),
+    path("auth/refresh", accounts_api.RefreshView.as_view(), name="api-refresh"),
+    path("auth/logout", accounts_api.LogoutView.as_view(), name="api-logout"),
+    path("auth/me", accounts_api.MeView.as_view(), name="api-me"),
+    path("user/balances", accounts_api.BalancesView.as_view(), name="api-balances"),
+    path("user/transactions", accounts_api.TransactionsView.as_view(), name="api-transactions"),
+    path("user/balance", accounts_api.BalanceAdjustView.as_view(), name="api-balance-adjust"),
+    # Market data
+    path("markets", marketdata_api.MarketsView.as_view(), name="api-markets"),
+    path("markets/<str:symbol>", marketdata_api.MarketView.as_view(), name="api-market"),
+    path("markets/<str:symbol>/trades", marketdata_api.MarketTradesView.as_view(), name="api-market-trades"),
+    path("markets/<str:symbol>/candles", marketdata_api.MarketCandlesView.as_view(), name="api-market-candles"),
+    path("book/snapshot", marketdata_api.BookSnapshotView.as_view(), name="api-book-snapshot"),
+    # Orders
+    path("orders", orders_api.OrdersView.as_view(), name="api-orders"),
+    path("orders/open", orders_api.OpenOrdersView.as_view(), name="api-orders-open"),
+    path("orders/<int:order_id>", orders_api.OrderView.as_view(), name="api-order"),
+    path("trades/history", orders_api.FillsView.as_view(), name="api-fills"),
+    re_path(r"^", api_not_found),
+]

@@ -1,0 +1,294 @@
+/* QuantumTrades pages: the little behaviour htmx does not give for free. No build step.
+ *
+ * - qt-live: an htmx extension that drops out-of-band fragments a page has no place for
+ *   (a socket streams a trader's orders to every page they have open).
+ * - Live sockets: a state badge, and a reconnect for the closes the ws extension leaves alone.
+ * - Order ticket: market orders take no price; a click on a book level fills the price.
+ * - Amend dialog, tabs, notices.
+ * - Session: warn before the idle timeout, offer to stay signed in.
+ */
+(function () {
+  "use strict";
+
+  // --- qt-live ----------------------------------------------------------------------------
+
+  htmx.defineExtension("qt-live", {
+    transformResponse: function (text) {
+      if (text.indexOf("hx-swap-oob") === -1) return text;
+      var template = document.createElement("template");
+      template.innerHTML = text;
+      var dropped = false;
+      // A chart at another interval than the stream's refreshes itself (data-own-chart).
+      var ownChart = !!document.querySelector("[data-own-chart]");
+      Array.prototype.slice.call(template.content.children).forEach(function (child) {
+        var unwanted = !document.getElementById(child.id) || (ownChart && child.id === "chart");
+        if (child.id && child.hasAttribute("hx-swap-oob") && unwanted) {
+          child.remove();
+          dropped = true;
+        }
+      });
+      return dropped ? template.innerHTML : text;
+    },
+  });
+
+  // --- Live sockets -----------------------------------------------------------------------
+
+  var leaving = false;
+  var attempts = 0;
+  window.addEventListener("pagehide", function () { leaving = true; });
+
+  function liveState(state) {
+    document.querySelectorAll("[data-live-state]").forEach(function (badge) {
+      badge.setAttribute("data-live-state", state);
+      badge.textContent = state === "open" ? "Live" : state === "closed" ? "Reconnecting…" : "Connecting…";
+    });
+  }
+
+  document.addEventListener("htmx:wsConnecting", function () { liveState("connecting"); });
+  document.addEventListener("htmx:wsOpen", function () { attempts = 0; liveState("open"); });
+  document.addEventListener("htmx:wsClose", function (evt) {
+    if (leaving) return;
+    liveState("closed");
+    var code = evt.detail.event.code;
+    // The extension reconnects after 1006/1011/1012/1013 itself; 4xxx is the server saying no.
+    if ([1006, 1011, 1012, 1013].indexOf(code) >= 0 || code >= 4000) return;
+    var socketElt = evt.target;
+    var wrapper = evt.detail.socketWrapper;
+    attempts += 1;
+    var delay = Math.min(30000, 500 * Math.pow(2, Math.min(attempts, 6))) * (0.5 + Math.random() / 2);
+    setTimeout(function () {
+      if (!leaving && document.body.contains(socketElt)) wrapper.reconnect();
+    }, delay);
+  });
+
+  // --- Notices ----------------------------------------------------------------------------
+
+  var noticeTimer = null;
+
+  function showNotice(text, level) {
+    var box = document.getElementById("notice");
+    if (!box) return;
+    box.className = "notice " + (level || "info");
+    box.innerHTML = "";
+    var span = document.createElement("span");
+    span.textContent = text;
+    box.appendChild(span);
+  }
+
+  function scheduleNoticeClear() {
+    clearTimeout(noticeTimer);
+    var box = document.getElementById("notice");
+    if (!box || !box.textContent.trim()) return;
+    noticeTimer = setTimeout(function () {
+      var current = document.getElementById("notice");
+      if (current) { current.className = "notice"; current.innerHTML = ""; }
+    }, 8000);
+  }
+
+  document.addEventListener("click", function (evt) {
+    if (evt.target.closest("#notice [data-dismiss]")) {
+      var box = document.getElementById("notice");
+      box.className = "notice";
+      box.innerHTML = "";
+    }
+  });
+
+  document.addEventListener("htmx:responseError", function (evt) {
+    var status = evt.detail.xhr.status;
+    if (status === 403) {
+      showNotice("This page is out of date (security token). Reload the page and try again.", "error");
+    } else {
+      showNotice("Something went wrong (" + status + "). Try again.", "error");
+    }
+    scheduleNoticeClear();
+  });
+  document.addEventListener("htmx:sendError", function () {
+    showNotice("The server cannot be reached. Check your connection.", "error");
+    scheduleNoticeClear();
+  });
+
+  // --- Order ticket -----------------------------------------------------------------------
+
+  function syncTicket(form) {
+    var market = form.querySelector('input[name="type"][value="market"]');
+    var isMarket = !!(market && market.checked);
+    var price = form.querySelector('input[name="price"]');
+    var tif = form.querySelector('select[name="time_in_force"]');
+    var postOnly = form.querySelector('input[name="post_only"]');
+    if (price) {
+      price.disabled = isMarket;
+      price.placeholder = isMarket ? "Market" : price.getAttribute("data-placeholder") || price.placeholder;
+    }
+    if (tif) {
+      // A market order never rests: IOC unless the trader chose FOK.
+      if (isMarket && tif.value === "GTC") tif.value = "IOC";
+      if (!isMarket && tif.value === "IOC" && !tif.hasAttribute("data-chosen")) tif.value = "GTC";
+    }
+    if (postOnly) {
+      postOnly.disabled = isMarket;
+      if (isMarket) postOnly.checked = false;
+    }
+    var sell = form.querySelector('input[name="side"][value="sell"]');
+    form.setAttribute("data-side", sell && sell.checked ? "sell" : "buy");
+  }
+
+  function syncErrors(root) {
+    (root || document).querySelectorAll('p.error[id^="ticket-error-"]').forEach(function (slot) {
+      var name = slot.id.slice("ticket-error-".length);
+      var form = document.getElementById("ticket");
+      if (!form) return;
+      var invalid = !!slot.textContent.trim();
+      form.querySelectorAll('[name="' + name + '"]').forEach(function (input) {
+        if (invalid) input.setAttribute("aria-invalid", "true");
+        else input.removeAttribute("aria-invalid");
+      });
+      var field = slot.closest(".field");
+      if (field) field.classList.toggle("invalid", invalid);
+    });
+  }
+
+  // Capture phase: adjust the ticket before htmx reads it for the preview request.
+  document.addEventListener("change", function (evt) {
+    var form = evt.target.closest && evt.target.closest("#ticket");
+    if (!form) return;
+    if (evt.target.name === "time_in_force") evt.target.setAttribute("data-chosen", "");
+    syncTicket(form);
+  }, true);
+
+  function trimPrice(text, places) {
+    // "101.50000000" -> "101.50" at a tick of 0.01: string work, never a float.
+    var parts = String(text).split(".");
+    if (parts.length === 1 || places === 0) return parts[0];
+    return parts[0] + "." + (parts[1] + "0".repeat(places)).slice(0, places);
+  }
+
+  document.addEventListener("click", function (evt) {
+    var level = evt.target.closest && evt.target.closest("#book [data-price]");
+    var form = document.getElementById("ticket");
+    if (!level || !form) return;
+    var limit = form.querySelector('input[name="type"][value="limit"]');
+    if (limit && !limit.checked) {
+      limit.checked = true;
+      limit.dispatchEvent(new Event("change", { bubbles: true }));
+    }
+    var price = form.querySelector('input[name="price"]');
+    var places = parseInt(form.getAttribute("data-price-places") || "8", 10);
+    price.value = trimPrice(level.getAttribute("data-price"), places);
+    price.dispatchEvent(new Event("input", { bubbles: true }));
+    var quantity = form.querySelector('input[name="quantity"]');
+    (quantity || price).focus();
+  });
+
+  // A balance changed: the ticket's "available" follows (once per burst of swaps).
+  var refreshTimer = null;
+  document.addEventListener("htmx:oobAfterSwap", function (evt) {
+    var target = evt.detail && evt.detail.target;
+    if (target && target.id === "balances" && document.getElementById("ticket")) {
+      clearTimeout(refreshTimer);
+      refreshTimer = setTimeout(function () { htmx.trigger(document.body, "qt:refresh-ticket"); }, 150);
+    }
+  });
+
+  // --- Amend dialog -----------------------------------------------------------------------
+
+  document.addEventListener("htmx:afterSwap", function (evt) {
+    var dialog = document.getElementById("amend-dialog");
+    if (!dialog || evt.detail.target !== dialog) return;
+    if (dialog.querySelector("form")) {
+      if (!dialog.open) dialog.showModal();
+      var invalid = dialog.querySelector('[aria-invalid="true"]');
+      (invalid || dialog.querySelector("input:not([type=hidden])")).focus();
+    } else if (dialog.open) {
+      dialog.close();
+    }
+  });
+  document.addEventListener("qt:amended", function () {
+    var dialog = document.getElementById("amend-dialog");
+    if (dialog && dialog.open) dialog.close();
+  });
+  document.addEventListener("click", function (evt) {
+    var closer = evt.target.closest && evt.target.closest("[data-close-dialog]");
+    if (closer) closer.closest("dialog").close();
+  });
+  document.addEventListener("close", function (evt) {
+    if (evt.target.id === "amend-dialog") evt.target.innerHTML = "";
+  }, true);
+
+  // --- Tabs -------------------------------------------------------------------------------
+
+  function selectTab(tab) {
+    var list = tab.closest('[role="tablist"]');
+    list.querySelectorAll('[role="tab"]').forEach(function (other) {
+      var selected = other === tab;
+      other.setAttribute("aria-selected", selected ? "true" : "false");
+      other.tabIndex = selected ? 0 : -1;
+      var pane = document.getElementById(other.getAttribute("aria-controls"));
+      if (pane) pane.hidden = !selected;
+    });
+  }
+  document.addEventListener("click", function (evt) {
+    var tab = evt.target.closest && evt.target.closest('[role="tab"]');
+    if (tab) selectTab(tab);
+  });
+  document.addEventListener("keydown", function (evt) {
+    var tab = evt.target.closest && evt.target.closest('[role="tab"]');
+    if (!tab || (evt.key !== "ArrowRight" && evt.key !== "ArrowLeft")) return;
+    var tabs = Array.prototype.slice.call(tab.closest('[role="tablist"]').querySelectorAll('[role="tab"]'));
+    var next = tabs[(tabs.indexOf(tab) + (evt.key === "ArrowRight" ? 1 : tabs.length - 1)) % tabs.length];
+    selectTab(next);
+    next.focus();
+    evt.preventDefault();
+  });
+
+  // --- Every swap (and the first load) ------------------------------------------------------
+
+  htmx.onLoad(function (elt) {
+    var form = elt.id === "ticket" ? elt : elt.querySelector && elt.querySelector("#ticket");
+    if (form) syncTicket(form);
+    syncErrors();
+    if (elt.id === "notice" || (elt.querySelector && elt.querySelector("#notice"))) scheduleNoticeClear();
+  });
+
+  // --- Session idle timeout ---------------------------------------------------------------
+
+  var body = document.body;
+  var idleSeconds = parseInt(body.getAttribute("data-session-idle") || "0", 10);
+  if (!idleSeconds) return;
+  var KEY = "qt.lastActivity";
+  var warnSeconds = Math.min(300, Math.floor(idleSeconds / 4));
+  var dialog = document.getElementById("session-warning");
+  var countdown = dialog && dialog.querySelector("[data-countdown]");
+
+  function touch() {
+    // Shared by the trader's tabs: activity in one keeps the others from warning.
+    try { localStorage.setItem(KEY, String(Date.now())); } catch (e) { /* private mode */ }
+    lastSeen = Date.now();
+  }
+  function lastActivity() {
+    var stored = 0;
+    try { stored = parseInt(localStorage.getItem(KEY) || "0", 10); } catch (e) { /* private mode */ }
+    return Math.max(stored, lastSeen);
+  }
+  var lastSeen = Date.now();
+  touch(); // this page's own request renewed the session
+
+  document.addEventListener("htmx:afterRequest", function (evt) {
+    if (evt.detail.successful) touch();
+  });
+
+  function tick() {
+    var left = Math.round((lastActivity() + idleSeconds * 1000 - Date.now()) / 1000);
+    if (left <= 0) {
+      window.location.assign(body.getAttribute("data-login-url") + "?next=" +
+        encodeURIComponent(window.location.pathname + window.location.search));
+      return;
+    }
+    if (left <= warnSeconds) {
+      if (countdown) countdown.textContent = Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0");
+      if (dialog && !dialog.open) dialog.showModal();
+    } else if (dialog && dialog.open) {
+      dialog.close();
+    }
+  }
+  setInterval(tick, 1000);
+})();
