@@ -121,8 +121,11 @@ def ledger_post(
                 field=field,
             )
         if held < 0:
-            # Only a bug can get here: held funds always belong to an open order.
-            raise AssertionError(f"held {posting.asset_id} of user {posting.user_id} would go negative")
+            # Releasing more than is held: a caller's mistake (the engine never does it).
+            raise InsufficientFunds(
+                f"Not enough {posting.asset_id} held: releases {-posting.held_delta}, holds {balance.held}.",
+                field=field,
+            )
         balance.available, balance.held = available, held
         touched[posting.key] = balance
         rows.append(

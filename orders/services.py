@@ -738,6 +738,8 @@ def _locked_order(command: _Command, user: User, order_id: int) -> Order:
 
 
 def _order_market_id(user: User, order_id) -> int:
+    if isinstance(order_id, bool):  # True is an int to Python, never an order id
+        raise NotFound("No such order.")
     try:
         order_id = int(order_id)
     except (TypeError, ValueError):

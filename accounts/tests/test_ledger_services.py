@@ -237,3 +237,17 @@ def test_an_empty_paper_grant_registers_without_money(usd, settings):
     dave = user_register(username="dave")
 
     assert not LedgerEntry.objects.filter(user=dave).exists()
+
+
+def test_releasing_more_than_is_held_is_refused_and_changes_nothing(alice):
+    balance_hold(user=alice, asset="USD", amount=D("10"))
+    before = Balance.objects.get(user=alice, asset="USD")
+    entries = LedgerEntry.objects.count()
+
+    with pytest.raises(InsufficientFunds) as refused:
+        balance_release(user=alice, asset="USD", amount=D("10.01"))
+
+    assert refused.value.field == "amount"
+    after = Balance.objects.get(user=alice, asset="USD")
+    assert (after.available, after.held) == (before.available, D("10"))
+    assert LedgerEntry.objects.count() == entries
