@@ -16,9 +16,7 @@ $(BIN)/.installed: requirements.txt
 run: $(BIN)/.installed
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo
-	$(BIN)/python manage.py simulate_market & SIM=$$!; \
-	trap 'kill $$SIM 2>/dev/null' EXIT INT TERM; \
-	$(BIN)/daphne -b 127.0.0.1 -p $(PORT) quantumtrades.asgi:application
+	SIMULATE_MARKET_RATE=4 $(BIN)/daphne -b 127.0.0.1 -p $(PORT) quantumtrades.asgi:application
 
 # The whole test suite (embedded defaults unless DATABASE_URL / REDIS_URL are set)
 test: $(BIN)/.installed

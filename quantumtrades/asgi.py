@@ -22,6 +22,23 @@ application = ProtocolTypeRouter(
     }
 )
 
+if os.environ.get("SIMULATE_MARKET_RATE"):
+    # The demo's market simulator inside this process. With the embedded in-memory channel
+    # layer, events only reach sockets of the process that committed them, so a simulator
+    # in a process of its own would move the books without anyone seeing it live.
+    # (With Redis, `manage.py simulate_market` can run anywhere.)
+    import threading
+
+    from django.core.management import call_command
+
+    threading.Thread(
+        target=call_command,
+        args=("simulate_market",),
+        kwargs={"rate": float(os.environ["SIMULATE_MARKET_RATE"])},
+        name="simulate_market",
+        daemon=True,
+    ).start()
+
 # A server process holds thousands of long-lived objects (sockets, their protocols, the
 # hub's books). Full collections walk all of them and stall the live streams for 100-200 ms
 # (shared/bench/README.md): move what startup allocated out of the collector's reach and
