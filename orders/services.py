@@ -241,7 +241,6 @@ class _Command:
         self.level_deltas: dict[tuple[str, Decimal], Decimal] = defaultdict(Decimal)
         self.trades: list[Trade] = []
         self.fills: list[Fill] = []
-        self.makers: dict[int, Order] = {}
         self.changed_orders: dict[int, Order] = {}
         self.fee_total = ZERO
         self.met_own_order = False
@@ -370,7 +369,6 @@ class _Command:
 
         self.fee_total += taker_fee + maker_fee
         self.level_deltas[(maker.side, maker.price)] -= quantity
-        self.makers[maker.pk] = maker
         self.changed_orders[maker.pk] = maker
         trade = Trade(
             market=market,
@@ -625,7 +623,7 @@ def _place(user: User, request: OrderRequest) -> OrderResult:
     return OrderResult(order=taker, fills=fills, created=True)
 
 
-def _execute(command: _Command, taker: Order, *, new: bool, extra_users=()) -> list[Fill]:
+def _execute(command: _Command, taker: Order, *, new: bool) -> list[Fill]:
     """Match `taker` against the book, hold for what rests, write it all (book lock held).
 
     `taker.held` is what the order already holds (an amended order); a new order holds nothing yet.
@@ -642,7 +640,7 @@ def _execute(command: _Command, taker: Order, *, new: bool, extra_users=()) -> l
             "The new price would take liquidity, which a post-only order may not.", code="POST_ONLY_WOULD_TAKE"
         )
 
-    user_ids = {taker.user_id, *extra_users, *(m.user_id for m in makers)}
+    user_ids = {taker.user_id, *(m.user_id for m in makers)}
     balances = balances_lock(command.balance_keys(user_ids))
     hold_asset = market.quote_id if taker.side == Side.BUY else market.base_id
     available = balances[(taker.user_id, hold_asset)].available + taker.held

@@ -14,11 +14,11 @@ from django.conf import settings as django_settings
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts.models import Asset, Balance, User
+from accounts.models import Balance, User
 from accounts.services import balance_deposit
-from marketdata.models import Market
 from orders import services as engine
 from orders.models import Order
+from tests.factories import qtx_usd_market
 
 __all__ = [
     "CONFIGURED_HASHERS",
@@ -69,19 +69,7 @@ def fees(db):
 
 @pytest.fixture
 def market(fees):
-    """QTX-USD: tick 0.01, lot 0.01, minimum notional 1 USD, maker 0.1%, taker 0.2%."""
-    usd, _ = Asset.objects.get_or_create(code="USD", defaults={"name": "US Dollar"})
-    qtx, _ = Asset.objects.get_or_create(code="QTX", defaults={"name": "QuantumTrades Token"})
-    return Market.objects.create(
-        symbol="QTX-USD",
-        base=qtx,
-        quote=usd,
-        tick_size=Decimal("0.01"),
-        lot_size=Decimal("0.01"),
-        min_notional=Decimal("1"),
-        maker_fee=Decimal("0.001"),
-        taker_fee=Decimal("0.002"),
-    )
+    return qtx_usd_market()
 
 
 def _trader(username, **extra):

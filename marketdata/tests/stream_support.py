@@ -21,14 +21,13 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 
-from accounts.models import Asset, User
+from accounts.models import User
 from accounts.services import balance_deposit
 from marketdata import streams
-from marketdata.models import Market
 from marketdata.selectors import book_snapshot
-from orders import services as engine
 from orders.services import order_place
 from quantumtrades.asgi import application
+from tests.factories import fee_account, qtx_usd_market
 
 ORIGIN = (b"origin", b"http://testserver")
 
@@ -58,22 +57,8 @@ def fast_streams_fixture(settings):
 
 @pytest.fixture(name="market")
 def market_fixture(transactional_db):
-    # The fee account comes from a migration, which a transactional test's flush removes;
-    # the engine caches its id per database, so that cache goes too.
-    engine._fee_account_cache.clear()
-    User.objects.get_or_create(username=settings.FEE_ACCOUNT_USERNAME, defaults={"is_active": False})
-    usd = Asset.objects.get_or_create(code="USD", defaults={"name": "US Dollar"})[0]
-    qtx = Asset.objects.get_or_create(code="QTX", defaults={"name": "QuantumTrades Token"})[0]
-    return Market.objects.create(
-        symbol="QTX-USD",
-        base=qtx,
-        quote=usd,
-        tick_size=Decimal("0.01"),
-        lot_size=Decimal("0.01"),
-        min_notional=Decimal("1"),
-        maker_fee=Decimal("0.001"),
-        taker_fee=Decimal("0.002"),
-    )
+    fee_account()
+    return qtx_usd_market()
 
 
 def trader(username, market):

@@ -8,24 +8,21 @@ test can say exactly what a trader should see afterwards. The verbs the stories 
 from decimal import Decimal
 
 import pytest
-from django.conf import settings
 from django.db import connection
 
-from accounts.models import Asset, User
+from accounts.models import Asset
 from marketdata.models import Market
 from orders import services
 from quantumtrades import events
+from tests.factories import fee_account, qtx_usd_market
 
 from .stories import STARTING_BTC, STARTING_QTX, STARTING_USD, trader
 
 
 @pytest.fixture
 def fees(db):
-    """The fee account. Migration accounts.0002 creates it, but a `transaction=True` test
-    flushes the database afterwards, so it is recreated here when missing; the engine's
-    per-database cache of its id is cleared for the same reason."""
-    services._fee_account_cache.clear()
-    user, _ = User.objects.get_or_create(username=settings.FEE_ACCOUNT_USERNAME, defaults={"is_active": False})
+    """The fee account (recreated after a transactional test's flush)."""
+    user = fee_account()
     yield user
     services._fee_account_cache.clear()
 
@@ -40,17 +37,7 @@ def assets(db):
 
 @pytest.fixture
 def market(assets, fees):
-    """QTX-USD: tick 0.01, lot 0.01, minimum notional 1 USD, maker 0.1%, taker 0.2%."""
-    return Market.objects.create(
-        symbol="QTX-USD",
-        base=assets["QTX"],
-        quote=assets["USD"],
-        tick_size=Decimal("0.01"),
-        lot_size=Decimal("0.01"),
-        min_notional=Decimal("1"),
-        maker_fee=Decimal("0.001"),
-        taker_fee=Decimal("0.002"),
-    )
+    return qtx_usd_market()
 
 
 @pytest.fixture

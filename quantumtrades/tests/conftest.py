@@ -4,10 +4,11 @@ from decimal import Decimal
 
 import pytest
 
-from accounts.models import Asset, User
+from accounts.models import User
 from accounts.services import balance_deposit
-from marketdata.models import Market, Trade
+from marketdata.models import Trade
 from orders.models import Fill, Order
+from tests.factories import qtx_usd_market
 
 
 @pytest.fixture(autouse=True)
@@ -35,18 +36,7 @@ def operator(db):
 
 @pytest.fixture
 def market(db):
-    usd = Asset.objects.create(code="USD", name="US Dollar")
-    qtx = Asset.objects.create(code="QTX", name="QuantumTrades Token")
-    return Market.objects.create(
-        symbol="QTX-USD",
-        base=qtx,
-        quote=usd,
-        tick_size=Decimal("0.01"),
-        lot_size=Decimal("0.01"),
-        min_notional=Decimal("1"),
-        maker_fee=Decimal("0.001"),
-        taker_fee=Decimal("0.002"),
-    )
+    return qtx_usd_market()
 
 
 @pytest.fixture

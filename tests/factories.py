@@ -1,0 +1,33 @@
+"""Test data that every suite builds the same way."""
+
+from decimal import Decimal
+
+from django.conf import settings
+
+from accounts.models import Asset, User
+from marketdata.models import Market
+from orders import services
+
+
+def fee_account() -> User:
+    """The fee account. Migration accounts.0002 creates it, but a `transaction=True` test
+    flushes the database, so it is recreated when missing; the engine's per-database cache
+    of its id is cleared for the same reason."""
+    services._fee_account_cache.clear()
+    return User.objects.get_or_create(username=settings.FEE_ACCOUNT_USERNAME, defaults={"is_active": False})[0]
+
+
+def qtx_usd_market() -> Market:
+    """QTX-USD: tick 0.01, lot 0.01, minimum notional 1 USD, maker 0.1%, taker 0.2%."""
+    usd = Asset.objects.get_or_create(code="USD", defaults={"name": "US Dollar"})[0]
+    qtx = Asset.objects.get_or_create(code="QTX", defaults={"name": "QuantumTrades Token"})[0]
+    return Market.objects.create(
+        symbol="QTX-USD",
+        base=qtx,
+        quote=usd,
+        tick_size=Decimal("0.01"),
+        lot_size=Decimal("0.01"),
+        min_notional=Decimal("1"),
+        maker_fee=Decimal("0.001"),
+        taker_fee=Decimal("0.002"),
+    )
