@@ -4,7 +4,7 @@ from decimal import Decimal
 
 from django.db import connection, transaction
 
-from accounts.money import MONEY_QUANTUM
+from accounts.money import MONEY_DECIMAL_PLACES, MONEY_QUANTUM
 from quantumtrades.sql import for_update, select_models
 
 from .models import BookLevel, Market
@@ -62,7 +62,10 @@ def book_levels_apply(
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} (market_id, side, price, quantity) VALUES {rows} "
-            f"ON CONFLICT (market_id, side, price) DO UPDATE SET quantity = {table}.quantity + excluded.quantity "
+            # ROUND keeps SQLite, which adds in floating point, from leaving 1e-17 where a level
+            # emptied (a no-op on PostgreSQL's exact numeric).
+            f"ON CONFLICT (market_id, side, price) DO UPDATE SET quantity = "
+            f"ROUND({table}.quantity + excluded.quantity, {MONEY_DECIMAL_PLACES}) "
             "RETURNING side, price, quantity",
             params,
         )

@@ -75,7 +75,18 @@ def book_breaches() -> list[Breach]:
             for level in BookLevel.objects.filter(market=market).exclude(quantity=0)
         }
         if from_orders != levels:
-            breaches.append(Breach(4, market.symbol, "book levels differ from the open orders"))
+            differing = sorted(
+                (side, price, levels.get((side, price)), from_orders.get((side, price)))
+                for side, price in from_orders.keys() | levels.keys()
+                if levels.get((side, price)) != from_orders.get((side, price))
+            )
+            breaches.append(
+                Breach(
+                    4,
+                    market.symbol,
+                    f"book levels differ from the open orders (side, price, level, orders): {differing}",
+                )
+            )
     return breaches
 
 
