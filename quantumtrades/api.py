@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 
 from django.core.cache import caches
-from django.core.cache.backends.redis import RedisCache
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, JsonResponse
 from django.urls import Resolver404, resolve
@@ -36,6 +35,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
 from accounts.money import MONEY_DECIMAL_PLACES, MONEY_MAX, decimal_places
+from quantumtrades.cache import ResilientRedisCache, count_in
 from quantumtrades.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -532,27 +532,12 @@ def symbol_path_parameter():
 
 def window_count(key: str, *, timeout: int) -> int:
     """Add one to the counter `key` in the default cache, which expires `timeout` seconds
-    after it was created; answer the new count.
-
-    On Redis, one round trip: SET NX EX (which starts the window) and INCR in a pipeline;
-    Django's own add and incr cost three. Elsewhere (local memory in development), add
-    then incr.
-    """
+    after it was created; answer the new count (one round trip on Redis; counted in this
+    process while Redis is down: quantumtrades/cache.py)."""
     backend = caches["default"]
-    if isinstance(backend, RedisCache):
-        full_key = backend.make_and_validate_key(key)
-        pipeline = backend._cache.get_client(full_key, write=True).pipeline()
-        pipeline.set(full_key, 0, ex=timeout, nx=True)
-        pipeline.incr(full_key)
-        _, count = pipeline.execute()
-        return int(count)
-    if backend.add(key, 1, timeout=timeout):
-        return 1
-    try:
-        return backend.incr(key)
-    except ValueError:  # expired between add and incr
-        backend.add(key, 1, timeout=timeout)
-        return 1
+    if isinstance(backend, ResilientRedisCache):
+        return backend.count(key, timeout=timeout)
+    return count_in(backend, key, timeout=timeout)
 
 
 class WindowRateThrottle(BaseThrottle):

@@ -129,7 +129,7 @@ def test_redis_url_gives_the_redis_pubsub_layer_and_the_redis_cache():
     assert layer["BACKEND"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
     assert layer["CONFIG"]["hosts"] == [url]
     cache = values["CACHES"]["default"]
-    assert cache["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert cache["BACKEND"] == "quantumtrades.cache.ResilientRedisCache"
     assert cache["LOCATION"] == url
 
 

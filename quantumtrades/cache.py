@@ -1,0 +1,132 @@
+"""The shared cache: Redis through django-redis, and this process's memory while Redis is down.
+
+The cache holds only counters that guard the doors (API throttles, login lockout); losing
+them for a while must not close the doors. So Redis is an accelerator here, never a single
+point of failure (DESIGN section 4):
+
+- django-redis keeps one connection pool per process, shared by every request. Django's
+  own RedisCache is built per request context under ASGI and opened a new connection (and
+  read redis-py's package metadata) on every request: 13 % of a daphne process's time in
+  the order benchmark (docs/BENCHMARKS.md, "REST API").
+- When Redis does not answer, `ResilientRedisCache` says so once in the log and serves
+  every call from a local-memory cache of this process until Redis answers again (tried
+  again at most every `RETRY_SECONDS`), then says once that it is back. Meanwhile throttles
+  and lockouts count per process: with P processes a client may get up to P times its
+  limit, which is the documented, safe degradation (never a 500, never an open door for
+  failed logins, since each process still locks on its own count).
+"""
+
+import logging
+import threading
+import time
+
+from django.core.cache.backends.locmem import LocMemCache
+from django_redis.cache import RedisCache
+from django_redis.exceptions import ConnectionInterrupted
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger(__name__)
+
+# How long to serve from local memory after Redis failed, before trying Redis again.
+RETRY_SECONDS = 2.0
+REDIS_DOWN = (ConnectionInterrupted, RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class _Health:
+    """Whether this process believes Redis is up; shared by every cache instance."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.down_since = None
+        self.retry_at = 0.0
+
+    def usable(self) -> bool:
+        return self.down_since is None or time.monotonic() >= self.retry_at
+
+    def failed(self, exc) -> None:
+        with self.lock:
+            self.retry_at = time.monotonic() + RETRY_SECONDS
+            if self.down_since is None:
+                self.down_since = time.monotonic()
+                log.warning("Redis cache unreachable (%s): counting in this process's memory until it answers", exc)
+
+    def answered(self) -> None:
+        if self.down_since is None:
+            return
+        with self.lock:
+            if self.down_since is not None:
+                log.warning("Redis cache is back after %.1f s", time.monotonic() - self.down_since)
+                self.down_since = None
+
+
+health = _Health()
+
+
+def _resilient(name):
+    def method(self, *args, **kwargs):
+        if health.usable():
+            try:
+                result = getattr(RedisCache, name)(self, *args, **kwargs)
+            except REDIS_DOWN as exc:
+                health.failed(exc)
+            else:
+                health.answered()
+                return result
+        return getattr(self.local, name)(*args, **kwargs)
+
+    method.__name__ = name
+    return method
+
+
+class ResilientRedisCache(RedisCache):
+    """django-redis, falling back to this process's memory while Redis is down."""
+
+    def __init__(self, server, params):
+        super().__init__(server, params)
+        # LocMemCache instances with one name share their storage, so every request's
+        # instance (Django builds one per request context) sees the same fallback counts.
+        self.local = LocMemCache(f"fallback:{server}", {"TIMEOUT": params.get("TIMEOUT", 300)})
+
+    # Every call the project (and Django) makes of a cache.
+    add = _resilient("add")
+    get = _resilient("get")
+    set = _resilient("set")
+    touch = _resilient("touch")
+    delete = _resilient("delete")
+    get_many = _resilient("get_many")
+    set_many = _resilient("set_many")
+    delete_many = _resilient("delete_many")
+    has_key = _resilient("has_key")
+    incr = _resilient("incr")
+    decr = _resilient("decr")
+    clear = _resilient("clear")
+
+    def count(self, key: str, *, timeout: int) -> int:
+        """Add one to the counter `key`, which expires `timeout` seconds after its first
+        count; answer the new count. One round trip: SET NX EX (which starts the window)
+        and INCR in a pipeline, where `add` then `incr` would cost two or three."""
+        if health.usable():
+            try:
+                full_key = self.client.make_key(key)
+                pipeline = self.client.get_client(write=True).pipeline()
+                pipeline.set(full_key, 0, ex=timeout, nx=True)
+                pipeline.incr(full_key)
+                _, value = pipeline.execute()
+            except REDIS_DOWN as exc:
+                health.failed(exc)
+            else:
+                health.answered()
+                return int(value)
+        return count_in(self.local, key, timeout=timeout)
+
+
+def count_in(cache, key: str, *, timeout: int) -> int:
+    """`ResilientRedisCache.count` for any Django cache (local memory in development)."""
+    if cache.add(key, 1, timeout=timeout):
+        return 1
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, timeout=timeout)
+        return 1
