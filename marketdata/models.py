@@ -81,8 +81,14 @@ class BookLevel(models.Model):
 
     class Meta:
         constraints = [
-            # The engine upserts on this key; snapshots walk it in price order.
+            # The engine upserts on this key.
             models.UniqueConstraint(fields=["market", "side", "price"], name="book_level_unique"),
+        ]
+        indexes = [
+            # Snapshots walk the live levels in price order. Emptied levels keep their rows
+            # (see book_levels_apply) and pile up as the price wanders; this index leaves
+            # them out, so the best bid is the first entry, not the first after a thousand zeros.
+            models.Index(fields=["market", "side", "price"], condition=Q(quantity__gt=0), name="book_level_live"),
         ]
 
     def __str__(self):
@@ -93,16 +99,19 @@ class Trade(models.Model):
     """One execution on the public tape: a taker order met a resting (maker) order.
 
     The orders are referenced by id only: `marketdata` sits below `orders` and does not
-    import it. Each trade has two fills (orders.Fill), one per side.
+    import it. Each trade has two fills (orders.Fill), one per side, except synthesised
+    history, which references no orders at all.
     """
 
     market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="trades")
     price = MoneyField()
     quantity = MoneyField()
     taker_side = models.CharField(max_length=4, choices=Side.choices)
-    maker_order_id = models.BigIntegerField()
-    taker_order_id = models.BigIntegerField()
-    # The book sequence of the command that made the trade.
+    # Empty on synthesised history (`manage.py seed_history`): those trades met no orders,
+    # have no fills and moved no money, so nothing in the ledger answers for them.
+    maker_order_id = models.BigIntegerField(null=True, blank=True)
+    taker_order_id = models.BigIntegerField(null=True, blank=True)
+    # The book sequence of the command that made the trade (0 for synthesised history).
     seq = models.BigIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -123,3 +132,54 @@ class Trade(models.Model):
     @property
     def notional(self):
         return self.price * self.quantity
+
+
+class Interval(models.TextChoices):
+    """Candle lengths. Buckets are aligned to the Unix epoch: a 5m candle starts at :00,
+    :05, ..., a 1d candle at midnight UTC."""
+
+    M1 = "1m"
+    M5 = "5m"
+    H1 = "1h"
+    D1 = "1d"
+
+
+INTERVAL_SECONDS = {Interval.M1: 60, Interval.M5: 300, Interval.H1: 3600, Interval.D1: 86400}
+
+
+class Candle(models.Model):
+    """Open, high, low, close and volume of one market's trades in one interval bucket.
+
+    Kept by the matching engine in the same transaction as the trades it sums (one upsert
+    per command that trades, every interval at once), so charts and the 24-hour ticker read
+    a few hundred small rows instead of the tape. Open and close belong to the bucket's
+    first and last trade by id, which is the tape's order. `manage.py rebuild_candles`
+    recomputes them from the tape: the 1m candles from the trades, every longer interval
+    rolled up from the 1m candles.
+    """
+
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="candles")
+    interval = models.CharField(max_length=3, choices=Interval.choices)
+    start = models.DateTimeField()
+    open = MoneyField()
+    high = MoneyField()
+    low = MoneyField()
+    close = MoneyField()
+    volume = MoneyField(help_text="In the base asset.")
+    quote_volume = MoneyField(help_text="Sum of price x quantity, in the quote asset.")
+    trades = models.BigIntegerField()
+    # The bucket's first and last trade: whichever side of an upsert has the lower (higher)
+    # id gives the open (close), so writes need not arrive in order.
+    first_trade_id = models.BigIntegerField()
+    last_trade_id = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["market", "interval", "start"]
+        constraints = [
+            # The engine upserts on this key; charts and the ticker read ranges of it.
+            models.UniqueConstraint(fields=["market", "interval", "start"], name="candle_unique"),
+            models.CheckConstraint(condition=Q(trades__gt=0, volume__gt=0, low__gt=0), name="candle_not_empty"),
+        ]
+
+    def __str__(self):
+        return f"{self.market_id} {self.interval} {self.start:%Y-%m-%d %H:%M} O {self.open} C {self.close}"

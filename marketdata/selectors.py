@@ -1,16 +1,21 @@
-"""Reads of public market data: the book, the tape, the ticker and candles."""
+"""Reads of public market data: the book, the tape, the ticker and candles.
 
-from dataclasses import dataclass, field
+Each read touches a bounded number of rows, whatever the length of the tape: the book
+from its live levels, the tape from its newest end, the ticker and charts from the
+candles the engine keeps (marketdata.services). tests/test_read_costs.py pins this.
+"""
+
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Max, Min, Sum
 from django.utils import timezone
 
-from accounts.money import ZERO, MoneyField, money
+from accounts.money import ZERO, money
 
-from .models import BookLevel, Market, Side, Trade
+from .models import INTERVAL_SECONDS, BookLevel, Candle, Interval, Market, Side, Trade
+from .services import bucket_start
 
 DEFAULT_DEPTH = 50
 MAX_DEPTH = 500
@@ -61,8 +66,13 @@ def book_snapshot(*, market: Market, depth: int = DEFAULT_DEPTH) -> BookSnapshot
     return BookSnapshot(symbol=market.symbol, seq=seq, bids=bids, asks=asks)
 
 
-def trades_recent(*, market: Market, limit: int = 50) -> list[Trade]:
-    return list(Trade.objects.filter(market=market).order_by("-id")[: max(1, min(limit, 500))])
+def trades_recent(*, market: Market, limit: int = 50, before: int | None = None) -> list[Trade]:
+    """The newest `limit` trades, newest first; with `before`, those older than that trade id
+    (keyset paging down the tape: a range of trade_market_recent, never an offset)."""
+    trades = Trade.objects.filter(market=market)
+    if before is not None:
+        trades = trades.filter(id__lt=before)
+    return list(trades.order_by("-id")[: max(1, min(limit, 500))])
 
 
 @dataclass(frozen=True)
@@ -89,89 +99,70 @@ class Ticker:
         return (self.change_24h / self.open_24h * 100).quantize(Decimal("0.01"))
 
 
+# The ticker's rolling window, in whole 1m candles: the current minute and the 1439 before
+# it, so "24 hours" starts on a minute boundary (23h59m to 24h ago) and is read from
+# candles, never from the tape.
+TICKER_MINUTES = 24 * 60
+
+
+def ticker_window_start(now: datetime) -> datetime:
+    """The first moment the 24-hour ticker at `now` covers."""
+    return bucket_start(now, Interval.M1) - timedelta(minutes=TICKER_MINUTES - 1)
+
+
 def ticker(*, market: Market, now: datetime | None = None) -> Ticker:
-    """Last price and the rolling 24 hours: change, high, low, volume."""
-    since = (now or timezone.now()) - timedelta(hours=24)
-    last = Trade.objects.filter(market=market).order_by("-id").values_list("price", flat=True).first()
-    window = Trade.objects.filter(market=market, created_at__gte=since)
-    stats = window.aggregate(
-        high=Max("price"),
-        low=Min("price"),
-        volume=Sum("quantity"),
-        quote_volume=Sum(F("price") * F("quantity"), output_field=MoneyField()),
-        count=Count("id"),
-    )
-    first = window.order_by("id").values_list("price", flat=True).first()
-    # The price 24 hours ago is the last trade before the window, if there was one.
-    before = (
-        Trade.objects.filter(market=market, created_at__lt=since)
-        .order_by("-id")
-        .values_list("price", flat=True)
-        .first()
-    )
+    """Last price and the rolling 24 hours (change, high, low, volume) from the 1m candles.
+
+    One query over at most 1440 candle rows plus three single-row index probes, whatever
+    the length of the tape.
+    """
+    since = ticker_window_start(now or timezone.now())
+    quote = connection.ops.quote_name
+    table = quote(Candle._meta.db_table)
+    one_minute = f"market_id = %s AND {quote('interval')} = %s"
+    start = Candle._meta.get_field("start").get_db_prep_save(since, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT (SELECT close FROM {table} WHERE {one_minute} ORDER BY start DESC LIMIT 1), "
+            # The price 24 hours ago is the close before the window, if anything traded then.
+            f"(SELECT close FROM {table} WHERE {one_minute} AND start < %s ORDER BY start DESC LIMIT 1), "
+            f"(SELECT open FROM {table} WHERE {one_minute} AND start >= %s ORDER BY start LIMIT 1), "
+            f"MAX(high), MIN(low), SUM(volume), SUM(quote_volume), SUM(trades) "
+            f"FROM {table} WHERE {one_minute} AND start >= %s",
+            [market.pk, Interval.M1] + [market.pk, Interval.M1, start] * 3,
+        )
+        last, before, first, high, low, volume, quote_volume, count = cursor.fetchone()
+    count = int(count or 0)
     return Ticker(
         symbol=market.symbol,
-        last_price=last,
-        open_24h=before if before is not None else first,
-        high_24h=_money(stats["high"]) if stats["count"] else None,
-        low_24h=_money(stats["low"]) if stats["count"] else None,
-        volume_24h=_money(stats["volume"] or ZERO),
-        quote_volume_24h=_money(stats["quote_volume"] or ZERO),
-        trades_24h=stats["count"],
+        last_price=_money(last) if last is not None else None,
+        open_24h=_money(before if before is not None else first) if (before, first) != (None, None) else None,
+        high_24h=_money(high) if count else None,
+        low_24h=_money(low) if count else None,
+        volume_24h=_money(volume or ZERO),
+        quote_volume_24h=_money(quote_volume or ZERO),
+        trades_24h=count,
     )
 
 
-INTERVALS = {"1m": 60, "5m": 300, "1h": 3600, "1d": 86400}
+INTERVALS = {interval: INTERVAL_SECONDS[interval] for interval in Interval.values}
 MAX_CANDLES = 500
 
 
-@dataclass
-class Candle:
-    start: datetime
-    open: Decimal
-    high: Decimal
-    low: Decimal
-    close: Decimal
-    volume: Decimal
-    trades: int = field(default=0)
-
-
 def candles(*, market: Market, interval: str = "1m", limit: int = 120, now: datetime | None = None) -> list[Candle]:
-    """OHLCV buckets of `interval`, oldest first: the last `limit` buckets that had trades.
+    """OHLCV candles of `interval`, oldest first: those of the last `limit` buckets (up to
+    and including the current one) that had trades.
 
-    Aggregated in the database, one row per bucket. Buckets are aligned to the Unix
-    epoch, so a 5m candle starts at :00, :05, ... and a 1d candle at midnight UTC.
+    Read from the candles the engine keeps: one range of the candle_unique index, at most
+    `limit` rows. Buckets are aligned to the Unix epoch, so a 5m candle starts at :00,
+    :05, ... and a 1d candle at midnight UTC.
     """
     seconds = INTERVALS[interval]
     limit = max(1, min(limit, MAX_CANDLES))
     now = now or timezone.now()
     since = datetime.fromtimestamp((int(now.timestamp()) // seconds - limit + 1) * seconds, tz=UTC)
-    if connection.vendor == "postgresql":
-        bucket = "floor(extract(epoch from created_at) / %s)::bigint"
-    else:
-        bucket = "CAST(strftime('%%s', created_at) AS INTEGER) / %s"
-    table = Trade._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {bucket} AS bucket, MIN(price), MAX(price), SUM(quantity), COUNT(*), MIN(id), MAX(id) "
-            f"FROM {table} WHERE market_id = %s AND created_at >= %s GROUP BY bucket ORDER BY bucket",
-            [seconds, market.pk, since],
-        )
-        rows = cursor.fetchall()
-    ends = {row[5] for row in rows} | {row[6] for row in rows}
-    prices = dict(Trade.objects.filter(pk__in=ends).values_list("pk", "price"))
-    return [
-        Candle(
-            start=datetime.fromtimestamp(int(bucket) * seconds, tz=UTC),
-            open=prices[first_id],
-            high=_money(low_high[1]),
-            low=_money(low_high[0]),
-            close=prices[last_id],
-            volume=_money(volume),
-            trades=count,
-        )
-        for bucket, *low_high, volume, count, first_id, last_id in rows
-    ][-limit:]
+    rows = Candle.objects.filter(market=market, interval=interval, start__gte=since).order_by("-start")[:limit]
+    return list(reversed(rows))
 
 
 def _money(value) -> Decimal:

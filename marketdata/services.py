@@ -1,13 +1,20 @@
-"""Operator commands on markets. Trading itself lives in orders.services."""
+"""Writes on markets: operator commands, the book levels and candles the engine keeps.
 
+Trading itself lives in orders.services, which calls `book_levels_apply` and
+`candles_record` inside its transaction. `candles_rebuild` recomputes candles from the
+tape (`manage.py rebuild_candles`, `manage.py seed_history`).
+"""
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.db import connection, transaction
 
-from accounts.money import MONEY_DECIMAL_PLACES, MONEY_QUANTUM
+from accounts.money import MONEY_DECIMAL_PLACES, MONEY_QUANTUM, money
 from quantumtrades.sql import for_update, select_models
 
-from .models import BookLevel, Market
+from .models import INTERVAL_SECONDS, BookLevel, Candle, Interval, Market, Trade
 
 
 @transaction.atomic
@@ -70,6 +77,153 @@ def book_levels_apply(
             params,
         )
         return [(side, _money(price), _money(quantity)) for side, price, quantity in cursor.fetchall()]
+
+
+# --- Candles ----------------------------------------------------------------------------
+
+CANDLE_FIELDS = [
+    "market", "interval", "start", "open", "high", "low", "close", "volume", "quote_volume", "trades",
+    "first_trade_id", "last_trade_id",
+]  # fmt: skip
+
+
+def bucket_start(moment: datetime, interval: str) -> datetime:
+    """The start of the `interval` bucket that holds `moment` (aligned to the Unix epoch)."""
+    seconds = INTERVAL_SECONDS[interval]
+    return datetime.fromtimestamp(int(moment.timestamp()) // seconds * seconds, tz=UTC)
+
+
+def _upsert_sql(rows: int) -> str:
+    """One multi-row upsert into the candle table. Every assignment reads the row as it was
+    before (both databases), and each keeps the bucket's aggregate whatever order the
+    rows arrive in: the lower first trade id brings its open, the higher last id its close."""
+    quote = connection.ops.quote_name
+    table = quote(Candle._meta.db_table)
+    columns = ", ".join(quote(Candle._meta.get_field(name).column) for name in CANDLE_FIELDS)
+    placeholder = "(" + ", ".join(["%s"] * len(CANDLE_FIELDS)) + ")"
+    old, new = table, "excluded"
+
+    def pick(column, test):
+        return f"{column} = CASE WHEN {test} THEN {new}.{column} ELSE {old}.{column} END"
+
+    # ROUND keeps SQLite, which adds in floating point, at the money precision (a no-op
+    # on PostgreSQL's exact numeric).
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES {', '.join([placeholder] * rows)} "
+        f"ON CONFLICT (market_id, {quote('interval')}, start) DO UPDATE SET "
+        + ", ".join(
+            [
+                pick("open", f"{new}.first_trade_id < {old}.first_trade_id"),
+                pick("close", f"{new}.last_trade_id > {old}.last_trade_id"),
+                pick("high", f"{new}.high > {old}.high"),
+                pick("low", f"{new}.low < {old}.low"),
+                f"volume = ROUND({old}.volume + {new}.volume, {MONEY_DECIMAL_PLACES})",
+                f"quote_volume = ROUND({old}.quote_volume + {new}.quote_volume, {MONEY_DECIMAL_PLACES})",
+                f"trades = {old}.trades + {new}.trades",
+                pick("first_trade_id", f"{new}.first_trade_id < {old}.first_trade_id"),
+                pick("last_trade_id", f"{new}.last_trade_id > {old}.last_trade_id"),
+            ]
+        )
+    )
+
+
+def candles_record(*, market: Market, trades: Sequence[Trade]) -> None:
+    """Add `trades` (with their ids, in id order) to the market's candles of every interval.
+
+    One statement whatever the number of trades or intervals, and it reads nothing back,
+    so the engine sends it in the same pipeline as the trades themselves. The caller holds
+    the book lock; the candles then change in the same transaction as the tape.
+    """
+    if not trades:
+        return
+    buckets: dict[tuple[str, datetime], list] = {}
+    for trade in trades:
+        notional = money(trade.price * trade.quantity)
+        for interval in Interval.values:
+            key = (interval, bucket_start(trade.created_at, interval))
+            row = buckets.get(key)
+            if row is None:
+                buckets[key] = [trade.price, trade.price, trade.price, trade.price, trade.quantity, notional, 1,
+                                trade.pk, trade.pk]  # fmt: skip
+                continue
+            row[1], row[2], row[3] = max(row[1], trade.price), min(row[2], trade.price), trade.price
+            row[4] += trade.quantity
+            row[5] += notional
+            row[6] += 1
+            row[8] = trade.pk
+    fields = [Candle._meta.get_field(name) for name in CANDLE_FIELDS]
+    params = []
+    for (interval, start), values in buckets.items():
+        for field, value in zip(fields, [market.pk, interval, start, *values], strict=True):
+            params.append(field.get_db_prep_save(value, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(_upsert_sql(len(buckets)), params)
+
+
+def _bucket_sql(column: str, seconds: int) -> str:
+    """SQL for the start of the `seconds`-long bucket holding the datetime `column`, in the
+    form the database stores a DateTimeField (so it compares equal to what Django writes)."""
+    if connection.vendor == "postgresql":
+        return f"to_timestamp(floor(extract(epoch from {column}) / {seconds}) * {seconds})"
+    return f"strftime('%%Y-%%m-%%d %%H:%%M:%%S', CAST(strftime('%%s', {column}) AS INTEGER) / {seconds} * {seconds}, 'unixepoch')"
+
+
+@transaction.atomic
+def candles_rebuild(*, market: Market, since: datetime | None = None) -> int:
+    """Recompute the market's candles from the tape; return how many 1m candles it wrote.
+
+    With `since`, only buckets from the start of that day (UTC) on, so every interval's
+    buckets in the range are complete. The 1m candles come from the trades, every longer
+    interval from the 1m candles: three grouped statements over indexes, never a row
+    through Python. Takes the book lock, so no command adds a trade half-way through.
+    """
+    # The book lock (only the id is read: a migration calls this with a historical model).
+    list(Market.objects.select_for_update().filter(pk=market.pk).values_list("pk", flat=True))
+    quote = connection.ops.quote_name
+    candle, trade = quote(Candle._meta.db_table), quote(Trade._meta.db_table)
+    interval = quote("interval")
+    start = bucket_start(since, Interval.D1) if since is not None else None
+    start_param = Candle._meta.get_field("start").get_db_prep_save(start, connection) if start else None
+    columns = ", ".join(quote(Candle._meta.get_field(name).column) for name in CANDLE_FIELDS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {candle} WHERE market_id = %s" + (" AND start >= %s" if start else ""),
+            [market.pk, start_param] if start else [market.pk],
+        )
+        # 1m: one group per minute; open and close are the prices of its first and last trade.
+        cursor.execute(
+            f"WITH b AS (SELECT {_bucket_sql('created_at', 60)} AS start, MAX(price) AS high, MIN(price) AS low, "
+            f"SUM(quantity) AS volume, SUM(price * quantity) AS quote_volume, COUNT(*) AS trades, "
+            f"MIN(id) AS first_id, MAX(id) AS last_id FROM {trade} "
+            f"WHERE market_id = %s{' AND created_at >= %s' if start else ''} GROUP BY 1) "
+            f"INSERT INTO {candle} ({columns}) "
+            f"SELECT %s, %s, b.start, f.price, b.high, b.low, l.price, "
+            f"ROUND(b.volume, {MONEY_DECIMAL_PLACES}), ROUND(b.quote_volume, {MONEY_DECIMAL_PLACES}), b.trades, "
+            f"b.first_id, b.last_id FROM b JOIN {trade} f ON f.id = b.first_id JOIN {trade} l ON l.id = b.last_id",
+            [market.pk, *([start_param] if start else []), market.pk, Interval.M1],
+        )
+        written = cursor.rowcount
+        if connection.vendor == "postgresql":
+            # Fresh statistics, or the planner, having seen an empty table, joins the rollups
+            # below by nested loops over thousands of rows.
+            cursor.execute(f"ANALYZE {candle}")
+        # Every longer interval, rolled up from the 1m candles just written.
+        for name in Interval.values[1:]:
+            cursor.execute(
+                f"WITH b AS (SELECT {_bucket_sql('start', INTERVAL_SECONDS[name])} AS start, MAX(high) AS high, "
+                f"MIN(low) AS low, SUM(volume) AS volume, SUM(quote_volume) AS quote_volume, SUM(trades) AS trades, "
+                f"MIN(first_trade_id) AS first_id, MAX(last_trade_id) AS last_id FROM {candle} "
+                f"WHERE market_id = %s AND {interval} = %s{' AND start >= %s' if start else ''} GROUP BY 1) "
+                f"INSERT INTO {candle} ({columns}) "
+                f"SELECT %s, %s, b.start, f.open, b.high, b.low, l.close, "
+                f"ROUND(b.volume, {MONEY_DECIMAL_PLACES}), ROUND(b.quote_volume, {MONEY_DECIMAL_PLACES}), b.trades, "
+                f"b.first_id, b.last_id FROM b "
+                f"JOIN {candle} f ON f.market_id = %s AND f.{interval} = %s AND f.first_trade_id = b.first_id "
+                f"JOIN {candle} l ON l.market_id = %s AND l.{interval} = %s AND l.last_trade_id = b.last_id",
+                [market.pk, Interval.M1, *([start_param] if start else []), market.pk, name]
+                + [market.pk, Interval.M1] * 2,
+            )
+    return written
 
 
 def _money(value) -> Decimal:

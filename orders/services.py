@@ -39,7 +39,7 @@ from accounts.money import MONEY_MAX, MONEY_QUANTUM, ZERO, decimal_places, money
 from accounts.services import Posting, balances_lock, fee_account, ledger_post
 from marketdata.events import BookChanged, TradeExecuted
 from marketdata.models import Market, Side, Trade
-from marketdata.services import book_levels_apply, market_lock, market_seq_set
+from marketdata.services import book_levels_apply, candles_record, market_lock, market_seq_set
 from quantumtrades.errors import Conflict, InsufficientFunds, InvalidInput, NotFound
 from quantumtrades.events import publish_built_on_commit
 from quantumtrades.sql import allocate_ids, insert_rows, pipeline, select_models, update_rows
@@ -450,6 +450,8 @@ class _Command:
                 taker._state.adding = False
             ledger_post(self.postings, balances, events=balance_events, with_ids=False)
             insert_rows(Trade, ["id", *TRADE_FIELDS], ([t.pk, *_values(t, TRADE_FIELDS)] for t in self.trades))
+            # The candles of every interval move with the tape, in one more statement.
+            candles_record(market=market, trades=self.trades)
             insert_rows(Fill, ["id", *FILL_FIELDS], ([f.pk, *_values(f, FILL_FIELDS)] for f in self.fills))
             update_rows(
                 Order,
