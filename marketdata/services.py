@@ -192,15 +192,16 @@ def candles_rebuild(*, market: Market, since: datetime | None = None) -> int:
         )
         # 1m: one group per minute; open and close are the prices of its first and last trade.
         cursor.execute(
-            f"WITH b AS (SELECT {_bucket_sql('created_at', 60)} AS start, MAX(price) AS high, MIN(price) AS low, "
-            f"SUM(quantity) AS volume, SUM(price * quantity) AS quote_volume, COUNT(*) AS trades, "
-            f"MIN(id) AS first_id, MAX(id) AS last_id FROM {trade} "
-            f"WHERE market_id = %s{' AND created_at >= %s' if start else ''} GROUP BY 1) "
             f"INSERT INTO {candle} ({columns}) "
             f"SELECT %s, %s, b.start, f.price, b.high, b.low, l.price, "
             f"ROUND(b.volume, {MONEY_DECIMAL_PLACES}), ROUND(b.quote_volume, {MONEY_DECIMAL_PLACES}), b.trades, "
-            f"b.first_id, b.last_id FROM b JOIN {trade} f ON f.id = b.first_id JOIN {trade} l ON l.id = b.last_id",
-            [market.pk, *([start_param] if start else []), market.pk, Interval.M1],
+            f"b.first_id, b.last_id FROM ("
+            f"SELECT {_bucket_sql('created_at', 60)} AS start, MAX(price) AS high, MIN(price) AS low, "
+            f"SUM(quantity) AS volume, SUM(price * quantity) AS quote_volume, COUNT(*) AS trades, "
+            f"MIN(id) AS first_id, MAX(id) AS last_id FROM {trade} "
+            f"WHERE market_id = %s{' AND created_at >= %s' if start else ''} GROUP BY 1"
+            f") AS b JOIN {trade} f ON f.id = b.first_id JOIN {trade} l ON l.id = b.last_id",
+            [market.pk, Interval.M1, market.pk, *([start_param] if start else [])],
         )
         written = cursor.rowcount
         if connection.vendor == "postgresql":
@@ -210,17 +211,18 @@ def candles_rebuild(*, market: Market, since: datetime | None = None) -> int:
         # Every longer interval, rolled up from the 1m candles just written.
         for name in Interval.values[1:]:
             cursor.execute(
-                f"WITH b AS (SELECT {_bucket_sql('start', INTERVAL_SECONDS[name])} AS start, MAX(high) AS high, "
-                f"MIN(low) AS low, SUM(volume) AS volume, SUM(quote_volume) AS quote_volume, SUM(trades) AS trades, "
-                f"MIN(first_trade_id) AS first_id, MAX(last_trade_id) AS last_id FROM {candle} "
-                f"WHERE market_id = %s AND {interval} = %s{' AND start >= %s' if start else ''} GROUP BY 1) "
                 f"INSERT INTO {candle} ({columns}) "
                 f"SELECT %s, %s, b.start, f.open, b.high, b.low, l.close, "
                 f"ROUND(b.volume, {MONEY_DECIMAL_PLACES}), ROUND(b.quote_volume, {MONEY_DECIMAL_PLACES}), b.trades, "
-                f"b.first_id, b.last_id FROM b "
+                f"b.first_id, b.last_id FROM ("
+                f"SELECT {_bucket_sql('start', INTERVAL_SECONDS[name])} AS start, MAX(high) AS high, "
+                f"MIN(low) AS low, SUM(volume) AS volume, SUM(quote_volume) AS quote_volume, SUM(trades) AS trades, "
+                f"MIN(first_trade_id) AS first_id, MAX(last_trade_id) AS last_id FROM {candle} "
+                f"WHERE market_id = %s AND {interval} = %s{' AND start >= %s' if start else ''} GROUP BY 1"
+                f") AS b "
                 f"JOIN {candle} f ON f.market_id = %s AND f.{interval} = %s AND f.first_trade_id = b.first_id "
                 f"JOIN {candle} l ON l.market_id = %s AND l.{interval} = %s AND l.last_trade_id = b.last_id",
-                [market.pk, Interval.M1, *([start_param] if start else []), market.pk, name]
+                [market.pk, name, market.pk, Interval.M1, *([start_param] if start else [])]
                 + [market.pk, Interval.M1] * 2,
             )
     return written
