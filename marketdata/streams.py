@@ -3,7 +3,8 @@
     engine commit --on_commit--> publish_events()          (event bus subscriber, never blocks)
         -> Publisher: bounded queue, one background thread
         -> channel layer, group "streams": one message per command (Redis: one PUBLISH)
-        -> Hub, one per daphne process: the only layer subscription in that process
+        -> Hub, one per daphne process: the only subscription in that process
+             (on Redis it holds it itself: marketdata.subscription, which says why)
              per market (MarketStream): the book (applied in seq order), tape, ticker
              renders each frame once: integrator JSON and htmx fragments
         -> Sink, one per socket: the same frame bytes written to every local socket
@@ -18,9 +19,14 @@ Nothing is dropped silently:
   are dropped with a WARNING/ERROR and the hubs resync from the database (the next
   change's sequence shows the gap; the publisher also announces its recovery).
 - The hub applies book changes in sequence order, buffers early ones briefly, and
-  resyncs from `book_snapshot` on a gap that does not fill, on layer recovery, and when
-  a periodic check finds the database ahead of it. A resync reaches integrators as an
+  resyncs from `book_snapshot` on a gap that does not fill, each time Redis confirms its
+  subscription (so after an outage nothing is missed from that moment on), and when a
+  periodic check finds the database ahead of it. A resync reaches integrators as an
   ordinary conflated `book_update` (the difference), so their chain stays unbroken.
+- While the layer is down, orders go on (publishing never blocks nor raises), the books
+  follow the database every DOWN_AUDIT_INTERVAL, and a new subscriber's snapshot is read
+  from the database. The log gets one warning when the layer goes and one line when it
+  is back (`LayerHealth`).
 - A socket that does not read falls behind: it stops getting book updates and page
   fragments (the latest state is sent once it drains: a fresh `book_snapshot` and the
   current fragments); past a hard limit it gets an error and is closed.
@@ -49,6 +55,7 @@ from decimal import Decimal
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 from django.core.cache import cache
 from django.template.loader import render_to_string
@@ -57,6 +64,7 @@ from accounts.money import ZERO, money, money_text
 
 from . import selectors
 from .models import Market, Trade
+from .subscription import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +85,9 @@ DEFAULTS = {
     "MAX_WAITING": 1000,
     # How often the hub compares its books' sequences with the database.
     "AUDIT_INTERVAL": 5.0,
+    # ... and how often while the channel layer is down: the books then follow the
+    # database at this pace, so open sockets keep getting (slower) updates.
+    "DOWN_AUDIT_INTERVAL": 1.0,
     # Layer round trip the hub makes to prove its subscription is alive.
     "PING_INTERVAL": 1.0,
     "PING_TIMEOUT": 3.0,
@@ -212,6 +223,44 @@ def _wire_items(items) -> list:
     return out
 
 
+class LayerHealth:
+    """This process's view of the channel layer, told by the publisher and the hub.
+
+    Either may notice first that Redis went away or came back; the log gets one warning
+    when it goes and one line when it is back, not a line per batch, ping or socket.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.down_since = None
+
+    @property
+    def up(self) -> bool:
+        return self.down_since is None
+
+    def lost(self, exc) -> None:
+        with self._lock:
+            if self.down_since is not None:
+                return
+            self.down_since = time.monotonic()
+        reason = f"{exc.__class__.__name__}: {exc}" if isinstance(exc, BaseException) else str(exc)
+        log.warning(
+            "stream: channel layer unreachable (%s); live updates paused, orders and pages are not affected", reason
+        )
+
+    def back(self) -> None:
+        with self._lock:
+            if self.down_since is None:
+                return
+            since, self.down_since = self.down_since, None
+        log.warning(
+            "stream: channel layer back after %.1f s; live streams resync from the database", time.monotonic() - since
+        )
+
+
+layer_health = LayerHealth()
+
+
 class StreamUnavailable(Exception):
     """A market's book could not be read (the database is down); try again."""
 
@@ -266,7 +315,13 @@ class Publisher:
     def _run(self):
         loop = asyncio.new_event_loop()
         while True:
-            self._wake.wait()
+            # While the layer is down, wake up by itself to try again: the hubs hear of
+            # the recovery (a resync) even if nothing else is published for a while.
+            woken = self._wake.wait(option("PUBLISH_RETRY") if self._down_since is not None else None)
+            if not woken:
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(self._send([{"k": "r"}]))
+                continue
             with self._lock:
                 items = list(self._items)
                 self._items.clear()
@@ -307,22 +362,16 @@ class Publisher:
                 self._next_try = time.monotonic() + option("PUBLISH_RETRY")
                 if self._down_since is None:
                     self._down_since = now
-                    log.error(
-                        "stream: channel layer unreachable (%s: %s); live updates paused, orders are not affected",
-                        exc.__class__.__name__,
-                        exc,
-                    )
+                layer_health.lost(exc)
                 return
             self.sent += 1
         if self._down_since is not None:
-            log.warning(
-                "stream: channel layer reachable again after %.1f s; %d batches were not published, "
-                "streams resync from the database",
-                time.monotonic() - self._down_since,
-                self._lost,
-            )
+            log.info("stream: %d batches were not published while the layer was down", self._lost)
             self._down_since = None
             self._lost = 0
+            layer_health.back()
+            if any(payload.get("k") == "r" for payload in payloads):
+                return
             try:
                 await asyncio.wait_for(
                     layer.group_send(GROUP, {"type": "streams.items", "items": [{"k": "r"}]}), timeout
@@ -654,6 +703,7 @@ class MarketStream:
         self.flushed_seq = None
         self.waiting = {}  # prev_seq -> book_update message that arrived early
         self.loading = None  # future of the (re)load in progress
+        self.load_failing = False
         self.reload_again = False
         self.gap_timer = None
         self.suspect_seq = None
@@ -722,9 +772,13 @@ class MarketStream:
                     break
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("stream: could not load %s; retrying", self.symbol)
+        except Exception as exc:
+            if not self.load_failing:  # once until it works again (the database may be down)
+                self.load_failing = True
+                log.warning("stream: could not load %s (%s: %s); retrying", self.symbol, exc.__class__.__name__, exc)
             self.loop.call_later(1.0, self.resync)
+        else:
+            self.load_failing = False
         finally:
             self.loading = None
 
@@ -748,7 +802,7 @@ class MarketStream:
                     if old.get(price) != level:
                         changes[price] = level
             if snapshot.seq != self.seq:
-                log.info("stream: %s resynced from seq %s to %s", self.symbol, self.seq, snapshot.seq)
+                log.debug("stream: %s resynced from seq %s to %s", self.symbol, self.seq, snapshot.seq)
             self.book = fresh
             self.seq = snapshot.seq
         self.mark_dirty("book")
@@ -1103,11 +1157,9 @@ class Hub:
         self.overview = set()
         self.overview_new = set()  # overview sockets waiting for their first frame
         self.tasks = set()
-        self.ping_sent = 0
-        self.pong_seen = 0
-        self.pong_at = 0.0
         self.listener = None
-        self.resubscribed_at = 0.0
+        self.subscription = None  # Redis pub/sub: marketdata.subscription.Subscription
+        self.audit_failing = False
         self.gave_up_waiting = False
         self.book_interval = option("BOOK_INTERVAL")
         self.page_interval = option("PAGE_INTERVAL")
@@ -1126,6 +1178,17 @@ class Hub:
         if self.local:
             self.layer_up = True
             self.ready.set()
+        elif isinstance(self.layer, RedisPubSubChannelLayer):
+            self.subscription = Subscription(
+                self.layer,
+                GROUP,
+                on_message=self.on_layer_message,
+                on_subscribed=self._layer_back,
+                on_lost=self._layer_down,
+                ping_interval=option("PING_INTERVAL"),
+                ping_timeout=option("PING_TIMEOUT"),
+            )
+            self.listener = self._spawn(self.subscription.run())
         else:
             self.listener = self._spawn(self._listen())
         self._spawn(self._tick())
@@ -1146,7 +1209,7 @@ class Hub:
         except TimeoutError:
             if not self.gave_up_waiting:
                 self.gave_up_waiting = True
-                log.warning("stream: channel layer not answering; serving snapshots without live updates for now")
+                layer_health.lost("no subscription yet")
 
     async def stop(self):
         self.stopped = True
@@ -1161,7 +1224,8 @@ class Hub:
                 await asyncio.wait_for(self.layer.group_discard(GROUP, self.channel), 1.0)
 
     async def _listen(self):
-        """Subscribe once for the process and apply what arrives; resubscribe on failure."""
+        """Any other shared layer: subscribe through it and apply what arrives. (Such a
+        layer does not say when it lost messages; the audit finds what it dropped.)"""
         backoff = 0.5
         while not self.stopped:
             try:
@@ -1169,7 +1233,7 @@ class Hub:
                     channel = await self.layer.new_channel("streams.hub.")
                     await self.layer.group_add(GROUP, channel)
                     self.channel = channel
-                    await self._ping()
+                    self._layer_back()
                 backoff = 0.5
                 while True:
                     self.on_layer_message(await self.layer.receive(self.channel))
@@ -1181,34 +1245,24 @@ class Hub:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
 
-    async def _ping(self):
-        self.ping_sent += 1
-        await asyncio.wait_for(
-            self.layer.send(self.channel, {"type": "streams.ping", "n": self.ping_sent}), option("PUBLISH_TIMEOUT")
-        )
-
     def on_layer_message(self, message):
-        kind = message.get("type")
-        if kind == "streams.items":
+        if message.get("type") == "streams.items":
             self.receive_items(message["items"])
-        elif kind == "streams.ping":
-            self.pong_seen = max(self.pong_seen, message.get("n", 0))
-            self.pong_at = self.loop.time()
-            if not self.layer_up:
-                self._layer_back()
 
     def _layer_down(self, exc=None):
         if self.layer_up:
             self.layer_up = False
-            log.error("stream: lost the channel layer (%s); live updates paused, resync when it is back", exc)
+        # Logged once per outage for the whole process (the publisher may have said it).
+        layer_health.lost(exc)
 
     def _layer_back(self):
-        first = not self.ready.is_set()
+        """The subscription stands (again): every change from now on reaches this hub, so
+        the books reload from the database now, and the streams go on without a gap."""
+        interrupted = self.ready.is_set() or self.gave_up_waiting
         self.layer_up = True
         self.ready.set()
-        if not first:
-            log.warning("stream: channel layer back; resyncing %d markets", len(self.markets))
-            self.resync_all()
+        layer_health.back()
+        self.resync_all(interrupted=interrupted)
 
     def resync_all(self, *, interrupted=True):
         """Reload every book; after an interruption also tell the private streams.
@@ -1245,9 +1299,8 @@ class Hub:
                 asyncio.ensure_future(sink.consumer.close(code=1012))
 
     async def _tick(self):
-        """Housekeeping: layer ping, sockets that caught up, heartbeats, audits, token expiry."""
+        """Housekeeping: sockets that caught up, heartbeats, audits, token expiry."""
         now = self.loop.time()
-        next_ping = now + option("PING_INTERVAL")
         next_heartbeat = now + option("HEARTBEAT_INTERVAL")
         next_audit = now + option("AUDIT_INTERVAL")
         next_presence = now + option("PRESENCE_TTL") / 3
@@ -1257,15 +1310,12 @@ class Hub:
                 now = self.loop.time()
                 if self.behind:
                     self._catch_up()
-                if not self.local and now >= next_ping:
-                    next_ping = now + option("PING_INTERVAL")
-                    self._spawn(self._ping_checked(now))
                 if now >= next_heartbeat:
                     next_heartbeat = now + option("HEARTBEAT_INTERVAL")
                     self._heartbeat()
                     self._expire_tokens()
                 if now >= next_audit:
-                    next_audit = now + option("AUDIT_INTERVAL")
+                    next_audit = now + option("AUDIT_INTERVAL" if self.layer_up else "DOWN_AUDIT_INTERVAL")
                     self._spawn(self._audit())
                 if now >= next_presence:
                     next_presence = now + option("PRESENCE_TTL") / 3
@@ -1273,28 +1323,6 @@ class Hub:
                         self._spawn(self._present(list(self.user_pages)))
             except Exception:
                 log.exception("stream: hub housekeeping failed")
-
-    async def _ping_checked(self, now):
-        if self.channel is not None:
-            try:
-                await self._ping()
-            except Exception as exc:
-                self._layer_down(exc)
-                return
-        silent = now - self.pong_at if self.pong_at else 0.0
-        if self.layer_up and silent > option("PING_TIMEOUT"):
-            self._layer_down("no answer to the hub's ping")
-        if silent > 4 * option("PING_TIMEOUT") and now - self.resubscribed_at > 4 * option("PING_TIMEOUT"):
-            # Pings go out but never come back: the subscription itself is gone (Redis
-            # lost it and the client did not restore it). Start the layer afresh.
-            log.warning("stream: no answer for %.0f s although Redis takes messages; subscribing again", silent)
-            self.resubscribed_at = now
-            if self.listener is not None:
-                self.listener.cancel()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.layer.flush(), option("PUBLISH_TIMEOUT"))
-            self.channel = None
-            self.listener = self._spawn(self._listen())
 
     def _catch_up(self):
         for sink in list(self.behind):
@@ -1343,15 +1371,21 @@ class Hub:
             seqs = await database_sync_to_async(
                 lambda: dict(Market.objects.filter(pk__in=ids).values_list("pk", "book_seq"))
             )()
-        except Exception:
-            log.exception("stream: audit query failed")
+        except Exception as exc:
+            if not self.audit_failing:  # once per database outage, not every interval
+                self.audit_failing = True
+                log.warning("stream: audit query failed (%s: %s); books may lag", exc.__class__.__name__, exc)
             return
+        self.audit_failing = False
         for market_id, db_seq in seqs.items():
             market = self.markets.get(market_id)
             if market is None or market.seq is None:
                 continue
             if db_seq <= market.seq:
                 market.suspect_seq = None
+            elif not self.layer_up:
+                # No changes arrive while the layer is down: follow the database instead.
+                market.resync()
             elif market.suspect_seq is not None and market.seq < market.suspect_seq:
                 log.warning("stream: %s at seq %s, database at %s; resyncing", market.symbol, market.seq, db_seq)
                 market.resync()
@@ -1412,6 +1446,10 @@ class Hub:
                 self.markets[market.pk] = stream
                 self.symbols[symbol] = stream
         await stream.ready()
+        if not self.layer_up and stream.seq is not None:
+            # No changes arrive while the layer is down: a newcomer starts from the
+            # database, not from the book as it was when the layer went away.
+            await stream.resync()
         if stream.seq is None:
             raise StreamUnavailable(symbol)
         return stream
