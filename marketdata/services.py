@@ -6,7 +6,7 @@ tape (`manage.py rebuild_candles`, `manage.py seed_history`).
 """
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
@@ -87,10 +87,14 @@ CANDLE_FIELDS = [
 ]  # fmt: skip
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def bucket_start(moment: datetime, interval: str) -> datetime:
     """The start of the `interval` bucket that holds `moment` (aligned to the Unix epoch)."""
-    seconds = INTERVAL_SECONDS[interval]
-    return datetime.fromtimestamp(int(moment.timestamp()) // seconds * seconds, tz=UTC)
+    # Whole timedeltas, not float timestamps: 59.9999996 s must stay in its minute.
+    length = timedelta(seconds=INTERVAL_SECONDS[interval])
+    return EPOCH + (moment - EPOCH) // length * length
 
 
 def _upsert_sql(rows: int) -> str:
@@ -165,7 +169,10 @@ def _bucket_sql(column: str, seconds: int) -> str:
     form the database stores a DateTimeField (so it compares equal to what Django writes)."""
     if connection.vendor == "postgresql":
         return f"to_timestamp(floor(extract(epoch from {column}) / {seconds}) * {seconds})"
-    return f"strftime('%%Y-%%m-%%d %%H:%%M:%%S', CAST(strftime('%%s', {column}) AS INTEGER) / {seconds} * {seconds}, 'unixepoch')"
+    # Django writes 'YYYY-MM-DD HH:MM:SS.ffffff'; SQLite's date functions would round the
+    # fraction to milliseconds (59.9996 s becomes the next minute), so it is cut off first.
+    seconds_since_epoch = f"CAST(strftime('%%s', substr({column}, 1, 19)) AS INTEGER)"
+    return f"strftime('%%Y-%%m-%%d %%H:%%M:%%S', {seconds_since_epoch} / {seconds} * {seconds}, 'unixepoch')"
 
 
 @transaction.atomic

@@ -41,7 +41,9 @@ def stored_candles(market: Market, interval: str) -> list[Row]:
 
 def assert_candles_match_tape(market: Market) -> None:
     for interval in Interval.values:
-        assert stored_candles(market, interval) == tape_candles(market, interval), interval
+        stored, expected = stored_candles(market, interval), tape_candles(market, interval)
+        differing = [(have, want) for have, want in zip(stored, expected, strict=False) if have != want][:1]
+        assert stored == expected, (interval, len(stored), len(expected), differing)
 
 
 def tape_ticker(market: Market, now: datetime) -> dict:

@@ -1,6 +1,8 @@
-"""`manage.py seed_demo`: demo markets and users, no orders; running it again changes nothing."""
+"""`manage.py seed_demo`: demo markets with a day of history and users, no orders; running it
+again changes nothing."""
 
 import io
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -9,8 +11,11 @@ from django.conf import settings
 from django.core.management import call_command
 
 from accounts.models import Asset, Balance, LedgerEntry, User
-from marketdata.management.commands.seed_demo import DEMO_PASSWORD
-from marketdata.models import Market
+from marketdata.management.commands.seed_demo import DEMO_PASSWORD, HISTORY_TRADES
+from marketdata.models import Market, Trade
+from marketdata.selectors import candles, ticker
+
+from .tape import assert_candles_match_tape
 
 pytestmark = pytest.mark.django_db
 
@@ -83,3 +88,27 @@ def test_seed_places_no_orders():
 
     # orders sits above marketdata: reached through the app registry, not imported.
     assert apps.get_model("orders", "Order").objects.count() == 0
+
+
+@pytest.mark.parametrize("symbol", ["QTX-USD", "BTC-USD", "ETH-USD"])
+def test_each_demo_market_starts_with_a_day_of_history_its_charts_agree_with(symbol):
+    seed()
+
+    market = Market.objects.get(symbol=symbol)
+    trades = Trade.objects.filter(market=market)
+    assert trades.count() == HISTORY_TRADES
+    oldest, newest = trades.order_by("id").first().created_at, trades.order_by("-id").first().created_at
+    assert timedelta(hours=23) < newest - oldest <= timedelta(days=1)
+    assert_candles_match_tape(market)
+    # The overview's sparkline (24 hourly candles) has a day to draw, and the ticker a day to sum.
+    assert len(candles(market=market, interval="1h", limit=24)) >= 23
+    assert ticker(market=market).trades_24h > HISTORY_TRADES * 0.9
+
+
+def test_second_run_adds_no_history():
+    seed()
+    tape = list(Trade.objects.order_by("id").values_list("id", flat=True))
+
+    assert "History" not in seed()
+
+    assert list(Trade.objects.order_by("id").values_list("id", flat=True)) == tape

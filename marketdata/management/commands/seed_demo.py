@@ -1,4 +1,8 @@
-"""Demo assets, markets and users with paper balances. Running it again changes nothing."""
+"""Demo assets, markets with a day of trade history, and users with paper balances.
+
+Running it again changes nothing: a market's history is synthesised only while its tape
+is empty (`marketdata.history`, the same code as `manage.py seed_history`).
+"""
 
 from decimal import Decimal
 
@@ -7,7 +11,8 @@ from django.db import transaction
 
 from accounts.models import Asset, User
 from accounts.services import balance_deposit, user_register
-from marketdata.models import Market
+from marketdata.history import history_seed
+from marketdata.models import Market, Trade
 
 ASSETS = {"USD": "US Dollar", "QTX": "QuantumTrades Token", "BTC": "Bitcoin", "ETH": "Ether"}
 
@@ -28,13 +33,23 @@ SIMULATOR_ACCOUNTS = {
     "taker1": {"USD": "500000", "QTX": "10000", "BTC": "10", "ETH": "200"},
 }
 OPERATOR = "operator"
+# Each demo market starts with a day of history ending at this price: a trade every
+# ten seconds or so, enough for every chart and sparkline, quick to write on SQLite.
+HISTORY_PRICES = {"QTX-USD": Decimal("100"), "BTC-USD": Decimal("60000"), "ETH-USD": Decimal("3000")}
+HISTORY_TRADES = 8000
+HISTORY_DAYS = 1
 
 
 class Command(BaseCommand):
-    help = "Create the demo markets and users (idempotent; places no orders)."
+    help = "Create the demo markets, each with a day of trade history, and users (idempotent; places no orders)."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--history-trades", type=int, default=HISTORY_TRADES, help="trades of history per market (0: none)"
+        )
 
     @transaction.atomic
-    def handle(self, *args, **options):
+    def handle(self, *args, history_trades, **options):
         for code, name in ASSETS.items():
             Asset.objects.get_or_create(code=code, defaults={"name": name})
         for symbol, (base, quote, tick, lot, min_notional, maker, taker) in MARKETS.items():
@@ -50,6 +65,13 @@ class Command(BaseCommand):
                     taker_fee=Decimal(taker),
                 ),
             )
+        histories = []
+        for market in Market.objects.filter(symbol__in=HISTORY_PRICES).order_by("symbol"):
+            if history_trades > 0 and not Trade.objects.filter(market=market).exists():
+                history_seed(
+                    market=market, trades=history_trades, days=HISTORY_DAYS, price=HISTORY_PRICES[market.symbol]
+                )
+                histories.append(market.symbol)
         created = []
         for username in TRADERS:
             if not User.objects.filter(username=username).exists():
@@ -64,7 +86,9 @@ class Command(BaseCommand):
         if not User.objects.filter(username=OPERATOR).exists():
             User.objects.create_user(username=OPERATOR, password=DEMO_PASSWORD, is_staff=True, is_superuser=True)
             created.append(OPERATOR)
-        self.stdout.write(
-            f"Demo markets: {', '.join(MARKETS)}. "
-            + (f"Created users: {', '.join(created)} (password {DEMO_PASSWORD})." if created else "Nothing new.")
-        )
+        news = []
+        if histories:
+            news.append(f"History of {history_trades:,} trades over {HISTORY_DAYS} day(s): {', '.join(histories)}.")
+        if created:
+            news.append(f"Created users: {', '.join(created)} (password {DEMO_PASSWORD}).")
+        self.stdout.write(f"Demo markets: {', '.join(MARKETS)}. " + (" ".join(news) if news else "Nothing new."))
