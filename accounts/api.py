@@ -232,8 +232,8 @@ class LoginView(AuthView):
         operation_id="auth_login",
         tags=["auth"],
         summary="Trade username and password for an access and a refresh token",
-        description="Repeated failures lock the username (and the client address) for a while: "
-        "429 LOGIN_LOCKED with Retry-After, on this API and the web login alike.",
+        description="Repeated failures lock the username at the client's address (and, past a higher "
+        "count, the address) for a while: 429 LOGIN_LOCKED with Retry-After, on this API and the web login alike.",
         request=LoginInput,
         examples=[
             OpenApiExample("Demo trader", request_only=True, value={"username": "alice", "password": "demo-pass-2026"})

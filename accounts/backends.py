@@ -12,7 +12,7 @@ from . import lockout
 class LockoutModelBackend(ModelBackend):
     """Checks username and password like ModelBackend, unless the login is locked out.
 
-    While the username or the client address is locked, the password is not even looked
+    While the username is locked at the client's address, or the address is, the password is not even looked
     at: PermissionDenied stops `authenticate()` at once (no other backend is asked) and
     it answers None, so every door refuses the login the same way.
     """
@@ -20,9 +20,10 @@ class LockoutModelBackend(ModelBackend):
     def authenticate(self, request, username=None, password=None, **kwargs):
         if username is None:
             username = kwargs.get(get_user_model().USERNAME_FIELD)
-        if lockout.locked_for(username, lockout.client_ip(request)):
+        ip = lockout.client_ip(request)
+        if lockout.locked_for(username, ip):
             raise PermissionDenied("Too many failed logins.")
         user = super().authenticate(request, username=username, password=password, **kwargs)
         if user is not None:
-            lockout.succeeded(username)
+            lockout.succeeded(username, ip)
         return user

@@ -1,16 +1,25 @@
-"""Login lockout: too many failed logins lock the username, or the client address, for a while.
+"""Login lockout: too many failed logins lock a username at one address, or the address, for a while.
 
 Failures are counted where every login passes, at the authentication layer: Django's
 `user_login_failed` signal, sent by `django.contrib.auth.authenticate()` whatever door
 called it (the API's login, the web login page's LoginView, the admin). The
 `LockoutModelBackend` (accounts.backends) refuses to check a password while a lock stands.
 
+Two things are counted (OWASP's advice against both guessing and lockout abuse):
+- a username together with the client address: LOGIN_LOCKOUT_ATTEMPTS failures lock that
+  username from that address only. Locking the username for everyone would let anyone
+  lock a trader out by typing wrong passwords for her; she still logs in from her own
+  address while the guesser's is locked.
+- the client address alone: LOGIN_LOCKOUT_IP_ATTEMPTS failures, whatever the usernames,
+  lock the address (a guesser trying many names, or one name many times).
+
 Counts live in the shared cache (Redis when REDIS_URL is set), so every server process
-sees the same count. Each count runs in a fixed window that starts at the first failure;
+sees the same count; while Redis is down the cache counts in each process's memory
+(quantumtrades/cache.py), so a lock still comes, per process. Each count runs in a fixed window that starts at the first failure;
 reaching the limit sets a lock for LOGIN_LOCKOUT_MINUTES. Attempts made while locked are
 not counted, so a lock ends on time however hard someone keeps trying. A successful login
-clears its username's count (never the address's: logging into one's own account must
-not reset an attack on others).
+clears its username's count at that address (never the address's own: logging into one's
+own account must not reset an attack on others).
 """
 
 import hashlib
@@ -27,12 +36,19 @@ def _setting(name, default):
     return getattr(settings, name, default)
 
 
-def _limits():
-    """(kind, how many failures lock) for the two things counted: usernames and addresses."""
-    return (
-        ("user", _setting("LOGIN_LOCKOUT_ATTEMPTS", 5)),
-        ("ip", _setting("LOGIN_LOCKOUT_IP_ATTEMPTS", 50)),
-    )
+def _subjects(username, ip) -> list[tuple[str, int]]:
+    """(cache subject, failures that lock it) of what one login attempt counts against:
+    the username at this address, and the address."""
+    subjects = []
+    if username:
+        subjects.append((_user_at(username, ip), _setting("LOGIN_LOCKOUT_ATTEMPTS", 5)))
+    if ip:
+        subjects.append((_subject("ip", ip), _setting("LOGIN_LOCKOUT_IP_ATTEMPTS", 50)))
+    return subjects
+
+
+def _user_at(username, ip) -> str:
+    return _subject("user", f"{str(username).casefold()}\x00{ip or ''}")
 
 
 def _window_seconds() -> int:
@@ -43,11 +59,7 @@ def _lock_seconds() -> int:
     return _setting("LOGIN_LOCKOUT_MINUTES", 15) * 60
 
 
-def _subject(kind, value) -> str | None:
-    if not value:
-        return None
-    if kind == "user":
-        value = str(value).casefold()
+def _subject(kind, value) -> str:
     # Hashed: any text may arrive as a username, and cache keys must stay short and plain.
     return hashlib.sha256(f"{kind}:{value}".encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
@@ -62,18 +74,18 @@ def client_ip(request) -> str | None:
 
 
 def locked_for(username, ip) -> int:
-    """Seconds until the username and the address may try again; 0 when neither is locked."""
+    """Seconds until the username may try again from this address; 0 when not locked."""
     now = time.time()
-    keys = [f"lockout:lock:{subject}" for subject in (_subject("user", username), _subject("ip", ip)) if subject]
+    keys = [f"lockout:lock:{subject}" for subject, _ in _subjects(username, ip)]
     until = max(cache.get_many(keys).values(), default=0)
     return max(0, math.ceil(until - now))
 
 
 def failed(username, ip) -> None:
-    """Count one failed login for the username and the address; lock those over the limit."""
-    for (kind, limit), value in zip(_limits(), (username, ip), strict=True):
-        subject = _subject(kind, value)
-        if subject is None or cache.get(f"lockout:lock:{subject}"):
+    """Count one failed login for the username at the address, and for the address; lock
+    those over their limit."""
+    for subject, limit in _subjects(username, ip):
+        if cache.get(f"lockout:lock:{subject}"):
             continue
         key = f"lockout:failures:{subject}"
         if cache.add(key, 1, timeout=_window_seconds()):
@@ -89,10 +101,9 @@ def failed(username, ip) -> None:
             cache.delete(key)
 
 
-def succeeded(username) -> None:
-    subject = _subject("user", username)
-    if subject:
-        cache.delete(f"lockout:failures:{subject}")
+def succeeded(username, ip) -> None:
+    if username:
+        cache.delete(f"lockout:failures:{_user_at(username, ip)}")
 
 
 @receiver(user_login_failed, dispatch_uid="accounts.lockout.count_failure")

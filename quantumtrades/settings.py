@@ -207,7 +207,7 @@ LOGOUT_REDIRECT_URL = "home"
 
 # Every login (API, web page, admin) goes through the lockout: accounts/lockout.py.
 AUTHENTICATION_BACKENDS = ["accounts.backends.LockoutModelBackend"]
-LOGIN_LOCKOUT_ATTEMPTS = env.int("LOGIN_LOCKOUT_ATTEMPTS", default=5)  # failures per username
+LOGIN_LOCKOUT_ATTEMPTS = env.int("LOGIN_LOCKOUT_ATTEMPTS", default=5)  # failures of one username from one address
 LOGIN_LOCKOUT_IP_ATTEMPTS = env.int("LOGIN_LOCKOUT_IP_ATTEMPTS", default=50)  # failures per client address
 LOGIN_LOCKOUT_WINDOW_MINUTES = env.int("LOGIN_LOCKOUT_WINDOW_MINUTES", default=15)
 LOGIN_LOCKOUT_MINUTES = env.int("LOGIN_LOCKOUT_MINUTES", default=15)

@@ -202,6 +202,34 @@ def test_many_usernames_failing_from_one_address_lock_the_address(anon, alice, s
     assert login(other_address).status_code == 200
 
 
+def test_wrong_passwords_for_alice_from_one_address_do_not_lock_her_out_from_another(alice, settings):
+    guesser, alice_at_home = APIClient(REMOTE_ADDR="203.0.113.7"), APIClient(REMOTE_ADDR="198.51.100.20")
+
+    assert fail_logins(guesser, settings.LOGIN_LOCKOUT_ATTEMPTS)[-1] == 429
+
+    assert login(alice_at_home).status_code == 200
+    assert_error(login(guesser), 429, code="LOGIN_LOCKED")  # the right password, from the locked address
+
+
+def test_behind_a_proxy_the_lock_is_on_the_forwarded_client_address(alice, settings):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
+
+    def through_proxy(client_address):
+        return APIClient(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR=client_address)
+
+    fail_logins(through_proxy("203.0.113.7"), settings.LOGIN_LOCKOUT_ATTEMPTS)
+
+    assert login(through_proxy("198.51.100.20")).status_code == 200
+    assert_error(login(through_proxy("203.0.113.7")), 429, code="LOGIN_LOCKED")
+
+
+def test_failures_from_many_addresses_do_not_add_up_to_a_lock(alice, settings):
+    for n in range(settings.LOGIN_LOCKOUT_ATTEMPTS * 2):
+        login(APIClient(REMOTE_ADDR=f"203.0.113.{n + 1}"), password="wrong")
+
+    assert login(APIClient(REMOTE_ADDR="198.51.100.20")).status_code == 200
+
+
 # --- Refresh and logout ----------------------------------------------------------------------
 
 
