@@ -1,5 +1,10 @@
 """Keep the demo books moving: market makers quote around a random-walk fair price and
-takers cross the spread, through the same services as every trader, at a bounded rate."""
+takers cross the spread, through the same services as every trader, at a bounded rate.
+
+The makers keep each side of the book at least BOOK_DEPTH price levels deep: after a
+command that thinned a side out (a taker ate into it, a stale quote was cancelled), they
+quote at the nearest free price levels until it is deep again, so a step may take a few
+commands."""
 
 import logging
 import random
@@ -10,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
 from accounts.models import User
-from marketdata.models import Market, Side, Trade
+from marketdata.models import BookLevel, Market, Side, Trade
 from orders.models import Order, OrderType, TimeInForce
 from orders.services import order_cancel, order_place
 from quantumtrades.errors import ServiceError
@@ -21,8 +26,10 @@ MAKERS = ["maker1", "maker2"]
 TAKERS = ["taker1"]
 # Where a market starts when it has never traded.
 START_PRICES = {"QTX-USD": Decimal("100"), "BTC-USD": Decimal("60000"), "ETH-USD": Decimal("3000")}
-LEVELS_PER_SIDE = 6  # resting quotes each maker keeps on each side
+LEVELS_PER_SIDE = 12  # resting quotes each maker keeps on each side, at most
+BOOK_DEPTH = 10  # price levels each side of the book keeps, at least
 SPREAD_TICKS = 3  # half spread around the fair price, in ticks
+QUOTE_TICKS = 24  # how far past the spread makers quote, in ticks
 
 
 class Simulation:
@@ -34,9 +41,20 @@ class Simulation:
         last = Trade.objects.filter(market=market).order_by("-id").values_list("price", flat=True).first()
         self.fair = last or START_PRICES.get(market.symbol, Decimal("100"))
 
+    def prime(self, *, limit: int = 4 * BOOK_DEPTH) -> None:
+        """Quote until both sides are BOOK_DEPTH levels deep (a fresh, emptied or thinned
+        book), at most `limit` commands."""
+        for _ in range(limit):
+            if not self._deepen():
+                return
+
     def step(self) -> None:
-        """One command on the market, chosen at random."""
+        """One command on the market, chosen at random, then whatever keeps the book deep."""
         self.fair = self._walk(self.fair)
+        self._act()
+        self.prime()
+
+    def _act(self) -> None:
         action = self.rng.random()
         maker = self.rng.choice(self.makers)
         if action < 0.55:
@@ -62,14 +80,40 @@ class Simulation:
         lots = max(1, int(notional / price / market.lot_size))
         return market.lot_size * lots
 
+    def _levels(self) -> dict[str, set[Decimal]]:
+        """The prices of each side's live book levels."""
+        levels = {Side.BUY: set(), Side.SELL: set()}
+        for side, price in BookLevel.objects.filter(market=self.market, quantity__gt=0).values_list("side", "price"):
+            levels[side].add(price)
+        return levels
+
+    def _deepen(self) -> bool:
+        """If a side has fewer than BOOK_DEPTH levels, quote at its nearest free level; say whether it did."""
+        levels = self._levels()
+        thin = [side for side in (Side.BUY, Side.SELL) if len(levels[side]) < BOOK_DEPTH]
+        if not thin:
+            return False
+        side = self.rng.choice(thin)
+        for ticks in range(SPREAD_TICKS, SPREAD_TICKS + QUOTE_TICKS + BOOK_DEPTH):
+            price = self._quote_price(side, ticks)
+            if price not in levels[side] and price > 0:
+                # Out of funds: the side stays thin until a trade refills the makers.
+                return self._place(
+                    user=self.rng.choice(self.makers), side=side, price=price, quantity=self._size(price)
+                )
+        return False
+
+    def _quote_price(self, side: str, ticks: int) -> Decimal:
+        distance = self.market.tick_size * ticks
+        return self._tick(self.fair - distance if side == Side.BUY else self.fair + distance)
+
     def _quote(self, maker: User) -> None:
         side = self.rng.choice([Side.BUY, Side.SELL])
         resting = Order.objects.open().filter(user=maker, market=self.market, side=side)
         if resting.count() >= LEVELS_PER_SIDE:
             return self._requote(maker, side=side)
-        distance = self.market.tick_size * (SPREAD_TICKS + self.rng.randint(0, 12))
-        price = self.fair - distance if side == Side.BUY else self.fair + distance
-        self._place(user=maker, side=side, price=self._tick(price), quantity=self._size(price))
+        price = self._quote_price(side, SPREAD_TICKS + self.rng.randint(0, QUOTE_TICKS))
+        self._place(user=maker, side=side, price=price, quantity=self._size(price))
 
     def _requote(self, maker: User, side: str | None = None) -> None:
         """Cancel the maker's quote furthest from the fair price (it went stale)."""
@@ -96,8 +140,8 @@ class Simulation:
                 time_in_force=TimeInForce.IOC,
             )
 
-    def _place(self, *, user, side, quantity, price=None, type=OrderType.LIMIT, time_in_force=None):
-        self._run(
+    def _place(self, *, user, side, quantity, price=None, type=OrderType.LIMIT, time_in_force=None) -> bool:
+        return self._run(
             order_place,
             user=user,
             market=self.market,
@@ -108,12 +152,14 @@ class Simulation:
             time_in_force=time_in_force,
         )
 
-    def _run(self, service, **kwargs):
+    def _run(self, service, **kwargs) -> bool:
         try:
             service(**kwargs)
         except ServiceError as exc:
             # Out of funds, halted market, order already gone: a trader would shrug too.
             log.debug("simulate_market %s: %s", self.market.symbol, exc.message)
+            return False
+        return True
 
 
 class Command(BaseCommand):
@@ -141,6 +187,8 @@ class Command(BaseCommand):
         ]
         if not simulations:
             raise CommandError("No markets to simulate: run `manage.py seed_demo` first.")
+        for simulation in simulations:
+            simulation.prime()
         self.stdout.write(f"Simulating {', '.join(s.market.symbol for s in simulations)} at {rate:g} commands/s.")
         period = 1.0 / rate
         deadline = time.monotonic() + duration if duration else None
