@@ -28,7 +28,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema_field
 from rest_framework import exceptions, serializers, status
-from rest_framework.pagination import PageNumberPagination
+from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -36,7 +36,7 @@ from rest_framework.throttling import BaseThrottle
 
 from accounts.money import MONEY_DECIMAL_PLACES, MONEY_MAX, decimal_places
 from quantumtrades.cache import ResilientRedisCache, count_in
-from quantumtrades.errors import ServiceError
+from quantumtrades.errors import InvalidInput, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -461,20 +461,23 @@ def api_not_found(request, *args, **kwargs):
 
 
 class PageQuery(QuerySerializer):
-    page = QueryIntegerField(required=False, min_value=1, max_value=10**9)
+    cursor = serializers.CharField(required=False, max_length=200)
     page_size = QueryIntegerField(required=False, min_value=1, max_value=200)
 
 
-class ApiPagination(PageNumberPagination):
-    """Numbered pages of a list in a stable order (newest first, by id).
+class ApiPagination(CursorPagination):
+    """Keyset pages of a list, newest first by id: `{next, previous, results}`.
 
-    `page` and `page_size` are checked strictly: a non-number or a size past the maximum
-    is a 400 naming the parameter, not silently replaced by the default.
+    A page is a range of an index (`id < the last one seen`, on the (user, -id) indexes),
+    never an OFFSET and never a COUNT, so page 20,000 of a million rows costs what page 1
+    does. `next` and `previous` are links carrying an opaque `cursor`. `cursor` and
+    `page_size` are checked strictly: a bad one is a 400 naming the parameter.
     """
 
     page_size = 50
     max_page_size = 200
     page_size_query_param = "page_size"
+    ordering = "-id"
 
     def paginate_queryset(self, queryset, request, view=None):
         query = PageQuery.parse(request)
@@ -484,14 +487,20 @@ class ApiPagination(PageNumberPagination):
     def get_page_size(self, request):
         return self.requested_size
 
+    def decode_cursor(self, request):
+        try:
+            return super().decode_cursor(request)
+        except exceptions.NotFound:
+            raise InvalidInput("cursor is not one that a next or previous link gave.", field="cursor") from None
+
     def get_schema_operation_parameters(self, view):
         return [
             {
-                "name": "page",
+                "name": "cursor",
                 "required": False,
                 "in": "query",
-                "description": "Page number, from 1.",
-                "schema": {"type": "integer", "minimum": 1, "maximum": 10**9},
+                "description": "Where the page starts: copy it from a response's next or previous link.",
+                "schema": {"type": "string", "maxLength": 200},
             },
             {
                 "name": "page_size",
