@@ -12,7 +12,6 @@ import uuid
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
-from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
@@ -27,6 +26,7 @@ from marketdata import streams
 from marketdata.models import Market
 from marketdata.selectors import INTERVALS, book_snapshot, candles, ticker, trades_recent
 from quantumtrades.errors import ServiceError
+from quantumtrades.pagination import keyset_id, keyset_page
 
 from .forms import AmendForm, OrderHistoryFilter, OrderTicketForm
 from .live import ALL_KINDS, BALANCES, ORDERS, private_context, private_fragments
@@ -273,14 +273,25 @@ def _amended_notice(result):
 @login_required_page
 def portfolio(request):
     user = request.user
-    ledger = Paginator(ledger_for_user(user), LEDGER_PAGE_SIZE).get_page(request.GET.get("ledger_page"))
+    get = request.GET
+    ledger = keyset_page(
+        ledger_for_user(user),
+        size=LEDGER_PAGE_SIZE,
+        before=keyset_id(get.get("ledger_before")),
+        after=keyset_id(get.get("ledger_after")),
+    )
     filtering = any(request.GET.get(name) for name in ("market", "status"))
     filters = OrderHistoryFilter(request.GET if filtering else None)
     market = status = None
     if filters.is_valid():
         market, status = filters.cleaned_data["market"], filters.cleaned_data["status"]
-    history = Paginator(order_history_for_user(user, market=market, status=status or ""), HISTORY_PAGE_SIZE)
-    context = {"ledger": ledger, "filters": filters, "history": history.get_page(request.GET.get("page"))}
+    history = keyset_page(
+        order_history_for_user(user, market=market, status=status or ""),
+        size=HISTORY_PAGE_SIZE,
+        before=keyset_id(get.get("before")),
+        after=keyset_id(get.get("after")),
+    )
+    context = {"ledger": ledger, "filters": filters, "history": history}
     # The pagers and the filters swap one table; anything else gets the whole page.
     target = request.htmx.target if request.htmx and not request.htmx.history_restore_request else None
     if target == "ledger":

@@ -546,15 +546,22 @@ def test_the_ledger_is_paginated(as_alice, market, alice):
     entries = LedgerEntry.objects.filter(user=alice).count()
     assert entries > 25
 
-    first = text(as_alice.get("/portfolio/"))
-    second = as_alice.get("/portfolio/?ledger_page=2", HTTP_HX_TARGET="ledger", **HTMX)
+    newest = list(LedgerEntry.objects.filter(user=alice).order_by("-id").values_list("id", flat=True))
 
-    assert 'rel="next"' in first and f"Page 1 of {(entries + 24) // 25}" in first
+    first = text(as_alice.get("/portfolio/"))
+    # Keyset pages: "older than the last row shown", never a page number (which needs a count).
+    assert 'rel="next"' in first and f"ledger_before={newest[24]}" in first
+    assert f'id="ledger-{newest[0]}"' in first and f'id="ledger-{newest[25]}"' not in first
+    second = as_alice.get(f"/portfolio/?ledger_before={newest[24]}", HTTP_HX_TARGET="ledger", **HTMX)
+
     assert second.status_code == 200
     page = text(second)
     assert page.lstrip().startswith('<div id="ledger">')
-    assert "Page 2 of" in page
+    assert f'id="ledger-{newest[25]}"' in page and f'id="ledger-{newest[24]}"' not in page
+    assert f"ledger_after={newest[25]}" in page and "Oldest" in page
     assert "<html" not in page
+    back = text(as_alice.get(f"/portfolio/?ledger_after={newest[25]}", HTTP_HX_TARGET="ledger", **HTMX))
+    assert f'id="ledger-{newest[0]}"' in back and f'id="ledger-{newest[24]}"' in back and "Newest" in back
 
 
 def test_order_history_filters_by_market_and_status(as_alice, market, btc_market, alice):
