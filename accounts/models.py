@@ -97,10 +97,12 @@ class LedgerEntry(models.Model):
         ordering = ["-id"]
         verbose_name_plural = "ledger entries"
         indexes = [
-            # A user's statement, newest first (portfolio page, /api/user/transactions).
+            # A user's statement, newest first in keyset pages (portfolio page,
+            # /api/user/transactions): all of it, by asset, by kind.
             models.Index(fields=["user", "-id"], name="ledger_user_recent"),
-            # Reconcile sums entries per balance.
-            models.Index(fields=["user", "asset"], name="ledger_user_asset"),
+            # Also what reconcile walks to sum the entries of each balance in order.
+            models.Index(fields=["user", "asset", "-id"], name="ledger_user_asset_recent"),
+            models.Index(fields=["user", "kind", "-id"], name="ledger_user_kind_recent"),
         ]
         constraints = [
             models.CheckConstraint(

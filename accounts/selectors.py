@@ -3,10 +3,15 @@
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.db import connection
 from django.db.models import Sum
+from django.db.models.functions import Collate
 
 from .models import Balance, LedgerEntry
 from .money import ZERO, money
+
+# Rows per round trip when reconcile streams a table.
+STREAM_CHUNK = 5000
 
 
 @dataclass(frozen=True)
@@ -27,28 +32,51 @@ def summed(value) -> Decimal:
 
 
 def ledger_breaches() -> list[Breach]:
-    """Invariant 1: each balance equals the sum of its ledger entries."""
-    sums = {
-        (row["user_id"], row["asset_id"]): (summed(row["available"]), summed(row["held"]))
-        for row in LedgerEntry.objects.values("user_id", "asset_id").annotate(
-            available=Sum("available_delta"), held=Sum("held_delta")
-        )
-    }
+    """Invariant 1: each balance equals the sum of its ledger entries.
+
+    Streams: the database sums the entries per (user, asset) in key order and both that
+    and the balances come through a cursor side by side (a merge join), so memory stays
+    flat however long the ledger is.
+    """
+    # Both streams sort asset codes by code point, as Python compares them (a locale's
+    # collation might not).
+    by_code_point = Collate("asset_id", "C" if connection.vendor == "postgresql" else "BINARY")
+    sums = (
+        LedgerEntry.objects.values("user_id", "asset_id")
+        .annotate(available=Sum("available_delta"), held=Sum("held_delta"))
+        .order_by("user_id", by_code_point)
+        .values_list("user_id", "asset_id", "available", "held")
+        .iterator(chunk_size=STREAM_CHUNK)
+    )
+    balances = (
+        Balance.objects.order_by("user_id", by_code_point)
+        .values_list("user_id", "asset_id", "available", "held")
+        .iterator(chunk_size=STREAM_CHUNK)
+    )
     breaches = []
-    for balance in Balance.objects.all().iterator():
-        key = (balance.user_id, balance.asset_id)
-        available, held = sums.pop(key, (ZERO, ZERO))
-        if (balance.available, balance.held) != (available, held):
+    entry, balance = next(sums, None), next(balances, None)
+    while entry is not None or balance is not None:
+        entry_key = entry[:2] if entry is not None else None
+        balance_key = balance[:2] if balance is not None else None
+        if balance is None or (entry is not None and entry_key < balance_key):
+            # Entries without a balance row: a breach unless they sum to nothing.
+            if summed(entry[2]) or summed(entry[3]):
+                breaches.append(Breach(1, f"user {entry[0]} {entry[1]}", "ledger entries without a balance row"))
+            entry = next(sums, None)
+            continue
+        available, held = ZERO, ZERO
+        if entry is not None and entry_key == balance_key:
+            available, held = summed(entry[2]), summed(entry[3])
+            entry = next(sums, None)
+        if (balance[2], balance[3]) != (available, held):
             breaches.append(
                 Breach(
                     1,
-                    f"user {balance.user_id} {balance.asset_id}",
-                    f"balance {balance.available}/{balance.held} but ledger sums to {available}/{held}",
+                    f"user {balance[0]} {balance[1]}",
+                    f"balance {balance[2]}/{balance[3]} but ledger sums to {available}/{held}",
                 )
             )
-    for (user_id, asset_id), (available, held) in sums.items():
-        if available or held:
-            breaches.append(Breach(1, f"user {user_id} {asset_id}", "ledger entries without a balance row"))
+        balance = next(balances, None)
     return breaches
 
 

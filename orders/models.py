@@ -90,9 +90,11 @@ class Order(models.Model):
                 condition=IN_BOOK & Q(side=Side.SELL),
                 name="order_open_asks",
             ),
-            # A trader's own open orders and order history, newest first.
-            models.Index(fields=["user", "status"], name="order_user_status"),
+            # A trader's order history, newest first, in keyset pages (id < cursor): all of
+            # it, by status (open orders among them) and by market, each a range of one index.
             models.Index(fields=["user", "-id"], name="order_user_recent"),
+            models.Index(fields=["user", "status", "-id"], name="order_user_status_recent"),
+            models.Index(fields=["user", "market", "-id"], name="order_user_market_recent"),
         ]
         constraints = [
             # Idempotent placement: one client order id per user.
@@ -157,7 +159,11 @@ class Fill(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["user", "-id"], name="fill_user_recent")]
+        indexes = [
+            # A trader's fills, newest first in keyset pages; all of them, and by market.
+            models.Index(fields=["user", "-id"], name="fill_user_recent"),
+            models.Index(fields=["user", "market", "-id"], name="fill_user_market_recent"),
+        ]
         constraints = [
             models.CheckConstraint(condition=Q(price__gt=0, quantity__gt=0, fee__gte=0), name="fill_amounts_valid"),
             models.UniqueConstraint(fields=["trade", "role"], name="fill_one_per_trade_side"),

@@ -2,10 +2,11 @@
 
 from collections import defaultdict
 
-from django.db.models import Sum
+from django.db.models import F, Sum
+from django.db.models.functions import Abs
 
 from accounts.models import Balance
-from accounts.money import ZERO
+from accounts.money import MONEY_QUANTUM, ZERO, MoneyField
 from accounts.selectors import Breach, ledger_breaches, summed, supply_breaches
 from marketdata.models import BookLevel, Market, Side
 
@@ -52,8 +53,14 @@ def book_breaches() -> list[Breach]:
     """Invariant 4: no market's book is crossed; filled + remaining = quantity for every
     order; the book levels equal the sum of the open orders at each price."""
     breaches = []
-    # Compared in Python: SQLite would do this arithmetic in floating point.
-    for pk, quantity, filled, remaining in Order.objects.values_list(
+    # The database picks out the orders that break it (the order table can be as long as
+    # the history: nothing of it comes through Python). The tolerance of half a quantum is
+    # the CHECK constraint's: SQLite does this arithmetic in floating point; on PostgreSQL
+    # it means exactly equal.
+    off = Order.objects.alias(
+        off=Abs(F("filled_quantity") + F("remaining_quantity") - F("quantity"), output_field=MoneyField())
+    ).filter(off__gte=MONEY_QUANTUM / 2)
+    for pk, quantity, filled, remaining in off.values_list(
         "pk", "quantity", "filled_quantity", "remaining_quantity"
     ).iterator(chunk_size=5000):
         if filled + remaining != quantity:
