@@ -122,6 +122,7 @@ class BookSnapshotSerializer(serializers.Serializer):
 
 class TradesQuery(QuerySerializer):
     limit = QueryIntegerField(required=False, min_value=1, max_value=MAX_TRADES)
+    before = QueryIntegerField(required=False, min_value=1, max_value=2**63 - 1)
 
 
 class CandlesQuery(QuerySerializer):
@@ -228,13 +229,18 @@ class MarketTradesView(PublicView):
         parameters=[
             symbol_path_parameter(),
             param("limit", "How many trades (default 50).", schema={"type": "integer", "minimum": 1, "maximum": 500}),
+            param(
+                "before",
+                "Only trades older than this trade id: page down the tape with the last id of the previous page.",
+                schema={"type": "integer", "minimum": 1},
+            ),
         ],
         responses={200: TradeSerializer(many=True), **error_responses(400, 401, 404, 429)},
     )
     def get(self, request, symbol):
         market = market_by_symbol(symbol)
         query = TradesQuery.parse(request)
-        trades = trades_recent(market=market, limit=query.get("limit", 50))
+        trades = trades_recent(market=market, limit=query.get("limit", 50), before=query.get("before"))
         return Response([trade_data(trade, market.symbol) for trade in trades])
 
 

@@ -140,3 +140,20 @@ def test_public_data_is_throttled_per_address(anon, market, settings):
 
     assert statuses == [200, 200, 200, 429]
     assert_error(anon.get("/api/markets"), 429, code="THROTTLED")
+
+
+def test_the_tape_pages_back_by_trade_id(anon, alice, bob, market):
+    for _ in range(5):
+        order_place(user=bob, market=market, side="sell", price=Decimal("10.00"), quantity=Decimal("1.00"))
+        order_place(user=alice, market=market, side="buy", price=Decimal("10.00"), quantity=Decimal("1.00"))
+
+    first = anon.get("/api/markets/QTX-USD/trades", {"limit": "2"}).json()
+    older = anon.get("/api/markets/QTX-USD/trades", {"limit": "2", "before": str(first[-1]["id"])}).json()
+    everything = [trade["id"] for trade in anon.get("/api/markets/QTX-USD/trades").json()]
+
+    assert [trade["id"] for trade in first + older] == everything[:4]
+
+
+@pytest.mark.parametrize("before", ["0", "x", "-5"])
+def test_a_bad_tape_cursor_is_400(anon, market, before):
+    assert_error(anon.get("/api/markets/QTX-USD/trades", {"before": before}), 400, field="before")
