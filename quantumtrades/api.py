@@ -35,6 +35,7 @@ from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
 from accounts.money import MONEY_DECIMAL_PLACES, MONEY_MAX, decimal_places
+from quantumtrades import unavailable
 from quantumtrades.cache import ResilientRedisCache, count_in
 from quantumtrades.errors import InvalidInput, ServiceError
 
@@ -397,7 +398,8 @@ def exception_handler(exc, context):
     """Turn any exception raised in an API view into the one error shape.
 
     Service errors keep their code, message and field; DRF's own errors get a stable
-    code; anything unexpected is logged and answered 500 in the same shape.
+    code; a lost database is 503 SERVICE_UNAVAILABLE (quantumtrades.unavailable);
+    anything unexpected is logged and answered 500 in the same shape.
     """
     headers = {}
     if isinstance(exc, Http404):
@@ -429,6 +431,12 @@ def exception_handler(exc, context):
             headers["Retry-After"] = str(max(1, math.ceil(wait)))
             if isinstance(exc, exceptions.Throttled):
                 body["error"]["message"] = f"Too many requests: retry in {headers['Retry-After']} seconds."
+    elif unavailable.is_unavailable(exc):
+        # The database went away under this request (restart, failover, killed
+        # connection): its transaction was rolled back, so "try again" is the truth.
+        unavailable.recover(exc)
+        status_code, body = 503, unavailable.error_body()
+        headers["Retry-After"] = str(unavailable.RETRY_AFTER_SECONDS)
     else:
         log.exception("Unexpected error in %s", context.get("view").__class__.__name__)
         status_code, body = 500, error_body("INTERNAL_ERROR", "Something went wrong on our side; nothing was changed.")

@@ -64,6 +64,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # A lost database answers 503, not 500 (DESIGN section 4).
+    "quantumtrades.unavailable.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "quantumtrades.urls"

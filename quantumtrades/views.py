@@ -1,11 +1,14 @@
 import asyncio
 import logging
+import sys
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import JsonResponse
 from django.views import defaults
+
+from . import unavailable
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,12 @@ async def healthz(request):
 
 
 def server_error(request):
-    """handler500: the API's error shape under /api/, Django's page everywhere else."""
+    """handler500: the API's error shape under /api/, Django's page everywhere else; a
+    lost database (outside any view: a session saved on the way out) is a 503."""
+    exc = sys.exc_info()[1]  # Django calls handler500 while handling the exception
+    if exc is not None and unavailable.is_unavailable(exc):
+        unavailable.recover(exc)
+        return unavailable.response_for(request)
     if request.path.startswith("/api/"):
         body = {"error": {"code": "INTERNAL_ERROR", "message": "Something went wrong on our side.", "field": None}}
         return JsonResponse(body, status=500)
