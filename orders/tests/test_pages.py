@@ -113,8 +113,8 @@ def test_alice_sees_her_ticket_balances_and_open_orders(as_alice, market, alice)
     assert "Available" in page and "9,800.60" in page  # 10000 - 2 x 99.50 - 0.2% taker reserve
     assert 'id="open-orders"' in page and "99.50" in page
     assert 'id="fills"' in page and 'id="balances"' in page
-    # Her level is marked in the book through the private style fragment.
-    assert '[data-symbol="QTX-USD"] #book [data-side="buy"][data-price="99.50"]' in page
+    # Her level is listed in the private #my-levels fragment, which app.js marks in the book.
+    assert '<li data-symbol="QTX-USD" data-side="buy" data-price="99.50"></li>' in page
 
 
 def test_the_chart_switches_interval(client, market):

@@ -4,6 +4,7 @@
  *   (a socket streams a trader's orders to every page they have open).
  * - Live sockets: a state badge, and a reconnect for the closes the ws extension leaves alone.
  * - Order ticket: market orders take no price; a click on a book level fills the price.
+ * - Book: depth bars and the trader's own levels, from data attributes (no inline styles).
  * - Amend dialog, tabs, notices.
  * - Session: warn before the idle timeout, offer to stay signed in.
  */
@@ -240,9 +241,34 @@
     evt.preventDefault();
   });
 
+  // --- Book decorations ------------------------------------------------------------------
+  // Depth bars and the trader's own levels arrive as data (data-depth, #my-levels): the
+  // Content-Security-Policy refuses style attributes and <style> elements in HTML, not
+  // styles set through the CSSOM. Set at once after each swap, before the browser paints.
+
+  function decorateBook() {
+    var book = document.getElementById("book");
+    if (!book) return;
+    var mine = {};
+    document.querySelectorAll("#my-levels li").forEach(function (level) {
+      mine[[level.getAttribute("data-symbol"), level.getAttribute("data-side"), level.getAttribute("data-price")].join(" ")] = true;
+    });
+    var symbol = book.getAttribute("data-symbol");
+    book.querySelectorAll(".level[data-depth]").forEach(function (row) {
+      row.style.setProperty("--depth", row.getAttribute("data-depth") + "%");
+      row.classList.toggle("mine", !!mine[[symbol, row.getAttribute("data-side"), row.getAttribute("data-price")].join(" ")]);
+    });
+  }
+
+  document.addEventListener("htmx:oobAfterSwap", function (evt) {
+    var target = evt.detail && evt.detail.target;
+    if (target && (target.id === "book" || target.id === "my-levels")) decorateBook();
+  });
+
   // --- Every swap (and the first load) ------------------------------------------------------
 
   htmx.onLoad(function (elt) {
+    decorateBook();
     var form = elt.id === "ticket" ? elt : elt.querySelector && elt.querySelector("#ticket");
     if (form) syncTicket(form);
     syncErrors();
