@@ -15,4 +15,4 @@ COPY . .
 RUN DEBUG=0 DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput
 
 EXPOSE 8000
-CMD ["sh", "docker/start.sh"]
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "quantumtrades.asgi:application"]

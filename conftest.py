@@ -7,10 +7,14 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """Throttle counters and login lockouts live in the cache: no test inherits another's."""
+    """Throttle counters, login lockouts and remembered users: no test inherits another's."""
     from django.core.cache import cache
 
+    from accounts.authentication import forget_all_users
+
     cache.clear()
+    # Users remembered by the API's authentication: SQLite hands a rolled-back test's ids out again.
+    forget_all_users()
     yield
 
 

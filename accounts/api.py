@@ -168,8 +168,19 @@ class BalanceAdjustInput(StrictSerializer):
     reason = StrictCharField(max_length=255)
 
 
+DATE_JOINED = serializers.DateTimeField()
+
+
 def user_data(user) -> dict:
-    return UserSerializer(user).data
+    """UserSerializer's shape, written directly: building a serializer's fields (a deep
+    copy per instance) was a sixth of the time of GET /api/auth/me."""
+    return {
+        "id": user.pk,
+        "username": user.username,
+        "email": user.email,
+        "is_staff": user.is_staff,
+        "date_joined": DATE_JOINED.to_representation(user.date_joined),
+    }
 
 
 def balance_data(balance) -> dict:

@@ -23,16 +23,13 @@ from orders.models import Fill, Order, OrderStatus, OrderType, TimeInForce
 from orders.selectors import fills_for_user, orders_open_for_user
 from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
 from quantumtrades.api import (
-    AnonRateThrottle,
     ApiPagination,
     DecimalInputField,
-    OrderRateThrottle,
     QuerySerializer,
     StrictBooleanField,
     StrictCharField,
     StrictChoiceField,
     StrictSerializer,
-    UserRateThrottle,
     error_responses,
 )
 from quantumtrades.api import query_parameter as param
@@ -178,7 +175,8 @@ def own_order_id(order_id: int) -> int:
 
 
 class TradingView(APIView):
-    throttle_classes = [AnonRateThrottle, UserRateThrottle, OrderRateThrottle]
+    # Placing, amending and cancelling also count against the "orders" rate.
+    order_commands = True
 
 
 class OrdersView(TradingView, generics.ListAPIView):

@@ -3,14 +3,18 @@ that hold their orders.
 
 The engine publishes events after commit (`quantumtrades.events`); `on_events` gets them
 as one batch per command, works out which of each user's fragments changed, renders those
-once per user and batch, and hands the HTML to the user's page sockets
+once per user (in a thread of its own, off the request that committed), and hands the HTML to the user's page sockets
 (`marketdata.streams.stream_to_user`). The pages render the same partials on first load
 and when a socket (re)connects, so what arrives later always replaces like with like.
 """
 
 import logging
+import queue
+import threading
+import time
 from collections import defaultdict
 
+from django import db
 from django.conf import settings
 from django.template.loader import render_to_string
 
@@ -75,10 +79,18 @@ def kinds_by_user(batch) -> dict[int, set[str]]:
 
 
 def on_events(batch) -> None:
-    """Subscriber (orders.apps): render each affected trader's changed fragments once and stream them."""
+    """Subscriber (orders.apps): queue the changes of one command's events for rendering.
+
+    Runs after commit in the thread that committed, usually a request's: rendering there
+    (a presence check, queries and templates per trader) would keep the integrator who
+    placed the order waiting for pages that are not theirs. `renderer` does it instead."""
     changed = kinds_by_user(batch)
-    if not changed:
-        return
+    if changed:
+        renderer.put(changed)
+
+
+def render_and_stream(changed: dict[int, set[str]]) -> None:
+    """Render each affected trader's changed fragments once and stream them."""
     # Rendering for traders with no page open would be wasted work (the simulator's accounts).
     watched = {user_id: kinds for user_id, kinds in changed.items() if streams.user_is_watching(user_id)}
     if not watched:
@@ -95,3 +107,56 @@ def on_events(batch) -> None:
             log.exception("could not render the private fragments of user %s", user_id)
             continue
         streams.stream_to_user(user_id, html)
+
+
+class Renderer:
+    """One thread per process that renders traders' private fragments after commit.
+
+    Changes that queue up while it renders are merged, so a trader whose orders changed
+    five times meanwhile gets one push with the state after all five.
+    """
+
+    def __init__(self):
+        self.queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.thread = None
+        self.busy = 0  # changes queued or being rendered
+
+    def put(self, changed: dict[int, set[str]]) -> None:
+        with self.lock:
+            self.busy += 1
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="private-fragments", daemon=True)
+                self.thread.start()
+        self.queue.put(changed)
+
+    def _run(self):
+        while True:
+            taken = [self.queue.get()]
+            while True:
+                try:
+                    taken.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            merged = defaultdict(set)
+            for changed in taken:
+                for user_id, kinds in changed.items():
+                    merged[user_id] |= kinds
+            try:
+                render_and_stream(merged)
+            except Exception:
+                log.exception("could not render private fragments")
+            finally:
+                db.connection.close()
+                with self.lock:
+                    self.busy -= len(taken)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued so far is rendered and handed to the streams."""
+        deadline = time.monotonic() + timeout
+        while self.busy and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return not self.busy
+
+
+renderer = Renderer()

@@ -40,7 +40,7 @@ from accounts.services import Posting, balances_lock, fee_account, ledger_post
 from marketdata.events import BookChanged, TradeExecuted
 from marketdata.models import Market, Side, Trade
 from marketdata.services import book_levels_apply, candles_record, market_lock, market_seq_set
-from quantumtrades.errors import Conflict, InsufficientFunds, InvalidInput, NotFound
+from quantumtrades.errors import Conflict, InsufficientFunds, InvalidInput, NotFound, ServiceError
 from quantumtrades.events import publish_built_on_commit
 from quantumtrades.sql import allocate_ids, insert_rows, pipeline, select_models, update_rows
 
@@ -537,10 +537,11 @@ def _resolve_market(market: Market | str) -> Market:
         return market
     if not isinstance(market, str):
         raise InvalidInput("symbol must be a market symbol such as QTX-USD.", field="symbol")
-    try:
-        return Market.objects.get(symbol=market)
-    except Market.DoesNotExist:
-        raise InvalidInput(f"There is no market {market[:24]!r}.", field="symbol") from None
+    # Through select_models: compiling the ORM query cost more than running it.
+    found = select_models(Market, "symbol = %s", [market])
+    if not found:
+        raise InvalidInput(f"There is no market {market[:24]!r}.", field="symbol")
+    return found[0]
 
 
 # --- Commands ---------------------------------------------------------------------------
@@ -570,16 +571,14 @@ def order_place(
         post_only=post_only,
         client_order_id=client_order_id,
     )
-    if request.client_order_id is not None:
-        existing = _existing(user, request.client_order_id)
-        if existing is not None:
-            return existing
-    if not market.is_trading:
-        raise Conflict(f"{market.symbol} is halted: new orders are refused.", code="MARKET_HALTED")
     try:
+        if not market.is_trading:
+            raise Conflict(f"{market.symbol} is halted: new orders are refused.", code="MARKET_HALTED")
         return _place(user, request)
-    except IntegrityError:
-        # Two requests with one client_order_id raced; the other one won.
+    except (IntegrityError, ServiceError):
+        # A repeated client_order_id is caught by its unique constraint as the new order
+        # is written, so the usual order (a new id) costs no lookup. A repeat that the
+        # book, the funds or a halt would now refuse still answers with the original.
         if request.client_order_id is not None:
             existing = _existing(user, request.client_order_id)
             if existing is not None:

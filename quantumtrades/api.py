@@ -547,47 +547,53 @@ def symbol_path_parameter():
 # --- Throttling ------------------------------------------------------------------------------
 
 
-def window_count(key: str, *, timeout: int) -> int:
-    """Add one to the counter `key` in the default cache, which expires `timeout` seconds
-    after it was created; answer the new count (one round trip on Redis; counted in this
-    process while Redis is down: quantumtrades/cache.py)."""
+def window_counts(counters: list[tuple[str, int]]) -> list[int]:
+    """Add one to each counter `(key, timeout)` in the default cache (it expires `timeout`
+    seconds after it was created); answer the new counts. One round trip on Redis, counted
+    in this process while Redis is down (quantumtrades/cache.py)."""
     backend = caches["default"]
     if isinstance(backend, ResilientRedisCache):
-        return backend.count(key, timeout=timeout)
-    return count_in(backend, key, timeout=timeout)
+        return backend.count(counters)
+    return count_in(backend, counters)
 
 
 class WindowRateThrottle(BaseThrottle):
-    """At most N requests per fixed window per client, counted in the shared cache.
+    """At most N requests per fixed window for each of a request's counters.
 
-    One atomic counter per client and window (INCR in Redis), so the cost stays constant
-    however high the rate is set, and all server processes share the count. The rate of
-    each scope comes from REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], read on every request.
+    One atomic counter per scope, client and window (INCR in Redis), so the cost stays
+    constant however high the rate is set, and all server processes share the count. All of
+    a request's counters go to the cache in one round trip. The rate of each scope comes
+    from REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], read on every request.
     """
 
-    scope = None
+    def counters(self, request, view) -> list[tuple[str, object]]:
+        """(scope, client) pairs that this request counts against."""
+        raise NotImplementedError
 
-    def rate(self):
-        rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+    @staticmethod
+    def rate(scope):
+        rate = api_settings.DEFAULT_THROTTLE_RATES.get(scope)
         if not rate:
             return None
         count, period = rate.split("/")
         return int(count), {"s": 1, "m": 60, "h": 3600, "d": 86400}[period.strip()[0]]
 
-    def ident(self, request, view) -> str | None:
-        raise NotImplementedError
-
     def allow_request(self, request, view):
-        rate = self.rate()
-        ident = self.ident(request, view)
-        if rate is None or ident is None:
-            return True
-        limit, period = rate
         now = time.time()
-        window = int(now // period)
-        count = window_count(f"throttle:{self.scope}:{ident}:{window}", timeout=period + 1)
-        if count > limit:
-            self.retry_after = (window + 1) * period - now
+        windows = []
+        for scope, ident in self.counters(request, view):
+            rate = self.rate(scope)
+            if rate is None or ident is None:
+                continue
+            limit, period = rate
+            window = int(now // period)
+            windows.append((f"throttle:{scope}:{ident}:{window}", period + 1, limit, (window + 1) * period - now))
+        if not windows:
+            return True
+        counts = window_counts([(key, timeout) for key, timeout, _, _ in windows])
+        waits = [wait for (_, _, limit, wait), count in zip(windows, counts, strict=True) if count > limit]
+        if waits:
+            self.retry_after = max(waits)
             return False
         return True
 
@@ -595,39 +601,23 @@ class WindowRateThrottle(BaseThrottle):
         return getattr(self, "retry_after", None)
 
 
-class AnonRateThrottle(WindowRateThrottle):
-    """Requests without a token, per client address."""
+class ApiRateThrottle(WindowRateThrottle):
+    """Every API request: per user with a token (scope "user"), per client address without
+    one ("anon"). Views with `order_commands = True` also count what changes orders (place,
+    amend, cancel) per user against "orders"."""
 
-    scope = "anon"
-
-    def ident(self, request, view):
-        return None if request.user and request.user.is_authenticated else self.get_ident(request)
-
-
-class UserRateThrottle(WindowRateThrottle):
-    """Requests with a token, per user."""
-
-    scope = "user"
-
-    def ident(self, request, view):
-        return request.user.pk if request.user and request.user.is_authenticated else None
-
-
-class OrderRateThrottle(WindowRateThrottle):
-    """Order commands (place, amend, cancel), per user, on top of the general rate."""
-
-    scope = "orders"
-
-    def ident(self, request, view):
-        if request.method in ("GET", "HEAD", "OPTIONS") or not request.user.is_authenticated:
-            return None
-        return request.user.pk
+    def counters(self, request, view):
+        user = request.user
+        if not (user and user.is_authenticated):
+            return [("anon", self.get_ident(request))]
+        found = [("user", user.pk)]
+        if getattr(view, "order_commands", False) and request.method not in ("GET", "HEAD", "OPTIONS"):
+            found.append(("orders", user.pk))
+        return found
 
 
 class AuthRateThrottle(WindowRateThrottle):
     """Register, login, refresh and logout, per client address."""
 
-    scope = "auth"
-
-    def ident(self, request, view):
-        return self.get_ident(request)
+    def counters(self, request, view):
+        return [("auth", self.get_ident(request))]

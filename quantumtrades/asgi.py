@@ -3,11 +3,17 @@
 import gc
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quantumtrades.settings")
 # Django must be set up before anything imports models (consumers, auth middleware).
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+from django.conf import settings  # noqa: E402
+
+from .handlers import ThreadPoolASGIHandler  # noqa: E402
+
+django_asgi_app = ThreadPoolASGIHandler(threads=settings.REQUEST_THREADS)
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -61,6 +61,7 @@ class _Health:
 
 
 health = _Health()
+_clients: dict = {}
 
 
 def _resilient(name):
@@ -84,9 +85,19 @@ class ResilientRedisCache(RedisCache):
 
     def __init__(self, server, params):
         super().__init__(server, params)
+        self._shared_key = (server, repr(sorted(params.get("OPTIONS", {}).items())))
         # LocMemCache instances with one name share their storage, so every request's
         # instance (Django builds one per request context) sees the same fallback counts.
         self.local = LocMemCache(f"fallback:{server}", {"TIMEOUT": params.get("TIMEOUT", 300)})
+
+    @property
+    def client(self):
+        """One django-redis client per process: Django builds a cache backend per request
+        context, and each would build its own client (and redis.Redis object) otherwise."""
+        client = _clients.get(self._shared_key)
+        if client is None:
+            client = _clients.setdefault(self._shared_key, self._client_cls(self._server, self._params, self))
+        return client
 
     # Every call the project (and Django) makes of a cache.
     add = _resilient("add")
@@ -102,31 +113,52 @@ class ResilientRedisCache(RedisCache):
     decr = _resilient("decr")
     clear = _resilient("clear")
 
-    def count(self, key: str, *, timeout: int) -> int:
-        """Add one to the counter `key`, which expires `timeout` seconds after its first
-        count; answer the new count. One round trip: SET NX EX (which starts the window)
-        and INCR in a pipeline, where `add` then `incr` would cost two or three."""
+    def count(self, counters: list[tuple[str, int]]) -> list[int]:
+        """Add one to each counter `(key, timeout)`; a counter expires `timeout` seconds
+        after its first count. Answer the new counts, all in one round trip (one script
+        call, where add and incr would cost two or three per counter)."""
         if health.usable():
             try:
-                full_key = self.client.make_key(key)
-                pipeline = self.client.get_client(write=True).pipeline()
-                pipeline.set(full_key, 0, ex=timeout, nx=True)
-                pipeline.incr(full_key)
-                _, value = pipeline.execute()
+                client = self.client.get_client(write=True)
+                keys = [self.client.make_key(key) for key, _ in counters]
+                values = _count_script(client)(keys=keys, args=[timeout for _, timeout in counters], client=client)
             except REDIS_DOWN as exc:
                 health.failed(exc)
             else:
                 health.answered()
-                return int(value)
-        return count_in(self.local, key, timeout=timeout)
+                return [int(value) for value in values]
+        return count_in(self.local, counters)
 
 
-def count_in(cache, key: str, *, timeout: int) -> int:
+# INCR each key; a key's first count starts its window.
+COUNT_SCRIPT = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  counts[i] = redis.call('INCR', key)
+  if counts[i] == 1 then redis.call('EXPIRE', key, ARGV[i]) end
+end
+return counts
+"""
+_scripts = {}
+
+
+def _count_script(client):
+    # One Script per process: building one hashes the text.
+    if "count" not in _scripts:
+        _scripts["count"] = client.register_script(COUNT_SCRIPT)
+    return _scripts["count"]
+
+
+def count_in(cache, counters: list[tuple[str, int]]) -> list[int]:
     """`ResilientRedisCache.count` for any Django cache (local memory in development)."""
-    if cache.add(key, 1, timeout=timeout):
-        return 1
-    try:
-        return cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout=timeout)
-        return 1
+    counts = []
+    for key, timeout in counters:
+        if cache.add(key, 1, timeout=timeout):
+            counts.append(1)
+            continue
+        try:
+            counts.append(cache.incr(key))
+        except ValueError:  # expired between add and incr
+            cache.add(key, 1, timeout=timeout)
+            counts.append(1)
+    return counts

@@ -71,6 +71,10 @@ MIDDLEWARE = [
     "quantumtrades.unavailable.DatabaseUnavailableMiddleware",
 ]
 
+# Requests one server process works on at once, each on a thread kept for the purpose
+# (quantumtrades/handlers.py); more requests wait their turn in the event loop.
+REQUEST_THREADS = env.int("REQUEST_THREADS", default=4)
+
 ROOT_URLCONF = "quantumtrades.urls"
 ASGI_APPLICATION = "quantumtrades.asgi.application"
 
@@ -258,7 +262,7 @@ SIMPLE_JWT = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.authentication.JWTAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -269,7 +273,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "quantumtrades.api.ApiPagination",
     "PAGE_SIZE": 50,
     # Counted in the default cache: Redis when REDIS_URL is set, shared by every process.
-    "DEFAULT_THROTTLE_CLASSES": ["quantumtrades.api.AnonRateThrottle", "quantumtrades.api.UserRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["quantumtrades.api.ApiRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("THROTTLE_ANON", default="600/minute"),
         "user": env.str("THROTTLE_USER", default="6000/minute"),

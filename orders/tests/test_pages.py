@@ -480,10 +480,12 @@ def streamed(monkeypatch):
 @pytest.mark.django_db(transaction=True)
 def test_a_trade_streams_each_traders_fragments_once_per_batch(market, alice, bob, streamed):
     sell(bob, "1", at="100")
+    assert live.renderer.flush()
     streamed.clear()
 
     buy(alice, "1", at="100")
 
+    assert live.renderer.flush()  # rendered off the committing thread
     by_user = {}
     for user_id, html in streamed:
         by_user.setdefault(user_id, []).append(html)
@@ -507,6 +509,7 @@ def test_nothing_is_rendered_for_traders_without_a_page_open(market, alice, monk
 
     monkeypatch.setattr(live, "streams", Nobody())
     live.on_events(live_batch(alice))
+    assert live.renderer.flush()
 
     assert calls == []
 

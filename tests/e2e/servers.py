@@ -147,6 +147,11 @@ class Servers:
         self.started.append(server)
         return server.start()
 
+    def nginx(self, upstreams) -> "Nginx":
+        server = Nginx(self.workdir, [upstream.port for upstream in upstreams])
+        self.started.append(server)
+        return server.start()
+
     def redis(self, port=None) -> RedisServer:
         server = RedisServer(self.workdir, port)
         self.started.append(server)
@@ -160,3 +165,33 @@ class Servers:
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}:{p.port}\n{p.log()[-4000:]}" for p in self.started)
+
+
+class Nginx(Process):
+    """Debian's nginx with the project's site (docker/nginx.conf) in front of `upstreams`."""
+
+    name = "nginx"
+
+    def __init__(self, workdir: Path, upstreams: list[int]):
+        super().__init__(workdir)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}"
+        site = (ROOT / "docker" / "nginx.conf").read_text()
+        assert "server web:8000;" in site and "listen 80;" in site
+        site = site.replace("server web:8000;", "".join(f"server 127.0.0.1:{port};\n" for port in upstreams))
+        site = site.replace("listen 80;", f"listen 127.0.0.1:{self.port};")
+        temp = workdir / f"nginx-{self.port}"
+        temp.mkdir()
+        self.config = temp / "nginx.conf"
+        self.config.write_text(
+            f"daemon off;\npid {temp}/nginx.pid;\nerror_log {temp}/error.log info;\nevents {{}}\n"
+            "http {\n  access_log off;\n"
+            + "".join(
+                f"  {kind}_temp_path {temp}/{kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+            )
+            + site
+            + "\n}\n"
+        )
+
+    def argv(self):
+        return [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(self.config), "-p", str(self.config.parent)]
