@@ -31,7 +31,6 @@ import json
 import os
 import platform
 import random
-import re
 import secrets
 import shutil
 import subprocess
@@ -43,10 +42,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from engine import ceiling  # noqa: E402  (bench/engine.py: pgbench on match_ceiling.sql)
 
 from tests.e2e.servers import Daphne, Nginx  # noqa: E402  (the test suite's process helpers)
 
-SHARED_BENCH = ROOT.parent / "shared" / "bench"
 BENCH_DB = "qt_bench_api"
 PASSWORD = "bench-pass-2026-long"
 MID = Decimal("100.00")
@@ -334,28 +335,6 @@ def engine_alone(market, user, seconds, warmup) -> dict:
                 latencies.append(finished - began)
     connection.close()
     return summary(latencies, outcomes, seconds)
-
-
-def ceiling(pg: str, clients: int, seconds: int) -> float:
-    """pgbench on ../shared/bench/match_ceiling.sql: the database's own rate for one matched order."""
-    database = "qt_bench_ceiling"
-    psql(pg, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)", f"CREATE DATABASE {database}")
-    try:
-        subprocess.run(
-            ["psql", f"{pg}/{database}", "-qf", str(SHARED_BENCH / "match_ceiling_schema.sql")],
-            check=True,
-            capture_output=True,
-        )
-        out = subprocess.run(
-            ["pgbench", "-n", "-d", f"{pg}/{database}", "-f", str(SHARED_BENCH / "match_ceiling.sql")]
-            + ["-c", str(clients), "-j", str(min(clients, 2)), "-T", str(seconds)],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        return float(re.search(r"tps = ([0-9.]+)", out)[1])
-    finally:
-        psql(pg, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
 
 def machine() -> dict:

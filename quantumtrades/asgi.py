@@ -11,9 +11,9 @@ django.setup(set_prefix=False)
 
 from django.conf import settings  # noqa: E402
 
-from .handlers import ThreadPoolASGIHandler  # noqa: E402
+from .handlers import SyncASGIHandler  # noqa: E402
 
-django_asgi_app = ThreadPoolASGIHandler(threads=settings.REQUEST_THREADS)
+django_asgi_app = SyncASGIHandler(threads=settings.REQUEST_THREADS)
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -71,7 +71,7 @@ MIDDLEWARE = [
     "quantumtrades.unavailable.DatabaseUnavailableMiddleware",
 ]
 
-# Requests one server process works on at once, each on a thread kept for the purpose
+# Requests one server process works on at once, each in one of as many kept threads
 # (quantumtrades/handlers.py); more requests wait their turn in the event loop.
 REQUEST_THREADS = env.int("REQUEST_THREADS", default=4)
 
