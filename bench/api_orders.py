@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from engine import ceiling  # noqa: E402  (bench/engine.py: pgbench on match_ceiling.sql)
 
-from tests.e2e.servers import Daphne, Nginx  # noqa: E402  (the test suite's process helpers)
+from tests.e2e.servers import Daphne, Nginx, nginx_path  # noqa: E402  (the test suite's process helpers)
 
 BENCH_DB = "qt_bench_api"
 PASSWORD = "bench-pass-2026-long"
@@ -262,7 +262,7 @@ def start_layout(processes: int, env: dict, workdir: Path):
     daphnes = [QuietDaphne(workdir, env).start() for _ in range(processes)]
     if processes == 1:
         return daphnes, daphnes[0].port, [d.process.pid for d in daphnes]
-    if not shutil.which("nginx"):
+    if not nginx_path():
         raise SystemExit("layout 2 needs Debian's nginx: apt-get install nginx")
     proxy = Nginx(workdir, [d.port for d in daphnes]).start()
     return [*daphnes, proxy], proxy.port, [p.process.pid for p in (*daphnes, proxy)]

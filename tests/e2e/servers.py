@@ -194,4 +194,9 @@ class Nginx(Process):
         )
 
     def argv(self):
-        return [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(self.config), "-p", str(self.config.parent)]
+        return [nginx_path(), "-c", str(self.config), "-p", str(self.config.parent)]
+
+
+def nginx_path() -> str | None:
+    """Debian installs nginx in /usr/sbin, which is not on every PATH."""
+    return shutil.which("nginx") or next((path for path in ("/usr/sbin/nginx",) if os.access(path, os.X_OK)), None)

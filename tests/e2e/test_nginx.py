@@ -5,7 +5,6 @@ Every wait is bounded; every process is stopped by PID."""
 import http.client
 import json
 import os
-import shutil
 import time
 
 import pytest
@@ -13,6 +12,7 @@ from django.core.cache import cache
 
 from marketdata.tests.stream_support import of_type
 
+from .servers import nginx_path
 from .test_live_streams import Client, order, rest_snapshot, run, same_book, token
 
 pytestmark = [
@@ -22,7 +22,7 @@ pytestmark = [
         not (os.environ.get("DATABASE_URL", "").startswith("postgres") and os.environ.get("REDIS_URL")),
         reason="the proxied servers need PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)",
     ),
-    pytest.mark.skipif(not shutil.which("nginx"), reason="needs Debian's nginx (apt-get install nginx)"),
+    pytest.mark.skipif(not nginx_path(), reason="needs Debian's nginx (apt-get install nginx)"),
 ]
 
 
