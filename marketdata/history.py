@@ -26,6 +26,7 @@ from django.utils import timezone
 from accounts.money import money
 
 from .models import BookLevel, Market, Side, Trade
+from .selectors import tape
 from .services import candles_rebuild
 
 # Volatility of the walk: about this much per day, whatever the number of trades a day.
@@ -58,9 +59,13 @@ class Plan:
         return (self.end - self.start).total_seconds() / self.trades
 
 
+def last_trade_price(market: Market) -> Decimal | None:
+    return tape(market).values_list("price", flat=True).first()
+
+
 def market_price(market: Market) -> Decimal | None:
     """What the market trades at now: the last trade, else the middle of the book."""
-    last = Trade.objects.filter(market=market).order_by("-id").values_list("price", flat=True).first()
+    last = last_trade_price(market)
     if last is not None:
         return last
     live = BookLevel.objects.filter(market=market, quantity__gt=0)
@@ -78,7 +83,7 @@ def history_plan(
         raise ValueError(f"trades must be between 1 and {MAX_TRADES:,}.")
     if not 0 < days <= MAX_DAYS:
         raise ValueError(f"days must be more than 0 and at most {MAX_DAYS}.")
-    if Trade.objects.filter(market=market).exists():
+    if last_trade_price(market) is not None:
         raise HistoryRefused(
             f"{market.symbol} already has trades: history is synthesised onto an empty tape only, "
             "so the tape's order (by id) stays its order in time."

@@ -66,13 +66,35 @@ def book_snapshot(*, market: Market, depth: int = DEFAULT_DEPTH) -> BookSnapshot
     return BookSnapshot(symbol=market.symbol, seq=seq, bids=bids, asks=asks)
 
 
+def tape(market: Market):
+    """The market's trades, newest first, read along trade_market_recent (market, -id).
+
+    Written as a one-value range, not `market = X`: with an equality PostgreSQL drops the
+    market from the sort and may walk the primary key backwards instead, filtering out
+    every other market's trades, which for a market that has not traded for a while is
+    the whole tape (its estimate assumes every market holds an equal share). The range
+    keeps the index's order the only one that serves the query.
+    """
+    return Trade.objects.filter(market_id__gte=market.pk, market_id__lte=market.pk).order_by("market_id", "-id")
+
+
+def last_price(market: Market) -> Decimal | None:
+    """The price of the market's last trade: the close of its newest 1m candle."""
+    return (
+        Candle.objects.filter(market=market, interval=Interval.M1)
+        .order_by("-start")
+        .values_list("close", flat=True)
+        .first()
+    )
+
+
 def trades_recent(*, market: Market, limit: int = 50, before: int | None = None) -> list[Trade]:
     """The newest `limit` trades, newest first; with `before`, those older than that trade id
     (keyset paging down the tape: a range of trade_market_recent, never an offset)."""
-    trades = Trade.objects.filter(market=market)
+    trades = tape(market)
     if before is not None:
         trades = trades.filter(id__lt=before)
-    return list(trades.order_by("-id")[: max(1, min(limit, 500))])
+    return list(trades[: max(1, min(limit, 500))])
 
 
 @dataclass(frozen=True)

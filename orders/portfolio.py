@@ -10,7 +10,7 @@ from django.db.models import OuterRef, Subquery
 from accounts.models import LedgerEntry
 from accounts.money import ZERO, money
 from accounts.selectors import balances_for_user
-from marketdata.models import Market, Trade
+from marketdata.models import Candle, Interval, Market
 
 from .models import OPEN_STATUSES, Order
 
@@ -53,7 +53,9 @@ class Valuation:
 
 def last_prices(quote: str = VALUATION_ASSET) -> dict[str, Decimal]:
     """The last traded price of every asset quoted in `quote`, by asset code (one query)."""
-    last = Trade.objects.filter(market=OuterRef("pk")).order_by("-id").values("price")[:1]
+    # The close of each market's newest 1m candle: one probe of candle_unique per market
+    # (the same price as its last trade, kept in the same transaction).
+    last = Candle.objects.filter(market=OuterRef("pk"), interval=Interval.M1).order_by("-start").values("close")[:1]
     rows = Market.objects.filter(quote_id=quote).annotate(last=Subquery(last)).values_list("base_id", "last")
     prices = {base: money(Decimal(str(price))) for base, price in rows if price is not None}
     prices[quote] = Decimal(1)

@@ -25,10 +25,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
-from accounts.models import LedgerEntry
+from accounts.models import Asset, LedgerEntry
 from accounts.services import balance_deposit
 from marketdata.history import history_seed
-from marketdata.models import Trade
+from marketdata.models import Market, Trade
 from marketdata.streams import _read_market, _read_stats
 from orders.services import order_cancel, order_place
 from tests.api_support import *  # noqa: F403
@@ -121,7 +121,21 @@ def _ok(response):
 
 
 @pytest.fixture
-def reads(alice, bob, market):
+def quiet_market(market):
+    """BTC-USD, which never trades: a read of its tape or last price must not walk the
+    others' trades (an index in the wrong order would, through the whole tape)."""
+    return Market.objects.create(
+        symbol="BTC-USD",
+        base=Asset.objects.get_or_create(code="BTC", defaults={"name": "Bitcoin"})[0],
+        quote_id="USD",
+        tick_size=Decimal("0.01"),
+        lot_size=Decimal("0.0001"),
+        min_notional=Decimal("10"),
+    )
+
+
+@pytest.fixture
+def reads(alice, bob, market, quiet_market):
     """Every read of the issue, as (name, callable), for anonymous visitors and for alice."""
     anon, as_alice = APIClient(), client_for(alice)
     as_alice.force_login(alice)
@@ -133,6 +147,9 @@ def reads(alice, bob, market):
         ("GET /api/markets", lambda: _ok(anon.get("/api/markets"))),
         ("GET /api/markets/S", lambda: _ok(anon.get(f"/api/markets/{symbol}"))),
         ("GET tape", lambda: _ok(anon.get(f"/api/markets/{symbol}/trades"))),
+        ("GET tape of a market that never traded", lambda: _ok(anon.get("/api/markets/BTC-USD/trades"))),
+        ("GET /api/markets/S of a market that never traded", lambda: _ok(anon.get("/api/markets/BTC-USD"))),
+        ("market page of a market that never traded", lambda: _ok(anon.get("/markets/BTC-USD/"))),
         *[
             (f"GET candles {interval}", lambda i=interval: _ok(anon.get(f"/api/markets/{symbol}/candles?interval={i}")))
             for interval in ("1m", "5m", "1h", "1d")

@@ -11,8 +11,8 @@ from django.db import transaction
 
 from accounts.models import Asset, User
 from accounts.services import balance_deposit, user_register
-from marketdata.history import history_seed
-from marketdata.models import Market, Trade
+from marketdata.history import history_seed, last_trade_price
+from marketdata.models import Market
 
 ASSETS = {"USD": "US Dollar", "QTX": "QuantumTrades Token", "BTC": "Bitcoin", "ETH": "Ether"}
 
@@ -67,7 +67,7 @@ class Command(BaseCommand):
             )
         histories = []
         for market in Market.objects.filter(symbol__in=HISTORY_PRICES).order_by("symbol"):
-            if history_trades > 0 and not Trade.objects.filter(market=market).exists():
+            if history_trades > 0 and last_trade_price(market) is None:
                 history_seed(
                     market=market, trades=history_trades, days=HISTORY_DAYS, price=HISTORY_PRICES[market.symbol]
                 )

@@ -15,7 +15,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
 from accounts.models import User
-from marketdata.models import BookLevel, Market, Side, Trade
+from marketdata.models import BookLevel, Market, Side
+from marketdata.selectors import tape
 from orders.models import Order, OrderType, TimeInForce
 from orders.services import order_cancel, order_place
 from quantumtrades.errors import ServiceError
@@ -38,7 +39,7 @@ class Simulation:
         self.makers = makers
         self.takers = takers
         self.rng = rng
-        last = Trade.objects.filter(market=market).order_by("-id").values_list("price", flat=True).first()
+        last = tape(market).values_list("price", flat=True).first()
         self.fair = last or START_PRICES.get(market.symbol, Decimal("100"))
 
     def prime(self, *, limit: int = 4 * BOOK_DEPTH) -> None:
