@@ -1302,7 +1302,7 @@ class Hub:
         """Housekeeping: sockets that caught up, heartbeats, audits, token expiry."""
         now = self.loop.time()
         next_heartbeat = now + option("HEARTBEAT_INTERVAL")
-        next_audit = now + option("AUDIT_INTERVAL")
+        last_audit = now
         next_presence = now + option("PRESENCE_TTL") / 3
         while not self.stopped:
             await asyncio.sleep(0.1)
@@ -1314,8 +1314,8 @@ class Hub:
                     next_heartbeat = now + option("HEARTBEAT_INTERVAL")
                     self._heartbeat()
                     self._expire_tokens()
-                if now >= next_audit:
-                    next_audit = now + option("AUDIT_INTERVAL" if self.layer_up else "DOWN_AUDIT_INTERVAL")
+                if now >= last_audit + option("AUDIT_INTERVAL" if self.layer_up else "DOWN_AUDIT_INTERVAL"):
+                    last_audit = now
                     self._spawn(self._audit())
                 if now >= next_presence:
                     next_presence = now + option("PRESENCE_TTL") / 3
