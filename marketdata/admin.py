@@ -2,7 +2,7 @@ from django.contrib import admin, messages
 
 from accounts.admin import ReadOnlyAdmin
 
-from .models import Market, Trade
+from .models import Candle, Market, Trade
 from .services import market_halt, market_resume
 
 
@@ -36,3 +36,11 @@ class MarketAdmin(admin.ModelAdmin):
 class TradeAdmin(ReadOnlyAdmin):
     list_display = ["id", "created_at", "market", "price", "quantity", "taker_side", "seq"]
     list_filter = ["market"]
+
+
+@admin.register(Candle)
+class CandleAdmin(ReadOnlyAdmin):
+    """Kept by the engine; `manage.py rebuild_candles` repairs them from the tape."""
+
+    list_display = ["start", "market", "interval", "open", "high", "low", "close", "volume", "trades"]
+    list_filter = ["market", "interval"]

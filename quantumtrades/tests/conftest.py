@@ -7,6 +7,7 @@ import pytest
 from accounts.models import User
 from accounts.services import balance_deposit
 from marketdata.models import Trade
+from marketdata.services import candles_rebuild
 from orders.models import Fill, Order
 from tests.factories import qtx_usd_market
 
@@ -91,3 +92,5 @@ def trading_history(alice, bob, market):
             quantity=trade.quantity,
             fee=fee,
         )
+    # The engine would have kept the candles with the trade; this history was written by hand.
+    candles_rebuild(market=market)

@@ -14,6 +14,7 @@ CHANGELISTS = [
     "/admin/accounts/ledgerentry/",
     "/admin/marketdata/market/",
     "/admin/marketdata/trade/",
+    "/admin/marketdata/candle/",
     "/admin/orders/order/",
     "/admin/orders/fill/",
 ]
