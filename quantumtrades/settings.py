@@ -128,7 +128,10 @@ def database_config(url):
     # Under ASGI, Django's persistent connections belong to whichever thread opened them;
     # psycopg's pool shares a few warm connections instead (Django's documented choice).
     config["CONN_MAX_AGE"] = 0
-    config["CONN_HEALTH_CHECKS"] = True
+    # No round trip to test every connection the pool lends: one that died (a restarted
+    # server) fails its request with a 503, and the pool then tests its idle connections
+    # at once (quantumtrades.unavailable), so the next request gets a live one.
+    config["CONN_HEALTH_CHECKS"] = False
     config.setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.int("DB_POOL_MIN", default=2),
         "max_size": env.int("DB_POOL_MAX", default=20),

@@ -1,0 +1,115 @@
+"""A server process reuses its connections: requests through the real ASGI application (each
+in a context of its own, as daphne runs them) share one Redis connection pool and the
+database's connection pool instead of opening connections of their own. Counted, not timed."""
+
+import asyncio
+import json
+
+import pytest
+from django.db import connection
+
+from quantumtrades.asgi import application
+
+from .e2e.servers import RedisServer
+
+
+async def request(method, path, *, token=None, body=None):
+    """One HTTP request through the ASGI application, in a task of its own; (status, JSON)."""
+    data = json.dumps(body).encode() if body is not None else b""
+    headers = [(b"host", b"testserver"), (b"content-type", b"application/json"), (b"content-length", b"%d" % len(data))]
+    if token:
+        headers.append((b"authorization", f"Bearer {token}".encode()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 40000),
+        "server": ("testserver", 80),
+    }
+    delivered, sent = False, []
+
+    async def receive():
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": data, "more_body": False}
+        await asyncio.Event().wait()  # no disconnect while the request runs
+
+    async def send(message):
+        sent.append(message)
+
+    await asyncio.create_task(application(scope, receive, send))
+    return sent[0]["status"], json.loads(b"".join(m.get("body", b"") for m in sent[1:]) or b"null")
+
+
+def run_requests(count, *args, **kwargs):
+    async def main():
+        return [await request(*args, **kwargs) for _ in range(count)]
+
+    return asyncio.run(main())
+
+
+@pytest.fixture
+def own_redis(tmp_path, settings):
+    """The cache on a redis-server of this test's own, which counts the connections it accepts."""
+    server = RedisServer(tmp_path).start()
+    settings.CACHES = {
+        "default": {"BACKEND": "quantumtrades.cache.ResilientRedisCache", "LOCATION": server.url, "OPTIONS": {}}
+    }
+    yield server
+    server.stop()
+
+
+def connections_accepted(server) -> int:
+    import redis
+
+    client = redis.Redis.from_url(server.url)
+    try:
+        return client.info("stats")["total_connections_received"]
+    finally:
+        client.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_throttled_requests_share_one_redis_connection(own_redis):
+    before = connections_accepted(own_redis)
+
+    answers = run_requests(20, "GET", "/api/markets")
+
+    assert [status for status, _ in answers] == [200] * 20
+    # Every request counted its throttle in Redis, over the one connection the pool opened
+    # (the other one is this count's own).
+    assert connections_accepted(own_redis) - before == 2
+    import redis
+
+    keys = redis.Redis.from_url(own_redis.url).keys("*throttle:anon:*")
+    assert len(keys) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the connection pool is PostgreSQL's (psycopg)")
+def test_requests_share_the_database_connection_pool(own_redis):
+    from django.db import connections
+
+    from tests.factories import fee_account, qtx_usd_market
+
+    fee_account()
+    qtx_usd_market()
+    pool = connections["default"].pool
+    run_requests(3, "GET", "/api/markets")
+    opened = pool.get_stats()["connections_num"]
+
+    answers = run_requests(30, "GET", "/api/markets")
+
+    assert [status for status, _ in answers] == [200] * 30
+    stats = pool.get_stats()
+    assert stats["connections_num"] == opened  # no connection opened for them
+    assert stats["requests_num"] >= 30  # each borrowed one from the pool
