@@ -1,7 +1,8 @@
 """PostgreSQL connections killed under a live daphne during a burst of orders (DESIGN section 4).
 
-Only the server's own test database is touched: the killer terminates the backends whose
-`datname` is that database, never this test's own connection, never another database's.
+Only the server's own connections are touched: daphne runs with an application name of
+its own (libpq's PGAPPNAME), and the killer terminates the backends with that name on
+that database only; never this test process's connections, never another database's.
 """
 
 import io
@@ -33,6 +34,10 @@ TRADERS = 4
 ORDERS_EACH = 25
 
 
+# What the daphne under test calls its PostgreSQL connections (and nothing else does).
+APPLICATION_NAME = f"qt-fault-daphne-{os.getpid()}"
+
+
 class Killer:
     """Terminates the daphne's PostgreSQL backends, on its database only, `times` times,
     `every` seconds apart: a few drops, as a restart or a failover makes, not a siege
@@ -44,9 +49,7 @@ class Killer:
         self.killed = 0
         self.rounds = 0
         self.stop = threading.Event()
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid(), current_database()")
-            self.spared, self.database = cursor.fetchone()  # this test's own connection
+        self.database = connection.settings_dict["NAME"]
         params = connection.get_connection_params()
         for name in ("cursor_factory", "context"):
             params.pop(name, None)
@@ -55,8 +58,8 @@ class Killer:
     def kill_once(self, sql_connection) -> int:
         rows = sql_connection.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid() AND pid <> %s AND backend_type = 'client backend'",
-            [self.database, self.spared],
+            " WHERE datname = %s AND application_name = %s AND pid <> pg_backend_pid()",
+            [self.database, APPLICATION_NAME],
         ).fetchall()
         return sum(1 for (done,) in rows if done)
 
@@ -84,7 +87,7 @@ def place(server, user_token, n, side, price):
 
 
 def test_killed_connections_during_a_burst_cost_503s_only_and_leave_the_books_whole(servers, alice, bob):
-    server = servers.daphne()
+    server = servers.daphne(PGAPPNAME=APPLICATION_NAME)
     tokens = {"buy": token(alice), "sell": token(bob)}
     # Buys and sells around 10.00 that cross often: fills, holds and releases all happen.
     work = [(n, "buy" if n % 2 else "sell", f"{9.90 + (n * 7 % 21) / 100:.2f}") for n in range(TRADERS * ORDERS_EACH)]
