@@ -133,25 +133,38 @@ def ticker_window_start(now: datetime) -> datetime:
 
 
 def ticker(*, market: Market, now: datetime | None = None) -> Ticker:
-    """Last price and the rolling 24 hours (change, high, low, volume) from the 1m candles.
+    """Last price and the rolling 24 hours (change, high, low, volume) from the candles.
 
-    One query over at most 1440 candle rows plus three single-row index probes, whatever
-    the length of the tape.
+    One query, whatever the length of the tape: three single-row index probes of the 1m
+    candles (last price, the close before the window, the first open in it) and one sum
+    over the window made of 1m candles up to the first whole hour, the 1h candles of the
+    whole hours, and 1m candles from the current hour on: at most 59 + 24 + 60 rows, where
+    the minutes alone would be 1440.
     """
-    since = ticker_window_start(now or timezone.now())
+    now = now or timezone.now()
+    since = ticker_window_start(now)
+    first_hour = bucket_start(since + timedelta(minutes=59), Interval.H1)
+    this_hour = bucket_start(now, Interval.H1)
     quote = connection.ops.quote_name
     table = quote(Candle._meta.db_table)
-    one_minute = f"market_id = %s AND {quote('interval')} = %s"
-    start = Candle._meta.get_field("start").get_db_prep_save(since, connection)
+    of = f"market_id = %s AND {quote('interval')} = %s"
+    fields = "high, low, volume, quote_volume, trades"
+    start, first_hour, this_hour = (
+        Candle._meta.get_field("start").get_db_prep_save(moment, connection)
+        for moment in (since, first_hour, this_hour)
+    )
+    m1, h1 = [market.pk, Interval.M1], [market.pk, Interval.H1]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT (SELECT close FROM {table} WHERE {one_minute} ORDER BY start DESC LIMIT 1), "
+            f"SELECT (SELECT close FROM {table} WHERE {of} ORDER BY start DESC LIMIT 1), "
             # The price 24 hours ago is the close before the window, if anything traded then.
-            f"(SELECT close FROM {table} WHERE {one_minute} AND start < %s ORDER BY start DESC LIMIT 1), "
-            f"(SELECT open FROM {table} WHERE {one_minute} AND start >= %s ORDER BY start LIMIT 1), "
-            f"MAX(high), MIN(low), SUM(volume), SUM(quote_volume), SUM(trades) "
-            f"FROM {table} WHERE {one_minute} AND start >= %s",
-            [market.pk, Interval.M1] + [market.pk, Interval.M1, start] * 3,
+            f"(SELECT close FROM {table} WHERE {of} AND start < %s ORDER BY start DESC LIMIT 1), "
+            f"(SELECT open FROM {table} WHERE {of} AND start >= %s ORDER BY start LIMIT 1), "
+            f"MAX(high), MIN(low), SUM(volume), SUM(quote_volume), SUM(trades) FROM ("
+            f"SELECT {fields} FROM {table} WHERE {of} AND start >= %s AND start < %s UNION ALL "
+            f"SELECT {fields} FROM {table} WHERE {of} AND start >= %s AND start < %s UNION ALL "
+            f"SELECT {fields} FROM {table} WHERE {of} AND start >= %s) AS window_24h",
+            [*m1, *m1, start, *m1, start] + [*m1, start, first_hour, *h1, first_hour, this_hour, *m1, this_hour],
         )
         last, before, first, high, low, volume, quote_volume, count = cursor.fetchone()
     count = int(count or 0)
