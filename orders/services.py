@@ -8,8 +8,8 @@ Every command runs in one database transaction and follows the same steps:
 3. Read the resting orders the command may trade with and plan the trades in memory.
 4. Lock every balance the plan touches, in one statement, ascending (user, asset).
    Lock order everywhere: (1) one market row, (2) balance rows. Never the other way.
-5. Check funds, write orders, trades, fills, ledger postings and book levels; bump the
-   market's book sequence by exactly one.
+5. Check funds, write orders, trades, fills, ledger postings, book levels and candles;
+   bump the market's book sequence by exactly one.
 6. After commit, publish what happened (`quantumtrades.events`).
 
 A deadlock or serialization failure rolls the transaction back and the command is run
