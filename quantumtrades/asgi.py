@@ -2,6 +2,7 @@
 
 import gc
 import os
+import sys
 
 import django
 
@@ -52,3 +53,9 @@ if os.environ.get("SIMULATE_MARKET_RATE"):
 gc.collect()
 gc.freeze()
 gc.set_threshold(50_000, 20, 100)
+
+# The request threads, the event loop and the streams' threads share one GIL. A thread that
+# holds a market's book lock and wants the GIL back would wait up to the default switch
+# interval (5 ms) behind a thread parsing the next request, and every command on that
+# market waits with it (docs/BENCHMARKS.md, "Matching engine"). 0.2 ms keeps the lock moving.
+sys.setswitchinterval(0.0002)
