@@ -1,13 +1,17 @@
-"""API authentication: simplejwt's bearer tokens, with each token's user kept in memory briefly.
+"""API authentication: simplejwt's bearer tokens, decoded once and their users kept briefly.
 
-simplejwt reads the user's row for every request that carries a token. That read (an ORM
-query, and the database connection it opens) was a quarter of the server's time on
-`GET /api/auth/me` and a tenth of it on `POST /api/orders` (docs/BENCHMARKS.md, "REST
-API"). Here a process keeps the users it authenticated for `USER_CACHE_SECONDS`. Saving or
-deleting a user forgets it in that process at once (the signal below); other processes
-forget it when the time runs out, so an account an operator deactivates stops
-authenticating within `USER_CACHE_SECONDS` everywhere. Access tokens themselves live for
-ACCESS_TOKEN_EXPIRE_MINUTES whatever happens, so this adds seconds to minutes.
+simplejwt decodes and verifies the token (PyJWT) and reads the user's row for every
+request. Both were a large part of a short API request: the user's row (an ORM query, and
+the database connection it opened) a quarter of `GET /api/auth/me`, the decoding as much
+Python work as the view's own (docs/BENCHMARKS.md, "REST API"). Here a process keeps:
+
+- each token it validated, until the token expires or for TOKEN_CACHE_SECONDS, whichever
+  comes first: a valid signature stays valid, so nothing changes but the work;
+- each user it authenticated, for USER_CACHE_SECONDS. Saving or deleting a user forgets
+  it in that process at once (the signal below); other processes forget it when the time
+  runs out, so an account an operator deactivates stops authenticating within
+  USER_CACHE_SECONDS everywhere. (An access token itself cannot be recalled before it
+  expires, ACCESS_TOKEN_EXPIRE_MINUTES, so this adds seconds to minutes.)
 """
 
 import copy
@@ -25,10 +29,27 @@ USER_CACHE_SECONDS = 5.0
 MAX_CACHED_USERS = 10_000
 
 _recent: dict = {}  # user id -> (valid until, user)
+# A token's signature and claims are checked once; the outcome holds until the token
+# expires, so it is kept for up to a minute (never past the expiry). PyJWT's decoding was
+# as much Python work per request as all of the view's own.
+TOKEN_CACHE_SECONDS = 60.0
+_validated: dict = {}  # raw token -> (valid until, validated token)
 
 
 class JWTAuthentication(authentication.JWTAuthentication):
-    """simplejwt's JWTAuthentication, reading each user's row at most every few seconds."""
+    """simplejwt's JWTAuthentication, decoding each token once and reading each user's row
+    at most every few seconds."""
+
+    def get_validated_token(self, raw_token):
+        entry = _validated.get(raw_token)
+        now = time.time()
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        token = super().get_validated_token(raw_token)
+        if len(_validated) >= MAX_CACHED_USERS:
+            _validated.clear()
+        _validated[raw_token] = (min(now + TOKEN_CACHE_SECONDS, float(token["exp"])), token)
+        return token
 
     def get_user(self, validated_token):
         user_id = validated_token.get(api_settings.USER_ID_CLAIM)
@@ -58,3 +79,4 @@ def forget_user(sender, instance, **kwargs):
 
 def forget_all_users():
     _recent.clear()
+    _validated.clear()

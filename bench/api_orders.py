@@ -251,14 +251,16 @@ async def load(port, usernames, *, seconds, warmup, pids, path="/api/orders", se
 
 
 class QuietDaphne(Daphne):
-    """daphne without its access log: nginx keeps one, and the log line costs daphne CPU."""
+    """daphne without its access log: nginx keeps one, and the log line costs daphne CPU.
+    It serves the code of `cwd`: this checkout, or another one (`--tree`) to compare."""
 
     def argv(self):
         argv = super().argv()
         return [*argv[:-1], "-v", "0", argv[-1]]
 
 
-def start_layout(processes: int, env: dict, workdir: Path):
+def start_layout(processes: int, env: dict, workdir: Path, tree: Path):
+    QuietDaphne.cwd = tree
     daphnes = [QuietDaphne(workdir, env).start() for _ in range(processes)]
     if processes == 1:
         return daphnes, daphnes[0].port, [d.process.pid for d in daphnes]
@@ -273,7 +275,7 @@ def run_layouts(args, env, traders) -> list[dict]:
     workdir = Path(tempfile.mkdtemp(prefix="qt-bench-api-"))
     try:
         for processes in (int(value) for value in args.layouts.split(",")):
-            started, port, pids = start_layout(processes, env, workdir)
+            started, port, pids = start_layout(processes, env, workdir, args.tree)
             try:
                 me = asyncio.run(load(port, [traders[0].username], seconds=5, warmup=1, pids=pids, path="/api/auth/me"))
                 runs.append({"layout": processes, "clients": 1, "path": "GET /api/auth/me", **me})
@@ -386,6 +388,9 @@ def main():
     parser.add_argument("--clients", default="1,4,16")
     parser.add_argument("--layouts", default="1,2", help="1: one daphne; 2: two daphnes behind nginx")
     parser.add_argument("--no-ceiling", action="store_true")
+    parser.add_argument(
+        "--tree", type=Path, default=ROOT, help="serve the code of another checkout (an earlier commit), same database"
+    )
     args = parser.parse_args()
 
     info = machine()

@@ -37,6 +37,7 @@ class Process:
     """A subprocess with its output in a log file; stop() ends it by PID, bounded."""
 
     name = "process"
+    cwd = ROOT
 
     def __init__(self, workdir: Path, port: int | None = None):
         self.port = port or free_port()
@@ -53,7 +54,7 @@ class Process:
     def start(self, timeout=30.0):
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                self.argv(), cwd=ROOT, env=self.environment(), stdout=log, stderr=subprocess.STDOUT
+                self.argv(), cwd=self.cwd, env=self.environment(), stdout=log, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + timeout
         while not port_open(self.port):
