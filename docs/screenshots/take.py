@@ -3,8 +3,8 @@
     .venv/bin/python docs/screenshots/take.py
 
 Starts a server of its own (tests/browser/server.py: a fresh database, migrated and
-seeded), lets `simulate_market` trade for a while, spreads those trades over the last day
-so the charts have history, has alice trade through the order ticket, and saves
+seeded: every market starts with a day of history), lets `simulate_market` trade for a
+while, has alice trade through the order ticket, and saves
 overview.png, market.png, market-phone.png and portfolio.png next to this file.
 Needs Debian's Chromium (/usr/bin/chromium).
 """
@@ -21,26 +21,7 @@ from playwright.sync_api import expect, sync_playwright  # noqa: E402
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, DEMO_PASSWORD  # noqa: E402
 from tests.browser.server import LiveServer  # noqa: E402
 
-# Spread the simulated trades over the last 24 hours (the sparklines), most of them in the
-# last hour (the 1m chart), oldest first. Demo data only: the engine never rewrites time.
-BACKDATE = """
-from datetime import timedelta
-from django.utils import timezone
-from marketdata.models import Market, Trade
-now = timezone.now()
-for market in Market.objects.all():
-    ids = list(Trade.objects.filter(market=market).order_by("id").values_list("id", flat=True))
-    older = len(ids) // 4
-    for index, trade_id in enumerate(ids):
-        if index < older:
-            ago = timedelta(hours=24) - timedelta(hours=23) * index / max(1, older)
-        else:
-            ago = timedelta(minutes=59) * (len(ids) - index) / max(1, len(ids) - older)
-        Trade.objects.filter(pk=trade_id).update(created_at=now - ago)
-"""
-
-
-# Then a ladder of resting quotes around the last price, so each book shows depth on both sides.
+# A ladder of resting quotes around the last price, so each book shows depth on both sides.
 LADDER = """
 import random
 from decimal import ROUND_DOWN, Decimal
@@ -66,7 +47,6 @@ for market in Market.objects.all():
 def main():
     with LiveServer("screenshots") as server:
         server.manage("simulate_market", "--rate", "60", "--duration", "25", "--seed", "2026")
-        server.manage("shell", "-c", BACKDATE)
         server.manage("shell", "-c", LADDER)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
