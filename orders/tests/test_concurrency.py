@@ -186,3 +186,39 @@ def test_the_same_client_order_id_from_ten_threads_places_one_order(market, alic
     assert Order.objects.filter(user=alice).count() == 1
     assert Balance.objects.get(user=alice, asset="USD").held == D("99.198")
     assert reconcile() == []
+
+
+def test_commands_grouped_in_one_transaction_keep_their_own_results(market, monkeypatch, published):
+    """Commands that queue on one market share a transaction (orders.services._MarketQueue):
+    a refused one leaves no trace, the others stand, and each gets its own answer."""
+    from orders import services
+
+    sizes = []
+    run_group = services._run_group
+    monkeypatch.setattr(services, "_run_group", lambda group: sizes.append(len(group)) or run_group(group))
+    rich = [trader(f"rich{n}", USD="1000", QTX="10") for n in range(6)]
+    poor = [trader(f"poor{n}", USD="1") for n in range(6)]
+    seq_before = market.__class__.objects.get(pk=market.pk).book_seq
+
+    def work(index):
+        user = (rich + poor)[index % 12]
+        price = f"{90 + index % 5}"  # bids only: nothing trades, every accepted order rests
+        return buy(user, "1", at=price, client_order_id=f"grouped-{index}")
+
+    outcomes = together(24, work)
+
+    accepted = [o for o in outcomes if not isinstance(o, Exception)]
+    refused = [o for o in outcomes if isinstance(o, Exception)]
+    assert max(sizes) > 1, sizes  # groups did form
+    assert len(accepted) == 12 and all(isinstance(e, InsufficientFunds) for e in refused)
+    assert {r.order.user.username for r in accepted} == {u.username for u in rich}
+    assert all(r.created and r.order.status == "open" for r in accepted)
+    # One book sequence per accepted command, no more, no less; each order its own.
+    assert market.__class__.objects.get(pk=market.pk).book_seq == seq_before + 12
+    assert Order.objects.count() == 12 and len({r.order.pk for r in accepted}) == 12
+    assert sorted(Order.objects.values_list("priority", flat=True)) == list(range(seq_before + 1, seq_before + 13))
+    # Each accepted command published its own batch after the commit, in sequence.
+    seqs = [event.seq for batch in published for event in batch if event.__class__.__name__ == "BookChanged"]
+    assert sorted(seqs) == list(range(seq_before + 1, seq_before + 13))
+    assert not Balance.objects.filter(user__in=poor, held__gt=0).exists()
+    assert reconcile() == []
