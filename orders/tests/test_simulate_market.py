@@ -51,3 +51,15 @@ def test_it_continues_from_the_last_trade_price(market, simulation):
     resumed = Simulation(market, simulation.makers, simulation.takers, random.Random(1))
 
     assert resumed.fair == Decimal("42.00")
+
+
+def test_the_fair_price_walks_without_drifting(market, simulation):
+    """Steps far smaller than a tick: a walk rounded to the tick grid at each step would
+    sink by up to a tick a step; this one stays put."""
+    walk = Simulation(market, simulation.makers, simulation.takers, random.Random(5), volatility=1e-6)
+    start = walk.fair = Decimal("100")
+
+    for _ in range(1000):
+        walk.fair = walk._walk(walk.fair)
+
+    assert abs(walk.fair - start) < Decimal("0.05")

@@ -7,6 +7,7 @@ quote at the nearest free price levels until it is deep again, so a step may tak
 commands."""
 
 import logging
+import math
 import random
 import time
 from decimal import ROUND_DOWN, Decimal
@@ -15,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
 from accounts.models import User
+from accounts.money import money
 from marketdata.models import BookLevel, Market, Side
 from marketdata.selectors import tape
 from orders.models import Order, OrderType, TimeInForce
@@ -31,14 +33,26 @@ LEVELS_PER_SIDE = 12  # resting quotes each maker keeps on each side, at most
 BOOK_DEPTH = 10  # price levels each side of the book keeps, at least
 SPREAD_TICKS = 3  # half spread around the fair price, in ticks
 QUOTE_TICKS = 24  # how far past the spread makers quote, in ticks
+# The fair price moves about this much a day, as the synthesised history does
+# (marketdata.history), so the live chart carries on from it at the same pace.
+DAILY_VOLATILITY = 0.03
+STEP_VOLATILITY = 0.0015  # per step, when the caller does not derive it from the rate
 
 
 class Simulation:
-    def __init__(self, market: Market, makers: list[User], takers: list[User], rng: random.Random):
+    def __init__(
+        self,
+        market: Market,
+        makers: list[User],
+        takers: list[User],
+        rng: random.Random,
+        volatility: float = STEP_VOLATILITY,
+    ):
         self.market = market
         self.makers = makers
         self.takers = takers
         self.rng = rng
+        self.volatility = volatility
         last = tape(market).values_list("price", flat=True).first()
         self.fair = last or START_PRICES.get(market.symbol, Decimal("100"))
 
@@ -66,9 +80,11 @@ class Simulation:
             self._requote(maker)
 
     def _walk(self, price: Decimal) -> Decimal:
-        # A small multiplicative random walk, kept on the tick grid and above zero.
-        step = Decimal(str(self.rng.gauss(0, 0.0015)))
-        return max(self.market.tick_size * 10, self._tick(price * (1 + step)))
+        # A small multiplicative random walk, kept above zero. Off the tick grid: rounding
+        # each step down to a tick would drag the price down half a tick a step on average
+        # (2 % a minute at 60 steps a second); quotes round when they are placed.
+        step = Decimal(str(self.rng.gauss(0, self.volatility)))
+        return max(self.market.tick_size * 10, money(price * (1 + step)))
 
     def _tick(self, price: Decimal) -> Decimal:
         tick = self.market.tick_size
@@ -95,9 +111,21 @@ class Simulation:
         if not thin:
             return False
         side = self.rng.choice(thin)
-        for ticks in range(SPREAD_TICKS, SPREAD_TICKS + QUOTE_TICKS + BOOK_DEPTH):
-            price = self._quote_price(side, ticks)
-            if price not in levels[side] and price > 0:
+        tick = self.market.tick_size
+        # From just outside the spread around the fair price, and never through the other
+        # side (a quote that crossed would trade, not deepen), outwards to the nearest free level.
+        if side == Side.BUY:
+            nearest = self._quote_price(Side.BUY, SPREAD_TICKS)
+            if levels[Side.SELL]:
+                nearest = min(nearest, min(levels[Side.SELL]) - tick)
+            prices = (nearest - tick * index for index in range(QUOTE_TICKS + BOOK_DEPTH))
+        else:
+            nearest = self._quote_price(Side.SELL, SPREAD_TICKS)
+            if levels[Side.BUY]:
+                nearest = max(nearest, max(levels[Side.BUY]) + tick)
+            prices = (nearest + tick * index for index in range(QUOTE_TICKS + BOOK_DEPTH))
+        for price in prices:
+            if price > 0 and price not in levels[side]:
                 # Out of funds: the side stays thin until a trade refills the makers.
                 return self._place(
                     user=self.rng.choice(self.makers), side=side, price=price, quantity=self._size(price)
@@ -182,12 +210,15 @@ class Command(BaseCommand):
         chosen = Market.objects.all()
         if markets:
             chosen = chosen.filter(symbol__in=markets.split(","))
+        chosen = list(chosen)
+        if not chosen:
+            raise CommandError("No markets to simulate: run `manage.py seed_demo` first.")
+        # Each market takes rate / markets steps a second: DAILY_VOLATILITY over a day of them.
+        volatility = DAILY_VOLATILITY / math.sqrt(rate * 86400 / len(chosen))
         simulations = [
-            Simulation(market, [users[name] for name in MAKERS], [users[name] for name in TAKERS], rng)
+            Simulation(market, [users[name] for name in MAKERS], [users[name] for name in TAKERS], rng, volatility)
             for market in chosen
         ]
-        if not simulations:
-            raise CommandError("No markets to simulate: run `manage.py seed_demo` first.")
         for simulation in simulations:
             simulation.prime()
         self.stdout.write(f"Simulating {', '.join(s.market.symbol for s in simulations)} at {rate:g} commands/s.")
