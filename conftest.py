@@ -7,14 +7,16 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """Throttle counters, login lockouts and remembered users: no test inherits another's."""
+    """Throttle counters, login lockouts, remembered users and markets: no test inherits another's."""
     from django.core.cache import cache
 
     from accounts.authentication import forget_all_users
+    from orders.services import forget_markets
 
     cache.clear()
-    # Users remembered by the API's authentication: SQLite hands a rolled-back test's ids out again.
+    # Users and markets remembered per process: SQLite hands a rolled-back test's ids out again.
     forget_all_users()
+    forget_markets()
     yield
 
 

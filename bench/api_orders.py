@@ -159,12 +159,23 @@ def children(pid) -> list[int]:
 class Connection:
     def __init__(self, port: int):
         self.port = port
+        self.reconnects = 0
 
     async def open(self):
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
         return self
 
     async def request(self, method: str, path: str, body: dict | None = None, token: str | None = None):
+        try:
+            return await self._request(method, path, body, token)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            # The server (nginx after keepalive_requests) closed the connection: a new one.
+            self.close()
+            await self.open()
+            self.reconnects += 1
+            return await self._request(method, path, body, token)
+
+    async def _request(self, method, path, body, token):
         data = json.dumps(body).encode() if body is not None else b""
         head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         if token:

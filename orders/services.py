@@ -30,7 +30,7 @@ import random
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from decimal import Decimal, InvalidOperation
 
 from django.db import IntegrityError, OperationalError, connection, transaction
@@ -657,16 +657,36 @@ def _fee_account_id() -> int:
     return _fee_account_cache[name]
 
 
+# Markets by symbol as this process last read them: the rules an order is checked against
+# before the book lock, without a query per order. Under the lock the engine reads the
+# market again and checks the order once more if its rules changed meanwhile (`_place`),
+# so a copy a few seconds old never lets through an order the current rules refuse.
+MARKET_CACHE_SECONDS = 5.0
+RULES = ("tick_size", "lot_size", "min_notional")
+_markets: dict = {}
+
+
 def _resolve_market(market: Market | str) -> Market:
     if isinstance(market, Market):
         return market
     if not isinstance(market, str):
         raise InvalidInput("symbol must be a market symbol such as QTX-USD.", field="symbol")
+    key = (connection.alias, market)
+    entry = _markets.get(key)
+    if entry is not None and entry[0] > time.monotonic():
+        return entry[1]
     # Through select_models: compiling the ORM query cost more than running it.
     found = select_models(Market, "symbol = %s", [market])
     if not found:
         raise InvalidInput(f"There is no market {market[:24]!r}.", field="symbol")
+    if len(_markets) > 1000:
+        _markets.clear()
+    _markets[key] = (time.monotonic() + MARKET_CACHE_SECONDS, found[0])
     return found[0]
+
+
+def forget_markets() -> None:
+    _markets.clear()
 
 
 # --- Commands ---------------------------------------------------------------------------
@@ -722,10 +742,19 @@ def _existing(user, client_order_id) -> OrderResult | None:
 def _place(user: User, request: OrderRequest) -> OrderResult:
     # Drawn before the book lock, so the lock is not held for it (see _Command.finish).
     [order_id] = allocate_ids({Order: 1})[Order]
-    command = _Command.begin(request.market.pk)
+    try:
+        command = _Command.begin(request.market.pk)
+    except Market.DoesNotExist:  # gone since this process last read it
+        forget_markets()
+        raise InvalidInput(f"There is no market {request.market.symbol[:24]!r}.", field="symbol") from None
     market = command.market
     if not market.is_trading:
         raise Conflict(f"{market.symbol} is halted: new orders are refused.", code="MARKET_HALTED")
+    if any(getattr(market, rule) != getattr(request.market, rule) for rule in RULES):
+        # The rules changed since the order was checked: check it against today's.
+        order_validate(
+            **{f.name: getattr(request, f.name) for f in fields(request) if f.name != "market"}, market=market
+        )
     taker = Order(
         id=order_id,
         user=user,

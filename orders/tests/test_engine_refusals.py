@@ -213,3 +213,13 @@ def test_amending_a_cancelled_order_is_a_conflict(market, alice):
         order_amend(user=alice, order_id=bid.order.pk, price=D("98"))
 
     assert refused.value.code == "ORDER_NOT_OPEN"
+
+
+def test_an_order_is_checked_against_rules_changed_since_this_process_read_the_market(market, alice):
+    place(alice, price="100.05")  # the process now remembers QTX-USD's rules: tick 0.01
+    Market.objects.filter(pk=market.pk).update(tick_size=D("0.10"))
+
+    with pytest.raises(InvalidInput) as refused:
+        place(alice, price="100.05")
+    assert refused.value.field == "price"
+    assert place(alice, price="100.10").order.price == D("100.10")
