@@ -1215,6 +1215,9 @@ class Hub:
         self.stopped = True
         for market in self.markets.values():
             market.close()
+        if self.subscription is not None and self.listener is not None:
+            self.subscription.stop()
+            await asyncio.wait([self.listener], timeout=2.0)
         tasks = list(self.tasks)
         for task in tasks:
             task.cancel()

@@ -80,6 +80,12 @@ class Subscription:
         self.ping_timeout = ping_timeout
         self.pubsub = None  # the live PubSub, while there is one (tests reach it)
         self.delay = RETRY_MIN
+        self.stopping = False
+
+    def stop(self):
+        """Leave `run()` at the end of the current read (within READ_SLICE). Preferred to
+        cancelling it: redis-py can hang closing a connection cancelled in mid-read."""
+        self.stopping = True
 
     def _client(self):
         host = dict(self.host)
@@ -91,7 +97,7 @@ class Subscription:
         return aioredis.Redis(connection_pool=create_pool(host))
 
     async def run(self):
-        while True:
+        while not self.stopping:
             client = pubsub = None
             try:
                 client = self._client()
@@ -109,6 +115,8 @@ class Subscription:
                     if closing is not None:
                         with contextlib.suppress(Exception):
                             await asyncio.wait_for(closing.aclose(), 1.0)
+            if self.stopping:
+                return
             await asyncio.sleep(self.delay)
             self.delay = min(self.delay * 2, RETRY_MAX)
 
@@ -116,8 +124,10 @@ class Subscription:
         loop = asyncio.get_running_loop()
         next_ping = loop.time() + self.ping_interval
         pong_due = None
-        while True:
-            message = await asyncio.wait_for(pubsub.get_message(timeout=READ_SLICE), READ_SLICE + self.ping_timeout)
+        while not self.stopping:
+            # Bounded by its own timeout (and the connection's socket_timeout), not by
+            # asyncio.wait_for, which would cancel it in mid-read: see stop().
+            message = await pubsub.get_message(timeout=READ_SLICE)
             if message is not None:
                 kind, channel = message["type"], _text(message["channel"])
                 if kind == "message" and channel == self.channel:
