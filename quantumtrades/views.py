@@ -4,6 +4,7 @@ import sys
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.views import defaults
@@ -22,6 +23,20 @@ def _check_database():
         cursor.fetchone()
 
 
+def _check_cache() -> bool:
+    """Ping the shared cache's Redis; False when the cache is not on Redis.
+
+    Requests never notice a Redis cache that is down (it counts in this process's memory
+    meanwhile: quantumtrades/cache.py), so this is where an operator learns of it.
+    """
+    if "redis" not in settings.CACHES["default"]["BACKEND"].lower():
+        return False
+    from django_redis import get_redis_connection
+
+    get_redis_connection("default").ping()
+    return True
+
+
 async def _check_channel_layer():
     """Publish one message to a group nobody joins: proves the layer's server answers.
 
@@ -32,7 +47,8 @@ async def _check_channel_layer():
 
 
 async def healthz(request):
-    """200 when the database and the channel layer both answer, 503 naming what is down."""
+    """200 when the database, the channel layer and (on Redis) the cache answer, 503 naming
+    what is down."""
     checks = {}
     try:
         await sync_to_async(_check_database, thread_sensitive=True)()
@@ -40,6 +56,11 @@ async def healthz(request):
     except Exception as exc:
         log.warning("healthz: database check failed: %s", exc)
         checks["database"] = f"error: {exc.__class__.__name__}"
+    try:
+        if await asyncio.wait_for(sync_to_async(_check_cache, thread_sensitive=False)(), CHANNEL_LAYER_TIMEOUT):
+            checks["cache"] = "ok"
+    except Exception as exc:
+        checks["cache"] = f"error: {exc.__class__.__name__}"
     try:
         await asyncio.wait_for(_check_channel_layer(), timeout=CHANNEL_LAYER_TIMEOUT)
         checks["channel_layer"] = "ok"

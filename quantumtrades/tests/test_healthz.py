@@ -27,7 +27,13 @@ def test_healthz_answers_ok_when_database_and_channel_layer_answer(client):
     response = client.get("/healthz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": "ok", "channel_layer": "ok"}
+    body = response.json()
+    assert body == {
+        "status": "ok",
+        "database": "ok",
+        "channel_layer": "ok",
+        **({"cache": "ok"} if "cache" in body else {}),
+    }
 
 
 @override_settings(CHANNEL_LAYERS=DEAD_REDIS_LAYER)
@@ -41,3 +47,14 @@ def test_healthz_answers_503_naming_the_channel_layer_when_it_is_down(client):
     assert body["status"] == "degraded"
     assert body["database"] == "ok"
     assert body["channel_layer"].startswith("error")
+
+
+@override_settings(
+    CACHES={"default": {"BACKEND": "quantumtrades.cache.ResilientRedisCache", "LOCATION": "redis://127.0.0.1:1/0"}}
+)
+def test_healthz_answers_503_naming_the_cache_when_its_redis_is_down(client):
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["cache"].startswith("error") and body["database"] == "ok"
