@@ -12,6 +12,7 @@ from decimal import Decimal
 from django.db import connection, transaction
 
 from accounts.money import MONEY_DECIMAL_PLACES, MONEY_QUANTUM, money
+from quantumtrades import sql
 from quantumtrades.sql import for_update, select_models
 
 from .models import INTERVAL_SECONDS, BookLevel, Candle, Interval, Market, Trade
@@ -46,8 +47,8 @@ def market_lock(*, market_id: int) -> Market:
 
 def market_seq_set(*, market: Market, seq: int) -> None:
     """Record the book sequence of the command that is finishing (book lock held)."""
-    with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {Market._meta.db_table} SET book_seq = %s WHERE id = %s", [seq, market.pk])
+    with sql.cursor() as statement:
+        statement.execute(f"UPDATE {Market._meta.db_table} SET book_seq = %s WHERE id = %s", [seq, market.pk])
     market.book_seq = seq
 
 
@@ -66,8 +67,8 @@ def book_levels_apply(
     table = BookLevel._meta.db_table
     rows = ", ".join(["(%s, %s, %s, %s)"] * len(changes))
     params = [value for side, price, delta in changes for value in (market.pk, side, price, delta)]
-    with connection.cursor() as cursor:
-        cursor.execute(
+    with sql.cursor() as statement:
+        statement.execute(
             f"INSERT INTO {table} (market_id, side, price, quantity) VALUES {rows} "
             # ROUND keeps SQLite, which adds in floating point, from leaving 1e-17 where a level
             # emptied (a no-op on PostgreSQL's exact numeric).
@@ -76,7 +77,7 @@ def book_levels_apply(
             "RETURNING side, price, quantity",
             params,
         )
-        return [(side, _money(price), _money(quantity)) for side, price, quantity in cursor.fetchall()]
+        return [(side, _money(price), _money(quantity)) for side, price, quantity in statement.fetchall()]
 
 
 # --- Candles ----------------------------------------------------------------------------

@@ -277,6 +277,11 @@ class _MarketQueue:
             leads = not self.busy
             self.busy = True
         if not leads:
+            if getattr(connection, "pool", None) is not None and connection.connection is not None:
+                # Another thread runs this command on its connection. Waiting with one of
+                # the pool's connections could leave the thread that leads the next group
+                # without one (with more waiting threads than the pool has connections).
+                connection.close()
             mine.woken.wait()
         if not mine.finished:  # first in line: run a group that starts with this command
             with self.lock:
