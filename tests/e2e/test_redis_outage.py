@@ -6,10 +6,12 @@ outage, starts it again on the same port and watches the open sockets heal.
 """
 
 import asyncio
+import http.cookiejar
 import os
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from decimal import Decimal
 
@@ -57,6 +59,32 @@ async def page_get(server, path, cookie) -> tuple[int, str]:
     return await asyncio.to_thread(get)
 
 
+async def web_login(server, username, password) -> int:
+    """Status of the login form's POST, as a browser sends it (CSRF cookie and token)."""
+
+    def post():
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect())
+        with opener.open(f"{server.url}/accounts/login/", timeout=10) as response:
+            token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', response.read().decode()).group(1)
+        form = urllib.parse.urlencode({"username": username, "password": password, "csrfmiddlewaretoken": token})
+        request = urllib.request.Request(
+            f"{server.url}/accounts/login/", data=form.encode(), headers={"Referer": f"{server.url}/accounts/login/"}
+        )
+        try:
+            with opener.open(request, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    return await asyncio.to_thread(post)
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
 def book_prices(frame: str) -> set[str]:
     return set(re.findall(r'data-price="([^"]+)"', frame))
 
@@ -99,6 +127,7 @@ def test_trading_goes_on_while_redis_is_down_and_the_streams_heal_after(servers,
                 assert status == 200, (path, answer)
             status, answer = await api_async("POST", f"{server.url}/api/auth/login", body=carol)
             assert status == 200 and answer["access"], answer
+            assert await web_login(server, **carol) == 302, "the login form signs carol in (a redirect)"
             asked = time.monotonic()
             status, health = await api_async("GET", f"{server.url}/healthz")
             assert status == 503 and health["database"] == "ok", health
