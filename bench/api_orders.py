@@ -271,8 +271,11 @@ class QuietDaphne(Daphne):
 
 
 def start_layout(processes: int, env: dict, workdir: Path, tree: Path):
-    QuietDaphne.cwd = tree
-    daphnes = [QuietDaphne(workdir, env).start() for _ in range(processes)]
+    daphnes = []
+    for _ in range(processes):
+        daphne = QuietDaphne(workdir, env)
+        daphne.cwd = tree
+        daphnes.append(daphne.start())
     if processes == 1:
         return daphnes, daphnes[0].port, [d.process.pid for d in daphnes]
     if not nginx_path():

@@ -31,7 +31,6 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from decimal import Decimal
@@ -39,11 +38,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "qt_bench_history"
+sys.path.insert(0, str(ROOT / "bench"))
 
-
-def psql(server: str, *commands: str) -> None:
-    for command in commands:
-        subprocess.run(["psql", f"{server}/postgres", "-qc", command], check=True, capture_output=True)
+from engine import psql  # noqa: E402  (bench/engine.py)
 
 
 def setup_django(server: str) -> None:

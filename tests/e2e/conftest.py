@@ -20,6 +20,16 @@ from marketdata.tests.stream_support import (  # noqa: F401  (fixtures)
 
 from .servers import Servers
 
+# Every end-to-end module's marks: real servers need PostgreSQL and Redis, and are bounded.
+NEEDS_SERVERS = [
+    pytest.mark.postgres,
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(
+        not (os.environ.get("DATABASE_URL", "").startswith("postgres") and os.environ.get("REDIS_URL")),
+        reason="end-to-end tests need PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)",
+    ),
+]
+
 
 def server_env() -> dict:
     """The environment of a daphne that shares this test's database and streams."""

@@ -12,22 +12,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
-import pytest
 from django.core.management import call_command
 from django.db import connection
 
 from orders.models import Order
 
-from .conftest import api
+from .conftest import NEEDS_SERVERS, api
 from .test_live_streams import token
 
 pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(
-        not (os.environ.get("DATABASE_URL", "").startswith("postgres") and os.environ.get("REDIS_URL")),
-        reason="fault tests need PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)",
-    ),
+    *NEEDS_SERVERS,
 ]
 
 TRADERS = 4

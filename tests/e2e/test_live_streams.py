@@ -3,7 +3,6 @@ client, orders through the REST API. Every wait is bounded; every process is sto
 
 import asyncio
 import json
-import os
 import random
 from decimal import Decimal
 
@@ -16,16 +15,11 @@ from websockets.exceptions import InvalidStatus
 from marketdata.models import Trade
 from marketdata.tests.stream_support import Book, of_type, session_cookie
 
-from .conftest import api_async
+from .conftest import NEEDS_SERVERS, api_async
 from .servers import RedisServer, free_port
 
 pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(
-        not (os.environ.get("DATABASE_URL", "").startswith("postgres") and os.environ.get("REDIS_URL")),
-        reason="end-to-end streams need PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)",
-    ),
+    *NEEDS_SERVERS,
 ]
 PUBLIC_IDS = {"book", "tape", "ticker", "chart"}
 

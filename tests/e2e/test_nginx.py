@@ -4,7 +4,6 @@ Every wait is bounded; every process is stopped by PID."""
 
 import http.client
 import json
-import os
 import time
 
 import pytest
@@ -12,16 +11,12 @@ from django.core.cache import cache
 
 from marketdata.tests.stream_support import of_type
 
+from .conftest import NEEDS_SERVERS
 from .servers import nginx_path
 from .test_live_streams import Client, order, rest_snapshot, run, same_book, token
 
 pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(
-        not (os.environ.get("DATABASE_URL", "").startswith("postgres") and os.environ.get("REDIS_URL")),
-        reason="the proxied servers need PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)",
-    ),
+    *NEEDS_SERVERS,
     pytest.mark.skipif(not nginx_path(), reason="needs Debian's nginx (apt-get install nginx)"),
 ]
 

@@ -7,7 +7,6 @@ outage, starts it again on the same port and watches the open sockets heal.
 
 import asyncio
 import http.cookiejar
-import os
 import re
 import time
 import urllib.error
@@ -15,21 +14,14 @@ import urllib.parse
 import urllib.request
 from decimal import Decimal
 
-import pytest
-
 from marketdata.tests.stream_support import of_type, session_cookie
 
-from .conftest import api_async
+from .conftest import NEEDS_SERVERS, api_async
 from .servers import RedisServer
 from .test_live_streams import Client, order, rest_snapshot, same_book, token
 
 pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.timeout(120),
-    pytest.mark.skipif(
-        not (os.environ.get("DATABASE_URL", "").startswith("postgres") and os.environ.get("REDIS_URL")),
-        reason="fault tests need PostgreSQL (DATABASE_URL) and Redis (REDIS_URL)",
-    ),
+    *NEEDS_SERVERS,
 ]
 
 # How long the streams may take to heal once Redis answers again ("a few seconds").
