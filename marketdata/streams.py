@@ -109,7 +109,8 @@ DEFAULTS = {
     "PAGE_BOOK_DEPTH": 16,
     "TAPE_LENGTH": 30,
     "CHART_INTERVAL": "1m",
-    "CHART_CANDLES": 60,
+    # Candles a market page's chart starts with (it follows the newest from the stream).
+    "CHART_CANDLES": 300,
     "SPARKLINE_INTERVAL": "1h",
     "SPARKLINE_CANDLES": 24,
     # How long a page socket counts as "watching" (user_is_watching) without a refresh.
@@ -475,7 +476,8 @@ class Sink:
     def __init__(self, hub, consumer, kind: str):
         self.hub = hub
         self.consumer = consumer
-        self.kind = kind  # "api" (/ws JSON), "page" (/ws/live/<symbol>/) or "overview" (/ws/live/)
+        # "api" (/ws JSON), "page" (/ws/live/<symbol>/), "overview" (/ws/live/), "private" (/ws/live/me/)
+        self.kind = kind
         self.protocol = daphne_protocol(consumer.scope.get("server_send"))
         self.raw = None  # whether pre-built wire frames may go straight to the transport
         self.behind = False
@@ -675,11 +677,7 @@ def _read_market(market_id: int, first: bool):
 
 def _read_stats(market: Market, chart: bool, sparkline: bool):
     ticker = selectors.ticker(market=market)
-    candles = (
-        selectors.candles(market=market, interval=option("CHART_INTERVAL"), limit=option("CHART_CANDLES"))
-        if chart
-        else None
-    )
+    candles = selectors.candle_tails(market=market) if chart else None
     spark = (
         selectors.candles(market=market, interval=option("SPARKLINE_INTERVAL"), limit=option("SPARKLINE_CANDLES"))
         if sparkline
@@ -720,7 +718,7 @@ class MarketStream:
         self.known_order = collections.deque()
         self.early_trades = []
         self.ticker = None
-        self.candles = []
+        self.candles = {}  # selectors.candle_tails
         self.chart_loaded = False
         self.sparkline = []
         self.sparkline_loaded = False
@@ -1043,8 +1041,7 @@ class MarketStream:
         elif name == "tape":
             context["trades"] = list(self.tape)
         elif name == "chart":
-            context["candles"] = self.candles
-            context["interval"] = option("CHART_INTERVAL")
+            context["tails"] = self.candles
         elif name == "market_row":
             context["candles"] = self.sparkline
         return context

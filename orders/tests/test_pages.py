@@ -117,18 +117,45 @@ def test_alice_sees_her_ticket_balances_and_open_orders(as_alice, market, alice)
     assert '<li data-symbol="QTX-USD" data-side="buy" data-price="99.50"></li>' in page
 
 
-def test_the_chart_switches_interval(client, market):
-    response = client.get("/markets/QTX-USD/chart/?interval=5m", **HTMX)
+def _data(page, attribute, of):
+    """A JSON data attribute of the element with id `of` (html-unescaped)."""
+    import html
+    import json
+    import re
 
-    assert response.status_code == 200
-    page = text(response)
-    assert 'id="chart-panel"' in page and 'data-interval="5m"' in page
-    assert 'aria-current="true">5m<' in page
+    tag = re.search(rf'<[^>]* id="{of}"[^>]*>', page, re.S).group(0)
+    return json.loads(html.unescape(re.search(rf'{attribute}="([^"]*)"', tag).group(1)))
+
+
+@reads_the_book
+def test_the_chart_starts_with_the_history_of_its_interval_and_the_newest_bar_of_every_one(client, market, alice, bob):
+    sell(bob, "2", at="101.50")
+    buy(alice, "2", at="101.50")
+
+    page = text(client.get("/markets/QTX-USD/?interval=5m"))
+
+    history = _data(page, "data-history", "price-chart")
+    assert len(history) == 1
+    when, open_, high, low, close, volume = history[0]
+    assert when % 300 == 0 and (open_, high, low, close) == ("101.50000000",) * 4 and volume == "2.00000000"
+    assert 'data-interval="5m" aria-current="true"' in page
+    # The live feed carries the current bar of each interval, whatever the chart shows.
+    tails = _data(page, "data-tails", "chart")
+    assert sorted(tails) == ["1d", "1h", "1m", "5m"]
+    assert all(rows[-1][4] == "101.50000000" for rows in tails.values())
 
 
 def test_an_unknown_interval_falls_back_to_one_minute(client, market):
-    page = text(client.get("/markets/QTX-USD/chart/?interval=7y", **HTMX))
-    assert 'data-interval="1m"' in page
+    page = text(client.get("/markets/QTX-USD/?interval=7y"))
+    assert 'id="price-chart"' in page and 'data-interval="1m"' in page
+    assert _data(page, "data-history", "price-chart") == []
+
+
+def test_the_book_offers_price_groups_in_multiples_of_the_tick(client, market):
+    page = text(client.get("/markets/QTX-USD/"))
+    for factor, step in (("1", "0.01"), ("10", "0.1"), ("100", "1"), ("1000", "10")):
+        assert f'<option value="{factor}">{step}</option>' in page
+    assert 'id="depth-chart"' in page and 'data-tick="0.01"' in page
 
 
 # --- Ticket preview --------------------------------------------------------------------
@@ -643,3 +670,56 @@ def test_a_post_with_the_csrf_token_from_the_page_is_accepted(market, alice):
 
     assert response.status_code == 200
     assert Order.objects.filter(user=alice).count() == 1
+
+
+# --- Quick sizes and the market order's confirmation --------------------------------------
+
+
+@reads_the_book
+def test_a_quick_size_fills_the_quantity_that_share_of_her_balance_pays_for(as_alice, market):
+    response = as_alice.post("/markets/QTX-USD/ticket/preview/", ticket(price="100", size="0.25"), **HTMX)
+
+    page = text(response)
+    # A quarter of 10,000 USD at 100 with the 0.2% fee reserve: 24.95 QTX (24.96 would need 2,500.01).
+    assert 'name="quantity" id="id_quantity" value="24.95"' in page and 'hx-swap-oob="true"' in page
+    assert "2,497.49" in page  # the estimate comes along: 2,495 and the 0.1% maker fee
+    sell_all = text(as_alice.post("/markets/QTX-USD/ticket/preview/", ticket(side="sell", size="1"), **HTMX))
+    assert 'value="100"' in sell_all  # all of her 100 QTX
+
+
+def test_a_quick_size_at_no_price_asks_for_one(as_alice, market):
+    page = text(as_alice.post("/markets/QTX-USD/ticket/preview/", ticket(price="", size="0.5"), **HTMX))
+
+    assert 'id="ticket-error-quantity" hx-swap-oob="true">Enter a price first: the size depends on it.<' in page
+    assert 'id="id_quantity"' not in page  # the field she has is left as it is
+    for bad in ("abc", "1e999999", "-5", "0.25x"):
+        response = as_alice.post("/markets/QTX-USD/ticket/preview/", ticket(price=bad, size="0.5"), **HTMX)
+        assert response.status_code == 200 and "Enter a price first" in text(response)
+    odd = text(as_alice.post("/markets/QTX-USD/ticket/preview/", ticket(price="1", size="0.33"), **HTMX))
+    assert "Choose 25, 50, 75 or 100 %." in odd
+
+
+@reads_the_book
+def test_a_market_order_waits_for_her_confirmation(as_alice, market, alice, bob):
+    sell(bob, "2", at="100")
+    order = ticket(type="market", quantity="1", time_in_force="IOC", client_order_id="ticket-1")
+
+    first = as_alice.post("/markets/QTX-USD/ticket/", order, **HTMX)
+
+    assert first.status_code == 200
+    page = text(first)
+    assert "Buy 1.00 QTX at market?" in page and "Est. cost 100.20 USD, fee 0.20 USD" in page
+    assert 'name="confirm" value="1"' in page and 'value="ticket-1"' in page
+    assert not Order.objects.filter(user=alice).exists()
+
+    confirmed = as_alice.post("/markets/QTX-USD/ticket/", {**order, "confirm": "1"}, **HTMX)
+
+    assert confirmed.status_code == 200
+    placed = Order.objects.get(user=alice)
+    assert (placed.type, placed.status, placed.client_order_id) == ("market", "filled", "ticket-1")
+    assert "filled" in text(confirmed) and "at market?" not in text(confirmed)
+
+
+def test_a_limit_order_needs_no_confirmation(as_alice, market, alice):
+    as_alice.post("/markets/QTX-USD/ticket/", ticket(price="90", quantity="1"), **HTMX)
+    assert Order.objects.filter(user=alice, status="open").count() == 1
