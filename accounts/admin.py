@@ -4,10 +4,10 @@ from django.contrib.admin import helpers
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.template.response import TemplateResponse
 
-from quantumtrades.errors import ServiceError
+from quantumtrades.core.errors import ServiceError
+from quantumtrades.core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 
 from .models import Asset, Balance, LedgerEntry, User
-from .money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 from .services import balance_adjust, paper_grant_deposit
 
 

@@ -3,7 +3,7 @@ from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models import Q
 
-from .money import MoneyField
+from quantumtrades.core.money import MoneyField
 
 
 class User(AbstractUser):
