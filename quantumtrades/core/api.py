@@ -422,7 +422,10 @@ def exception_handler(exc, context):
         if isinstance(exc, exceptions.AuthenticationFailed) and code == "TOKEN_INVALID":
             message = _token_message(exc)
         elif isinstance(exc, exceptions.NotAuthenticated):
-            message = "Authentication credentials were not provided: send 'Authorization: Bearer <access token>'."
+            message = (
+                "Authentication credentials were not provided: send 'Authorization: Bearer <access token>' "
+                "or 'Authorization: Api-Key <key>'."
+            )
         else:
             message = str(exc.detail) if not isinstance(exc.detail, dict | list) else _first_error(exc.detail)[1]
         body = error_body(code, message, getattr(exc, "field", None))
@@ -602,17 +605,19 @@ class WindowRateThrottle(BaseThrottle):
 
 
 class ApiRateThrottle(WindowRateThrottle):
-    """Every API request: per user with a token (scope "user"), per client address without
-    one ("anon"). Views with `order_commands = True` also count what changes orders (place,
+    """Every API request: per user with a token (scope "user"), per API key with a key (at the
+    same rates), per client address without either ("anon"). Views with `order_commands = True` also count what changes orders (place,
     amend, cancel) per user against "orders"."""
 
     def counters(self, request, view):
         user = request.user
         if not (user and user.is_authenticated):
             return [("anon", self.get_ident(request))]
-        found = [("user", user.pk)]
+        # A request made with an API key counts against the key, at the user's rates.
+        ident = getattr(request.auth, "throttle_ident", None) or user.pk
+        found = [("user", ident)]
         if getattr(view, "order_commands", False) and request.method not in ("GET", "HEAD", "OPTIONS"):
-            found.append(("orders", user.pk))
+            found.append(("orders", ident))
         return found
 
 
