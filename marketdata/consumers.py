@@ -254,7 +254,7 @@ class LiveConsumer(StreamConsumer):
     """/ws/live/<symbol>/ (a market page), /ws/live/ (the overview) and /ws/live/me/ (any
     other page of a signed-in trader: only their private fragments and toasts).
 
-    Browsers only (Origin checked by quantumtrades.websocket.OriginCheck); private
+    Browsers only (Origin checked by quantumtrades.core.websocket.OriginCheck); private
     fragments only when the socket's session is a user's. Pages send nothing.
     """
 
