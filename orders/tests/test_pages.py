@@ -14,8 +14,9 @@ from django.test import Client
 from accounts.models import LedgerEntry
 from accounts.services import balance_deposit
 from orders import live
+from orders.events import OrderChanged
 from orders.models import Order
-from orders.services import order_place
+from orders.services import order_cancel, order_place
 
 from .stories import available, buy, sell
 
@@ -524,6 +525,64 @@ def test_a_trade_streams_each_traders_fragments_once_per_batch(market, alice, bo
     assert alice_html.count('id="open-orders"') == 1
     assert alice_html.count('id="fills"') == 1
     assert alice_html.count('id="my-levels"') == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_fill_is_a_toast_for_the_maker_and_the_taker(market, alice, bob, carol, streamed):
+    sell(bob, "1", at="100")
+    sell(carol, "2", at="101")
+    assert live.renderer.flush()
+    streamed.clear()
+
+    buy(alice, "2", at="101")  # takes bob's 1 at 100 and 1 of carol's at 101
+
+    assert live.renderer.flush()
+    html = {user_id: "".join(h for u, h in streamed if u == user_id) for user_id, _ in streamed}
+    assert 'hx-swap-oob="beforeend:#toasts"' in html[alice.pk]
+    # One toast per order, however many fills it took.
+    assert html[alice.pk].count("data-toast") == 1
+    assert "Bought 2.00 QTX at avg. 100.50" in html[alice.pk] and "2 fills" in html[alice.pk]
+    assert "taker" in html[alice.pk]
+    assert "Sold 1.00 QTX at 100.00" in html[bob.pk] and "maker" in html[bob.pk]
+    assert "Sold 1.00 QTX at 101.00" in html[carol.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cancel_and_an_expiry_are_toasts_and_a_page_that_reconnects_gets_none(market, alice, bob, streamed):
+    resting = order_place(user=alice, market=market, side="buy", price=Decimal("90"), quantity=Decimal("1")).order
+    assert live.renderer.flush()
+    streamed.clear()
+
+    order_cancel(user=alice, order_id=resting.pk)
+    order_place(user=bob, market=market, side="sell", type="market", quantity=Decimal("1"), time_in_force="IOC")
+
+    assert live.renderer.flush()
+    alice_html = "".join(h for u, h in streamed if u == alice.pk)
+    bob_html = "".join(h for u, h in streamed if u == bob.pk)
+    assert f"Order #{resting.pk} cancelled" in alice_html and "Buy 1.00 QTX at 90.00 on QTX-USD" in alice_html
+    assert "expired" in bob_html and "1.00 did not fill" in bob_html
+    # News, not state: what a (re)connecting page is sent holds no toast.
+    assert "data-toast" not in live.user_fragments(alice.pk)
+
+
+def test_a_stop_is_a_toast_when_it_triggers_not_while_it_waits_or_fills_later():
+    base = {"id": 7, "symbol": "QTX-USD", "side": "buy", "type": "stop_limit", "price": "101", "stop_price": "100",
+            "quantity": "1", "filled_quantity": "0", "remaining_quantity": "1"}  # fmt: skip
+    at = {"updated_at": "2026-01-01T10:00:00+00:00"}
+    waiting = OrderChanged(user_id=1, market_id=1, order={**base, **at, "status": "pending", "triggered_at": None})
+    triggered = OrderChanged(
+        user_id=1, market_id=1, order={**base, **at, "status": "open", "triggered_at": at["updated_at"]}
+    )
+    later = OrderChanged(
+        user_id=1,
+        market_id=1,
+        order={**base, "status": "partially_filled", "triggered_at": at["updated_at"],
+               "updated_at": "2026-01-01T10:05:00+00:00"},
+    )  # fmt: skip
+
+    assert live.toasts_by_user([waiting]) == {}
+    assert [toast["kind"] for toast in live.toasts_by_user([triggered])[1]] == ["triggered"]
+    assert live.toasts_by_user([later]) == {}
 
 
 def test_nothing_is_rendered_for_traders_without_a_page_open(market, alice, monkeypatch):

@@ -195,7 +195,7 @@ def test_a_fill_made_by_another_traders_market_order_is_a_toast_on_every_page_i_
     confirm = ticket.get_by_role("button", name="Confirm buy")
     expect(confirm).to_be_focused()
     expect(ticket.locator("[data-ticket-confirm]")).to_contain_text("Buy 1.00 QTX at market?")
-    expect(ticket.locator("[data-ticket-confirm]")).to_contain_text("Est. cost 66.73 USD, fee 0.13 USD")
+    expect(ticket.locator("[data-ticket-confirm]")).to_contain_text("Est. cost 66.7332 USD, fee 0.1332 USD")
     buyer.keyboard.press("Escape")
     expect(ticket.locator("[data-ticket-confirm]")).to_have_count(0)
     expect(ticket.locator("#ticket-submit")).to_be_focused()
