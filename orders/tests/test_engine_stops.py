@@ -19,7 +19,7 @@ from orders.events import OrderChanged
 from orders.models import Order
 from orders.selectors import reconcile
 from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
-from quantumtrades.errors import Conflict, InsufficientFunds, InvalidInput
+from quantumtrades.core.errors import Conflict, InsufficientFunds, InvalidInput
 
 from .stories import STARTING_QTX, STARTING_USD, available, buy, held, print_trade, sell, stop_buy, stop_sell
 
