@@ -6,11 +6,11 @@ from django.template.response import TemplateResponse
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
-from quantumtrades.errors import ServiceError
+from quantumtrades.core.errors import ServiceError
+from quantumtrades.core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 
 from .keys import api_key_revoke_all
 from .models import ApiKey, Asset, Balance, LedgerEntry, User
-from .money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 from .services import balance_adjust, paper_grant_deposit
 
 

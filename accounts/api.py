@@ -25,10 +25,9 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from accounts import keys, lockout
 from accounts.authentication import ApiKeyAuthentication, ApiKeyScope, JWTAuthentication
 from accounts.models import ApiKey, Asset, LedgerEntry, User
-from accounts.money import money_text
 from accounts.selectors import balances_for_user
 from accounts.services import balance_adjust, user_register
-from quantumtrades.api import (
+from quantumtrades.core.api import (
     ApiPagination,
     AuthRateThrottle,
     QuerySerializer,
@@ -39,7 +38,8 @@ from quantumtrades.api import (
     error_responses,
     query_parameter,
 )
-from quantumtrades.errors import Conflict, InsufficientFunds, InvalidInput
+from quantumtrades.core.errors import Conflict, InsufficientFunds, InvalidInput
+from quantumtrades.core.money import money_text
 
 # --- Errors of the auth doors ------------------------------------------------------------
 

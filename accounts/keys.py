@@ -29,7 +29,7 @@ from django.utils import timezone
 from rest_framework.fields import DateTimeField
 from rest_framework.throttling import BaseThrottle
 
-from quantumtrades.errors import InvalidInput, NotFound, ServiceError
+from quantumtrades.core.errors import InvalidInput, NotFound, ServiceError
 
 from .models import ApiKey, User
 

@@ -4,7 +4,7 @@ from django.db import models
 from django.db.models import Q
 from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
-from .money import MoneyField
+from quantumtrades.core.money import MoneyField
 
 
 class User(AbstractUser):
@@ -172,5 +172,5 @@ class ApiKey(AbstractAPIKey):
 
     @property
     def throttle_ident(self) -> str:
-        """What the API's throttles count this key's requests against (quantumtrades.api)."""
+        """What the API's throttles count this key's requests against (quantumtrades.core.api)."""
         return f"key{self.pk}"

@@ -12,7 +12,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from accounts import api as accounts_api
 from marketdata import api as marketdata_api
 from orders import api as orders_api
-from quantumtrades.api import api_not_found
+from quantumtrades.core.api import api_not_found
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),

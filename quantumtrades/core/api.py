@@ -34,10 +34,10 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
-from accounts.money import MONEY_DECIMAL_PLACES, MONEY_MAX, decimal_places
-from quantumtrades import unavailable
-from quantumtrades.cache import ResilientRedisCache, count_in
-from quantumtrades.errors import InvalidInput, ServiceError
+from quantumtrades.core import unavailable
+from quantumtrades.core.cache import ResilientRedisCache, count_in
+from quantumtrades.core.errors import InvalidInput, ServiceError
+from quantumtrades.core.money import MONEY_DECIMAL_PLACES, MONEY_MAX, decimal_places
 
 log = logging.getLogger(__name__)
 
@@ -411,7 +411,7 @@ def exception_handler(exc, context):
     """Turn any exception raised in an API view into the one error shape.
 
     Service errors keep their code, message and field; DRF's own errors get a stable
-    code; a lost database is 503 SERVICE_UNAVAILABLE (quantumtrades.unavailable);
+    code; a lost database is 503 SERVICE_UNAVAILABLE (quantumtrades.core.unavailable);
     anything unexpected is logged and answered 500 in the same shape.
     """
     headers = {}
@@ -562,7 +562,7 @@ def symbol_path_parameter():
 def window_counts(counters: list[tuple[str, int]]) -> list[int]:
     """Add one to each counter `(key, timeout)` in the default cache (it expires `timeout`
     seconds after it was created); answer the new counts. One round trip on Redis, counted
-    in this process while Redis is down (quantumtrades/cache.py)."""
+    in this process while Redis is down (quantumtrades/core/cache.py)."""
     backend = caches["default"]
     if isinstance(backend, ResilientRedisCache):
         return backend.count(counters)
