@@ -45,9 +45,9 @@ from marketdata.api import market_by_symbol
 from marketdata.consumers import MarketDataConsumer
 from orders.api import MAX_ID, OrderAmendInput, OrderPlaceInput, order_data, result_data
 from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
-from quantumtrades import unavailable
-from quantumtrades.api import ApiRateThrottle, input_error, loads_strict
-from quantumtrades.errors import InvalidInput, NotFound, ServiceError
+from quantumtrades.core import unavailable
+from quantumtrades.core.api import ApiRateThrottle, input_error, loads_strict
+from quantumtrades.core.errors import InvalidInput, NotFound, ServiceError
 
 REQ_ID_MAX = 64
 # A socket's user is read again at most this often (an operator's deactivation reaches an

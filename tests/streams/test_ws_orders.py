@@ -14,7 +14,8 @@ from accounts.keys import api_key_create, api_key_revoke
 from accounts.models import Balance
 from marketdata.models import Market
 from marketdata.services import market_halt
-from marketdata.tests.stream_support import (  # noqa: F401  (fixtures)
+from orders.models import Order
+from tests.streams.stream_support import (  # noqa: F401  (fixtures)
     ORIGIN,
     Socket,
     alice_fixture,
@@ -26,7 +27,6 @@ from marketdata.tests.stream_support import (  # noqa: F401  (fixtures)
     run,
     session_cookie,
 )
-from orders.models import Order
 
 pytestmark = [pytest.mark.timeout(60)]
 
