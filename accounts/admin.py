@@ -3,11 +3,14 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.template.response import TemplateResponse
+from rest_framework_api_key.admin import APIKeyModelAdmin
+from rest_framework_api_key.models import APIKey
 
-from quantumtrades.errors import ServiceError
+from quantumtrades.core.errors import ServiceError
+from quantumtrades.core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 
-from .models import Asset, Balance, LedgerEntry, User
-from .money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
+from .keys import api_key_revoke_all
+from .models import ApiKey, Asset, Balance, LedgerEntry, User
 from .services import balance_adjust, paper_grant_deposit
 
 
@@ -114,3 +117,43 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     list_filter = ["kind", "asset"]
     search_fields = ["user__username", "reference", "reason"]
     list_select_related = ["user"]
+
+
+# The library's own key model is unused (accounts.ApiKey has an owner and scopes); its
+# admin page would only confuse operators.
+if admin.site.is_registered(APIKey):
+    admin.site.unregister(APIKey)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(APIKeyModelAdmin):
+    """Operators see every key (never a secret: only its hash is stored) and revoke them.
+    Keys are made by their owners, over the API or on the account page."""
+
+    list_display = ["prefix", "name", "user", "scopes", "allowed_ips", "created", "last_used_at", "revoked"]
+    list_filter = ["revoked", "created"]
+    search_fields = ["name", "prefix", "user__username"]
+    list_select_related = ["user"]
+    fields = ["prefix", "name", "user", "scopes", "allowed_ips", "created", "last_used_at", "revoked", "revoked_at"]
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # shown read-only: the revoke action is the one change
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # revoked, never deleted: the record of who held which key stays
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields
+
+    @admin.action(description="Revoke selected API keys", permissions=["revoke"])
+    def revoke(self, request, queryset):
+        done = api_key_revoke_all(queryset)
+        self.message_user(request, f"Revoked {done} API key(s).", messages.SUCCESS)
+
+    def has_revoke_permission(self, request):
+        return request.user.has_perm("accounts.change_apikey")

@@ -1,4 +1,4 @@
-"""REST API for accounts: registration, JWT login, refresh, logout; balances and the ledger.
+"""REST API for accounts: registration, JWT login, refresh, logout; API keys; balances and the ledger.
 
 Thin doors (DESIGN section 4): each view checks its input with a strict serializer, calls
 one service or selector and renders the result. Tokens are simplejwt's: refresh tokens
@@ -15,19 +15,20 @@ from django.core.validators import validate_email
 from django.db import IntegrityError
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, serializers, status
-from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts import lockout, security
-from accounts.models import Asset, LedgerEntry, User
-from accounts.money import money_text
+from accounts import keys, lockout, security
+from accounts.authentication import ApiKeyAuthentication, ApiKeyScope, JWTAuthentication
+from accounts.models import ApiKey, Asset, LedgerEntry, User
 from accounts.selectors import balances_for_user
 from accounts.services import balance_adjust, user_register
-from quantumtrades.api import (
+from quantumtrades.core.api import (
     ApiPagination,
     AuthRateThrottle,
     QuerySerializer,
@@ -38,7 +39,8 @@ from quantumtrades.api import (
     error_responses,
     query_parameter,
 )
-from quantumtrades.errors import Conflict, InsufficientFunds, InvalidInput
+from quantumtrades.core.errors import Conflict, InsufficientFunds, InvalidInput
+from quantumtrades.core.money import money_text
 
 # --- Errors of the auth doors ------------------------------------------------------------
 
@@ -376,6 +378,96 @@ class MeView(APIView):
         return Response(user_data(request.user))
 
 
+# --- API keys ---------------------------------------------------------------------------------
+
+
+class ApiKeyInput(StrictSerializer):
+    """A new key: a name to tell it apart, its scopes and, optionally, where it may be used from."""
+
+    name = StrictCharField(max_length=keys.NAME_MAX, help_text="Your name for the key, e.g. 'market maker'.")
+    scopes = serializers.ListField(
+        child=StrictChoiceField(choices=ApiKey.Scope.choices),
+        required=False,
+        default=["read"],
+        help_text='["read"] (default) or ["read", "trade"].',
+    )
+    allowed_ips = serializers.ListField(
+        child=StrictCharField(max_length=64),
+        required=False,
+        default=list,
+        max_length=keys.MAX_ALLOWED_IPS,
+        help_text="CIDR networks (or single addresses) the key may be used from; empty: anywhere.",
+    )
+
+
+class ApiKeySerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField(help_text="The key's first characters, to tell keys apart; not a secret.")
+    scopes = serializers.ListField(child=serializers.ChoiceField(choices=ApiKey.Scope.choices))
+    allowed_ips = serializers.ListField(child=serializers.CharField())
+    created_at = serializers.DateTimeField()
+    last_used_at = serializers.DateTimeField(allow_null=True, help_text="To the minute; null if never used.")
+
+
+class NewApiKeySerializer(ApiKeySerializer):
+    key = serializers.CharField(
+        help_text="The key: shown in this answer only, stored hashed. Send it as 'Authorization: Api-Key <key>'."
+    )
+
+
+class ApiKeysDoor(APIView):
+    # The web session too, so the account page's scripts could call these (CSRF enforced);
+    # API keys are read only to refuse them with 403 rather than 401.
+    authentication_classes = [JWTAuthentication, ApiKeyAuthentication, SessionAuthentication]
+    permission_classes = [IsAuthenticated, ApiKeyScope]
+    people_only = True
+
+
+class ApiKeysView(ApiKeysDoor):
+    @extend_schema(
+        operation_id="keys_list",
+        tags=["keys"],
+        summary="My API keys (never their secrets), newest first",
+        responses={200: ApiKeySerializer(many=True), **error_responses(401, 403, 429)},
+    )
+    def get(self, request):
+        return Response([keys.api_key_data(key) for key in keys.api_keys_for_user(request.user)])
+
+    @extend_schema(
+        operation_id="keys_create",
+        tags=["keys"],
+        summary="Make an API key (the answer is the only time its secret is shown)",
+        request=ApiKeyInput,
+        examples=[
+            OpenApiExample(
+                "A trading bot's key, usable from one network",
+                request_only=True,
+                value={"name": "market maker", "scopes": ["read", "trade"], "allowed_ips": ["203.0.113.0/24"]},
+            )
+        ],
+        responses={201: NewApiKeySerializer, **error_responses(400, 401, 403, 413, 415, 429)},
+    )
+    def post(self, request):
+        data = ApiKeyInput.parse_body(request)
+        key, secret = keys.api_key_create(
+            user=request.user, name=data["name"], scopes=data["scopes"], allowed_ips=data["allowed_ips"]
+        )
+        return Response(keys.api_key_data(key, secret), status=201)
+
+
+class ApiKeyView(ApiKeysDoor):
+    @extend_schema(
+        operation_id="keys_revoke",
+        tags=["keys"],
+        summary="Revoke one of my API keys: it answers 401 from then on",
+        responses={204: OpenApiResponse(description="Revoked."), **error_responses(401, 403, 404, 429)},
+    )
+    def delete(self, request, key_id):
+        keys.api_key_revoke(user=request.user, key_id=key_id)
+        return Response(status=204)
+
+
 # --- Balances and the ledger -----------------------------------------------------------------
 
 
@@ -418,7 +510,8 @@ class TransactionsView(generics.ListAPIView):
 
 
 class BalanceAdjustView(APIView):
-    permission_classes = [IsAdminUser]
+    # Staff only, and never with an API key (keys read and trade; they do not move money).
+    permission_classes = [IsAdminUser, ApiKeyScope]
 
     @extend_schema(
         operation_id="user_balance_adjust",

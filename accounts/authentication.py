@@ -21,8 +21,15 @@ from django.conf import settings
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework_simplejwt import authentication
 from rest_framework_simplejwt.settings import api_settings
+
+from . import keys, lockout
+from .models import ApiKey
 
 USER_CACHE_SECONDS = 5.0
 # Far more users than one process serves in USER_CACHE_SECONDS; past it, start again.
@@ -33,6 +40,7 @@ _recent: dict = {}  # user id -> (valid until, user)
 # expires, so it is kept for up to a minute (never past the expiry). PyJWT's decoding was
 # as much Python work per request as all of the view's own.
 TOKEN_CACHE_SECONDS = 60.0
+API_KEY_REALM = 'Api-Key realm="api"'
 _validated: dict = {}  # raw token -> (valid until, validated token)
 
 
@@ -80,3 +88,79 @@ def forget_user(sender, instance, **kwargs):
 def forget_all_users():
     _recent.clear()
     _validated.clear()
+
+
+# --- API keys ----------------------------------------------------------------------------------
+
+
+class ApiKeyRefused(exceptions.AuthenticationFailed):
+    error_code = "API_KEY_INVALID"
+    auth_header = API_KEY_REALM
+
+
+class ApiKeyAddressRefused(exceptions.PermissionDenied):
+    error_code = "ADDRESS_NOT_ALLOWED"
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """`Authorization: Api-Key <key>`: the key's user, with the key as `request.auth`.
+
+    Checked by `accounts.keys.api_key_authenticate` (hash, revocation, expiry, allowed
+    networks); what the key may do is `ApiKeyScope`'s to say.
+    """
+
+    keyword = "Api-Key"
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        keyword, _, raw = header.partition(" ")
+        if keyword.lower() != self.keyword.lower():
+            return None
+        try:
+            key = keys.api_key_authenticate(raw.strip(), lockout.client_ip(request))
+        except keys.KeyRefused as exc:
+            raise ApiKeyRefused(exc.message) from None
+        except keys.KeyAddressRefused as exc:
+            raise ApiKeyAddressRefused(exc.message) from None
+        return key.user, key
+
+    def authenticate_header(self, request):
+        return API_KEY_REALM
+
+
+class ApiKeyScope(BasePermission):
+    """What a request made with an API key may do (DESIGN section 4).
+
+    `read` opens every safe method; `trade` also the order commands (views that set
+    `order_commands = True`: place, amend, cancel). Anything else (making keys, operators'
+    adjustments) is for people, never for a key. Requests without a key pass through.
+    """
+
+    message = "This API key may not do this."
+
+    def has_permission(self, request, view):
+        key = request.auth
+        if not isinstance(key, ApiKey):
+            return True
+        if getattr(view, "people_only", False):
+            self.message = "API keys cannot manage API keys: log in (JWT or the web session) to do this."
+            return False
+        if request.method in SAFE_METHODS:
+            return ApiKey.Scope.READ in key.scopes
+        if not getattr(view, "order_commands", False):
+            self.message = "API keys may only read and trade; this needs a login."
+            return False
+        if not key.can_trade:
+            self.message = (
+                'This API key may only read: make one with the "trade" scope to place, amend or cancel orders.'
+            )
+            return False
+        return True
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = "accounts.authentication.ApiKeyAuthentication"
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "header", "name": "Authorization", "description": "Api-Key <key>"}

@@ -1,7 +1,7 @@
 from dataclasses import dataclass
 from decimal import Decimal
 
-from accounts.money import money_text
+from quantumtrades.core.money import money_text
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ Two things are counted (OWASP's advice against both guessing and lockout abuse):
 
 Counts live in the shared cache (Redis when REDIS_URL is set), so every server process
 sees the same count; while Redis is down the cache counts in each process's memory
-(quantumtrades/cache.py), so a lock still comes, per process. Each count runs in a fixed window that starts at the first failure;
+(quantumtrades/core/cache.py), so a lock still comes, per process. Each count runs in a fixed window that starts at the first failure;
 reaching the limit sets a lock for LOGIN_LOCKOUT_MINUTES. Attempts made while locked are
 not counted, so a lock ends on time however hard someone keeps trying. A successful login
 clears its username's count at that address (never the address's own: logging into one's

@@ -3,8 +3,9 @@ from django.contrib.auth.models import AbstractUser
 from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import models
 from django.db.models import Q
+from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
-from .money import MoneyField
+from quantumtrades.core.money import MoneyField
 
 
 class User(AbstractUser):
@@ -145,3 +146,61 @@ class Session(AbstractBaseSession):
             # The Sessions page: a user's live sessions, most recently used first.
             models.Index(fields=["user", "-last_seen"], name="session_user_last_seen"),
         ]
+
+
+class ApiKeyManager(BaseAPIKeyManager):
+    """djangorestframework-api-key's manager, with an integer id of our own.
+
+    The library stores "<prefix>.<hash>" as the primary key; ours is a plain number, so the
+    id an integrator sees in GET /api/keys and sends in DELETE /api/keys/{id} says nothing
+    about the secret's hash.
+    """
+
+    def assign_key(self, obj) -> str:
+        key, prefix, hashed_key = self.key_generator.generate()
+        obj.prefix, obj.hashed_key = prefix, hashed_key
+        return key
+
+    def get_usable_keys(self):
+        # The owner comes along in the same query: a key's request needs nothing else.
+        return self.filter(revoked=False, user__is_active=True).select_related("user")
+
+
+class ApiKey(AbstractAPIKey):
+    """A program's credential for one user: `<prefix>.<secret>`, kept only as a SHA-512 hash.
+
+    The secret is high-entropy (32 random characters), so a fast hash is as safe as a slow
+    one and costs microseconds per request (the library's reasoning). Made, listed and
+    revoked by `accounts.keys`; revoking cannot be undone.
+    """
+
+    class Scope(models.TextChoices):
+        READ = "read"  # every GET of the owner's data
+        TRADE = "trade"  # also place, amend and cancel orders
+
+    id = models.BigAutoField(primary_key=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    # A list of Scope values, always including "read".
+    scopes = models.JSONField(default=list)
+    # CIDR networks ("203.0.113.0/24", "2001:db8::1/128") the key may be used from; empty: anywhere.
+    allowed_ips = models.JSONField(default=list, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiKeyManager()
+
+    class Meta(AbstractAPIKey.Meta):
+        ordering = ["-created"]
+        indexes = [
+            # GET /api/keys and the account page: a user's keys, newest first.
+            models.Index(fields=["user", "-created"], name="apikey_user_recent"),
+        ]
+
+    @property
+    def can_trade(self) -> bool:
+        return self.Scope.TRADE in self.scopes
+
+    @property
+    def throttle_ident(self) -> str:
+        """What the API's throttles count this key's requests against (quantumtrades.core.api)."""
+        return f"key{self.pk}"

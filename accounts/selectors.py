@@ -7,8 +7,9 @@ from django.db import connection
 from django.db.models import Sum
 from django.db.models.functions import Collate
 
+from quantumtrades.core.money import ZERO, money
+
 from .models import Balance, LedgerEntry
-from .money import ZERO, money
 
 # Rows per round trip when reconcile streams a table.
 STREAM_CHUNK = 5000

@@ -18,13 +18,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from quantumtrades.errors import InsufficientFunds, InvalidInput
-from quantumtrades.events import publish_on_commit
-from quantumtrades.sql import for_update, insert_rows, select_models, update_rows
+from quantumtrades.core.errors import InsufficientFunds, InvalidInput
+from quantumtrades.core.events import publish_on_commit
+from quantumtrades.core.money import MONEY_MAX, ZERO, decimal_places
+from quantumtrades.core.sql import for_update, insert_rows, select_models, update_rows
 
 from .events import BalanceChanged
 from .models import Asset, Balance, LedgerEntry, User
-from .money import MONEY_MAX, ZERO, decimal_places
 
 Kind = LedgerEntry.Kind
 LEDGER_FIELDS = [

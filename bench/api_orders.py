@@ -321,7 +321,7 @@ def engine_alone(market, user, seconds, warmup) -> dict:
     from django.db import connection
 
     from orders.services import order_place
-    from quantumtrades.errors import ServiceError
+    from quantumtrades.core.errors import ServiceError
 
     rng = random.Random(5)
     latencies, outcomes = [], {}

@@ -93,7 +93,7 @@ def worker(market, users, seconds, seed, results, barrier):
     from django.db import connection
 
     from orders.services import order_cancel, order_place
-    from quantumtrades.errors import ServiceError
+    from quantumtrades.core.errors import ServiceError
 
     rng = random.Random(seed)
     latencies = defaultdict(list)

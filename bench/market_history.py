@@ -96,7 +96,7 @@ def market_reads(symbol: str) -> dict:
     from django.test import Client
 
     from marketdata.models import Market
-    from marketdata.streams import _read_market, _read_stats
+    from marketdata.streams.market import read_market, read_stats
 
     client = Client()
     market = Market.objects.get(symbol=symbol)
@@ -118,8 +118,8 @@ def market_reads(symbol: str) -> dict:
         reads[f"`GET /api/markets/S/candles?interval={interval}`"] = get(
             f"/api/markets/{symbol}/candles?interval={interval}"
         )
-    reads["hub: reload (book + tape)"] = lambda: _read_market(market.pk, True)
-    reads["hub: ticker + chart + sparkline refresh"] = lambda: _read_stats(market, True, True)
+    reads["hub: reload (book + tape)"] = lambda: read_market(market.pk, True)
+    reads["hub: ticker + chart + sparkline refresh"] = lambda: read_stats(market, True, True)
     return reads
 
 

@@ -426,7 +426,7 @@ class Bench:
         from accounts.models import Asset, User
         from accounts.services import balance_deposit
         from marketdata.events import BookChanged
-        from quantumtrades import events
+        from quantumtrades.core import events
 
         Asset.objects.get_or_create(code="USD", defaults={"name": "US Dollar"})
         Asset.objects.get_or_create(code="QTX", defaults={"name": "QuantumTrades Token"})

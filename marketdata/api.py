@@ -11,7 +11,6 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.money import money_text
 from marketdata.models import Market, Side
 from marketdata.selectors import (
     DEFAULT_DEPTH,
@@ -23,7 +22,7 @@ from marketdata.selectors import (
     ticker,
     trades_recent,
 )
-from quantumtrades.api import (
+from quantumtrades.core.api import (
     QueryIntegerField,
     QuerySerializer,
     StrictCharField,
@@ -31,8 +30,9 @@ from quantumtrades.api import (
     error_responses,
     symbol_path_parameter,
 )
-from quantumtrades.api import query_parameter as param
-from quantumtrades.errors import InvalidInput, NotFound
+from quantumtrades.core.api import query_parameter as param
+from quantumtrades.core.errors import InvalidInput, NotFound
+from quantumtrades.core.money import money_text
 
 SYMBOL_MAX = Market._meta.get_field("symbol").max_length
 # Recent trades that come with a book snapshot.

@@ -5,7 +5,7 @@ class MarketdataConfig(AppConfig):
     name = "marketdata"
 
     def ready(self):
-        from quantumtrades.events import subscribe
+        from quantumtrades.core.events import subscribe
 
         from . import streams
 

@@ -253,7 +253,7 @@ class MarketDataConsumer(StreamConsumer):
 class LiveConsumer(StreamConsumer):
     """/ws/live/<symbol>/ (a market page) and /ws/live/ (the overview): htmx fragments.
 
-    Browsers only (Origin checked by quantumtrades.websocket.OriginCheck); private
+    Browsers only (Origin checked by quantumtrades.core.websocket.OriginCheck); private
     fragments only when the socket's session is a user's. Pages send nothing.
     """
 

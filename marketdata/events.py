@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from accounts.money import money_text
+from quantumtrades.core.money import money_text
 
 Level = tuple[Decimal, Decimal]  # (price, new total quantity); quantity 0 removes the level
 

@@ -23,7 +23,7 @@ from decimal import Decimal
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.money import money
+from quantumtrades.core.money import money
 
 from .models import BookLevel, Market, Side, Trade
 from .selectors import tape

@@ -3,7 +3,7 @@ from django.db import models
 from django.db.models import Q
 
 from accounts.models import Asset
-from accounts.money import MONEY_DECIMAL_PLACES, MoneyField, RateField, decimal_places
+from quantumtrades.core.money import MONEY_DECIMAL_PLACES, MoneyField, RateField, decimal_places
 
 
 class Market(models.Model):

@@ -12,7 +12,7 @@ from decimal import Decimal
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.money import ZERO, money
+from quantumtrades.core.money import ZERO, money
 
 from .models import INTERVAL_SECONDS, BookLevel, Candle, Interval, Market, Side, Trade
 from .services import bucket_start

@@ -11,9 +11,9 @@ from decimal import Decimal
 
 from django.db import connection, transaction
 
-from accounts.money import MONEY_DECIMAL_PLACES, MONEY_QUANTUM, money
-from quantumtrades import sql
-from quantumtrades.sql import for_update, select_models
+from quantumtrades.core import sql
+from quantumtrades.core.money import MONEY_DECIMAL_PLACES, MONEY_QUANTUM, money
+from quantumtrades.core.sql import for_update, select_models
 
 from .models import INTERVAL_SECONDS, BookLevel, Candle, Interval, Market, Trade
 

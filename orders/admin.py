@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 
 from accounts.admin import ReadOnlyAdmin
-from quantumtrades.errors import ServiceError
+from quantumtrades.core.errors import ServiceError
 
 from .models import Fill, Order
 from .services import order_cancel

@@ -15,14 +15,13 @@ from rest_framework import generics, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.money import money, money_text
 from marketdata.api import market_by_symbol
 from marketdata.models import Market, Side
 from orders.events import fill_payload, order_payload
 from orders.models import Fill, Order, OrderStatus, OrderType, TimeInForce
 from orders.selectors import fills_for_user, orders_open_for_user
 from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
-from quantumtrades.api import (
+from quantumtrades.core.api import (
     ApiPagination,
     DecimalInputField,
     QuerySerializer,
@@ -32,8 +31,9 @@ from quantumtrades.api import (
     StrictSerializer,
     error_responses,
 )
-from quantumtrades.api import query_parameter as param
-from quantumtrades.errors import NotFound
+from quantumtrades.core.api import query_parameter as param
+from quantumtrades.core.errors import NotFound
+from quantumtrades.core.money import money, money_text
 
 SYMBOL_MAX = Market._meta.get_field("symbol").max_length
 # Ids past a bigint name no order; answering 404 early keeps them away from the database.

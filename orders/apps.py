@@ -6,7 +6,7 @@ class OrdersConfig(AppConfig):
 
     def ready(self):
         from marketdata import streams
-        from quantumtrades.events import subscribe
+        from quantumtrades.core.events import subscribe
 
         from . import live
 

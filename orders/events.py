@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from accounts.money import MONEY_QUANTUM, money_text
+from quantumtrades.core.money import MONEY_QUANTUM, money_text
 
 
 def order_payload(order) -> dict:

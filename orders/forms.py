@@ -5,7 +5,7 @@ REST API refuses, with the same words, next to the field they concern."""
 from django import forms
 
 from marketdata.models import Market, Side
-from quantumtrades.errors import ServiceError
+from quantumtrades.core.errors import ServiceError
 
 from .models import OrderStatus, OrderType, TimeInForce
 from .services import OrderRequest, order_validate

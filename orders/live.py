@@ -1,7 +1,7 @@
 """A trader's private live fragments: open orders, fills, balances and the book levels
 that hold their orders.
 
-The engine publishes events after commit (`quantumtrades.events`); `on_events` gets them
+The engine publishes events after commit (`quantumtrades.core.events`); `on_events` gets them
 as one batch per command, works out which of each user's fragments changed, renders those
 once per user (in a thread of its own, off the request that committed), and hands the HTML to the user's page sockets
 (`marketdata.streams.stream_to_user`). The pages render the same partials on first load

@@ -4,8 +4,8 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Abs
 from django.db.models.lookups import LessThan
 
-from accounts.money import MONEY_QUANTUM, MoneyField
 from marketdata.models import Market, Side, Trade
+from quantumtrades.core.money import MONEY_QUANTUM, MoneyField
 
 
 class OrderType(models.TextChoices):

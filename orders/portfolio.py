@@ -8,9 +8,9 @@ from decimal import Decimal
 from django.db.models import OuterRef, Subquery
 
 from accounts.models import LedgerEntry
-from accounts.money import ZERO, money
 from accounts.selectors import balances_for_user
 from marketdata.models import Candle, Interval, Market
+from quantumtrades.core.money import ZERO, money
 
 from .models import OPEN_STATUSES, Order
 

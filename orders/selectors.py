@@ -6,9 +6,9 @@ from django.db.models import F, Sum
 from django.db.models.functions import Abs
 
 from accounts.models import Balance
-from accounts.money import MONEY_QUANTUM, ZERO, MoneyField
 from accounts.selectors import Breach, ledger_breaches, summed, supply_breaches
 from marketdata.models import BookLevel, Market, Side
+from quantumtrades.core.money import MONEY_QUANTUM, ZERO, MoneyField
 
 from .models import Fill, Order
 from .services import hold_for

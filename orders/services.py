@@ -10,7 +10,7 @@ Every command runs in one database transaction and follows the same steps:
    Lock order everywhere: (1) one market row, (2) balance rows. Never the other way.
 5. Check funds, write orders, trades, fills, ledger postings, book levels and candles;
    bump the market's book sequence by exactly one.
-6. After commit, publish what happened (`quantumtrades.events`).
+6. After commit, publish what happened (`quantumtrades.core.events`).
 
 A deadlock or serialization failure rolls the transaction back and the command is run
 again from step 2, a bounded number of times (`_retrying`). Commands that queue for the
@@ -37,14 +37,14 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import LedgerEntry, User
-from accounts.money import MONEY_MAX, MONEY_QUANTUM, ZERO, decimal_places, money, money_ceil, money_floor
 from accounts.services import Posting, balances_lock, fee_account, ledger_post
 from marketdata.events import BookChanged, TradeExecuted
 from marketdata.models import Market, Side, Trade
 from marketdata.services import book_levels_apply, candles_record, market_lock, market_seq_set
-from quantumtrades.errors import Conflict, InsufficientFunds, InvalidInput, NotFound, ServiceError
-from quantumtrades.events import publish_built_on_commit
-from quantumtrades.sql import allocate_ids, insert_rows, pipeline, select_models, update_rows
+from quantumtrades.core.errors import Conflict, InsufficientFunds, InvalidInput, NotFound, ServiceError
+from quantumtrades.core.events import publish_built_on_commit
+from quantumtrades.core.money import MONEY_MAX, MONEY_QUANTUM, ZERO, decimal_places, money, money_ceil, money_floor
+from quantumtrades.core.sql import allocate_ids, insert_rows, pipeline, select_models, update_rows
 
 from .events import FillCreated, OrderChanged
 from .models import OPEN_STATUSES, Fill, Order, OrderStatus, OrderType, TimeInForce
@@ -52,7 +52,7 @@ from .models import OPEN_STATUSES, Fill, Order, OrderStatus, OrderType, TimeInFo
 log = logging.getLogger(__name__)
 Kind = LedgerEntry.Kind
 
-# Columns the engine writes (quantumtrades.sql): a new order, then what a command changes.
+# Columns the engine writes (quantumtrades.core.sql): a new order, then what a command changes.
 ORDER_INSERT_FIELDS = [
     "user", "market", "client_order_id", "side", "type", "time_in_force", "post_only", "price", "quantity",
     "filled_quantity", "remaining_quantity", "filled_notional", "held", "status", "priority", "created_at", "updated_at",
@@ -618,7 +618,7 @@ class _Command:
         return [fill for fill in self.fills if fill.role == Fill.Role.TAKER]
 
     def _publish(self, levels, balance_events) -> None:
-        # Built after commit, outside the book lock (quantumtrades.events).
+        # Built after commit, outside the book lock (quantumtrades.core.events).
         publish_built_on_commit(lambda: self._events(levels, balance_events))
 
     def _events(self, levels, balance_events) -> list:

@@ -10,9 +10,9 @@ before the order arrives, and the engine decides.
 from dataclasses import dataclass
 from decimal import Decimal
 
-from accounts.money import ZERO, money
 from marketdata.models import Market, Side
 from marketdata.selectors import BookSnapshot
+from quantumtrades.core.money import ZERO, money
 
 from .models import OrderType, TimeInForce
 from .services import OrderRequest, fee_for, hold_for

@@ -21,12 +21,12 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
 from accounts.decorators import login_required_page
-from accounts.money import money_text
 from marketdata import streams
 from marketdata.models import Market
 from marketdata.selectors import INTERVALS, book_snapshot, candles, ticker, trades_recent
-from quantumtrades.errors import ServiceError
-from quantumtrades.pagination import keyset_id, keyset_page
+from quantumtrades.core.errors import ServiceError
+from quantumtrades.core.money import money_text
+from quantumtrades.core.pagination import keyset_id, keyset_page
 
 from .forms import AmendForm, OrderHistoryFilter, OrderTicketForm
 from .live import ALL_KINDS, BALANCES, ORDERS, private_context, private_fragments

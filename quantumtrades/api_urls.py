@@ -12,7 +12,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from accounts import api as accounts_api
 from marketdata import api as marketdata_api
 from orders import api as orders_api
-from quantumtrades.api import api_not_found
+from quantumtrades.core.api import api_not_found
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -31,6 +31,8 @@ urlpatterns = [
     path("auth/refresh", accounts_api.RefreshView.as_view(), name="api-refresh"),
     path("auth/logout", accounts_api.LogoutView.as_view(), name="api-logout"),
     path("auth/me", accounts_api.MeView.as_view(), name="api-me"),
+    path("keys", accounts_api.ApiKeysView.as_view(), name="api-keys"),
+    path("keys/<int:key_id>", accounts_api.ApiKeyView.as_view(), name="api-key"),
     path("user/balances", accounts_api.BalancesView.as_view(), name="api-balances"),
     path("user/transactions", accounts_api.TransactionsView.as_view(), name="api-transactions"),
     path("user/balance", accounts_api.BalanceAdjustView.as_view(), name="api-balance-adjust"),

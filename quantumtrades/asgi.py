@@ -12,15 +12,16 @@ django.setup(set_prefix=False)
 
 from django.conf import settings  # noqa: E402
 
-from .handlers import SyncASGIHandler  # noqa: E402
+from quantumtrades.core.handlers import SyncASGIHandler  # noqa: E402
 
 django_asgi_app = SyncASGIHandler(threads=settings.REQUEST_THREADS)
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from quantumtrades.core.websocket import OriginCheck  # noqa: E402
+
 from .routing import websocket_urlpatterns  # noqa: E402
-from .websocket import OriginCheck  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

@@ -46,6 +46,8 @@ INSTALLED_APPS = [
     "corsheaders",
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
+    # API keys for programs: the abstract model and hashing; the key model is accounts.ApiKey.
+    "rest_framework_api_key",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
@@ -76,11 +78,11 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     # A lost database answers 503, not 500 (DESIGN section 4).
-    "quantumtrades.unavailable.DatabaseUnavailableMiddleware",
+    "quantumtrades.core.unavailable.DatabaseUnavailableMiddleware",
 ]
 
 # Requests one server process works on at once, each in one of as many kept threads
-# (quantumtrades/handlers.py); more requests wait their turn in the event loop.
+# (quantumtrades/core/handlers.py); more requests wait their turn in the event loop.
 REQUEST_THREADS = env.int("REQUEST_THREADS", default=4)
 
 ROOT_URLCONF = "quantumtrades.urls"
@@ -138,7 +140,7 @@ def database_config(url):
     config["CONN_MAX_AGE"] = 0
     # No round trip to test every connection the pool lends: one that died (a restarted
     # server) fails its request with a 503, and the pool then tests its idle connections
-    # at once (quantumtrades.unavailable), so the next request gets a live one.
+    # at once (quantumtrades.core.unavailable), so the next request gets a live one.
     config["CONN_HEALTH_CHECKS"] = False
     config.setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.int("DB_POOL_MIN", default=2),
@@ -197,8 +199,8 @@ if REDIS_URL:
     CACHES = {
         "default": {
             # django-redis: one connection pool per process, and this process's memory
-            # while Redis is down (quantumtrades/cache.py).
-            "BACKEND": "quantumtrades.cache.ResilientRedisCache",
+            # while Redis is down (quantumtrades/core/cache.py).
+            "BACKEND": "quantumtrades.core.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "OPTIONS": {
                 # A Redis that has gone away must cost a request milliseconds, not seconds.
@@ -299,17 +301,22 @@ SIMPLE_JWT = {
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.JWTAuthentication",
+        # Programs: "Authorization: Api-Key <key>", limited by the key's scopes (ApiKeyScope).
+        "accounts.authentication.ApiKeyAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "accounts.authentication.ApiKeyScope",
+    ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # Numbers arrive as Decimal, never float; NaN, Infinity and exponents are refused by name.
-    "DEFAULT_PARSER_CLASSES": ["quantumtrades.api.StrictJSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "quantumtrades.api_schema.ApiAutoSchema",
-    "EXCEPTION_HANDLER": "quantumtrades.api.exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "quantumtrades.api.ApiPagination",
+    "DEFAULT_PARSER_CLASSES": ["quantumtrades.core.api.StrictJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "quantumtrades.core.api_schema.ApiAutoSchema",
+    "EXCEPTION_HANDLER": "quantumtrades.core.api.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "quantumtrades.core.api.ApiPagination",
     "PAGE_SIZE": 50,
     # Counted in the default cache: Redis when REDIS_URL is set, shared by every process.
-    "DEFAULT_THROTTLE_CLASSES": ["quantumtrades.api.ApiRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["quantumtrades.core.api.ApiRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("THROTTLE_ANON", default="600/minute"),
         "user": env.str("THROTTLE_USER", default="6000/minute"),
@@ -343,7 +350,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"SideEnum": "marketdata.models.Side"},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "quantumtrades.api_schema.schema_strict_requests",
+        "quantumtrades.core.api_schema.schema_strict_requests",
     ],
 }
 

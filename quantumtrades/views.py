@@ -9,7 +9,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views import defaults
 
-from . import unavailable
+from quantumtrades.core import unavailable
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def _check_cache() -> bool:
     """Ping the shared cache's Redis; False when the cache is not on Redis.
 
     Requests never notice a Redis cache that is down (it counts in this process's memory
-    meanwhile: quantumtrades/cache.py), so this is where an operator learns of it.
+    meanwhile: quantumtrades/core/cache.py), so this is where an operator learns of it.
     """
     if "redis" not in settings.CACHES["default"]["BACKEND"].lower():
         return False

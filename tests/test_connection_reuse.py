@@ -61,7 +61,7 @@ def own_redis(tmp_path, settings):
     """The cache on a redis-server of this test's own, which counts the connections it accepts."""
     server = RedisServer(tmp_path).start()
     settings.CACHES = {
-        "default": {"BACKEND": "quantumtrades.cache.ResilientRedisCache", "LOCATION": server.url, "OPTIONS": {}}
+        "default": {"BACKEND": "quantumtrades.core.cache.ResilientRedisCache", "LOCATION": server.url, "OPTIONS": {}}
     }
     yield server
     server.stop()

@@ -29,7 +29,7 @@ from accounts.models import Asset, LedgerEntry
 from accounts.services import balance_deposit
 from marketdata.history import history_seed
 from marketdata.models import Market, Trade
-from marketdata.streams import _read_market, _read_stats
+from marketdata.streams.market import read_market, read_stats
 from orders.services import order_cancel, order_place
 from tests.api_support import *  # noqa: F403
 from tests.api_support import client_for
@@ -155,8 +155,8 @@ def reads(alice, bob, market, quiet_market):
             for interval in ("1m", "5m", "1h", "1d")
         ],
         ("GET /api/book/snapshot", lambda: _ok(anon.get(f"/api/book/snapshot?symbol={symbol}"))),
-        ("hub reload", lambda: _read_market(market.pk, True)),
-        ("hub refresh: ticker, chart, sparkline", lambda: _read_stats(market, True, True)),
+        ("hub reload", lambda: read_market(market.pk, True)),
+        ("hub refresh: ticker, chart, sparkline", lambda: read_stats(market, True, True)),
         ("GET /api/orders", lambda: _ok(as_alice.get("/api/orders"))),
         ("GET /api/orders?status=filled", lambda: _ok(as_alice.get("/api/orders?status=filled"))),
         ("GET /api/orders/open", lambda: _ok(as_alice.get("/api/orders/open"))),

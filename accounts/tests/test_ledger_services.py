@@ -19,8 +19,8 @@ from accounts.services import (
     balance_withdraw,
     user_register,
 )
-from quantumtrades import events
-from quantumtrades.errors import InsufficientFunds, InvalidInput
+from quantumtrades.core import events
+from quantumtrades.core.errors import InsufficientFunds, InvalidInput
 
 D = Decimal
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 from django import template
 
-from accounts.money import decimal_places
+from quantumtrades.core.money import decimal_places
 
 register = template.Library()
 

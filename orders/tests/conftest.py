@@ -13,7 +13,7 @@ from django.db import connection
 from accounts.models import Asset
 from marketdata.models import Market
 from orders import services
-from quantumtrades import events
+from quantumtrades.core import events
 from tests.factories import fee_account, qtx_usd_market
 
 from .stories import STARTING_BTC, STARTING_QTX, STARTING_USD, trader

@@ -24,7 +24,7 @@ from marketdata.selectors import ticker
 from marketdata.services import candles_rebuild
 from marketdata.tests.tape import as_dict, assert_candles_match_tape, tape_ticker
 from orders.services import order_place
-from quantumtrades.errors import ServiceError
+from quantumtrades.core.errors import ServiceError
 
 pytestmark = pytest.mark.django_db
 

@@ -19,7 +19,7 @@ from marketdata.models import Trade
 from orders.models import Fill, Order
 from orders.selectors import reconcile
 from orders.services import order_cancel
-from quantumtrades.errors import Conflict, InsufficientFunds
+from quantumtrades.core.errors import Conflict, InsufficientFunds
 
 from .stories import buy, sell, trader
 

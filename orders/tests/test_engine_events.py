@@ -11,7 +11,7 @@ from marketdata.events import BookChanged, TradeExecuted
 from orders.events import FillCreated, OrderChanged
 from orders.selectors import reconcile
 from orders.services import order_amend, order_cancel
-from quantumtrades.errors import InsufficientFunds
+from quantumtrades.core.errors import InsufficientFunds
 
 from .stories import buy, sell
 

@@ -37,7 +37,7 @@ from marketdata.models import Market, Trade
 from orders.models import Order
 from orders.selectors import reconcile
 from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
-from quantumtrades.errors import ServiceError
+from quantumtrades.core.errors import ServiceError
 
 from .stories import trader
 

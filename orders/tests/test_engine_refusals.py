@@ -14,7 +14,7 @@ from marketdata.models import Market
 from orders.models import Order
 from orders.selectors import reconcile
 from orders.services import order_amend, order_cancel, order_place, order_validate, orders_cancel_all
-from quantumtrades.errors import Conflict, InsufficientFunds, InvalidInput, NotFound
+from quantumtrades.core.errors import Conflict, InsufficientFunds, InvalidInput, NotFound
 
 from .stories import STARTING_USD, available, buy, held, sell
 

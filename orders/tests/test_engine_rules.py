@@ -14,7 +14,7 @@ from marketdata.services import market_halt
 from orders.models import Fill, Order
 from orders.selectors import reconcile
 from orders.services import order_amend, order_cancel, orders_cancel_all
-from quantumtrades.errors import Conflict, InsufficientFunds
+from quantumtrades.core.errors import Conflict, InsufficientFunds
 
 from .stories import STARTING_QTX, STARTING_USD, available, buy, held, sell
 

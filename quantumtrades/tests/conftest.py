@@ -4,6 +4,7 @@ from decimal import Decimal
 
 import pytest
 
+from accounts.keys import api_key_create
 from accounts.models import User
 from accounts.services import balance_deposit
 from marketdata.models import Trade
@@ -94,3 +95,4 @@ def trading_history(alice, bob, market):
         )
     # The engine would have kept the candles with the trade; this history was written by hand.
     candles_rebuild(market=market)
+    api_key_create(user=alice, name="alice's bot", scopes=["read", "trade"])

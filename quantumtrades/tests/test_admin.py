@@ -12,6 +12,7 @@ CHANGELISTS = [
     "/admin/accounts/asset/",
     "/admin/accounts/balance/",
     "/admin/accounts/ledgerentry/",
+    "/admin/accounts/apikey/",
     "/admin/marketdata/market/",
     "/admin/marketdata/trade/",
     "/admin/marketdata/candle/",

@@ -4,7 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from accounts.models import Balance, LedgerEntry, User
+from accounts.keys import api_key_create
+from accounts.models import ApiKey, Balance, LedgerEntry, User
 from accounts.services import balance_deposit
 from marketdata.models import Market
 from orders.models import Order, OrderStatus
@@ -78,3 +79,30 @@ def test_cancel_action_releases_the_hold(operator_client, alice, market):
     assert Order.objects.get(pk=order.pk).status == OrderStatus.CANCELLED
     balance = Balance.objects.get(user=alice, asset="USD")
     assert (balance.available, balance.held) == (Decimal("1000"), Decimal("0"))
+
+
+def test_revoke_action_revokes_the_selected_api_keys_only(operator_client, alice, bob, market):
+    kept, kept_secret = api_key_create(user=bob, name="bob's bot")
+    revoked, revoked_secret = api_key_create(user=alice, name="leaked")
+
+    response = operator_client.post("/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [revoked.pk]})
+
+    assert response.status_code == 302
+    assert ApiKey.objects.get(pk=revoked.pk).revoked
+    assert not ApiKey.objects.get(pk=kept.pk).revoked
+    assert operator_client.get("/api/auth/me", HTTP_AUTHORIZATION=f"Api-Key {revoked_secret}").status_code == 401
+    assert operator_client.get("/api/auth/me", HTTP_AUTHORIZATION=f"Api-Key {kept_secret}").status_code == 200
+
+
+def test_the_api_key_pages_show_no_secret_and_offer_no_edit(operator_client, alice, market):
+    key, secret = api_key_create(user=alice, name="bot")
+
+    listing = operator_client.get("/admin/accounts/apikey/")
+    page = operator_client.get(f"/admin/accounts/apikey/{key.pk}/change/")
+
+    assert listing.status_code == page.status_code == 200
+    assert key.prefix.encode() in listing.content
+    assert secret.split(".")[1].encode() not in listing.content + page.content
+    assert key.hashed_key.encode() not in page.content
+    assert b'name="name"' not in page.content
+    assert operator_client.get("/admin/accounts/apikey/add/").status_code == 403

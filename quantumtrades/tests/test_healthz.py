@@ -50,7 +50,7 @@ def test_healthz_answers_503_naming_the_channel_layer_when_it_is_down(client):
 
 
 @override_settings(
-    CACHES={"default": {"BACKEND": "quantumtrades.cache.ResilientRedisCache", "LOCATION": "redis://127.0.0.1:1/0"}}
+    CACHES={"default": {"BACKEND": "quantumtrades.core.cache.ResilientRedisCache", "LOCATION": "redis://127.0.0.1:1/0"}}
 )
 def test_healthz_answers_503_naming_the_cache_when_its_redis_is_down(client):
     response = client.get("/healthz")

@@ -73,7 +73,7 @@ def test_sqlalchemy_style_database_url_gives_postgresql():
     assert (database["USER"], database["PASSWORD"], database["HOST"]) == ("u", "p", "h")
     assert str(database["PORT"]) == "5433"
     assert database["NAME"] == "dbn"
-    assert database["CONN_HEALTH_CHECKS"] is False  # a failure tests the pool instead (quantumtrades.unavailable)
+    assert database["CONN_HEALTH_CHECKS"] is False  # a failure tests the pool instead (quantumtrades.core.unavailable)
 
 
 def test_plain_postgres_database_url_gives_postgresql():
@@ -83,7 +83,7 @@ def test_plain_postgres_database_url_gives_postgresql():
     assert (database["USER"], database["PASSWORD"], database["HOST"]) == ("u", "p", "h")
     assert str(database["PORT"]) == "5433"
     assert database["NAME"] == "dbn"
-    assert database["CONN_HEALTH_CHECKS"] is False  # a failure tests the pool instead (quantumtrades.unavailable)
+    assert database["CONN_HEALTH_CHECKS"] is False  # a failure tests the pool instead (quantumtrades.core.unavailable)
 
 
 def test_postgres_parts_are_used_when_database_url_is_unset():
@@ -129,7 +129,7 @@ def test_redis_url_gives_the_redis_pubsub_layer_and_the_redis_cache():
     assert layer["BACKEND"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
     assert layer["CONFIG"]["hosts"] == [url]
     cache = values["CACHES"]["default"]
-    assert cache["BACKEND"] == "quantumtrades.cache.ResilientRedisCache"
+    assert cache["BACKEND"] == "quantumtrades.core.cache.ResilientRedisCache"
     assert cache["LOCATION"] == url
 
 

@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from marketdata.tests.stream_support import (  # noqa: F401  (fixtures)
+from tests.streams.stream_support import (  # noqa: F401  (fixtures)
     alice_fixture,
     bob_fixture,
     fast_streams_fixture,

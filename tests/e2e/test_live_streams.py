@@ -13,7 +13,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from marketdata.models import Trade
-from marketdata.tests.stream_support import Book, of_type, session_cookie
+from tests.streams.stream_support import Book, of_type, session_cookie
 
 from .conftest import NEEDS_SERVERS, api_async
 from .servers import RedisServer, free_port

@@ -9,7 +9,7 @@ import time
 import pytest
 from django.core.cache import cache
 
-from marketdata.tests.stream_support import of_type
+from tests.streams.stream_support import of_type
 
 from .conftest import NEEDS_SERVERS
 from .servers import nginx_path

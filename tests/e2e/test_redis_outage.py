@@ -14,7 +14,7 @@ import urllib.parse
 import urllib.request
 from decimal import Decimal
 
-from marketdata.tests.stream_support import of_type, session_cookie
+from tests.streams.stream_support import of_type, session_cookie
 
 from .conftest import NEEDS_SERVERS, api_async
 from .servers import RedisServer

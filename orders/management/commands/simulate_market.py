@@ -16,12 +16,12 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
 from accounts.models import User
-from accounts.money import money
 from marketdata.models import BookLevel, Market, Side
 from marketdata.selectors import tape
 from orders.models import Order, OrderType, TimeInForce
 from orders.services import order_cancel, order_place
-from quantumtrades.errors import ServiceError
+from quantumtrades.core.errors import ServiceError
+from quantumtrades.core.money import money
 
 log = logging.getLogger(__name__)
 

@@ -34,10 +34,10 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
-from accounts.money import MONEY_DECIMAL_PLACES, MONEY_MAX, decimal_places
-from quantumtrades import unavailable
-from quantumtrades.cache import ResilientRedisCache, count_in
-from quantumtrades.errors import InvalidInput, ServiceError
+from quantumtrades.core import unavailable
+from quantumtrades.core.cache import ResilientRedisCache, count_in
+from quantumtrades.core.errors import InvalidInput, ServiceError
+from quantumtrades.core.money import MONEY_DECIMAL_PLACES, MONEY_MAX, decimal_places
 
 log = logging.getLogger(__name__)
 
@@ -398,7 +398,7 @@ def exception_handler(exc, context):
     """Turn any exception raised in an API view into the one error shape.
 
     Service errors keep their code, message and field; DRF's own errors get a stable
-    code; a lost database is 503 SERVICE_UNAVAILABLE (quantumtrades.unavailable);
+    code; a lost database is 503 SERVICE_UNAVAILABLE (quantumtrades.core.unavailable);
     anything unexpected is logged and answered 500 in the same shape.
     """
     headers = {}
@@ -422,7 +422,10 @@ def exception_handler(exc, context):
         if isinstance(exc, exceptions.AuthenticationFailed) and code == "TOKEN_INVALID":
             message = _token_message(exc)
         elif isinstance(exc, exceptions.NotAuthenticated):
-            message = "Authentication credentials were not provided: send 'Authorization: Bearer <access token>'."
+            message = (
+                "Authentication credentials were not provided: send 'Authorization: Bearer <access token>' "
+                "or 'Authorization: Api-Key <key>'."
+            )
         else:
             message = str(exc.detail) if not isinstance(exc.detail, dict | list) else _first_error(exc.detail)[1]
         body = error_body(code, message, getattr(exc, "field", None))
@@ -550,7 +553,7 @@ def symbol_path_parameter():
 def window_counts(counters: list[tuple[str, int]]) -> list[int]:
     """Add one to each counter `(key, timeout)` in the default cache (it expires `timeout`
     seconds after it was created); answer the new counts. One round trip on Redis, counted
-    in this process while Redis is down (quantumtrades/cache.py)."""
+    in this process while Redis is down (quantumtrades/core/cache.py)."""
     backend = caches["default"]
     if isinstance(backend, ResilientRedisCache):
         return backend.count(counters)
@@ -602,17 +605,19 @@ class WindowRateThrottle(BaseThrottle):
 
 
 class ApiRateThrottle(WindowRateThrottle):
-    """Every API request: per user with a token (scope "user"), per client address without
-    one ("anon"). Views with `order_commands = True` also count what changes orders (place,
+    """Every API request: per user with a token (scope "user"), per API key with a key (at the
+    same rates), per client address without either ("anon"). Views with `order_commands = True` also count what changes orders (place,
     amend, cancel) per user against "orders"."""
 
     def counters(self, request, view):
         user = request.user
         if not (user and user.is_authenticated):
             return [("anon", self.get_ident(request))]
-        found = [("user", user.pk)]
+        # A request made with an API key counts against the key, at the user's rates.
+        ident = getattr(request.auth, "throttle_ident", None) or user.pk
+        found = [("user", ident)]
         if getattr(view, "order_commands", False) and request.method not in ("GET", "HEAD", "OPTIONS"):
-            found.append(("orders", user.pk))
+            found.append(("orders", ident))
         return found
 
 

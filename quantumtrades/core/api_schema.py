@@ -1,6 +1,6 @@
 """OpenAPI details for drf-spectacular: the schema class and a post-processing hook.
 
-Apart from quantumtrades.api because REST_FRAMEWORK names both, and drf-spectacular's
+Apart from quantumtrades.core.api because REST_FRAMEWORK names both, and drf-spectacular's
 AutoSchema reads REST_FRAMEWORK while it is imported.
 """
 

@@ -144,8 +144,8 @@ def test_a_dead_channel_layer_never_fails_an_order(alice, market, settings, monk
         }
     }
     publisher = streams.Publisher()
-    monkeypatch.setattr(streams, "publisher", publisher)
-    monkeypatch.setattr(streams, "layer_health", streams.LayerHealth())
+    monkeypatch.setattr(streams.publishing, "publisher", publisher)
+    monkeypatch.setattr(streams.publishing, "layer_health", streams.LayerHealth())
     from orders.services import order_place
 
     with caplog.at_level(logging.WARNING, logger="marketdata.streams"):
@@ -208,7 +208,7 @@ class Broken:
 
 
 def test_events_are_sorted_by_their_fields_not_their_classes(caplog):
-    [payload] = streams._wire_items([("events", 1.5, [Public(7), Private(3, 7), Broken()])])
+    [payload] = streams.publishing.wire_items([("events", 1.5, [Public(7), Private(3, 7), Broken()])])
     assert payload["pub"] == [{"type": "trade", "id": 1, "market_id": 7}]
     assert payload["prv"] == [[3, {"type": "order", "id": 2}]]
     assert "Broken" in caplog.text

@@ -5,7 +5,7 @@ as Django's OperationalError or InterfaceError, from whatever query was running.
 was half-written (each command is one transaction, which the server rolled back), so the
 honest answer is "try again": 503 with Retry-After, in the API's error shape under /api/
 and as a plain page elsewhere. Every door uses this module: the API's exception handler
-(quantumtrades.api), the middleware below for page views, and handler500 for failures
+(quantumtrades.core.api), the middleware below for page views, and handler500 for failures
 outside any view (a session saved as the response goes out).
 
 Before answering, the process drops what the failure left behind: this thread's broken

@@ -3,7 +3,7 @@
 A page is "the `size` rows before (or after) this id" in id order: a range of the
 (user, -id) indexes, so the millionth row costs what the first does. No page numbers and
 no "page 3 of 40 000": both need a COUNT over every row. The REST API pages the same way
-with DRF's CursorPagination (quantumtrades.api.ApiPagination).
+with DRF's CursorPagination (quantumtrades.core.api.ApiPagination).
 """
 
 from dataclasses import dataclass, field

@@ -202,7 +202,9 @@ def test_a_market_page_gets_every_fragment_then_the_changes(alice, market):
 
 def test_stream_to_user_reaches_only_that_users_pages(alice, bob, market, monkeypatch):
     # What a page gets on connecting (registered by the orders app in production).
-    monkeypatch.setattr(streams, "_user_fragments", lambda user_id: f'<div id="who" hx-swap-oob="true">{user_id}</div>')
+    monkeypatch.setattr(
+        streams.publishing, "user_fragments", lambda user_id: f'<div id="who" hx-swap-oob="true">{user_id}</div>'
+    )
     alice_cookie, bob_cookie = session_cookie(alice), session_cookie(bob)
 
     async def body():
