@@ -7,7 +7,8 @@ every frame once and writes it to the sockets; a consumer parses what its client
 /ws, beyond DESIGN section 5:
 - replies: {"type": "subscribed" | "unsubscribed", "channels", "symbols"} before the
   snapshots; {"type": "pong", "time"[, "id"]}; {"type": "authenticated", "user": {"id",
-  "username"}} after {"type": "auth", "token"};
+  "username"}[, "api_key": {"id", "name", "scopes"}]} after {"type": "auth", "token"} or
+  {"type": "auth", "api_key"} (an API key: its address is checked as over REST);
 - {"type": "heartbeat", "time", "seqs": {symbol: seq}} every 20 s: the seq of each book as
   the stream has sent it, so an idle client can tell it is current;
 - a `book_snapshot` may also come unasked: after a socket fell too far behind to be sent
@@ -17,6 +18,7 @@ every frame once and writes it to the sockets; a consumer parses what its client
   (error AUTH_EXPIRED);
 - error codes: BAD_MESSAGE, BAD_JSON, MESSAGE_TOO_LARGE, UNKNOWN_TYPE, BAD_REQUEST,
   UNKNOWN_CHANNEL, UNKNOWN_SYMBOL, UNAVAILABLE, AUTH_REQUIRED, AUTH_FAILED, AUTH_EXPIRED,
+  ADDRESS_NOT_ALLOWED,
   RATE_LIMITED, STREAM_INTERRUPTED (private events may have been missed: re-read them over
   REST), SLOW_CONSUMER (then closed with 1013). Other errors keep the connection.
 - limits: frames of at most MAX_MESSAGE_BYTES, MESSAGE_RATE per second (burst
@@ -35,6 +37,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import TokenError
+
+from accounts import keys
 
 from . import streams
 
@@ -120,12 +124,14 @@ class MarketDataConsumer(StreamConsumer):
         self.bucket = TokenBucket()
         self.refused = 0
         self.user_id = _session_user_id(self.scope)
+        self.api_key = None  # the accounts.ApiKey the socket authenticated with, if any
         self.hub = await streams.get_hub()
         await self.accept()
         self.sink = self.hub.attach(self, "api")
 
     async def receive(self, text_data=None, bytes_data=None):
-        if not self.bucket.take():
+        message, problem = self.read(text_data)
+        if not self.admit(message):
             self.refused += 1
             if self.refused > MAX_REFUSED:
                 self.error("RATE_LIMITED", "Too many messages; closing.")
@@ -134,30 +140,47 @@ class MarketDataConsumer(StreamConsumer):
                 self.error("RATE_LIMITED", f"At most {MESSAGE_RATE:g} messages per second; ignored.")
             return
         self.refused = 0
-        if text_data is None:
-            return self.error("BAD_MESSAGE", "Send JSON in text frames.")
-        if len(text_data) > MAX_MESSAGE_BYTES or (
-            len(text_data) * 4 > MAX_MESSAGE_BYTES and len(text_data.encode()) > MAX_MESSAGE_BYTES
-        ):
-            return self.error("MESSAGE_TOO_LARGE", f"Messages are at most {MAX_MESSAGE_BYTES} bytes.")
-        try:
-            message = json.loads(text_data)
-        except ValueError:
-            return self.error("BAD_JSON", "The message is not valid JSON.")
-        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            return self.error("BAD_MESSAGE", 'A message is a JSON object with a "type".')
-        handler = {
-            "ping": self.on_ping,
-            "subscribe": self.on_subscribe,
-            "unsubscribe": self.on_unsubscribe,
-            "auth": self.on_auth,
-        }.get(message["type"])
+        if problem is not None:
+            return self.error(*problem)
+        handlers = self.handlers()
+        handler = handlers.get(message["type"])
         if handler is None:
-            return self.error("UNKNOWN_TYPE", "Known types: subscribe, unsubscribe, ping, auth.")
+            return self.error("UNKNOWN_TYPE", f"Known types: {', '.join(handlers)}.")
         try:
             await handler(message)
         except RequestError as exc:
             self.error(exc.code, exc.message)
+
+    def read(self, text_data):
+        """(the message, None) or (None, (code, message)) for a frame that is not one."""
+        if text_data is None:
+            return None, ("BAD_MESSAGE", "Send JSON in text frames.")
+        if len(text_data) > MAX_MESSAGE_BYTES or (
+            len(text_data) * 4 > MAX_MESSAGE_BYTES and len(text_data.encode()) > MAX_MESSAGE_BYTES
+        ):
+            return None, ("MESSAGE_TOO_LARGE", f"Messages are at most {MAX_MESSAGE_BYTES} bytes.")
+        try:
+            message = self.decode(text_data)
+        except ValueError:
+            return None, ("BAD_JSON", "The message is not valid JSON.")
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            return None, ("BAD_MESSAGE", 'A message is a JSON object with a "type".')
+        return message, None
+
+    decode = staticmethod(json.loads)
+
+    def admit(self, message) -> bool:
+        """Whether the socket's message rate lets `message` (None: a bad frame) through."""
+        return self.bucket.take()
+
+    def handlers(self) -> dict:
+        """Message type -> handler; a consumer that speaks more extends it."""
+        return {
+            "ping": self.on_ping,
+            "subscribe": self.on_subscribe,
+            "unsubscribe": self.on_unsubscribe,
+            "auth": self.on_auth,
+        }
 
     def error(self, code, message):
         self.sink.send_message({"type": "error", "code": code, "message": message})
@@ -205,7 +228,8 @@ class MarketDataConsumer(StreamConsumer):
         if "orders" in channels and self.user_id is None:
             raise RequestError(
                 "AUTH_REQUIRED",
-                'The orders channel needs a session or {"type": "auth", "token": "<access JWT>"} first.',
+                'The orders channel needs a session, {"type": "auth", "token": "<access JWT>"} '
+                'or {"type": "auth", "api_key": "<key>"} first.',
             )
         markets = await self.markets(symbols if PUBLIC_CHANNELS.intersection(channels) else [])
         followed = {m.symbol for m in self.sink.books | self.sink.trades} | {m.symbol for m in markets}
@@ -236,18 +260,48 @@ class MarketDataConsumer(StreamConsumer):
         self.sink.send_message({"type": "unsubscribed", "channels": channels, "symbols": symbols})
 
     async def on_auth(self, message):
+        if "api_key" in message:
+            return await self.on_auth_key(message)
         token = message.get("token")
         if not isinstance(token, str) or not token or len(token) > 2048:
-            raise RequestError("BAD_REQUEST", '"token" is an access JWT from POST /api/auth/login.')
+            raise RequestError(
+                "BAD_REQUEST", '"token" is an access JWT from POST /api/auth/login, or send "api_key" instead.'
+            )
         try:
             user_id, username, expires = await database_sync_to_async(_user_for_token)(token)
         except (AuthenticationFailed, TokenError):
             raise RequestError("AUTH_FAILED", "The token is not a valid access token.") from None
+        self.authenticated(user_id, username, expires=expires, api_key=None)
+
+    async def on_auth_key(self, message):
+        raw = message.get("api_key")
+        if not isinstance(raw, str) or not raw:
+            raise RequestError("BAD_REQUEST", '"api_key" is a key from POST /api/keys.')
+        try:
+            key = await database_sync_to_async(keys.api_key_authenticate)(raw, self.client_address())
+        except keys.KeyRefused as exc:
+            raise RequestError("AUTH_FAILED", exc.message) from None
+        except keys.KeyAddressRefused as exc:
+            raise RequestError(exc.code, exc.message) from None
+        self.authenticated(key.user_id, key.user.get_username(), expires=None, api_key=key)
+
+    def authenticated(self, user_id, username, *, expires, api_key):
+        """The socket acts for `user_id` from now on (with `api_key`'s scopes, if one)."""
         self.user_id = user_id
+        self.api_key = api_key
         self.sink.auth_expires = expires
         if self.sink.private_user is not None and self.sink.private_user != user_id:
             self.hub.subscribe_private(self.sink, user_id)
-        self.sink.send_message({"type": "authenticated", "user": {"id": user_id, "username": username}})
+        reply = {"type": "authenticated", "user": {"id": user_id, "username": username}}
+        if api_key is not None:
+            reply["api_key"] = {"id": api_key.pk, "name": api_key.name, "scopes": list(api_key.scopes)}
+        self.sink.send_message(reply)
+
+    def client_address(self) -> str | None:
+        """The peer's address, through NUM_PROXIES proxies as the REST API reads it."""
+        peer = (self.scope.get("client") or [None])[0]
+        forwarded = dict(self.scope.get("headers", [])).get(b"x-forwarded-for")
+        return keys.client_address(peer, forwarded.decode("latin1") if forwarded is not None else None)
 
 
 class LiveConsumer(StreamConsumer):
