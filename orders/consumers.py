@@ -43,7 +43,15 @@ from accounts.keys import api_key_reread
 from accounts.models import User
 from marketdata.api import market_by_symbol
 from marketdata.consumers import MarketDataConsumer
-from orders.api import MAX_ID, OrderAmendInput, OrderPlaceInput, order_data, result_data
+from orders.api import (
+    MAX_ID,
+    OrderAmendInput,
+    OrderPlaceInput,
+    order_amend_arguments,
+    order_data,
+    order_place_arguments,
+    result_data,
+)
 from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
 from quantumtrades.core import unavailable
 from quantumtrades.core.api import ApiRateThrottle, input_error, loads_strict
@@ -212,17 +220,7 @@ def place(user, body) -> dict:
     if "order_type" in body:
         body["type"] = body.pop("order_type")
     data = _body(OrderPlaceInput, body)
-    result = order_place(
-        user=user,
-        market=data["symbol"],
-        side=data["side"],
-        type=data["type"],
-        quantity=data["quantity"],
-        price=data.get("price"),
-        time_in_force=data.get("time_in_force"),
-        post_only=data["post_only"],
-        client_order_id=data.get("client_order_id"),
-    )
+    result = order_place(user=user, **order_place_arguments(data))
     # created: false when client_order_id repeated an earlier order (REST answers 200, not 201).
     return {**result_data(result), "created": result.created}
 
@@ -230,9 +228,7 @@ def place(user, body) -> dict:
 def amend(user, body) -> dict:
     order_id = _order_id(body)
     data = _body(OrderAmendInput, {key: value for key, value in body.items() if key != "id"})
-    return result_data(
-        order_amend(user=user, order_id=order_id, price=data.get("price"), quantity=data.get("quantity"))
-    )
+    return result_data(order_amend(user=user, order_id=order_id, **order_amend_arguments(data)))
 
 
 def cancel(user, body) -> dict:

@@ -32,7 +32,8 @@ pytestmark = [pytest.mark.timeout(60)]
 
 ORDER_FIELDS = {
     "id", "client_order_id", "symbol", "side", "type", "time_in_force", "post_only", "price", "quantity",
-    "filled_quantity", "remaining_quantity", "average_price", "status", "created_at", "updated_at",
+    "filled_quantity", "remaining_quantity", "average_price", "stop_price", "status", "triggered_at", "created_at",
+    "updated_at",
 }  # fmt: skip
 BUY = {"symbol": "QTX-USD", "side": "buy", "type": "limit", "price": "10.00", "quantity": "1.00"}
 
