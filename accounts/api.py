@@ -7,6 +7,7 @@ given refresh token. Access tokens are short-lived (ACCESS_TOKEN_EXPIRE_MINUTES)
 valid until they expire.
 """
 
+from django.conf import settings
 from django.contrib.auth import authenticate, password_validation
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -22,7 +23,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts import keys, lockout
+from accounts import keys, lockout, security
 from accounts.authentication import ApiKeyAuthentication, ApiKeyScope, JWTAuthentication
 from accounts.models import ApiKey, Asset, LedgerEntry, User
 from accounts.selectors import balances_for_user
@@ -54,6 +55,36 @@ class RefreshTokenInvalid(exceptions.APIException):
     status_code = status.HTTP_401_UNAUTHORIZED
     error_code = "TOKEN_INVALID"
     field = "refresh"
+
+
+class OneTimeCodeRequired(exceptions.APIException):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    default_detail = "This account has two-factor login: send the code from the authenticator app as otp."
+    error_code = "OTP_REQUIRED"
+    field = "otp"
+
+
+class OneTimeCodeInvalid(exceptions.APIException):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    default_detail = "The one-time code was wrong or already used."
+    error_code = "OTP_INVALID"
+    field = "otp"
+
+
+class OneTimeCodeThrottled(exceptions.APIException):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    error_code = "OTP_THROTTLED"
+    field = "otp"
+
+    def __init__(self, seconds):
+        self.wait = seconds
+        super().__init__(f"Too many wrong one-time codes: try again in {seconds} seconds.")
+
+
+class TwoFactorSetupRequired(exceptions.APIException):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_detail = "Staff accounts must use two-factor login: set it up on the web (Account, Two-factor login) first."
+    error_code = "TWO_FACTOR_REQUIRED"
 
 
 class LoginLocked(exceptions.APIException):
@@ -108,10 +139,13 @@ class RegisterInput(StrictSerializer):
 
 
 class LoginInput(StrictSerializer):
-    """Username and password."""
+    """Username and password, and the authenticator app's current code for an account with two-factor login."""
 
     username = StrictCharField(max_length=150)
     password = StrictCharField(max_length=128, printable=False)
+    otp = StrictCharField(
+        max_length=12, required=False, help_text="Six-digit code; required when the account has two-factor login."
+    )
 
 
 class TokenPairSerializer(serializers.Serializer):
@@ -246,12 +280,14 @@ class LoginView(AuthView):
         tags=["auth"],
         summary="Trade username and password for an access and a refresh token",
         description="Repeated failures lock the username at the client's address (and, past a higher "
-        "count, the address) for a while: 429 LOGIN_LOCKED with Retry-After, on this API and the web login alike.",
+        "count, the address) for a while: 429 LOGIN_LOCKED with Retry-After, on this API and the web login alike. "
+        "An account with two-factor login also sends `otp`, the authenticator app's current code: without it "
+        "401 OTP_REQUIRED, a wrong or reused one 401 OTP_INVALID, repeated wrong ones 429 OTP_THROTTLED.",
         request=LoginInput,
         examples=[
             OpenApiExample("Demo trader", request_only=True, value={"username": "alice", "password": "demo-pass-2026"})
         ],
-        responses={200: LoginSerializer, **error_responses(400, 401, 413, 415, 429)},
+        responses={200: LoginSerializer, **error_responses(400, 401, 403, 413, 415, 429)},
     )
     def post(self, request):
         data = LoginInput.parse_body(request)
@@ -263,7 +299,27 @@ class LoginView(AuthView):
         if user is None:
             seconds = lockout.locked_for(username, ip)
             raise LoginLocked(seconds) if seconds else InvalidCredentials()
+        second_factor(user, data.get("otp"))
         return Response({**token_pair(RefreshToken.for_user(user)), "user": user_data(user)})
+
+
+def second_factor(user, code) -> None:
+    """Tokens for an account with two-factor login take a code, as its web login does: the
+    API is no way around it. (A refresh token carries the login it came from: refreshing
+    asks for no code.)"""
+    device = security.two_factor_device(user)
+    if device is None:
+        if settings.OTP_REQUIRED_FOR_STAFF and user.is_staff:
+            raise TwoFactorSetupRequired()
+        return
+    if not code:
+        raise OneTimeCodeRequired()
+    seconds = security.two_factor_wait_seconds(device)
+    if seconds:
+        raise OneTimeCodeThrottled(seconds)
+    if security.two_factor_verify(user=user, code=code.replace(" ", "")) is None:
+        seconds = security.two_factor_wait_seconds(device)
+        raise OneTimeCodeThrottled(seconds) if seconds else OneTimeCodeInvalid()
 
 
 def verified_refresh(raw: str) -> RefreshToken:

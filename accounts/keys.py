@@ -24,6 +24,7 @@ import time
 from types import SimpleNamespace
 
 from django.db import transaction
+from django.http.request import HttpHeaders
 from django.utils import timezone
 from rest_framework.fields import DateTimeField
 from rest_framework.throttling import BaseThrottle
@@ -157,9 +158,11 @@ def api_key_authenticate(raw_key, address: str | None) -> ApiKey:
     return key
 
 
-def api_key_still_usable(key: ApiKey) -> bool:
-    """Whether a key that authenticated a long-lived socket is still unrevoked (one query)."""
-    return ApiKey.objects.get_usable_keys().filter(pk=key.pk).exists()
+def api_key_reread(key: ApiKey) -> ApiKey | None:
+    """A key that authenticated a long-lived socket, read again with its user: None once
+    it is revoked or expired, or its user is deactivated (one query)."""
+    key = ApiKey.objects.get_usable_keys().filter(pk=key.pk).first()
+    return None if key is None or key.has_expired else key
 
 
 def address_allowed(key: ApiKey, address: str | None) -> bool:
@@ -185,7 +188,7 @@ def client_address(remote_addr: str | None, forwarded_for: str | None) -> str | 
     meta = {"REMOTE_ADDR": remote_addr}
     if forwarded_for is not None:
         meta["HTTP_X_FORWARDED_FOR"] = forwarded_for
-    return BaseThrottle().get_ident(SimpleNamespace(META=meta)) or None
+    return BaseThrottle().get_ident(SimpleNamespace(META=meta, headers=HttpHeaders(meta))) or None
 
 
 def _mark_used(key: ApiKey) -> None:

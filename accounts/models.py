@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import models
 from django.db.models import Q
 from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
@@ -116,6 +117,35 @@ class LedgerEntry(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.user} {self.asset_id} {self.available_delta:+}/{self.held_delta:+}"
+
+
+class Session(AbstractBaseSession):
+    """A web session that knows whose it is, where it came from and when it was last used.
+
+    Django's database session with three more columns, written by the session engine
+    (accounts.session_store) on every save, so the account's Sessions page can list a
+    trader's sign-ins and end them. Deleting a row signs that browser out.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="web_sessions"
+    )
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True, default="")
+    created_at = models.DateTimeField()
+    last_seen = models.DateTimeField()
+
+    @classmethod
+    def get_session_store_class(cls):
+        from .session_store import SessionStore
+
+        return SessionStore
+
+    class Meta(AbstractBaseSession.Meta):
+        indexes = [
+            # The Sessions page: a user's live sessions, most recently used first.
+            models.Index(fields=["user", "-last_seen"], name="session_user_last_seen"),
+        ]
 
 
 class ApiKeyManager(BaseAPIKeyManager):

@@ -5,9 +5,13 @@ push htmx fragments to pages. Both are thin: the process's hub owns the books, r
 every frame once and writes it to the sockets; a consumer parses what its client says.
 
 /ws, beyond DESIGN section 5:
+- `ticker` and `candles` (with "interval": 1m, 5m, 1h or 1d) start with the market's
+  current ticker or candle, then one message whenever a refresh after trades changed it
+  (at most every STATS_INTERVAL: conflated, built once per market for every subscriber);
 - replies: {"type": "subscribed" | "unsubscribed", "channels", "symbols"} before the
   snapshots; {"type": "pong", "time"[, "id"]}; {"type": "authenticated", "user": {"id",
-  "username"}} after {"type": "auth", "token"};
+  "username"}[, "api_key": {"id", "name", "scopes"}]} after {"type": "auth", "token"} or
+  {"type": "auth", "api_key"} (an API key: its address is checked as over REST);
 - {"type": "heartbeat", "time", "seqs": {symbol: seq}} every 20 s: the seq of each book as
   the stream has sent it, so an idle client can tell it is current;
 - a `book_snapshot` may also come unasked: after a socket fell too far behind to be sent
@@ -17,6 +21,7 @@ every frame once and writes it to the sockets; a consumer parses what its client
   (error AUTH_EXPIRED);
 - error codes: BAD_MESSAGE, BAD_JSON, MESSAGE_TOO_LARGE, UNKNOWN_TYPE, BAD_REQUEST,
   UNKNOWN_CHANNEL, UNKNOWN_SYMBOL, UNAVAILABLE, AUTH_REQUIRED, AUTH_FAILED, AUTH_EXPIRED,
+  ADDRESS_NOT_ALLOWED,
   RATE_LIMITED, STREAM_INTERRUPTED (private events may have been missed: re-read them over
   REST), SLOW_CONSUMER (then closed with 1013). Other errors keep the connection.
 - limits: frames of at most MAX_MESSAGE_BYTES, MESSAGE_RATE per second (burst
@@ -36,7 +41,10 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import TokenError
 
+from accounts import keys
+
 from . import streams
+from .models import Interval
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +56,9 @@ MESSAGE_BURST = 20
 # Messages refused for rate in a row before the socket is closed (1008, policy violation).
 MAX_REFUSED = 50
 MAX_SYMBOLS = 20
-CHANNELS = ("book", "trades", "orders")
-PUBLIC_CHANNELS = {"book", "trades"}
+CHANNELS = ("book", "trades", "ticker", "candles", "orders")
+PUBLIC_CHANNELS = {"book", "trades", "ticker", "candles"}
+INTERVALS = tuple(Interval.values)
 SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,23}$")
 # An alias with no channel layer: sockets get their frames from the hub, so none of them
 # opens a layer channel (a Redis subscription) of its own.
@@ -120,12 +129,14 @@ class MarketDataConsumer(StreamConsumer):
         self.bucket = TokenBucket()
         self.refused = 0
         self.user_id = _session_user_id(self.scope)
+        self.api_key = None  # the accounts.ApiKey the socket authenticated with, if any
         self.hub = await streams.get_hub()
         await self.accept()
         self.sink = self.hub.attach(self, "api")
 
     async def receive(self, text_data=None, bytes_data=None):
-        if not self.bucket.take():
+        message, problem = self.read(text_data)
+        if not self.admit(message):
             self.refused += 1
             if self.refused > MAX_REFUSED:
                 self.error("RATE_LIMITED", "Too many messages; closing.")
@@ -134,30 +145,47 @@ class MarketDataConsumer(StreamConsumer):
                 self.error("RATE_LIMITED", f"At most {MESSAGE_RATE:g} messages per second; ignored.")
             return
         self.refused = 0
-        if text_data is None:
-            return self.error("BAD_MESSAGE", "Send JSON in text frames.")
-        if len(text_data) > MAX_MESSAGE_BYTES or (
-            len(text_data) * 4 > MAX_MESSAGE_BYTES and len(text_data.encode()) > MAX_MESSAGE_BYTES
-        ):
-            return self.error("MESSAGE_TOO_LARGE", f"Messages are at most {MAX_MESSAGE_BYTES} bytes.")
-        try:
-            message = json.loads(text_data)
-        except ValueError:
-            return self.error("BAD_JSON", "The message is not valid JSON.")
-        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            return self.error("BAD_MESSAGE", 'A message is a JSON object with a "type".')
-        handler = {
-            "ping": self.on_ping,
-            "subscribe": self.on_subscribe,
-            "unsubscribe": self.on_unsubscribe,
-            "auth": self.on_auth,
-        }.get(message["type"])
+        if problem is not None:
+            return self.error(*problem)
+        handlers = self.handlers()
+        handler = handlers.get(message["type"])
         if handler is None:
-            return self.error("UNKNOWN_TYPE", "Known types: subscribe, unsubscribe, ping, auth.")
+            return self.error("UNKNOWN_TYPE", f"Known types: {', '.join(handlers)}.")
         try:
             await handler(message)
         except RequestError as exc:
             self.error(exc.code, exc.message)
+
+    def read(self, text_data):
+        """(the message, None) or (None, (code, message)) for a frame that is not one."""
+        if text_data is None:
+            return None, ("BAD_MESSAGE", "Send JSON in text frames.")
+        if len(text_data) > MAX_MESSAGE_BYTES or (
+            len(text_data) * 4 > MAX_MESSAGE_BYTES and len(text_data.encode()) > MAX_MESSAGE_BYTES
+        ):
+            return None, ("MESSAGE_TOO_LARGE", f"Messages are at most {MAX_MESSAGE_BYTES} bytes.")
+        try:
+            message = self.decode(text_data)
+        except ValueError:
+            return None, ("BAD_JSON", "The message is not valid JSON.")
+        if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+            return None, ("BAD_MESSAGE", 'A message is a JSON object with a "type".')
+        return message, None
+
+    decode = staticmethod(json.loads)
+
+    def admit(self, message) -> bool:
+        """Whether the socket's message rate lets `message` (None: a bad frame) through."""
+        return self.bucket.take()
+
+    def handlers(self) -> dict:
+        """Message type -> handler; a consumer that speaks more extends it."""
+        return {
+            "ping": self.on_ping,
+            "subscribe": self.on_subscribe,
+            "unsubscribe": self.on_unsubscribe,
+            "auth": self.on_auth,
+        }
 
     def error(self, code, message):
         self.sink.send_message({"type": "error", "code": code, "message": message})
@@ -180,13 +208,27 @@ class MarketDataConsumer(StreamConsumer):
         channels = list(dict.fromkeys(channels))
         symbols = list(dict.fromkeys(symbols))
         if PUBLIC_CHANNELS.intersection(channels) and not symbols:
-            raise RequestError("BAD_REQUEST", 'The book and trades channels need "symbols".')
+            raise RequestError("BAD_REQUEST", 'The book, trades, ticker and candles channels need "symbols".')
         if len(symbols) > MAX_SYMBOLS:
             raise RequestError("BAD_REQUEST", f"At most {MAX_SYMBOLS} symbols.")
         bad = [s for s in symbols if not SYMBOL.match(s)]
         if bad:
             raise RequestError("UNKNOWN_SYMBOL", f"There is no market {bad[0][:24]!r}.")
         return channels, symbols
+
+    def interval(self, message, channels, *, required=True):
+        """The candle interval of a message that names the candles channel."""
+        interval = message.get("interval")
+        if "candles" not in channels or (interval is None and not required):
+            return interval
+        if interval not in INTERVALS:
+            raise RequestError("BAD_REQUEST", f'The candles channel needs "interval", one of: {", ".join(INTERVALS)}.')
+        return interval
+
+    def followed(self) -> dict:
+        """symbol -> MarketStream of every market this socket follows on some channel."""
+        markets = self.sink.books | self.sink.trades | {market for market, _ in self.sink.stats}
+        return {market.symbol: market for market in markets}
 
     async def markets(self, symbols):
         markets = []
@@ -205,25 +247,36 @@ class MarketDataConsumer(StreamConsumer):
         if "orders" in channels and self.user_id is None:
             raise RequestError(
                 "AUTH_REQUIRED",
-                'The orders channel needs a session or {"type": "auth", "token": "<access JWT>"} first.',
+                'The orders channel needs a session, {"type": "auth", "token": "<access JWT>"} '
+                'or {"type": "auth", "api_key": "<key>"} first.',
             )
+        interval = self.interval(message, channels)
         markets = await self.markets(symbols if PUBLIC_CHANNELS.intersection(channels) else [])
-        followed = {m.symbol for m in self.sink.books | self.sink.trades} | {m.symbol for m in markets}
+        followed = set(self.followed()) | {m.symbol for m in markets}
         if len(followed) > MAX_SYMBOLS:
             raise RequestError("BAD_REQUEST", f"A socket follows at most {MAX_SYMBOLS} markets.")
-        self.sink.send_message({"type": "subscribed", "channels": channels, "symbols": symbols})
+        reply = {"type": "subscribed", "channels": channels, "symbols": symbols}
+        if interval is not None:
+            reply["interval"] = interval
+        self.sink.send_message(reply)
         for market in markets:
             if "trades" in channels:
                 self.hub.subscribe_trades(self.sink, market)
             if "book" in channels:
                 # Sent at once, or with the market's next update if one is being conflated.
                 self.hub.subscribe_book(self.sink, market)
+            if "ticker" in channels:
+                self.hub.subscribe_stats(self.sink, market, streams.stats_key("ticker"))
+            if "candles" in channels:
+                self.hub.subscribe_stats(self.sink, market, streams.stats_key("candles", interval))
         if "orders" in channels:
             self.hub.subscribe_private(self.sink, self.user_id)
 
     async def on_unsubscribe(self, message):
         channels, symbols = self.parse(message)
-        by_symbol = {m.symbol: m for m in self.sink.books | self.sink.trades}
+        # Without "interval", candles unsubscribes every interval of those markets.
+        interval = self.interval(message, channels, required=False)
+        by_symbol = self.followed()
         for symbol in symbols:
             market = by_symbol.get(symbol)
             if market is not None:
@@ -231,23 +284,62 @@ class MarketDataConsumer(StreamConsumer):
                     self.hub.unsubscribe_book(self.sink, market)
                 if "trades" in channels:
                     self.hub.unsubscribe_trades(self.sink, market)
+                for followed, key in list(self.sink.stats):
+                    channel, _, key_interval = key.partition(":")
+                    if followed is not market or channel not in channels:
+                        continue
+                    if channel == "ticker" or interval in (None, key_interval):
+                        self.hub.unsubscribe_stats(self.sink, market, key)
         if "orders" in channels:
             self.hub.unsubscribe_private(self.sink)
-        self.sink.send_message({"type": "unsubscribed", "channels": channels, "symbols": symbols})
+        reply = {"type": "unsubscribed", "channels": channels, "symbols": symbols}
+        if interval is not None:
+            reply["interval"] = interval
+        self.sink.send_message(reply)
 
     async def on_auth(self, message):
+        if "api_key" in message:
+            return await self.on_auth_key(message)
         token = message.get("token")
         if not isinstance(token, str) or not token or len(token) > 2048:
-            raise RequestError("BAD_REQUEST", '"token" is an access JWT from POST /api/auth/login.')
+            raise RequestError(
+                "BAD_REQUEST", '"token" is an access JWT from POST /api/auth/login, or send "api_key" instead.'
+            )
         try:
             user_id, username, expires = await database_sync_to_async(_user_for_token)(token)
         except (AuthenticationFailed, TokenError):
             raise RequestError("AUTH_FAILED", "The token is not a valid access token.") from None
+        self.authenticated(user_id, username, expires=expires, api_key=None)
+
+    async def on_auth_key(self, message):
+        raw = message.get("api_key")
+        if not isinstance(raw, str) or not raw:
+            raise RequestError("BAD_REQUEST", '"api_key" is a key from POST /api/keys.')
+        try:
+            key = await database_sync_to_async(keys.api_key_authenticate)(raw, self.client_address())
+        except keys.KeyRefused as exc:
+            raise RequestError("AUTH_FAILED", exc.message) from None
+        except keys.KeyAddressRefused as exc:
+            raise RequestError(exc.code, exc.message) from None
+        self.authenticated(key.user_id, key.user.get_username(), expires=None, api_key=key)
+
+    def authenticated(self, user_id, username, *, expires, api_key):
+        """The socket acts for `user_id` from now on (with `api_key`'s scopes, if one)."""
         self.user_id = user_id
+        self.api_key = api_key
         self.sink.auth_expires = expires
         if self.sink.private_user is not None and self.sink.private_user != user_id:
             self.hub.subscribe_private(self.sink, user_id)
-        self.sink.send_message({"type": "authenticated", "user": {"id": user_id, "username": username}})
+        reply = {"type": "authenticated", "user": {"id": user_id, "username": username}}
+        if api_key is not None:
+            reply["api_key"] = {"id": api_key.pk, "name": api_key.name, "scopes": list(api_key.scopes)}
+        self.sink.send_message(reply)
+
+    def client_address(self) -> str | None:
+        """The peer's address, through NUM_PROXIES proxies as the REST API reads it."""
+        peer = (self.scope.get("client") or [None])[0]
+        forwarded = dict(self.scope.get("headers", [])).get(b"x-forwarded-for")
+        return keys.client_address(peer, forwarded.decode("latin1") if forwarded is not None else None)
 
 
 class LiveConsumer(StreamConsumer):

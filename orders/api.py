@@ -57,12 +57,18 @@ class OrderSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=OrderType.choices)
     time_in_force = serializers.ChoiceField(choices=TimeInForce.choices)
     post_only = serializers.BooleanField()
-    price = _decimal(allow_null=True, help_text="Null for market orders.")
+    price = _decimal(allow_null=True, help_text="Null for market and stop-market orders.")
     quantity = _decimal()
     filled_quantity = _decimal()
     remaining_quantity = _decimal()
     average_price = _decimal(allow_null=True, help_text="Average fill price; null before the first fill.")
-    status = serializers.ChoiceField(choices=OrderStatus.choices)
+    stop_price = _decimal(allow_null=True, help_text="Stop orders: the trigger price. Null for other orders.")
+    status = serializers.ChoiceField(
+        choices=OrderStatus.choices, help_text="pending: a stop order waiting for its trigger, off the book."
+    )
+    triggered_at = serializers.DateTimeField(
+        allow_null=True, help_text="Stop orders: when a trade reached the stop price; null while pending."
+    )
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -103,13 +109,19 @@ class OrderPlaceInput(StrictSerializer):
     symbol = StrictCharField(max_length=SYMBOL_MAX, help_text="The market, e.g. QTX-USD.")
     side = StrictChoiceField(choices=Side.choices)
     type = StrictChoiceField(choices=OrderType.choices, required=False, default=OrderType.LIMIT)
-    price = DecimalInputField(required=False, allow_null=True, help_text="Limit orders only.")
+    price = DecimalInputField(required=False, allow_null=True, help_text="limit and stop_limit orders only.")
+    stop_price = DecimalInputField(
+        required=False,
+        allow_null=True,
+        help_text="stop_limit and stop_market orders only: a buy stop triggers when a trade prints at or above "
+        "it, a sell stop at or below. It must not be reached already by the last trade.",
+    )
     quantity = DecimalInputField()
     time_in_force = StrictChoiceField(
         choices=TimeInForce.choices,
         required=False,
         allow_null=True,
-        help_text="Default: GTC for limit orders, IOC for market orders.",
+        help_text="Default: GTC for limit and stop-limit orders, IOC for market and stop-market orders.",
     )
     post_only = StrictBooleanField(required=False, default=False, help_text="Rejected if it would take.")
     client_order_id = StrictCharField(
@@ -122,12 +134,35 @@ class OrderPlaceInput(StrictSerializer):
 
 
 class OrderAmendInput(StrictSerializer):
-    """New price and/or quantity for an open limit order."""
+    """New price and/or quantity for an open limit order; also a new stop price for a pending stop."""
 
     price = DecimalInputField(required=False, help_text="A new price: the order loses its place in the queue.")
     quantity = DecimalInputField(
         required=False, help_text="A new total quantity: smaller keeps the place in the queue, larger loses it."
     )
+    stop_price = DecimalInputField(
+        required=False, help_text="Pending stop orders only: a new stop price (the stop loses its place)."
+    )
+
+
+def order_place_arguments(data: dict) -> dict:
+    """`order_place`'s keyword arguments from a parsed OrderPlaceInput (REST and /ws alike)."""
+    return {
+        "market": data["symbol"],
+        "side": data["side"],
+        "type": data["type"],
+        "quantity": data["quantity"],
+        "price": data.get("price"),
+        "stop_price": data.get("stop_price"),
+        "time_in_force": data.get("time_in_force"),
+        "post_only": data["post_only"],
+        "client_order_id": data.get("client_order_id"),
+    }
+
+
+def order_amend_arguments(data: dict) -> dict:
+    """`order_amend`'s keyword arguments (after user and order_id) from a parsed OrderAmendInput."""
+    return {name: data.get(name) for name in ("price", "quantity", "stop_price")}
 
 
 class OrderFilter(QuerySerializer):
@@ -143,7 +178,7 @@ SYMBOL_PARAMETER = param("symbol", "Only this market, e.g. QTX-USD.", example="Q
 STATUS_PARAMETER = param("status", "Only orders in this status.", enum=OrderStatus.values)
 
 
-AMOUNTS = ("price", "quantity", "filled_quantity", "remaining_quantity", "average_price")
+AMOUNTS = ("price", "quantity", "filled_quantity", "remaining_quantity", "average_price", "stop_price")
 
 
 def order_data(order) -> dict:
@@ -216,6 +251,18 @@ class OrdersView(TradingView, generics.ListAPIView):
                 value={"symbol": "QTX-USD", "side": "buy", "type": "limit", "price": "10.25", "quantity": "2.50"},
             ),
             OpenApiExample(
+                "Stop-limit sell: when a trade prints at 9.50 or lower, sell at 9.40 or better",
+                request_only=True,
+                value={
+                    "symbol": "QTX-USD",
+                    "side": "sell",
+                    "type": "stop_limit",
+                    "stop_price": "9.50",
+                    "price": "9.40",
+                    "quantity": "2.50",
+                },
+            ),
+            OpenApiExample(
                 "Market sell, with an id for safe retries",
                 request_only=True,
                 value={
@@ -236,17 +283,7 @@ class OrdersView(TradingView, generics.ListAPIView):
     )
     def post(self, request):
         data = OrderPlaceInput.parse_body(request)
-        result = order_place(
-            user=request.user,
-            market=data["symbol"],
-            side=data["side"],
-            type=data["type"],
-            quantity=data["quantity"],
-            price=data.get("price"),
-            time_in_force=data.get("time_in_force"),
-            post_only=data["post_only"],
-            client_order_id=data.get("client_order_id"),
-        )
+        result = order_place(user=request.user, **order_place_arguments(data))
         return Response(result_data(result), status=201 if result.created else 200)
 
     @extend_schema(
@@ -275,7 +312,7 @@ class OpenOrdersView(generics.ListAPIView):
     @extend_schema(
         operation_id="orders_open",
         tags=["orders"],
-        summary="My open orders (open or partially filled), newest first",
+        summary="My open orders (open, partially filled, or pending stops), newest first",
         parameters=[SYMBOL_PARAMETER],
         responses={200: OrderSerializer(many=True), **error_responses(400, 401, 404, 429)},
     )
@@ -299,16 +336,14 @@ class OrderView(TradingView):
     @extend_schema(
         operation_id="orders_amend",
         tags=["orders"],
-        summary="Amend an open order's price and/or quantity",
+        summary="Amend an open order's price and/or quantity, or a pending stop's stop price",
         request=OrderAmendInput,
         examples=[OpenApiExample("New price", request_only=True, value={"price": "10.50"})],
         responses={200: OrderResultSerializer, **error_responses(400, 401, 404, 409, 413, 415, 429)},
     )
     def patch(self, request, order_id):
         data = OrderAmendInput.parse_body(request)
-        result = order_amend(
-            user=request.user, order_id=own_order_id(order_id), price=data.get("price"), quantity=data.get("quantity")
-        )
+        result = order_amend(user=request.user, order_id=own_order_id(order_id), **order_amend_arguments(data))
         return Response(result_data(result))
 
     @extend_schema(

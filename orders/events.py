@@ -21,7 +21,10 @@ def order_payload(order) -> dict:
         "filled_quantity": money_text(order.filled_quantity),
         "remaining_quantity": money_text(order.remaining_quantity),
         "average_price": money_text(average.quantize(MONEY_QUANTUM)) if average is not None else None,
+        "stop_price": money_text(order.stop_price),
         "status": order.status,
+        # When a stop order's stop price was reached; null while it is pending (and for others).
+        "triggered_at": order.triggered_at.isoformat() if order.triggered_at else None,
         "created_at": order.created_at.isoformat() if order.created_at else None,
         "updated_at": order.updated_at.isoformat() if order.updated_at else None,
     }

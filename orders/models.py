@@ -11,6 +11,15 @@ from quantumtrades.core.money import MONEY_QUANTUM, MoneyField
 class OrderType(models.TextChoices):
     LIMIT = "limit"
     MARKET = "market"
+    # Stop orders wait off the book (status pending) until a trade prints at or through
+    # their stop price, then act as a limit order or a market order (orders.services).
+    STOP_LIMIT = "stop_limit"
+    STOP_MARKET = "stop_market"
+
+
+STOP_TYPES = (OrderType.STOP_LIMIT, OrderType.STOP_MARKET)
+# Types that carry a limit price, and the ones that trade as market orders.
+PRICED_TYPES = (OrderType.LIMIT, OrderType.STOP_LIMIT)
 
 
 class TimeInForce(models.TextChoices):
@@ -20,6 +29,7 @@ class TimeInForce(models.TextChoices):
 
 
 class OrderStatus(models.TextChoices):
+    PENDING = "pending"  # a stop order, waiting for its trigger: holds funds, not in the book
     OPEN = "open"
     PARTIALLY_FILLED = "partially_filled"
     FILLED = "filled"
@@ -31,11 +41,18 @@ class OrderStatus(models.TextChoices):
 # Orders in these states rest in the book and hold funds.
 OPEN_STATUSES = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 IN_BOOK = Q(status__in=OPEN_STATUSES)
+# Orders that can still be cancelled or amended and hold funds: the book's, and pending stops.
+ACTIVE_STATUSES = (OrderStatus.PENDING, *OPEN_STATUSES)
 
 
 class OrderQuerySet(models.QuerySet):
     def open(self):
+        """Orders in the book (open or partially filled)."""
         return self.filter(IN_BOOK)
+
+    def active(self):
+        """Orders in the book and pending stops: what a trader sees as open orders."""
+        return self.filter(status__in=ACTIVE_STATUSES)
 
     def bids(self, market):
         """The market's resting buy orders, best first: highest price, then earliest priority."""
@@ -51,10 +68,11 @@ class Order(models.Model):
     market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="orders")
     client_order_id = models.CharField(max_length=64, null=True, blank=True)
     side = models.CharField(max_length=4, choices=Side.choices)
-    type = models.CharField(max_length=6, choices=OrderType.choices, default=OrderType.LIMIT)
+    type = models.CharField(max_length=11, choices=OrderType.choices, default=OrderType.LIMIT)
     time_in_force = models.CharField(max_length=3, choices=TimeInForce.choices, default=TimeInForce.GTC)
     post_only = models.BooleanField(default=False)
-    price = MoneyField(null=True, blank=True, help_text="Limit price; empty for market orders.")
+    price = MoneyField(null=True, blank=True, help_text="Limit price; empty for market and stop-market orders.")
+    stop_price = MoneyField(null=True, blank=True, help_text="Trigger price of a stop order; empty for others.")
     quantity = MoneyField()
     filled_quantity = MoneyField(default=0)
     remaining_quantity = MoneyField()
@@ -63,9 +81,13 @@ class Order(models.Model):
     # Funds this order still reserves: quote for a buy (with the taker fee), base for a sell.
     held = MoneyField(default=0)
     status = models.CharField(max_length=16, choices=OrderStatus.choices, default=OrderStatus.OPEN)
-    # Time priority: the market's book sequence of the command that put the order in the
-    # book. Lower is earlier. A price change or a quantity increase takes a new one.
+    # Time priority, lower is earlier: the book sequence of the command that put the order
+    # in the book, times PRIORITY_SLOTS, plus its place among the orders that command put in
+    # (a command that triggers stops puts in several). A price change or a quantity increase
+    # takes a new one. A pending stop's is that of its acceptance: stops trigger in that order.
     priority = models.BigIntegerField(default=0)
+    # When a stop order's trigger fired; empty while it is pending, and for other orders.
+    triggered_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -95,6 +117,19 @@ class Order(models.Model):
             models.Index(fields=["user", "-id"], name="order_user_recent"),
             models.Index(fields=["user", "status", "-id"], name="order_user_status_recent"),
             models.Index(fields=["user", "market", "-id"], name="order_user_market_recent"),
+            # After a command trades, the engine looks for the pending stops its prices crossed.
+            models.Index(
+                fields=["market", "side", "stop_price"],
+                condition=Q(status=OrderStatus.PENDING),
+                name="order_pending_stops",
+            ),
+            # Stops crossed by a command that had triggered as many as one command may; the
+            # commands after it run them first. Almost always empty.
+            models.Index(
+                fields=["market", "priority"],
+                condition=Q(status=OrderStatus.PENDING, triggered_at__isnull=False),
+                name="order_due_stops",
+            ),
         ]
         constraints = [
             # Idempotent placement: one client order id per user.
@@ -118,18 +153,38 @@ class Order(models.Model):
                 name="order_filled_plus_remaining_is_quantity",
             ),
             models.CheckConstraint(
-                condition=Q(type=OrderType.MARKET, price__isnull=True) | Q(type=OrderType.LIMIT, price__gt=0),
+                condition=Q(type__in=[OrderType.MARKET, OrderType.STOP_MARKET], price__isnull=True)
+                | Q(type__in=PRICED_TYPES, price__gt=0),
                 name="order_limit_has_price",
+            ),
+            models.CheckConstraint(
+                condition=Q(type__in=STOP_TYPES, stop_price__gt=0)
+                | (~Q(type__in=STOP_TYPES) & Q(stop_price__isnull=True)),
+                name="order_stop_has_stop_price",
+            ),
+            # Only a stop waits for a trigger.
+            models.CheckConstraint(
+                condition=~Q(status=OrderStatus.PENDING) | Q(type__in=STOP_TYPES), name="order_pending_is_a_stop"
             ),
         ]
 
     def __str__(self):
         price = f" @ {self.price}" if self.price is not None else ""
-        return f"#{self.pk} {self.side} {self.quantity} {self.market}{price} ({self.status})"
+        stop = f" stop {self.stop_price}" if self.stop_price is not None else ""
+        return f"#{self.pk} {self.side} {self.quantity} {self.market}{price}{stop} ({self.status})"
 
     @property
     def is_open(self):
-        return self.status in OPEN_STATUSES
+        """In the book, or a pending stop: it can be cancelled and amended."""
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_pending(self):
+        return self.status == OrderStatus.PENDING
+
+    @property
+    def is_stop(self):
+        return self.type in STOP_TYPES
 
     @property
     def average_price(self):

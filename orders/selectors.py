@@ -11,11 +11,12 @@ from marketdata.models import BookLevel, Market, Side
 from quantumtrades.core.money import MONEY_QUANTUM, ZERO, MoneyField
 
 from .models import Fill, Order
-from .services import hold_for
+from .services import order_hold
 
 
 def orders_open_for_user(user, market=None):
-    orders = Order.objects.open().filter(user=user).select_related("market").order_by("-id")
+    """A trader's open orders: in the book, and pending stops."""
+    orders = Order.objects.active().filter(user=user).select_related("market").order_by("-id")
     return orders.filter(market=market) if market is not None else orders
 
 
@@ -25,13 +26,14 @@ def fills_for_user(user, market=None):
 
 
 def held_breaches() -> list[Breach]:
-    """Invariant 3: each user's held amount equals what their open orders still need."""
+    """Invariant 3: each user's held amount equals what their open orders still need
+    (pending stops included: they hold from acceptance)."""
     needed = defaultdict(lambda: ZERO)
     breaches = []
-    for order in Order.objects.open().select_related("market").iterator():
+    for order in Order.objects.active().select_related("market").iterator():
         market = order.market
         asset = market.quote_id if order.side == Side.BUY else market.base_id
-        must_hold = hold_for(market=market, side=order.side, price=order.price, quantity=order.remaining_quantity)
+        must_hold = order_hold(order)
         if order.held != must_hold:
             breaches.append(Breach(3, f"order {order.pk}", f"holds {order.held} but needs {must_hold}"))
         needed[(order.user_id, asset)] += order.held

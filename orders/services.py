@@ -31,7 +31,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
@@ -45,21 +45,33 @@ from quantumtrades.core.errors import Conflict, InsufficientFunds, InvalidInput,
 from quantumtrades.core.events import publish_built_on_commit
 from quantumtrades.core.money import MONEY_MAX, MONEY_QUANTUM, ZERO, decimal_places, money, money_ceil, money_floor
 from quantumtrades.core.sql import allocate_ids, insert_rows, pipeline, select_models, update_rows
+from quantumtrades.core.sql import cursor as sql_cursor
 
 from .events import FillCreated, OrderChanged
-from .models import OPEN_STATUSES, Fill, Order, OrderStatus, OrderType, TimeInForce
+from .models import (
+    ACTIVE_STATUSES,
+    OPEN_STATUSES,
+    PRICED_TYPES,
+    STOP_TYPES,
+    Fill,
+    Order,
+    OrderStatus,
+    OrderType,
+    TimeInForce,
+)
 
 log = logging.getLogger(__name__)
 Kind = LedgerEntry.Kind
 
 # Columns the engine writes (quantumtrades.core.sql): a new order, then what a command changes.
 ORDER_INSERT_FIELDS = [
-    "user", "market", "client_order_id", "side", "type", "time_in_force", "post_only", "price", "quantity",
-    "filled_quantity", "remaining_quantity", "filled_notional", "held", "status", "priority", "created_at", "updated_at",
+    "user", "market", "client_order_id", "side", "type", "time_in_force", "post_only", "price", "stop_price",
+    "quantity", "filled_quantity", "remaining_quantity", "filled_notional", "held", "status", "priority",
+    "triggered_at", "created_at", "updated_at",
 ]  # fmt: skip
 ORDER_STATE_FIELDS = [
-    "price", "quantity", "filled_quantity", "remaining_quantity", "filled_notional", "held", "status", "priority",
-    "updated_at",
+    "price", "stop_price", "quantity", "filled_quantity", "remaining_quantity", "filled_notional", "held", "status",
+    "priority", "triggered_at", "updated_at",
 ]  # fmt: skip
 TRADE_FIELDS = ["market", "price", "quantity", "taker_side", "maker_order_id", "taker_order_id", "seq", "created_at"]
 FILL_FIELDS = ["order", "trade", "user", "market", "side", "role", "price", "quantity", "fee", "created_at"]
@@ -70,6 +82,22 @@ MAX_ATTEMPTS = 5
 FIRST_MAKER_BATCH = 4
 MAX_MAKER_BATCH = 256
 
+# Stop orders (DESIGN section 2). The cascade bound: one command triggers at most this many
+# stops, its own trades' and those of the stops it triggered. Stops crossed beyond it are
+# marked triggered (`triggered_at`) but stay pending, and run in the commands that follow
+# at once (`_stops_due`), each bounded the same way, so no command holds the book lock for
+# an unbounded time and no crossed stop is forgotten.
+MAX_TRIGGERS_PER_COMMAND = 100
+# Priorities a command hands out (see Order.priority): its own order, then the stops it
+# triggers, in the order they enter the book.
+PRIORITY_SLOTS = 1000
+assert MAX_TRIGGERS_PER_COMMAND < PRIORITY_SLOTS
+# A stop-market buy has no price to size its hold by. It holds for its quantity at its
+# stop price plus this margin (rounded up to the tick), plus the fee reserve; once
+# triggered it buys, as a market order, what that hold pays for: when the price gaps past
+# the margin it fills less, never more than it held, and what it does not spend is released.
+STOP_MARKET_BUY_MARGIN = Decimal("0.05")
+
 
 # --- Results and validation ------------------------------------------------------------
 
@@ -79,6 +107,8 @@ class OrderResult:
     order: Order
     fills: list[Fill] = field(default_factory=list)
     created: bool = True
+    # The command crossed more stops than one command may trigger: the rest run next.
+    stops_due: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,6 +123,7 @@ class OrderRequest:
     time_in_force: str
     post_only: bool
     client_order_id: str | None
+    stop_price: Decimal | None = None
 
 
 def order_validate(
@@ -105,27 +136,37 @@ def order_validate(
     time_in_force=None,
     post_only=False,
     client_order_id=None,
+    stop_price=None,
 ) -> OrderRequest:
     """Check an order against the market's rules without touching the book.
 
-    The REST API, the order ticket and the engine all use this one function, so an
+    The REST API, the order ticket, `/ws` and the engine all use this one function, so an
     order refused in one place is refused everywhere with the same words.
     """
     if side not in Side.values:
         raise InvalidInput("side must be 'buy' or 'sell'.", field="side")
     if type not in OrderType.values:
-        raise InvalidInput("type must be 'limit' or 'market'.", field="type")
+        raise InvalidInput("type must be 'limit', 'market', 'stop_limit' or 'stop_market'.", field="type")
+    if type in STOP_TYPES:
+        if stop_price is None:
+            raise InvalidInput("A stop order needs a stop_price.", field="stop_price")
+        stop_price = _amount(stop_price, "stop_price")
+        _multiple_of(stop_price, market.tick_size, "stop_price", "tick size")
+        if post_only:
+            raise InvalidInput("A stop order cannot be post only.", field="post_only")
+    elif stop_price is not None:
+        raise InvalidInput("Only stop orders take a stop_price.", field="stop_price")
     if time_in_force is None:
-        time_in_force = TimeInForce.GTC if type == OrderType.LIMIT else TimeInForce.IOC
+        time_in_force = TimeInForce.GTC if type in PRICED_TYPES else TimeInForce.IOC
     if time_in_force not in TimeInForce.values:
         raise InvalidInput("time_in_force must be GTC, IOC or FOK.", field="time_in_force")
     if not isinstance(post_only, bool):
         raise InvalidInput("post_only must be true or false.", field="post_only")
     quantity = _amount(quantity, "quantity")
     _multiple_of(quantity, market.lot_size, "quantity", "lot size")
-    if type == OrderType.LIMIT:
+    if type in PRICED_TYPES:
         if price is None:
-            raise InvalidInput("A limit order needs a price.", field="price")
+            raise InvalidInput(f"A {type.replace('_', '-')} order needs a price.", field="price")
         price = _amount(price, "price")
         _multiple_of(price, market.tick_size, "price", "tick size")
         notional = price * quantity
@@ -139,11 +180,13 @@ def order_validate(
             )
     else:
         if price is not None:
-            raise InvalidInput("A market order takes no price.", field="price")
+            raise InvalidInput(f"A {type.replace('_', '-')} order takes no price.", field="price")
         if time_in_force == TimeInForce.GTC:
             raise InvalidInput("A market order never rests: use IOC or FOK.", field="time_in_force")
         if post_only:
             raise InvalidInput("Only limit orders can be post only.", field="post_only")
+        if type == OrderType.STOP_MARKET:
+            _stop_market_notional_check(market, stop_price, quantity)
     if post_only and time_in_force != TimeInForce.GTC:
         raise InvalidInput("A post-only order rests in the book: use GTC.", field="post_only")
     if client_order_id is not None:
@@ -151,7 +194,20 @@ def order_validate(
             raise InvalidInput("client_order_id must be a string of 1 to 64 characters.", field="client_order_id")
         if not client_order_id.isprintable():
             raise InvalidInput("client_order_id must be printable text.", field="client_order_id")
-    return OrderRequest(market, side, type, quantity, price, time_in_force, post_only, client_order_id)
+    return OrderRequest(market, side, type, quantity, price, time_in_force, post_only, client_order_id, stop_price)
+
+
+def _stop_market_notional_check(market: Market, stop_price: Decimal, quantity: Decimal) -> None:
+    """A stop-market order is judged at its stop price: the price it expects to trade near."""
+    if stop_market_buy_price(market, stop_price) * quantity > MONEY_MAX:
+        raise InvalidInput("stop_price x quantity is too large.", field="quantity")
+    notional = stop_price * quantity
+    if notional < market.min_notional:
+        raise InvalidInput(
+            f"stop_price x quantity is {notional.normalize():f}, below the minimum notional "
+            f"of {market.min_notional.normalize():f} {market.quote_id}.",
+            field="quantity",
+        )
 
 
 def _amount(value, name) -> Decimal:
@@ -191,6 +247,39 @@ def hold_for(*, market: Market, side: str, price: Decimal | None, quantity: Deci
 
 def fee_for(notional: Decimal, rate: Decimal) -> Decimal:
     return money_floor(notional * rate)
+
+
+def stop_market_buy_price(market: Market, stop_price: Decimal) -> Decimal:
+    """The price a pending stop-market buy holds for (STOP_MARKET_BUY_MARGIN above its stop)."""
+    ticks = (stop_price * (1 + STOP_MARKET_BUY_MARGIN) / market.tick_size).to_integral_value(rounding=ROUND_CEILING)
+    return money(ticks * market.tick_size)
+
+
+def stop_hold_for(
+    *, market: Market, side: str, type: str, price: Decimal | None, stop_price: Decimal, quantity: Decimal
+) -> Decimal:
+    """What a pending stop order of `quantity` holds: what it will need once triggered.
+
+    A stop-limit holds like the limit order it becomes; a stop-market sell its quantity;
+    a stop-market buy as if it were a limit buy at `stop_market_buy_price`.
+    """
+    if type == OrderType.STOP_MARKET and side == Side.BUY:
+        price = stop_market_buy_price(market, stop_price)
+    return hold_for(market=market, side=side, price=price, quantity=quantity)
+
+
+def order_hold(order: Order) -> Decimal:
+    """What an order in the book or a pending stop must hold now (`reconcile` checks it)."""
+    if order.status == OrderStatus.PENDING:
+        return stop_hold_for(
+            market=order.market,
+            side=order.side,
+            type=order.type,
+            price=order.price,
+            stop_price=order.stop_price,
+            quantity=order.remaining_quantity,
+        )
+    return hold_for(market=order.market, side=order.side, price=order.price, quantity=order.remaining_quantity)
 
 
 # --- The transaction wrapper -----------------------------------------------------------
@@ -381,6 +470,25 @@ class _Command:
         self.market = market
         self.seq = market.book_seq + 1
         self.now = timezone.now()
+        self.balances = {}  # every balance the command has locked, by (user, asset)
+        self._fee_user_id = None
+        # What the command did, for its events after commit (see `flush`).
+        self.written_trades: list[Trade] = []
+        self.written_fills: list[Fill] = []
+        self.written_orders: dict[int, Order] = {}
+        self.written_levels: dict[tuple[str, Decimal], Decimal] = {}
+        self.balance_events: dict = {}
+        # Stops: those the command's trades crossed, waiting their turn; how many it
+        # triggered; the range of its trade prices; whether it left some for the next command.
+        self.crossed_stops: dict[int, Order] = {}
+        self.triggered = 0
+        self.traded_low = self.traded_high = None
+        self.stops_due = False
+        self.slots = 0
+        self._stage()
+
+    def _stage(self):
+        """Start a stage: one order's matching (the command's own, or a triggered stop's)."""
         self.postings: list[Posting] = []
         self.level_deltas: dict[tuple[str, Decimal], Decimal] = defaultdict(Decimal)
         self.trades: list[Trade] = []
@@ -388,7 +496,16 @@ class _Command:
         self.changed_orders: dict[int, Order] = {}
         self.fee_total = ZERO
         self.met_own_order = False
-        self._fee_user_id = None
+
+    @property
+    def priority(self) -> int:
+        """The time priority of the order the command itself puts in the book."""
+        return self.seq * PRIORITY_SLOTS
+
+    def next_priority(self) -> int:
+        """The time priority of the next triggered stop to enter the book in this command."""
+        self.slots += 1
+        return self.seq * PRIORITY_SLOTS + self.slots
 
     # Locking ---------------------------------------------------------------------------
 
@@ -433,6 +550,20 @@ class _Command:
         if self._fee_user_id is None:
             self._fee_user_id = _fee_account_id()
         return self._fee_user_id
+
+    def lock_balances(self, user_ids) -> dict:
+        """Lock the balances of `user_ids` in the market's assets (and the fee account's).
+
+        A command's own order locks every balance it needs in one statement. A stop it
+        triggers may meet makers whose balances are not locked yet: only those are locked
+        then, again in one ascending statement. That later lock is the one place a command
+        takes balance rows in two goes; a deadlock it could meet is detected by PostgreSQL
+        and the command retried (`_retrying`), like any other.
+        """
+        missing = self.balance_keys(user_ids) - self.balances.keys()
+        if missing:
+            self.balances.update(balances_lock(missing))
+        return self.balances
 
     # Matching --------------------------------------------------------------------------
 
@@ -574,13 +705,33 @@ class _Command:
 
     # Commit ----------------------------------------------------------------------------
 
-    def finish(self, taker: Order | None, balances) -> list[Fill]:
-        """Write everything the command did and bump the book sequence (book lock held).
+    def finish(self, taker: Order | None) -> list[Fill]:
+        """Write the command's last stage, run the stops its trades crossed, publish.
+
+        Returns the fills of `taker` (the command's own order) in this command, and
+        brings `taker` up to date: a triggered stop may have traded with it.
+        """
+        fills = self.flush(taker)
+        self._run_stops()
+        if taker is not None:
+            latest = self.written_orders[taker.pk]
+            if latest is not taker:
+                for name in ORDER_STATE_FIELDS:
+                    setattr(taker, name, getattr(latest, name))
+            fills = [fill for fill in self.written_fills if fill.order_id == taker.pk]
+        self._publish()
+        return fills
+
+    def flush(self, taker: Order | None) -> list[Fill]:
+        """Write everything the stage did and bump the book sequence (book lock held).
 
         The ids of new rows are known before anything is written (a new order's before
         the lock, see `_place`; trades' and fills' in one query here), so on PostgreSQL
-        every write goes out in one pipeline: one round trip, whatever the command did.
+        every write goes out in one pipeline: one round trip, whatever the stage did,
+        the look for the pending stops its trades crossed included. Returns the stage's
+        taker fills.
         """
+        balances = self.balances
         market = self.market
         if self.fee_total:
             reference = f"{market.symbol}#{self.seq}"
@@ -595,6 +746,7 @@ class _Command:
         if taker is not None and not inserting:
             self.changed_orders[taker.pk] = taker
         balance_events = []
+        crossed = []
         with connection.wrap_database_errors, pipeline():
             if inserting:
                 taker.created_at = taker.updated_at = self.now
@@ -612,25 +764,88 @@ class _Command:
             )
             market_seq_set(market=market, seq=self.seq)
             levels = book_levels_apply(market=market, deltas=self.level_deltas)
+            if self.trades:
+                low, high = min(t.price for t in self.trades), max(t.price for t in self.trades)
+                crossed = self._stops_crossed(low, high)
         if taker is not None:
             self.changed_orders[taker.pk] = taker
-        self._publish(levels, balance_events)
-        return [fill for fill in self.fills if fill.role == Fill.Role.TAKER]
+        for stop in crossed:
+            self.crossed_stops.setdefault(stop.pk, stop)
+        taker_fills = [fill for fill in self.fills if fill.role == Fill.Role.TAKER]
+        self.written_trades += self.trades
+        self.written_fills += self.fills
+        self.written_orders.update(self.changed_orders)
+        self.written_levels.update({(side, price): quantity for side, price, quantity in levels})
+        self.balance_events.update({(event.user_id, event.asset): event for event in balance_events})
+        self._stage()
+        return taker_fills
 
-    def _publish(self, levels, balance_events) -> None:
+    # Stops -----------------------------------------------------------------------------
+
+    def _stops_crossed(self, low: Decimal | None, high: Decimal | None) -> list[Order]:
+        """Pending stops that trades between `low` and `high` crossed, and those marked
+        triggered that an earlier command left for later, in the order they were accepted
+        (at most as many as the command may still trigger)."""
+        if low is not None:
+            self.traded_low = low if self.traded_low is None else min(low, self.traded_low)
+            self.traded_high = high if self.traded_high is None else max(high, self.traded_high)
+        # Literals, not parameters, for the status and sides: a prepared statement's generic
+        # plan can then still use the partial indexes order_pending_stops and order_due_stops.
+        where = f"market_id = %s AND status = '{OrderStatus.PENDING}' AND (triggered_at IS NOT NULL"
+        params = [self.market.pk]
+        if low is not None:
+            where += f" OR (side = '{Side.BUY}' AND stop_price <= %s) OR (side = '{Side.SELL}' AND stop_price >= %s)"
+            params += [high, low]
+        limit = MAX_TRIGGERS_PER_COMMAND - self.triggered + 1
+        found = select_models(Order, where + ")", params, tail=f"ORDER BY priority LIMIT {limit}")
+        for order in found:
+            order.market = self.market
+        return found
+
+    def _run_stops(self) -> None:
+        """Trigger the stops the command's trades crossed, in the order they were accepted;
+        their own trades may cross more (a cascade, MAX_TRIGGERS_PER_COMMAND at most)."""
+        while self.crossed_stops:
+            stop_id = min(self.crossed_stops, key=lambda pk: self.crossed_stops[pk].priority)
+            if self.triggered == MAX_TRIGGERS_PER_COMMAND:
+                self._defer_stops()
+                return
+            stop = self.crossed_stops.pop(stop_id)
+            self.triggered += 1
+            stop.triggered_at = self.now
+            stop.priority = self.next_priority()
+            _execute(self, stop, new=False, triggered=True)
+
+    def _defer_stops(self) -> None:
+        """Mark every stop the command's trades crossed and that it could not trigger: they
+        stay pending, marked triggered, and the next command on the market runs them first."""
+        with sql_cursor() as statement:
+            statement.execute(
+                f"UPDATE {Order._meta.db_table} SET triggered_at = %s WHERE market_id = %s "
+                f"AND status = '{OrderStatus.PENDING}' AND triggered_at IS NULL "
+                f"AND ((side = '{Side.BUY}' AND stop_price <= %s) OR (side = '{Side.SELL}' AND stop_price >= %s))",
+                [self.now, self.market.pk, self.traded_high, self.traded_low],
+            )
+        self.crossed_stops.clear()
+        self.stops_due = True
+
+    # Events ----------------------------------------------------------------------------
+
+    def _publish(self) -> None:
         # Built after commit, outside the book lock (quantumtrades.core.events).
-        publish_built_on_commit(lambda: self._events(levels, balance_events))
+        publish_built_on_commit(self._events)
 
-    def _events(self, levels, balance_events) -> list:
+    def _events(self) -> list:
         market = self.market
+        levels = sorted(self.written_levels.items())
         events = [
             BookChanged(
                 market_id=market.pk,
                 symbol=market.symbol,
                 prev_seq=self.seq - 1,
                 seq=self.seq,
-                bids=[(price, quantity) for side, price, quantity in levels if side == Side.BUY],
-                asks=[(price, quantity) for side, price, quantity in levels if side == Side.SELL],
+                bids=[(price, quantity) for (side, price), quantity in levels if side == Side.BUY],
+                asks=[(price, quantity) for (side, price), quantity in levels if side == Side.SELL],
             )
         ]
         events += [
@@ -644,11 +859,11 @@ class _Command:
                 time=trade.created_at or self.now,
                 seq=self.seq,
             )
-            for trade in self.trades
+            for trade in self.written_trades
         ]
-        events += [OrderChanged.of(order) for order in self.changed_orders.values()]
-        events += [FillCreated.of(fill) for fill in self.fills]
-        return events + balance_events
+        events += [OrderChanged.of(order) for order in self.written_orders.values()]
+        events += [FillCreated.of(fill) for fill in self.written_fills]
+        return events + list(self.balance_events.values())
 
 
 def _values(instance, names) -> list:
@@ -730,8 +945,13 @@ def order_place(
     time_in_force=None,
     post_only=False,
     client_order_id=None,
+    stop_price=None,
 ) -> OrderResult:
-    """Place an order. A repeated client_order_id returns the original order (created=False)."""
+    """Place an order. A repeated client_order_id returns the original order (created=False).
+
+    A stop order (`stop_limit`, `stop_market`) is accepted as `pending`: it holds its funds
+    and waits off the book for a trade at or through its stop price (`_run_stops`).
+    """
     market = _resolve_market(market)
     request = order_validate(
         market=market,
@@ -742,6 +962,7 @@ def order_place(
         time_in_force=time_in_force,
         post_only=post_only,
         client_order_id=client_order_id,
+        stop_price=stop_price,
     )
     try:
         if not market.is_trading:
@@ -750,7 +971,7 @@ def order_place(
         # queues, so no group spends a round trip on it under the book lock. (SQLite
         # counts ids inside the transaction that holds its write lock, see allocate_ids.)
         order_id = allocate_ids({Order: 1})[Order][0] if connection.vendor == "postgresql" else None
-        return _place(user, request, order_id)
+        result = _place(user, request, order_id)
     except (IntegrityError, ServiceError):
         # A repeated client_order_id is caught by its unique constraint as the new order
         # is written, so the usual order (a new id) costs no lookup. A repeat that the
@@ -760,6 +981,9 @@ def order_place(
             if existing is not None:
                 return existing
         raise
+    if result.stops_due:
+        _stops_due_run(market.pk)
+    return result
 
 
 def _existing(user, client_order_id) -> OrderResult | None:
@@ -797,6 +1021,7 @@ def _place(user: User, request: OrderRequest, order_id: int | None) -> OrderResu
         time_in_force=request.time_in_force,
         post_only=request.post_only,
         price=request.price,
+        stop_price=request.stop_price,
         quantity=request.quantity,
         remaining_quantity=request.quantity,
         # Decimal zeros at the money precision, as the database would hand them back.
@@ -804,49 +1029,95 @@ def _place(user: User, request: OrderRequest, order_id: int | None) -> OrderResu
         filled_notional=money(ZERO),
         held=money(ZERO),
         status=OrderStatus.OPEN,
-        priority=command.seq,
+        priority=command.priority,
     )
+    if taker.type in STOP_TYPES:
+        return _accept_stop(command, taker)
     fills = _execute(command, taker, new=True)
-    return OrderResult(order=taker, fills=fills, created=True)
+    return OrderResult(order=taker, fills=fills, created=True, stops_due=command.stops_due)
 
 
-def _execute(command: _Command, taker: Order, *, new: bool) -> list[Fill]:
+def _last_price(market: Market) -> Decimal | None:
+    """The price of the market's last trade (book lock held, so it is the last one)."""
+    found = select_models(Trade, "market_id = %s", [market.pk], tail="ORDER BY id DESC LIMIT 1")
+    return found[0].price if found else None
+
+
+def _refuse_crossed_stop(market: Market, side: str, stop_price: Decimal) -> None:
+    """A stop that the last trade already reached would trigger at once: refuse it, so the
+    trader places the limit or market order they mean instead (DESIGN section 2)."""
+    last = _last_price(market)
+    if last is None:
+        return
+    if side == Side.BUY and last >= stop_price:
+        raise InvalidInput(
+            f"The last trade, at {last.normalize():f}, is already at or above this buy stop: "
+            "a buy stop_price must be above the last trade price.",
+            field="stop_price",
+        )
+    if side == Side.SELL and last <= stop_price:
+        raise InvalidInput(
+            f"The last trade, at {last.normalize():f}, is already at or below this sell stop: "
+            "a sell stop_price must be below the last trade price.",
+            field="stop_price",
+        )
+
+
+def _accept_stop(command: _Command, order: Order) -> OrderResult:
+    """Accept a stop order as pending: hold what it will need, keep it off the book (book lock held)."""
+    market = command.market
+    _refuse_crossed_stop(market, order.side, order.stop_price)
+    balances = command.lock_balances({order.user_id})
+    asset = market.quote_id if order.side == Side.BUY else market.base_id
+    order.status = OrderStatus.PENDING
+    needed = order_hold(order)
+    available = balances[(order.user_id, asset)].available
+    if available < needed:
+        raise _insufficient(asset, needed, available)
+    command.hold(order, needed)
+    command.finish(order)
+    return OrderResult(order=order, fills=[], created=True)
+
+
+def _execute(command: _Command, taker: Order, *, new: bool, triggered: bool = False) -> list[Fill]:
     """Match `taker` against the book, hold for what rests, write it all (book lock held).
 
-    `taker.held` is what the order already holds (an amended order); a new order holds nothing yet.
+    `taker.held` is what the order already holds (an amended order, a triggered stop); a
+    new order holds nothing yet. A triggered stop's stage is written, not finished: the
+    command that triggered it finishes (`_Command._run_stops`). It trades on what it held
+    since acceptance and is never refused: what it cannot pay for expires.
     """
     market = command.market
+    command.met_own_order = False
     opposite = Side.SELL if taker.side == Side.BUY else Side.BUY
     makers = command.resting(opposite, taker.price, taker.remaining_quantity)
 
     if taker.post_only and makers:
         if new:
             taker.status = OrderStatus.REJECTED
-            return command.finish(taker, {})
+            return command.finish(taker)
         raise Conflict(
             "The new price would take liquidity, which a post-only order may not.", code="POST_ONLY_WOULD_TAKE"
         )
 
-    user_ids = {taker.user_id, *(m.user_id for m in makers)}
-    balances = balances_lock(command.balance_keys(user_ids))
+    balances = command.lock_balances({taker.user_id, *(m.user_id for m in makers)})
     hold_asset = market.quote_id if taker.side == Side.BUY else market.base_id
     available = balances[(taker.user_id, hold_asset)].available + taker.held
 
-    budget = None
-    if taker.type == OrderType.MARKET:
-        if taker.side == Side.BUY:
-            budget = available
-        elif available < taker.remaining_quantity:
-            raise _insufficient(hold_asset, taker.remaining_quantity, available)
+    budget, needed = None, ZERO
+    if taker.type in PRICED_TYPES:
+        needed = hold_for(market=market, side=taker.side, price=taker.price, quantity=taker.remaining_quantity)
+    elif taker.side == Side.BUY:
+        # A market buy spends at most what is available; a triggered stop-market buy at
+        # most what it held (see STOP_MARKET_BUY_MARGIN).
+        budget = taker.held if triggered else available
     else:
-        needed = hold_for(
-            market=market,
-            side=taker.side,
-            price=taker.price,
-            quantity=taker.remaining_quantity,
-        )
-        if available < needed:
+        needed = taker.remaining_quantity
+    if available < needed:
+        if not triggered:
             raise _insufficient(hold_asset, needed, available)
+        # Only when the market's fees rose since the stop was accepted: it cannot pay.
+        makers = []
 
     if taker.time_in_force == TimeInForce.FOK and not _fills_completely(command, taker, makers, budget):
         makers = []  # kill: no trade at all
@@ -854,7 +1125,7 @@ def _execute(command: _Command, taker: Order, *, new: bool) -> list[Fill]:
     if taker.held:
         command.release(taker, taker.held)
     filled = command.match(taker, makers, budget=budget)
-    if budget is not None and filled == 0 and makers and not command.met_own_order:
+    if budget is not None and filled == 0 and makers and not command.met_own_order and not triggered:
         # There was something to buy, but not even one lot of it was affordable (fee included,
         # or the message would claim a need below what is available).
         one_lot = money(makers[0].price * market.lot_size)
@@ -862,10 +1133,11 @@ def _execute(command: _Command, taker: Order, *, new: bool) -> list[Fill]:
 
     # Self-trade prevention: having met its owner's resting order, the rest expires.
     rests = (
-        taker.type == OrderType.LIMIT
+        taker.type in PRICED_TYPES
         and taker.time_in_force == TimeInForce.GTC
         and taker.remaining_quantity > 0
         and not command.met_own_order
+        and available >= needed
     )
     if rests:
         command.hold(
@@ -883,7 +1155,7 @@ def _execute(command: _Command, taker: Order, *, new: bool) -> list[Fill]:
     elif taker.remaining_quantity > 0:
         taker.status = OrderStatus.EXPIRED
     taker.updated_at = command.now
-    return command.finish(taker, balances)
+    return command.flush(taker) if triggered else command.finish(taker)
 
 
 def _fills_completely(command: _Command, taker: Order, makers: list[Order], budget) -> bool:
@@ -917,7 +1189,7 @@ def _locked_order(command: _Command, user: User, order_id: int) -> Order:
         raise NotFound("No such order.")
     order = found[0]
     order.market = command.market
-    if order.status not in OPEN_STATUSES:
+    if order.status not in ACTIVE_STATUSES:
         raise Conflict(f"The order is {order.status}, no longer open.", code="ORDER_NOT_OPEN")
     return order
 
@@ -945,22 +1217,24 @@ def _cancel(user: User, market_id: int, order_id: int) -> Order:
     command = _Command.begin(market_id)
     order = _locked_order(command, user, order_id)
     _cancel_one(command, order)
-    balances = balances_lock(command.balance_keys({user.pk}))
-    command.finish(None, balances)
+    command.lock_balances({user.pk})
+    command.finish(None)
     return order
 
 
 def _cancel_one(command: _Command, order: Order) -> None:
     command.release(order, order.held)
-    command.level_deltas[(order.side, order.price)] -= order.remaining_quantity
+    if order.status in OPEN_STATUSES:  # a pending stop is not in the book
+        command.level_deltas[(order.side, order.price)] -= order.remaining_quantity
     order.status = OrderStatus.CANCELLED
     order.updated_at = command.now
     command.changed_orders[order.pk] = order
 
 
 def orders_cancel_all(*, user: User, market: Market | str | None = None) -> list[Order]:
-    """Cancel all of a user's open orders, on one market or on all (one command per market)."""
-    orders = Order.objects.open().filter(user=user)
+    """Cancel all of a user's open orders and pending stops, on one market or on all (one
+    command per market)."""
+    orders = Order.objects.active().filter(user=user)
     if market is not None:
         orders = orders.filter(market=_resolve_market(market))
     cancelled = []
@@ -972,38 +1246,57 @@ def orders_cancel_all(*, user: User, market: Market | str | None = None) -> list
 @_book_command(lambda user, market_id, *rest: market_id)
 def _cancel_all_in(user: User, market_id: int) -> list[Order]:
     command = _Command.begin(market_id)
-    orders = list(Order.objects.open().filter(user=user, market_id=market_id).order_by("id"))
+    orders = list(Order.objects.active().filter(user=user, market_id=market_id).order_by("id"))
     for order in orders:
         _cancel_one(command, order)
-    balances = balances_lock(command.balance_keys({user.pk}))
-    command.finish(None, balances)
+    command.lock_balances({user.pk})
+    command.finish(None)
     return orders
 
 
-def order_amend(*, user: User, order_id: int, price=None, quantity=None) -> OrderResult:
-    """Change an open limit order's price and/or total quantity.
+def order_amend(*, user: User, order_id: int, price=None, quantity=None, stop_price=None) -> OrderResult:
+    """Change an open limit order's price and/or total quantity, or a pending stop's.
 
     Reducing the quantity keeps the order's place in the queue. A new price or a larger
     quantity takes a new place, as if the order were placed again, and may trade at once.
+    A pending stop may also get a new stop price (not one the last trade already reached);
+    it stays pending whatever changes, and keeps its place among the stops only when its
+    quantity shrinks and nothing else changes.
     """
-    if price is None and quantity is None:
-        raise InvalidInput("Give a new price, a new quantity, or both.", field="price")
+    if price is None and quantity is None and stop_price is None:
+        raise InvalidInput("Give a new price, quantity or stop price.", field="price")
     market_id = _order_market_id(user, order_id)
     market = Market.objects.get(pk=market_id)
     new_price = _amount(price, "price") if price is not None else None
     new_quantity = _amount(quantity, "quantity") if quantity is not None else None
+    new_stop_price = _amount(stop_price, "stop_price") if stop_price is not None else None
     if new_price is not None:
         _multiple_of(new_price, market.tick_size, "price", "tick size")
     if new_quantity is not None:
         _multiple_of(new_quantity, market.lot_size, "quantity", "lot size")
-    return _amend(user, market_id, int(order_id), new_price, new_quantity)
+    if new_stop_price is not None:
+        _multiple_of(new_stop_price, market.tick_size, "stop_price", "tick size")
+    result = _amend(user, market_id, int(order_id), new_price, new_quantity, new_stop_price)
+    if result.stops_due:
+        _stops_due_run(market_id)
+    return result
 
 
 @_book_command(lambda user, market_id, *rest: market_id)
-def _amend(user, market_id, order_id, new_price, new_quantity) -> OrderResult:
+def _amend(user, market_id, order_id, new_price, new_quantity, new_stop_price=None) -> OrderResult:
     command = _Command.begin(market_id)
     market = command.market
     order = _locked_order(command, user, order_id)
+    if order.status == OrderStatus.PENDING:
+        return _amend_stop(command, order, new_price, new_quantity, new_stop_price)
+    if new_stop_price is not None:
+        if order.type in STOP_TYPES:
+            raise Conflict(
+                "The stop has triggered: its stop price can no longer change.",
+                code="STOP_TRIGGERED",
+                field="stop_price",
+            )
+        raise InvalidInput("Only stop orders have a stop_price.", field="stop_price")
     price = new_price if new_price is not None else order.price
     quantity = new_quantity if new_quantity is not None else order.quantity
     if quantity <= order.filled_quantity:
@@ -1021,8 +1314,8 @@ def _amend(user, market_id, order_id, new_price, new_quantity) -> OrderResult:
             field="quantity",
         )
     if price == order.price and quantity == order.quantity:
-        balances = balances_lock(command.balance_keys({user.pk}))
-        command.finish(None, balances)
+        command.lock_balances({user.pk})
+        command.finish(None)
         return OrderResult(order=order, created=False)
 
     command.level_deltas[(order.side, order.price)] -= order.remaining_quantity
@@ -1042,14 +1335,80 @@ def _amend(user, market_id, order_id, new_price, new_quantity) -> OrderResult:
         command.level_deltas[(order.side, price)] += remaining
         order.updated_at = command.now
         command.changed_orders[order.pk] = order
-        balances = balances_lock(command.balance_keys({user.pk}))
-        command.finish(None, balances)
+        command.lock_balances({user.pk})
+        command.finish(None)
         return OrderResult(order=order, created=False)
 
     if market.status != Market.Status.TRADING:
         raise Conflict(f"{market.symbol} is halted: orders can be cancelled, not re-priced.", code="MARKET_HALTED")
     # A new price or more quantity: back of the queue, and it may trade at once.
     order.price, order.quantity, order.remaining_quantity = price, quantity, remaining
-    order.priority = command.seq
+    order.priority = command.priority
     fills = _execute(command, order, new=False)
-    return OrderResult(order=order, fills=fills, created=False)
+    return OrderResult(order=order, fills=fills, created=False, stops_due=command.stops_due)
+
+
+def _amend_stop(command: _Command, order: Order, new_price, new_quantity, new_stop_price) -> OrderResult:
+    """Amend a pending stop (book lock held): it stays pending, off the book, so nothing
+    trades; its hold follows the new terms, and it is checked as a new stop would be."""
+    market = command.market
+    if order.type == OrderType.STOP_MARKET and new_price is not None:
+        raise InvalidInput("A stop-market order takes no price.", field="price")
+    price = new_price if new_price is not None else order.price
+    quantity = new_quantity if new_quantity is not None else order.quantity
+    stop_price = new_stop_price if new_stop_price is not None else order.stop_price
+    keeps_place = price == order.price and stop_price == order.stop_price and quantity <= order.quantity
+    if not keeps_place and not market.is_trading:
+        raise Conflict(f"{market.symbol} is halted: orders can be cancelled, not re-priced.", code="MARKET_HALTED")
+    if order.type == OrderType.STOP_MARKET:
+        _stop_market_notional_check(market, stop_price, quantity)
+    else:
+        if price * quantity > MONEY_MAX:
+            raise InvalidInput("price x quantity is too large.", field="quantity")
+        if price * quantity < market.min_notional:
+            raise InvalidInput(
+                f"price x quantity is below the minimum notional of {market.min_notional.normalize():f}.",
+                field="quantity",
+            )
+    if stop_price != order.stop_price:
+        _refuse_crossed_stop(market, order.side, stop_price)
+    balances = command.lock_balances({order.user_id})
+    if (price, quantity, stop_price) != (order.price, order.quantity, order.stop_price):
+        order.price, order.stop_price = price, stop_price
+        order.quantity = order.remaining_quantity = quantity
+        needed = order_hold(order)
+        asset = market.quote_id if order.side == Side.BUY else market.base_id
+        available = balances[(order.user_id, asset)].available + order.held
+        if available < needed:
+            raise _insufficient(asset, needed, available)
+        if needed > order.held:
+            command.hold(order, needed - order.held)
+        else:
+            command.release(order, order.held - needed)
+        if not keeps_place:
+            order.priority = command.priority
+        order.updated_at = command.now
+        command.changed_orders[order.pk] = order
+    command.finish(None)
+    return OrderResult(order=order, created=False)
+
+
+def _stops_due_run(market_id: int) -> None:
+    """Run the stops that earlier commands crossed but could not trigger within their bound,
+    each command again bounded, until none is left (or the market halts)."""
+    while _stops_due(market_id):
+        pass
+
+
+@_book_command(lambda market_id: market_id)
+def _stops_due(market_id: int) -> bool:
+    """One command that triggers stops left for later; True if it left some again."""
+    command = _Command.begin(market_id)
+    if not command.market.is_trading:
+        return False
+    for stop in command._stops_crossed(None, None):
+        command.crossed_stops[stop.pk] = stop
+    if not command.crossed_stops:
+        return False
+    command.finish(None)
+    return command.stops_due

@@ -1,5 +1,10 @@
-"""Every WebSocket path of the platform, gathered from the apps that serve them."""
+"""Every WebSocket path of the platform, gathered from the apps that serve them.
+
+The first pattern that matches wins: orders' /ws (market data plus order entry) stands in
+front of marketdata's, which serves the same protocol without order entry.
+"""
 
 from marketdata.routing import websocket_urlpatterns as marketdata_patterns
+from orders.routing import websocket_urlpatterns as orders_patterns
 
-websocket_urlpatterns = [*marketdata_patterns]
+websocket_urlpatterns = [*orders_patterns, *marketdata_patterns]

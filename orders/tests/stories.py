@@ -47,3 +47,38 @@ def available(user, asset) -> Decimal:
 def held(user, asset) -> Decimal:
     balance = Balance.objects.filter(user=user, asset_id=asset).first()
     return balance.held if balance else Decimal(0)
+
+
+def stop_buy(user, quantity, stop, at=None, *, market="QTX-USD", **options):
+    """A buy stop: a stop-limit `at` a price, a stop-market without one."""
+    kind = "stop_limit" if at is not None else "stop_market"
+    return order_place(
+        user=user,
+        market=market,
+        side="buy",
+        type=kind,
+        quantity=Decimal(quantity),
+        price=_price(at),
+        stop_price=Decimal(stop),
+        **options,
+    )
+
+
+def stop_sell(user, quantity, stop, at=None, *, market="QTX-USD", **options):
+    kind = "stop_limit" if at is not None else "stop_market"
+    return order_place(
+        user=user,
+        market=market,
+        side="sell",
+        type=kind,
+        quantity=Decimal(quantity),
+        price=_price(at),
+        stop_price=Decimal(stop),
+        **options,
+    )
+
+
+def print_trade(seller, buyer, price, quantity="1", *, market="QTX-USD"):
+    """Put one trade on the tape at `price`: `seller` rests, `buyer` takes."""
+    sell(seller, quantity, at=price, market=market)
+    return buy(buyer, quantity, at=price, market=market)

@@ -30,6 +30,8 @@ ORDER_FIELDS = {
     "filled_quantity",
     "remaining_quantity",
     "average_price",
+    "stop_price",
+    "triggered_at",
     "status",
     "created_at",
     "updated_at",

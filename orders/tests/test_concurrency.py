@@ -216,7 +216,8 @@ def test_commands_grouped_in_one_transaction_keep_their_own_results(market, monk
     # One book sequence per accepted command, no more, no less; each order its own.
     assert market.__class__.objects.get(pk=market.pk).book_seq == seq_before + 12
     assert Order.objects.count() == 12 and len({r.order.pk for r in accepted}) == 12
-    assert sorted(Order.objects.values_list("priority", flat=True)) == list(range(seq_before + 1, seq_before + 13))
+    priorities = sorted(Order.objects.values_list("priority", flat=True))
+    assert priorities == [seq * services.PRIORITY_SLOTS for seq in range(seq_before + 1, seq_before + 13)]
     # Each accepted command published its own batch after the commit, in sequence.
     seqs = [event.seq for batch in published for event in batch if event.__class__.__name__ == "BookChanged"]
     assert sorted(seqs) == list(range(seq_before + 1, seq_before + 13))

@@ -172,7 +172,9 @@ class ReferenceExchange:
         if kind == "limit" and price * quantity < MIN_NOTIONAL:
             raise Refused("InvalidInput", "INVALID")
         self.seq += 1
-        order = RefOrder(order_id, user, side, kind, time_in_force, post_only, price, quantity, quantity, self.seq)
+        order = RefOrder(
+            order_id, user, side, kind, time_in_force, post_only, price, quantity, quantity, self.seq * 1000
+        )
         self.orders[order_id] = order
         if post_only and self.crossing(order):
             order.status = "rejected"
@@ -217,7 +219,7 @@ class ReferenceExchange:
             raise Refused("Conflict", "POST_ONLY_WOULD_TAKE")
         available = self.balance(user, self.hold_asset(order.side))[0] + order.held
         self.release(order, order.held)
-        order.price, order.quantity, order.remaining, order.priority = price, quantity, remaining, self.seq
+        order.price, order.quantity, order.remaining, order.priority = price, quantity, remaining, self.seq * 1000
         self.take(order, available=available)
         return order
 

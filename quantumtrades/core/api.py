@@ -81,6 +81,14 @@ def _no_duplicate_keys(pairs):
     return seen
 
 
+def loads_strict(text: str):
+    """JSON as the API reads it: decimals exact, exponents and NaN kept to be refused by
+    name, a key twice refused (ParseError). Also what /ws order entry reads."""
+    return json.loads(
+        text, parse_float=_parse_float, parse_constant=NonFiniteNumber, object_pairs_hook=_no_duplicate_keys
+    )
+
+
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = f"The request body is larger than {MAX_BODY_BYTES} bytes."
@@ -100,13 +108,7 @@ class StrictJSONParser(JSONParser):
         if len(raw) > MAX_BODY_BYTES:
             raise PayloadTooLarge()
         try:
-            text = raw.decode("utf-8")
-            return json.loads(
-                text,
-                parse_float=_parse_float,
-                parse_constant=NonFiniteNumber,
-                object_pairs_hook=_no_duplicate_keys,
-            )
+            return loads_strict(raw.decode("utf-8"))
         except UnicodeDecodeError:
             raise exceptions.ParseError("The request body is not UTF-8 text.") from None
         except (ValueError, RecursionError) as exc:
@@ -394,6 +396,17 @@ def _token_message(exc) -> str:
     return f"The access token was refused: {str(reason).rstrip('.')}."
 
 
+def input_error(exc) -> tuple[int, dict]:
+    """(status, {"code", "message", "field"}) of a service's error or a serializer's
+    ValidationError: what the REST API answers, and /ws order entry too."""
+    if isinstance(exc, ServiceError):
+        # The engine's sentences usually name the field; when one does not, say it first.
+        message = exc.message if not exc.field or exc.field in exc.message else _named(exc.field, exc.message)
+        return exc.status, error_body(exc.code, message, exc.field)["error"]
+    field, message = _first_error(exc.detail)
+    return 400, error_body("INVALID", _named(field, message), field)["error"]
+
+
 def exception_handler(exc, context):
     """Turn any exception raised in an API view into the one error shape.
 
@@ -407,13 +420,9 @@ def exception_handler(exc, context):
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
 
-    if isinstance(exc, ServiceError):
-        # The engine's sentences usually name the field; when one does not, say it first.
-        message = exc.message if not exc.field or exc.field in exc.message else _named(exc.field, exc.message)
-        status_code, body = exc.status, error_body(exc.code, message, exc.field)
-    elif isinstance(exc, exceptions.ValidationError):
-        field, message = _first_error(exc.detail)
-        status_code, body = 400, error_body("INVALID", _named(field, message), field)
+    if isinstance(exc, ServiceError | exceptions.ValidationError):
+        status_code, error = input_error(exc)
+        body = {"error": error}
     elif isinstance(exc, exceptions.APIException):
         status_code = exc.status_code
         code = getattr(exc, "error_code", None) or next(

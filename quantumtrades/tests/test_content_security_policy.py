@@ -47,7 +47,9 @@ def test_a_signed_in_traders_pages_carry_the_policy_and_no_inline_code(path, ali
     assert_no_inline_code(response.content.decode(), path)
 
 
-@pytest.mark.parametrize("path", ["/", "/markets/QTX-USD/", "/accounts/login/", "/accounts/register/", "/admin/login/"])
+@pytest.mark.parametrize(
+    "path", ["/", "/markets/QTX-USD/", "/accounts/login/", "/accounts/register/", "/accounts/password/reset/"]
+)
 def test_a_visitors_pages_carry_the_policy_and_no_inline_code(client, path, market):
     response = client.get(path)
 

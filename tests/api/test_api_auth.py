@@ -186,7 +186,10 @@ def test_failed_api_logins_lock_the_web_login_too(client, anon, alice, settings)
 def test_failed_logins_lock_the_admin_login_too(client, anon, operator, settings):
     fail_logins(anon, settings.LOGIN_LOCKOUT_ATTEMPTS, username="operator")
 
-    response = client.post("/admin/login/", {"username": "operator", "password": "operator-pass-2026"})
+    # The admin signs in through the site's login page (accounts.admin_site).
+    to_login = client.get("/admin/login/?next=/admin/")
+    assert to_login.status_code == 302 and to_login["Location"] == "/accounts/login/?next=/admin/"
+    response = client.post(to_login["Location"], {"username": "operator", "password": "operator-pass-2026"})
 
     assert response.status_code == 200
     assert "_auth_user_id" not in client.session

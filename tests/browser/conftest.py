@@ -35,9 +35,14 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def live_server_url():
+def qt_server():
     with LiveServer() as server:
-        yield server.url
+        yield server
+
+
+@pytest.fixture(scope="session")
+def live_server_url(qt_server):
+    return qt_server.url
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,248 @@
+"""Order entry over /ws: the market-data socket, plus the order commands of DESIGN section 5.
+
+`TradingConsumer` is `marketdata.consumers.MarketDataConsumer` (subscribe, auth, the
+streams) with four more message types. Each is a door onto the same engine as the REST
+API, checked by the same serializers, throttled by the same counters, and answered with
+the same payloads and error codes:
+
+    {"type": "order.place", "req_id", ...the body of POST /api/orders, "order_type"}
+    {"type": "order.amend", "req_id", "id", "price"?, "quantity"?, "stop_price"?}
+    {"type": "order.cancel", "req_id", "id"}
+    {"type": "order.cancel_all", "req_id", "symbol"?}
+    -> {"type": "order.result", "req_id", "order", "fills"[, "created"]}  (cancel_all: "orders")
+    -> {"type": "error", "req_id", "code", "message", "field"}
+
+`type` names the message on every /ws message, so the order's own type (limit, market, ...),
+`type` in the REST body, is `order_type` here; every other field is spelt as in REST.
+
+Rules of the socket:
+- Only a socket that may trade: a web session or an access token (auth with "token"), or
+  an API key with the `trade` scope. A key is checked again on every command, so a
+  revoked key stops trading at once, as over REST.
+- Commands from one socket run one after the other, in the order they were sent; to have
+  several in flight, open several sockets.
+- A command's whole synchronous part (throttle counters, parsing, the engine, the
+  payload) is one trip to one of ORDER_THREADS worker threads: the event loop never waits
+  on the database, and commands from many sockets can queue on one market together, as
+  REST requests do (the engine groups them).
+- Order commands count against the API's throttles ("user" and "orders", per user or
+  per key), not against the socket's message rate (that bucket is for subscriptions and
+  pings): an integrator gets the same budget on either door.
+"""
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+
+from django.conf import settings
+from django.db import close_old_connections
+from rest_framework import exceptions
+
+from accounts.keys import api_key_reread
+from accounts.models import User
+from marketdata.api import market_by_symbol
+from marketdata.consumers import MarketDataConsumer
+from orders.api import (
+    MAX_ID,
+    OrderAmendInput,
+    OrderPlaceInput,
+    order_amend_arguments,
+    order_data,
+    order_place_arguments,
+    result_data,
+)
+from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
+from quantumtrades.core import unavailable
+from quantumtrades.core.api import ApiRateThrottle, input_error, loads_strict
+from quantumtrades.core.errors import InvalidInput, NotFound, ServiceError
+
+REQ_ID_MAX = 64
+# A socket's user is read again at most this often (an operator's deactivation reaches an
+# open socket within it), as the REST API's token authentication does.
+USER_CACHE_SECONDS = 5.0
+ORDER_COMMANDS = ("order.place", "order.amend", "order.cancel", "order.cancel_all")
+# As the REST API's throttle sees an order command: an unsafe method on a trading view.
+ORDER_VIEW = SimpleNamespace(order_commands=True)
+
+_executor = None
+
+
+def executor() -> ThreadPoolExecutor:
+    """The order-entry worker threads of this process (as many as HTTP's REQUEST_THREADS)."""
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(settings.REQUEST_THREADS, thread_name_prefix="ws-orders")
+    return _executor
+
+
+class CommandRefused(Exception):
+    """A refusal of the socket's own (not a service's): code, message, field."""
+
+    def __init__(self, code, message, field=None, **extra):
+        super().__init__(message)
+        self.error = {"code": code, "message": message, "field": field, **extra}
+
+
+class TradingConsumer(MarketDataConsumer):
+    """/ws with order entry (the wiring routes /ws here)."""
+
+    async def connect(self):
+        self.trader = None  # the User, read in a worker thread at the first command
+        self.trader_read_at = 0.0
+        self.token_expires = None
+        await super().connect()
+
+    def handlers(self) -> dict:
+        return {**super().handlers(), **dict.fromkeys(ORDER_COMMANDS, self.on_order_command)}
+
+    # Order commands come with decimals: read every message as the REST API reads a body.
+    @staticmethod
+    def decode(text):
+        try:
+            return loads_strict(text)
+        except exceptions.ParseError as exc:
+            raise ValueError(str(exc)) from None
+
+    def admit(self, message) -> bool:
+        if message is not None and message["type"] in ORDER_COMMANDS and self.user_id is not None:
+            return True  # throttled by the API's counters instead (see the module docstring)
+        return super().admit(message)
+
+    def authenticated(self, user_id, username, *, expires, api_key):
+        super().authenticated(user_id, username, expires=expires, api_key=api_key)
+        self.trader, self.token_expires = None, expires
+
+    async def on_order_command(self, message):
+        req_id = message.get("req_id")
+        if not isinstance(req_id, str) or not 1 <= len(req_id) <= REQ_ID_MAX or not req_id.isprintable():
+            return self.refuse(
+                None, "INVALID", f"req_id is required: your own text of 1 to {REQ_ID_MAX} characters.", "req_id"
+            )
+        try:
+            self.check_may_trade()
+            reply = await asyncio.get_running_loop().run_in_executor(executor(), self.run_command, message)
+        except CommandRefused as exc:
+            if exc.error["code"] == "API_KEY_INVALID":
+                self.deauthenticate()
+            return self.refuse(req_id, **exc.error)
+        self.sink.send_message({"type": "order.result", "req_id": req_id, **reply})
+
+    def refuse(self, req_id, code, message, field=None, **extra):
+        self.sink.send_message(
+            {"type": "error", "req_id": req_id, "code": code, "message": message, "field": field, **extra}
+        )
+
+    def check_may_trade(self):
+        if self.user_id is None:
+            raise CommandRefused(
+                "NOT_AUTHENTICATED",
+                'Order commands need a session, {"type": "auth", "token": "<access JWT>"} '
+                'or {"type": "auth", "api_key": "<key with the trade scope>"} first.',
+            )
+        if self.token_expires is not None and self.token_expires <= time.time():
+            raise CommandRefused("AUTH_EXPIRED", 'The access token expired; send {"type": "auth"} with a new one.')
+        if self.api_key is not None and not self.api_key.can_trade:
+            raise CommandRefused(
+                "PERMISSION_DENIED",
+                'This API key may only read: make one with the "trade" scope to place, amend or cancel orders.',
+            )
+
+    def deauthenticate(self):
+        self.user_id = self.api_key = self.trader = None
+        self.hub.unsubscribe_private(self.sink)
+
+    # --- In a worker thread ----------------------------------------------------------------
+
+    def run_command(self, message) -> dict:
+        """One command, start to finish: who, the throttles, the input, the engine."""
+        close_old_connections()
+        try:
+            user = self.current_trader()
+            throttle = ApiRateThrottle()
+            if not throttle.allow_request(SimpleNamespace(user=user, auth=self.api_key, method="POST"), ORDER_VIEW):
+                wait = max(1, int(throttle.wait() + 0.999))
+                raise CommandRefused("THROTTLED", f"Too many requests: retry in {wait} seconds.", retry_after=wait)
+            body = {key: value for key, value in message.items() if key not in ("type", "req_id")}
+            return COMMANDS[message["type"]](user, body)
+        except (ServiceError, exceptions.ValidationError) as exc:
+            _, error = input_error(exc)
+            raise CommandRefused(**error) from None
+        except Exception as exc:
+            if unavailable.is_unavailable(exc):
+                unavailable.recover(exc)
+                raise CommandRefused(**unavailable.error_body()["error"]) from None
+            raise
+        finally:
+            close_old_connections()
+
+    def current_trader(self) -> User:
+        if self.api_key is not None:
+            # Every command: a key revoked a moment ago trades no more (one query, with the user).
+            key = api_key_reread(self.api_key)
+            if key is None:
+                raise CommandRefused("API_KEY_INVALID", "The API key was refused: it is unknown or revoked.")
+            return key.user
+        if self.trader is None or time.monotonic() - self.trader_read_at > USER_CACHE_SECONDS:
+            trader = User.objects.filter(pk=self.user_id, is_active=True).first()
+            if trader is None:
+                raise CommandRefused("NOT_AUTHENTICATED", "This socket's account is disabled.")
+            self.trader, self.trader_read_at = trader, time.monotonic()
+        return self.trader
+
+
+def _body(serializer_class, body) -> dict:
+    serializer = serializer_class(data=body)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _order_id(body) -> int:
+    order_id = body.get("id")
+    if isinstance(order_id, bool) or not isinstance(order_id, int) or order_id <= 0:
+        raise InvalidInput("id is the order's id, a positive whole number.", field="id")
+    if order_id > MAX_ID:
+        raise NotFound("No such order.")
+    return order_id
+
+
+def _only(body, allowed):
+    unknown = [key for key in body if key not in allowed]
+    if unknown:
+        raise InvalidInput(
+            f"{unknown[0][:64]} is not a field of this command (allowed: {', '.join(allowed)}).", field=unknown[0][:64]
+        )
+
+
+def place(user, body) -> dict:
+    if "type" in body:
+        raise InvalidInput("type names the message here: send the order's type as order_type.", field="type")
+    if "order_type" in body:
+        body["type"] = body.pop("order_type")
+    data = _body(OrderPlaceInput, body)
+    result = order_place(user=user, **order_place_arguments(data))
+    # created: false when client_order_id repeated an earlier order (REST answers 200, not 201).
+    return {**result_data(result), "created": result.created}
+
+
+def amend(user, body) -> dict:
+    order_id = _order_id(body)
+    data = _body(OrderAmendInput, {key: value for key, value in body.items() if key != "id"})
+    return result_data(order_amend(user=user, order_id=order_id, **order_amend_arguments(data)))
+
+
+def cancel(user, body) -> dict:
+    _only(body, ["id"])
+    return {"order": order_data(order_cancel(user=user, order_id=_order_id(body))), "fills": []}
+
+
+def cancel_all(user, body) -> dict:
+    _only(body, ["symbol"])
+    symbol = body.get("symbol")
+    if symbol is not None and not isinstance(symbol, str):
+        raise InvalidInput("symbol must be a string.", field="symbol")
+    market = market_by_symbol(symbol, field="symbol") if symbol is not None else None
+    return {"orders": [order_data(order) for order in orders_cancel_all(user=user, market=market)]}
+
+
+COMMANDS = {"order.place": place, "order.amend": amend, "order.cancel": cancel, "order.cancel_all": cancel_all}
