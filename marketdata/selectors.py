@@ -200,6 +200,12 @@ def candles(*, market: Market, interval: str = "1m", limit: int = 120, now: date
     return list(reversed(rows))
 
 
+def latest_candle(*, market: Market, interval: str) -> Candle | None:
+    """The newest candle of `interval` (the current one, if its bucket has traded): one
+    probe of the candle_unique index."""
+    return Candle.objects.filter(market=market, interval=interval).order_by("-start").first()
+
+
 def _money(value) -> Decimal:
     # SQLite aggregates come back as int or float; PostgreSQL's as Decimal.
     return money(Decimal(str(value)))

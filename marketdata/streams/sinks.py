@@ -69,6 +69,7 @@ class Sink:
         "private_user",
         "protocol",
         "raw",
+        "stats",
         "trades",
         "_outbox",
         "_outbox_bytes",
@@ -86,6 +87,7 @@ class Sink:
         self.closing = False
         self.books = set()  # MarketStreams whose book this socket follows
         self.trades = set()
+        self.stats = set()  # (MarketStream, stats_key): ticker and candle channels
         self.market = None  # page: its MarketStream
         self.private_user = None  # api: user id of the private `orders` channel
         self.page_user = None  # page: user id that gets stream_to_user fragments

@@ -40,7 +40,7 @@ def test_a_bad_message_gets_an_error_and_the_connection_stays(market):
             assert (await ws.receive())["code"] == "MESSAGE_TOO_LARGE"
             await ws.communicator.send_to(bytes_data=b"\x00\x01")
             assert (await ws.receive())["code"] == "BAD_MESSAGE"
-            await ws.send({"type": "subscribe", "channels": ["candles"], "symbols": ["QTX-USD"]})
+            await ws.send({"type": "subscribe", "channels": ["klines"], "symbols": ["QTX-USD"]})
             assert (await ws.receive())["code"] == "UNKNOWN_CHANNEL"
             await ws.send({"type": "subscribe", "channels": ["book"], "symbols": ["NOPE-USD"]})
             assert (await ws.receive())["code"] == "UNKNOWN_SYMBOL"
