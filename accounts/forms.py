@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib.auth.forms import UserCreationForm
 
+from .keys import NAME_MAX
 from .models import User
 
 
@@ -30,3 +31,23 @@ class CodeForm(forms.Form):
         if not (code.isascii() and code.isdigit() and len(code) == 6):
             raise forms.ValidationError("Enter the 6 digits your app shows.")
         return code
+
+
+class ApiKeyForm(forms.Form):
+    """A new API key as the account page asks for it; accounts.keys checks it all again."""
+
+    name = forms.CharField(max_length=NAME_MAX, help_text="To tell your keys apart, e.g. “market maker bot”.")
+    trade = forms.BooleanField(
+        required=False,
+        label="Allow trading",
+        help_text="Place, amend and cancel orders. Without it the key only reads.",
+    )
+    allowed_ips = forms.CharField(
+        required=False,
+        label="Allowed addresses",
+        help_text="Optional: addresses or CIDR networks, separated by commas or spaces. Empty: any address.",
+        widget=forms.TextInput(attrs={"placeholder": "203.0.113.0/24, 198.51.100.7"}),
+    )
+
+    def clean_allowed_ips(self):
+        return [part for part in self.cleaned_data["allowed_ips"].replace(",", " ").split() if part]

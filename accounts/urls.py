@@ -18,6 +18,8 @@ urlpatterns = [
     path("two-factor/enrol/", views.two_factor_enrol, name="two_factor_enrol"),
     path("two-factor/disable/", views.two_factor_disable, name="two_factor_disable"),
     path("sessions/", views.sessions, name="sessions"),
+    path("api-keys/", views.api_keys, name="api_keys"),
+    path("api-keys/<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
     # A forgotten password, reset by email (Django's views, registration/ templates)
     path("password/reset/", auth_views.PasswordResetView.as_view(), name="password_reset"),
     path(

@@ -24,9 +24,11 @@ from django.urls import reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from . import security
+from quantumtrades.core.errors import NotFound, ServiceError
+
+from . import keys, security
 from .decorators import login_required_page
-from .forms import CodeForm, RegisterForm
+from .forms import ApiKeyForm, CodeForm, RegisterForm
 from .models import User
 from .services import user_register
 
@@ -213,6 +215,47 @@ def two_factor_disable(request):
 
 def _two_factor_required(request) -> bool:
     return bool(getattr(settings, "OTP_REQUIRED_FOR_STAFF", False) and request.user.is_staff)
+
+
+# --- API keys ----------------------------------------------------------------------------
+
+
+@login_required_page
+def api_keys(request):
+    """The keys of accounts.keys: made here (the secret shown in this answer only), listed, revoked."""
+    form = ApiKeyForm(request.POST or None)
+    created = None
+    if request.method == "POST" and form.is_valid():
+        scopes = ["read", "trade"] if form.cleaned_data["trade"] else ["read"]
+        try:
+            key, secret = keys.api_key_create(
+                user=request.user,
+                name=form.cleaned_data["name"],
+                scopes=scopes,
+                allowed_ips=form.cleaned_data["allowed_ips"],
+            )
+        except ServiceError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        else:
+            created = {"key": key, "secret": secret}
+            form = ApiKeyForm()
+    context = {"section": "api_keys", "form": form, "created": created, "keys": keys.api_keys_for_user(request.user)}
+    response = render(request, "accounts/api_keys.html", context, status=422 if form.errors else 200)
+    if created:
+        response["Cache-Control"] = "no-store"  # the secret never sits in a cache
+    return response
+
+
+@require_POST
+@login_required_page
+def api_key_revoke(request, key_id):
+    try:
+        key = keys.api_key_revoke(user=request.user, key_id=key_id)
+    except NotFound:
+        messages.error(request, "That key is already revoked.")
+    else:
+        messages.success(request, f"Key “{key.name}” ({key.prefix}) is revoked: it is refused from now on.")
+    return redirect("api_keys")
 
 
 # --- Sessions ----------------------------------------------------------------------------

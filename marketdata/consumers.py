@@ -5,6 +5,9 @@ push htmx fragments to pages. Both are thin: the process's hub owns the books, r
 every frame once and writes it to the sockets; a consumer parses what its client says.
 
 /ws, beyond DESIGN section 5:
+- `ticker` and `candles` (with "interval": 1m, 5m, 1h or 1d) start with the market's
+  current ticker or candle, then one message whenever a refresh after trades changed it
+  (at most every STATS_INTERVAL: conflated, built once per market for every subscriber);
 - replies: {"type": "subscribed" | "unsubscribed", "channels", "symbols"} before the
   snapshots; {"type": "pong", "time"[, "id"]}; {"type": "authenticated", "user": {"id",
   "username"}[, "api_key": {"id", "name", "scopes"}]} after {"type": "auth", "token"} or
@@ -41,6 +44,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 from accounts import keys
 
 from . import streams
+from .models import Interval
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +56,9 @@ MESSAGE_BURST = 20
 # Messages refused for rate in a row before the socket is closed (1008, policy violation).
 MAX_REFUSED = 50
 MAX_SYMBOLS = 20
-CHANNELS = ("book", "trades", "orders")
-PUBLIC_CHANNELS = {"book", "trades"}
+CHANNELS = ("book", "trades", "ticker", "candles", "orders")
+PUBLIC_CHANNELS = {"book", "trades", "ticker", "candles"}
+INTERVALS = tuple(Interval.values)
 SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,23}$")
 # An alias with no channel layer: sockets get their frames from the hub, so none of them
 # opens a layer channel (a Redis subscription) of its own.
@@ -203,13 +208,27 @@ class MarketDataConsumer(StreamConsumer):
         channels = list(dict.fromkeys(channels))
         symbols = list(dict.fromkeys(symbols))
         if PUBLIC_CHANNELS.intersection(channels) and not symbols:
-            raise RequestError("BAD_REQUEST", 'The book and trades channels need "symbols".')
+            raise RequestError("BAD_REQUEST", 'The book, trades, ticker and candles channels need "symbols".')
         if len(symbols) > MAX_SYMBOLS:
             raise RequestError("BAD_REQUEST", f"At most {MAX_SYMBOLS} symbols.")
         bad = [s for s in symbols if not SYMBOL.match(s)]
         if bad:
             raise RequestError("UNKNOWN_SYMBOL", f"There is no market {bad[0][:24]!r}.")
         return channels, symbols
+
+    def interval(self, message, channels, *, required=True):
+        """The candle interval of a message that names the candles channel."""
+        interval = message.get("interval")
+        if "candles" not in channels or (interval is None and not required):
+            return interval
+        if interval not in INTERVALS:
+            raise RequestError("BAD_REQUEST", f'The candles channel needs "interval", one of: {", ".join(INTERVALS)}.')
+        return interval
+
+    def followed(self) -> dict:
+        """symbol -> MarketStream of every market this socket follows on some channel."""
+        markets = self.sink.books | self.sink.trades | {market for market, _ in self.sink.stats}
+        return {market.symbol: market for market in markets}
 
     async def markets(self, symbols):
         markets = []
@@ -231,23 +250,33 @@ class MarketDataConsumer(StreamConsumer):
                 'The orders channel needs a session, {"type": "auth", "token": "<access JWT>"} '
                 'or {"type": "auth", "api_key": "<key>"} first.',
             )
+        interval = self.interval(message, channels)
         markets = await self.markets(symbols if PUBLIC_CHANNELS.intersection(channels) else [])
-        followed = {m.symbol for m in self.sink.books | self.sink.trades} | {m.symbol for m in markets}
+        followed = set(self.followed()) | {m.symbol for m in markets}
         if len(followed) > MAX_SYMBOLS:
             raise RequestError("BAD_REQUEST", f"A socket follows at most {MAX_SYMBOLS} markets.")
-        self.sink.send_message({"type": "subscribed", "channels": channels, "symbols": symbols})
+        reply = {"type": "subscribed", "channels": channels, "symbols": symbols}
+        if interval is not None:
+            reply["interval"] = interval
+        self.sink.send_message(reply)
         for market in markets:
             if "trades" in channels:
                 self.hub.subscribe_trades(self.sink, market)
             if "book" in channels:
                 # Sent at once, or with the market's next update if one is being conflated.
                 self.hub.subscribe_book(self.sink, market)
+            if "ticker" in channels:
+                self.hub.subscribe_stats(self.sink, market, streams.stats_key("ticker"))
+            if "candles" in channels:
+                self.hub.subscribe_stats(self.sink, market, streams.stats_key("candles", interval))
         if "orders" in channels:
             self.hub.subscribe_private(self.sink, self.user_id)
 
     async def on_unsubscribe(self, message):
         channels, symbols = self.parse(message)
-        by_symbol = {m.symbol: m for m in self.sink.books | self.sink.trades}
+        # Without "interval", candles unsubscribes every interval of those markets.
+        interval = self.interval(message, channels, required=False)
+        by_symbol = self.followed()
         for symbol in symbols:
             market = by_symbol.get(symbol)
             if market is not None:
@@ -255,9 +284,18 @@ class MarketDataConsumer(StreamConsumer):
                     self.hub.unsubscribe_book(self.sink, market)
                 if "trades" in channels:
                     self.hub.unsubscribe_trades(self.sink, market)
+                for followed, key in list(self.sink.stats):
+                    channel, _, key_interval = key.partition(":")
+                    if followed is not market or channel not in channels:
+                        continue
+                    if channel == "ticker" or interval in (None, key_interval):
+                        self.hub.unsubscribe_stats(self.sink, market, key)
         if "orders" in channels:
             self.hub.unsubscribe_private(self.sink)
-        self.sink.send_message({"type": "unsubscribed", "channels": channels, "symbols": symbols})
+        reply = {"type": "unsubscribed", "channels": channels, "symbols": symbols}
+        if interval is not None:
+            reply["interval"] = interval
+        self.sink.send_message(reply)
 
     async def on_auth(self, message):
         if "api_key" in message:
@@ -305,7 +343,8 @@ class MarketDataConsumer(StreamConsumer):
 
 
 class LiveConsumer(StreamConsumer):
-    """/ws/live/<symbol>/ (a market page) and /ws/live/ (the overview): htmx fragments.
+    """/ws/live/<symbol>/ (a market page), /ws/live/ (the overview) and /ws/live/me/ (any
+    other page of a signed-in trader: only their private fragments and toasts).
 
     Browsers only (Origin checked by quantumtrades.core.websocket.OriginCheck); private
     fragments only when the socket's session is a user's. Pages send nothing.
@@ -313,6 +352,8 @@ class LiveConsumer(StreamConsumer):
 
     async def connect(self):
         self.bucket = TokenBucket()
+        if self.scope["url_route"]["kwargs"].get("private"):
+            return await self.connect_private()
         symbol = self.scope["url_route"]["kwargs"].get("symbol")
         self.hub = await streams.get_hub()
         market = None
@@ -335,6 +376,20 @@ class LiveConsumer(StreamConsumer):
             log.exception("stream: could not start a page socket")
             self.hub.detach(self.sink)
             await self.close(code=1011)  # htmx reconnects after a pause
+
+    async def connect_private(self):
+        user_id = _session_user_id(self.scope)
+        if user_id is None:
+            return await self.close()  # before accept: the handshake is refused (403)
+        self.hub = await streams.get_hub()
+        await self.accept()
+        self.sink = self.hub.attach(self, "private")
+        try:
+            await self.hub.attach_user_page(self.sink, user_id)
+        except Exception:
+            log.exception("stream: could not start a private page socket")
+            self.hub.detach(self.sink)
+            await self.close(code=1011)
 
     async def receive(self, text_data=None, bytes_data=None):
         if not self.bucket.take():

@@ -6,7 +6,7 @@ API, checked by the same serializers, throttled by the same counters, and answer
 the same payloads and error codes:
 
     {"type": "order.place", "req_id", ...the body of POST /api/orders, "order_type"}
-    {"type": "order.amend", "req_id", "id", "price"?, "quantity"?}
+    {"type": "order.amend", "req_id", "id", "price"?, "quantity"?, "stop_price"?}
     {"type": "order.cancel", "req_id", "id"}
     {"type": "order.cancel_all", "req_id", "symbol"?}
     -> {"type": "order.result", "req_id", "order", "fills"[, "created"]}  (cancel_all: "orders")

@@ -446,3 +446,62 @@ def test_a_request_in_flight_does_not_bring_an_ended_session_back(dave):
     with pytest.raises(UpdateError):
         in_flight.save()
     assert not Session.objects.filter(user=dave).exists()
+
+
+# --- API keys -------------------------------------------------------------------------------------
+
+
+def test_dave_creates_a_key_on_the_page_sees_it_once_and_uses_it(dave):
+    client = browser()
+    client.force_login(dave)
+
+    response = client.post("/accounts/api-keys/", {"name": "my bot", "allowed_ips": "127.0.0.1, 10.0.0.0/8"})
+
+    page = response.content.decode()
+    assert response.status_code == 200 and response["Cache-Control"] == "no-store"
+    secret = re.search(r"data-new-key>([^<]+)<", page).group(1)
+    assert "Copy it now" in page and "my bot" in page and "<code>10.0.0.0/8</code>" in page
+    me = APIClient().get("/api/user/balances", HTTP_AUTHORIZATION=f"Api-Key {secret}")
+    assert me.status_code == 200
+    listed = client.get("/accounts/api-keys/").content.decode()
+    assert secret not in listed and secret.split(".")[0] in listed  # the prefix, never again the secret
+
+
+def test_a_key_with_a_bad_network_is_refused_on_the_form(dave):
+    client = browser()
+    client.force_login(dave)
+
+    response = client.post("/accounts/api-keys/", {"name": "bot", "allowed_ips": "not-a-network"})
+
+    assert response.status_code == 422
+    assert "is not an address or CIDR network" in response.content.decode()
+    assert not dave.api_keys.exists()
+
+
+def test_dave_revokes_a_key_and_it_is_refused(dave):
+    client = browser()
+    client.force_login(dave)
+    page = client.post("/accounts/api-keys/", {"name": "bot", "trade": "on"}).content.decode()
+    secret = re.search(r"data-new-key>([^<]+)<", page).group(1)
+    key = dave.api_keys.get()
+    assert key.scopes == ["read", "trade"]
+
+    response = client.post(f"/accounts/api-keys/{key.pk}/revoke/", follow=True)
+
+    assert "is revoked" in response.content.decode()
+    assert APIClient().get("/api/user/balances", HTTP_AUTHORIZATION=f"Api-Key {secret}").status_code == 401
+    assert "No keys yet." in response.content.decode()
+
+
+def test_someone_elses_key_cannot_be_revoked(dave, operator):
+    from accounts.keys import api_key_create
+
+    key, _ = api_key_create(user=operator, name="theirs")
+    client = browser()
+    client.force_login(dave)
+
+    response = client.post(f"/accounts/api-keys/{key.pk}/revoke/", follow=True)
+
+    assert "already revoked" in response.content.decode()
+    key.refresh_from_db()
+    assert not key.revoked

@@ -5,7 +5,8 @@
         -> channel layer, group "streams": one message per command (Redis: one PUBLISH)
         -> Hub, one per daphne process: the only subscription in that process
              (on Redis it holds it itself: marketdata.subscription, which says why)
-             per market (MarketStream): the book (applied in seq order), tape, ticker
+             per market (MarketStream): the book (applied in seq order), tape, ticker,
+             candles
              renders each frame once: integrator JSON and htmx fragments
         -> Sink, one per socket: the same frame bytes written to every local socket
 
@@ -46,7 +47,7 @@ The consumers (`marketdata.consumers`) and the orders app use the names exported
 """
 
 from .hub import Hub, StreamUnavailable, get_hub, stop_hub
-from .market import MarketStream, TapeTrade
+from .market import MarketStream, TapeTrade, stats_key
 from .options import DEFAULTS, GROUP, dumps, option, utc_now_text
 from .publishing import (
     LayerHealth,
@@ -81,6 +82,7 @@ __all__ = [
     "publisher",
     "register_user_fragments",
     "request_resync",
+    "stats_key",
     "stop_hub",
     "stream_to_user",
     "user_is_watching",

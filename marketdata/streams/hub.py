@@ -404,6 +404,9 @@ class Hub:
         for market in sink.trades:
             market.trade_subs.discard(sink)
         sink.trades = set()
+        for market, key in sink.stats:
+            market.stat_subs[key].discard(sink)
+        sink.stats = set()
         self.unsubscribe_private(sink)
         if sink.market is not None:
             sink.market.page_subs.discard(sink)
@@ -436,6 +439,16 @@ class Hub:
     def unsubscribe_trades(self, sink: Sink, market: MarketStream):
         market.trade_subs.discard(sink)
         sink.trades.discard(market)
+
+    def subscribe_stats(self, sink: Sink, market: MarketStream, key: str):
+        """`sink` follows the market's ticker ("ticker") or one interval's candles ("candles:1m")."""
+        market.stat_subs[key].add(sink)
+        sink.stats.add((market, key))
+        market.send_stats_to(sink, key)
+
+    def unsubscribe_stats(self, sink: Sink, market: MarketStream, key: str):
+        market.stat_subs[key].discard(sink)
+        sink.stats.discard((market, key))
 
     def subscribe_private(self, sink: Sink, user_id: int):
         self.unsubscribe_private(sink)

@@ -15,7 +15,7 @@ from quantumtrades.core.money import ZERO, money, money_text
 
 from .. import selectors
 from ..models import Market, Trade
-from .options import dumps, option
+from .options import dumps, option, utc_now_text
 from .sinks import Frame
 
 log = logging.getLogger(__name__)
@@ -76,19 +76,52 @@ def read_market(market_id: int, first: bool):
     return market, snapshot, [TapeTrade.of_trade(trade) for trade in trades]
 
 
-def read_stats(market: Market, chart: bool, sparkline: bool):
+def read_stats(market: Market, chart: bool, sparkline: bool, intervals=()):
+    """The ticker; candles for the page's chart and the overview's sparkline when asked;
+    the latest candle of each interval integrators follow on /ws."""
     ticker = selectors.ticker(market=market)
-    candles = (
-        selectors.candles(market=market, interval=option("CHART_INTERVAL"), limit=option("CHART_CANDLES"))
-        if chart
-        else None
-    )
+    candles = selectors.candle_tails(market=market) if chart else None
     spark = (
         selectors.candles(market=market, interval=option("SPARKLINE_INTERVAL"), limit=option("SPARKLINE_CANDLES"))
         if sparkline
         else None
     )
-    return ticker, candles, spark
+    latest = {interval: selectors.latest_candle(market=market, interval=interval) for interval in intervals}
+    return ticker, candles, spark, latest
+
+
+def ticker_message(symbol: str, ticker) -> dict:
+    """/ws `ticker`: the 24-hour ticker (DESIGN section 5)."""
+    return {
+        "type": "ticker",
+        "symbol": symbol,
+        "last": money_text(ticker.last_price),
+        "open_24h": money_text(ticker.open_24h),
+        "high_24h": money_text(ticker.high_24h),
+        "low_24h": money_text(ticker.low_24h),
+        "volume_24h": money_text(ticker.volume_24h),
+        "time": utc_now_text(),
+    }
+
+
+def candle_message(symbol: str, candle) -> dict:
+    """/ws `candle`: the current candle of one interval (DESIGN section 5)."""
+    return {
+        "type": "candle",
+        "symbol": symbol,
+        "interval": candle.interval,
+        "open_time": candle.start.isoformat().replace("+00:00", "Z"),
+        "open": money_text(candle.open),
+        "high": money_text(candle.high),
+        "low": money_text(candle.low),
+        "close": money_text(candle.close),
+        "volume": money_text(candle.volume),
+    }
+
+
+def stats_key(channel: str, interval: str | None = None) -> str:
+    """The name a market's ticker ("ticker") or candle stream ("candles:1m") goes by."""
+    return channel if interval is None else f"{channel}:{interval}"
 
 
 class MarketStream:
@@ -123,7 +156,7 @@ class MarketStream:
         self.known_order = collections.deque()
         self.early_trades = []
         self.ticker = None
-        self.candles = []
+        self.candles = {}  # selectors.candle_tails
         self.chart_loaded = False
         self.sparkline = []
         self.sparkline_loaded = False
@@ -138,6 +171,10 @@ class MarketStream:
         self.page_timer = None
         self.page_flushed_at = -1e9
         self.snapshot_frame = None  # (seq, Frame)
+        # /ws ticker and candles: stats_key -> sockets, and the last frame each was sent
+        # (with its message minus the time, to tell whether the next refresh changed it).
+        self.stat_subs = collections.defaultdict(set)
+        self.stat_frames = {}
 
     # Loading -------------------------------------------------------------------------
 
@@ -393,7 +430,13 @@ class MarketStream:
 
     @property
     def has_viewers(self) -> bool:
-        return bool(self.page_subs or self.page_new or self.hub.overview or self.hub.overview_new)
+        return bool(
+            self.page_subs
+            or self.page_new
+            or self.hub.overview
+            or self.hub.overview_new
+            or any(self.stat_subs.values())
+        )
 
     def mark_dirty(self, name):
         self.stale.add(name)
@@ -446,8 +489,7 @@ class MarketStream:
         elif name == "tape":
             context["trades"] = list(self.tape)
         elif name == "chart":
-            context["candles"] = self.candles
-            context["interval"] = option("CHART_INTERVAL")
+            context["tails"] = self.candles
         elif name == "market_row":
             context["candles"] = self.sparkline
         return context
@@ -465,10 +507,15 @@ class MarketStream:
                 await asyncio.sleep(delay)
             self.stats_at = self.loop.time()
             self.stats_dirty = False
-            ticker, candles, spark = await database_sync_to_async(read_stats)(
-                self.market, bool(self.page_subs or self.page_new), bool(self.hub.overview or self.hub.overview_new)
+            intervals = sorted(key.split(":", 1)[1] for key, sinks in self.stat_subs.items() if sinks and ":" in key)
+            ticker, candles, spark, latest = await database_sync_to_async(read_stats)(
+                self.market,
+                bool(self.page_subs or self.page_new),
+                bool(self.hub.overview or self.hub.overview_new),
+                intervals,
             )
             self.ticker = ticker
+            self.publish_stats(ticker, latest)
             if candles is not None:
                 self.candles = candles
                 self.chart_loaded = True
@@ -490,6 +537,37 @@ class MarketStream:
             self.stats_task = None
         if self.stats_dirty:
             self.schedule_stats()
+
+    # Integrator ticker and candle frames ---------------------------------------------------
+
+    def publish_stats(self, ticker, latest: dict):
+        """Send what changed since the last refresh, built once for every subscriber. A
+        refresh runs at most every STATS_INTERVAL, so the frames are conflated: a
+        subscriber gets the state after the latest trades, not one frame per trade."""
+        messages = {}
+        if self.stat_subs.get("ticker"):
+            messages["ticker"] = ticker_message(self.symbol, ticker)
+        for interval, candle in latest.items():
+            if candle is not None:
+                messages[stats_key("candles", interval)] = candle_message(self.symbol, candle)
+        for key, message in messages.items():
+            comparable = {k: v for k, v in message.items() if k != "time"}
+            previous = self.stat_frames.get(key)
+            if previous is not None and previous[0] == comparable:
+                continue
+            frame = Frame(dumps(message))
+            self.stat_frames[key] = (comparable, frame)
+            for sink in list(self.stat_subs.get(key, ())):
+                sink.send(frame, droppable=True)
+
+    def send_stats_to(self, sink, key: str):
+        """A new subscriber starts from the last frame; with none yet, one is read now."""
+        previous = self.stat_frames.get(key)
+        if previous is not None:
+            sink.send(previous[1], droppable=True)
+        else:
+            self.stats_dirty = True  # a refresh already running may not have read this one
+            self.schedule_stats(now=True)
 
     async def ready_for_pages(self, *, chart: bool):
         """Loaded, with a ticker and (for a market page) candles or (overview) a sparkline."""

@@ -69,6 +69,7 @@ class Sink:
         "private_user",
         "protocol",
         "raw",
+        "stats",
         "trades",
         "_outbox",
         "_outbox_bytes",
@@ -78,13 +79,15 @@ class Sink:
     def __init__(self, hub, consumer, kind: str):
         self.hub = hub
         self.consumer = consumer
-        self.kind = kind  # "api" (/ws JSON), "page" (/ws/live/<symbol>/) or "overview" (/ws/live/)
+        # "api" (/ws JSON), "page" (/ws/live/<symbol>/), "overview" (/ws/live/), "private" (/ws/live/me/)
+        self.kind = kind
         self.protocol = daphne_protocol(consumer.scope.get("server_send"))
         self.raw = None  # whether pre-built wire frames may go straight to the transport
         self.behind = False
         self.closing = False
         self.books = set()  # MarketStreams whose book this socket follows
         self.trades = set()
+        self.stats = set()  # (MarketStream, stats_key): ticker and candle channels
         self.market = None  # page: its MarketStream
         self.private_user = None  # api: user id of the private `orders` channel
         self.page_user = None  # page: user id that gets stream_to_user fragments

@@ -119,3 +119,29 @@ def test_a_trader_signs_another_session_out(trader_page, new_context):
 
     phone.goto("/portfolio/")
     expect(phone).to_have_url(re.compile(r"/accounts/login/"))
+
+
+def test_an_api_key_made_on_the_page_works_over_the_api_until_it_is_revoked(trader_page, new_context):
+    page = trader_page("/accounts/api-keys/")
+    page.get_by_label("Name").fill("price bot")
+    page.get_by_label("Allow trading").check()
+    page.get_by_role("button", name="Create key").click()
+    secret = page.locator("[data-new-key]").inner_text()
+    expect(page.locator("tbody tr", has_text="price bot")).to_contain_text("Read, trade")
+
+    # Another program, with the key alone (no cookies).
+    api = new_context().request
+    headers = {"Authorization": f"Api-Key {secret}"}
+    balances = api.get("/api/user/balances", headers=headers)
+    assert balances.status == 200 and any(b["asset"] == "USD" for b in balances.json())
+    order = {"symbol": "QTX-USD", "side": "buy", "type": "limit", "price": "1.13", "quantity": "1"}
+    placed = api.post("/api/orders", data=order, headers=headers)
+    assert placed.status == 201, placed.text()
+    page.goto("/portfolio/")
+    expect(page.locator("body")).to_contain_text("1.13")
+
+    page.goto("/accounts/api-keys/")
+    expect(page.locator("[data-new-key]")).to_have_count(0)  # shown once
+    page.locator("tbody tr", has_text="price bot").get_by_role("button", name=re.compile("Revoke")).click()
+    expect(page.get_by_text("is revoked")).to_be_visible()
+    assert api.get("/api/user/balances", headers=headers).status == 401

@@ -40,7 +40,7 @@ def test_a_bad_message_gets_an_error_and_the_connection_stays(market):
             assert (await ws.receive())["code"] == "MESSAGE_TOO_LARGE"
             await ws.communicator.send_to(bytes_data=b"\x00\x01")
             assert (await ws.receive())["code"] == "BAD_MESSAGE"
-            await ws.send({"type": "subscribe", "channels": ["candles"], "symbols": ["QTX-USD"]})
+            await ws.send({"type": "subscribe", "channels": ["klines"], "symbols": ["QTX-USD"]})
             assert (await ws.receive())["code"] == "UNKNOWN_CHANNEL"
             await ws.send({"type": "subscribe", "channels": ["book"], "symbols": ["NOPE-USD"]})
             assert (await ws.receive())["code"] == "UNKNOWN_SYMBOL"
@@ -221,6 +221,29 @@ def test_stream_to_user_reaches_only_that_users_pages(alice, bob, market, monkey
             assert await a.receive_text() == '<div id="open-orders" hx-swap-oob="true">mine</div>'
             assert await b.quiet(0.3)
             assert await anonymous.quiet(0.1)
+
+    run(body)
+
+
+def test_a_page_without_a_socket_of_its_own_hears_only_the_traders_private_news(alice, market, monkeypatch):
+    monkeypatch.setattr(
+        streams.publishing, "user_fragments", lambda user_id: f'<div id="who" hx-swap-oob="true">{user_id}</div>'
+    )
+
+    cookie = session_cookie(alice)
+
+    async def body():
+        async with Socket("/ws/live/me/", headers=[ORIGIN, cookie]) as mine:
+            assert await mine.settle() == f'<div id="who" hx-swap-oob="true">{alice.pk}</div>'  # no market data
+            assert streams.user_is_watching(alice.pk)
+            toast = '<div hx-swap-oob="beforeend:#toasts"><div class="toast">Sold</div></div>'
+            streams.stream_to_user(alice.pk, toast)
+            assert await mine.receive_text() == toast
+        # Nobody's private stream without a session: the handshake is refused.
+        anonymous = Socket("/ws/live/me/", headers=[ORIGIN])
+        connected, _ = await anonymous.communicator.connect(timeout=5)
+        assert not connected
+        await anonymous.communicator.disconnect(timeout=2)
 
     run(body)
 

@@ -522,6 +522,62 @@ def test_the_orders_type_travels_as_order_type(alice, bob, market):
 BUY_WITHOUT_TYPE = {k: v for k, v in BUY.items() if k != "type"}
 
 
+# --- Stop orders: the same serializers and engine, nothing of their own here -------------------
+
+
+def test_a_stop_waits_pending_is_amended_triggers_and_is_refused_when_already_crossed(alice, bob, market):
+    async def body():
+        await limit(bob, "sell", "10.00", "1")
+        await limit(alice, "buy", "10.00", "1")  # the last trade: 10.00
+        async with Trader() as ws:
+            await ws.auth(token=token(alice))
+            stop = await place(ws, type="stop_limit", stop_price="10.50", price="10.60", quantity="1.00")
+            assert stop["type"] == "order.result", stop
+            order = stop["order"]
+            assert (order["type"], order["status"], order["stop_price"]) == ("stop_limit", "pending", "10.50000000")
+            assert stop["fills"] == []
+            amended = await ws.command("order.amend", id=order["id"], stop_price="10.40")
+            assert amended["order"]["stop_price"] == "10.40000000"
+            # A buy stop at or below the last trade is already crossed: refused by name.
+            await ws.refused(
+                "order.place",
+                "INVALID",
+                "stop_price",
+                **on_socket({**BUY, "type": "stop_market", "price": None, "stop_price": "9.90"}),
+            )
+            await ws.refused(
+                "order.place", "INVALID", None, **on_socket({**BUY, "type": "stop_limit", "price": "10.60"})
+            )
+            # A trade at 10.40 triggers it; it then rests as a limit order at 10.60 or trades.
+            await limit(bob, "sell", "10.40", "1")
+            await limit(alice, "buy", "10.40", "1")
+            cancelled = await ws.command("order.cancel_all", symbol="QTX-USD")
+            assert order["id"] in {o["id"] for o in cancelled["orders"]}
+            triggered = next(o for o in cancelled["orders"] if o["id"] == order["id"])
+            assert triggered["triggered_at"] is not None
+
+    run(body)
+
+
+def test_cancelling_a_pending_stop_releases_its_hold(alice, bob, market):
+    async def body():
+        await limit(bob, "sell", "10.00", "1")
+        await limit(alice, "buy", "10.00", "1")
+        async with Trader() as ws:
+            await ws.auth(token=token(alice))
+            before = await database_sync_to_async(Balance.objects.get)(user=alice, asset_id="QTX")
+            stop = await place(ws, side="sell", type="stop_market", price=None, stop_price="9.50", quantity="2.00")
+            assert stop["order"]["status"] == "pending"
+            held = await database_sync_to_async(Balance.objects.get)(user=alice, asset_id="QTX")
+            assert held.held == before.held + 2
+            cancelled = await ws.command("order.cancel", id=stop["order"]["id"])
+            assert cancelled["order"]["status"] == "cancelled"
+            after = await database_sync_to_async(Balance.objects.get)(user=alice, asset_id="QTX")
+            assert after.held == before.held
+
+    run(body)
+
+
 def test_the_market_data_socket_still_refuses_unknown_types_by_listing_the_known(market):
     async def body():
         async with Trader() as ws:
