@@ -166,6 +166,16 @@ def test_the_ticket_sizes_estimates_and_answers_to_the_keyboard(trader_page):
     ticket.get_by_role("button", name="100%").click()
     expect(ticket.get_by_label("Quantity")).to_have_value("4990.01")  # 99,800.20 + 199.61 reserve
 
+    # A stop price is asked for stop orders only; a stop-limit is sized at its limit price.
+    expect(ticket.get_by_label("Stop price")).to_be_hidden()
+    ticket.get_by_label("Stop limit", exact=True).check()
+    expect(ticket.get_by_label("Stop price")).to_be_visible()
+    expect(ticket.get_by_label("Price")).to_be_enabled()
+    ticket.get_by_role("button", name="100%").click()
+    expect(ticket.get_by_label("Quantity")).to_have_value("4990.01")
+    ticket.get_by_label("Limit", exact=True).check()
+    expect(ticket.get_by_label("Stop price")).to_be_hidden()
+
     # The quick sizes are reachable with Tab, and show their focus.
     ticket.get_by_role("button", name="50%").focus()
     page.keyboard.press("Tab")
