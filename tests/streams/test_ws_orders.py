@@ -604,6 +604,23 @@ def test_cancelling_a_pending_stop_releases_its_hold(alice, bob, market):
     run(body)
 
 
+def test_an_unexpected_failure_is_answered_in_the_error_shape_and_the_socket_stays(alice, market, monkeypatch):
+    from orders import consumers
+
+    def broken(user, body):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(consumers.COMMANDS, "order.cancel_all", broken)
+
+    async def body():
+        async with Trader() as ws:
+            await ws.auth(token=token(alice))
+            await ws.refused("order.cancel_all", "INTERNAL_ERROR")
+            assert (await place(ws))["type"] == "order.result"
+
+    run(body)
+
+
 def test_the_market_data_socket_still_refuses_unknown_types_by_listing_the_known(market):
     async def body():
         async with Trader() as ws:
