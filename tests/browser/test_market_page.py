@@ -126,6 +126,11 @@ def test_the_depth_chart_draws_the_book_and_the_book_groups_by_tick_multiples(tr
     )
     assert colours["green"] > 50 and colours["red"] > 50, colours
     expect(page.locator("#depth-summary")).to_contain_text("Bids:")
+    # Pointing past the lowest bid reads out all that is bid from there up.
+    box = depth.bounding_box()
+    page.mouse.move(box["x"] + 2, box["y"] + box["height"] / 2)
+    expect(page.locator("#depth-readout")).to_contain_text(f"{book_total('buy'):.2f} QTX")
+    expect(page.locator("#depth-readout")).to_contain_text("Bids from")
 
     # Grouped by 1.00 (100 ticks): 41.10 and 41.60 are one level at 41.00, sizes added exactly.
     page.get_by_label("Group").select_option("100")
