@@ -343,7 +343,8 @@ class MarketDataConsumer(StreamConsumer):
 
 
 class LiveConsumer(StreamConsumer):
-    """/ws/live/<symbol>/ (a market page) and /ws/live/ (the overview): htmx fragments.
+    """/ws/live/<symbol>/ (a market page), /ws/live/ (the overview) and /ws/live/me/ (any
+    other page of a signed-in trader: only their private fragments and toasts).
 
     Browsers only (Origin checked by quantumtrades.core.websocket.OriginCheck); private
     fragments only when the socket's session is a user's. Pages send nothing.
@@ -351,6 +352,8 @@ class LiveConsumer(StreamConsumer):
 
     async def connect(self):
         self.bucket = TokenBucket()
+        if self.scope["url_route"]["kwargs"].get("private"):
+            return await self.connect_private()
         symbol = self.scope["url_route"]["kwargs"].get("symbol")
         self.hub = await streams.get_hub()
         market = None
@@ -373,6 +376,20 @@ class LiveConsumer(StreamConsumer):
             log.exception("stream: could not start a page socket")
             self.hub.detach(self.sink)
             await self.close(code=1011)  # htmx reconnects after a pause
+
+    async def connect_private(self):
+        user_id = _session_user_id(self.scope)
+        if user_id is None:
+            return await self.close()  # before accept: the handshake is refused (403)
+        self.hub = await streams.get_hub()
+        await self.accept()
+        self.sink = self.hub.attach(self, "private")
+        try:
+            await self.hub.attach_user_page(self.sink, user_id)
+        except Exception:
+            log.exception("stream: could not start a private page socket")
+            self.hub.detach(self.sink)
+            await self.close(code=1011)
 
     async def receive(self, text_data=None, bytes_data=None):
         if not self.bucket.take():

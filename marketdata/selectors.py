@@ -209,3 +209,23 @@ def latest_candle(*, market: Market, interval: str) -> Candle | None:
 def _money(value) -> Decimal:
     # SQLite aggregates come back as int or float; PostgreSQL's as Decimal.
     return money(Decimal(str(value)))
+
+
+# Newest candles per interval that a live chart is sent: the current bar, and the one
+# before it so a bar that closed between two refreshes still gets its last trades.
+CANDLE_TAIL = 2
+
+
+def candle_tails(*, market: Market) -> dict[str, list[Candle]]:
+    """The newest CANDLE_TAIL candles of every interval, oldest first.
+
+    A page's chart loads its history once and then follows its current bar from these,
+    whatever interval it shows; the stream reads them at most once a second per market.
+    One index probe of candle_unique per interval.
+    """
+    return {
+        interval: list(
+            reversed(Candle.objects.filter(market=market, interval=interval).order_by("-start")[:CANDLE_TAIL])
+        )
+        for interval in INTERVALS
+    }

@@ -1,11 +1,14 @@
 """A trader's private live fragments: open orders, fills, balances and the book levels
-that hold their orders.
+that hold their orders; and toasts, the notifications of what just happened to them (a
+fill, a cancel, an expiry, a stop that triggered), on every page they have open.
 
 The engine publishes events after commit (`quantumtrades.core.events`); `on_events` gets them
 as one batch per command, works out which of each user's fragments changed, renders those
 once per user (in a thread of its own, off the request that committed), and hands the HTML to the user's page sockets
 (`marketdata.streams.stream_to_user`). The pages render the same partials on first load
 and when a socket (re)connects, so what arrives later always replaces like with like.
+Toasts are news, not state: they go out once, with the change that made them, and a
+socket that (re)connects gets none of the past.
 """
 
 import logging
@@ -13,6 +16,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
+from decimal import Decimal
 
 from django import db
 from django.conf import settings
@@ -21,6 +25,7 @@ from django.template.loader import render_to_string
 from accounts.events import BalanceChanged
 from accounts.models import User
 from marketdata import streams
+from marketdata.models import Market
 
 from .events import FillCreated, OrderChanged
 from .portfolio import my_levels, portfolio_valuation
@@ -78,6 +83,68 @@ def kinds_by_user(batch) -> dict[int, set[str]]:
     return changed
 
 
+# Order statuses a trader is told of as they happen (fills have toasts of their own).
+TOLD_STATUSES = {"cancelled": "cancelled", "expired": "expired"}
+STOP_TYPES = ("stop_limit", "stop_market")
+
+
+def toasts_by_user(batch) -> dict[int, list[dict]]:
+    """What to tell each trader of one command: their fills (one toast per order, however
+    many fills it took), their orders cancelled or expired, their stops triggered."""
+    toasts = defaultdict(list)
+    fills = {}  # (user, order) -> the toast that sums its fills
+    for event in batch:
+        if isinstance(event, FillCreated):
+            fill = event.fill
+            key = (event.user_id, fill["order_id"])
+            if key not in fills:
+                fills[key] = {"kind": "fill", "order_id": fill["order_id"], "symbol": fill["symbol"],
+                              "side": fill["side"], "role": fill["role"], "fills": 0, "quantity": Decimal(0),
+                              "notional": Decimal(0), "fee": Decimal(0), "fee_asset": fill["fee_asset"]}  # fmt: skip
+                toasts[event.user_id].append(fills[key])
+            toast = fills[key]
+            toast["fills"] += 1
+            toast["quantity"] += Decimal(fill["quantity"])
+            toast["notional"] += Decimal(fill["price"]) * Decimal(fill["quantity"])
+            toast["fee"] += Decimal(fill["fee"])
+        elif isinstance(event, OrderChanged):
+            order = event.order
+            kind = TOLD_STATUSES.get(order["status"])
+            # A stop's trigger and its first move share the command's time (DESIGN section 2).
+            triggered = order.get("triggered_at")
+            if order["type"] in STOP_TYPES and order["status"] != "pending" and triggered == order["updated_at"]:
+                toasts[event.user_id].append({"kind": "triggered", **_order_facts(order)})
+            if kind is not None:
+                toasts[event.user_id].append({"kind": kind, **_order_facts(order)})
+    for toast in fills.values():
+        toast["average_price"] = toast.pop("notional") / toast["quantity"]
+    return dict(toasts)
+
+
+def _order_facts(order: dict) -> dict:
+    return {
+        "order_id": order["id"],
+        "symbol": order["symbol"],
+        "side": order["side"],
+        "order_type": order["type"],
+        "price": Decimal(order["price"]) if order["price"] is not None else None,
+        "stop_price": Decimal(order["stop_price"]) if order.get("stop_price") is not None else None,
+        "quantity": Decimal(order["quantity"]),
+        "filled_quantity": Decimal(order["filled_quantity"]),
+        "remaining_quantity": Decimal(order["remaining_quantity"]),
+    }
+
+
+def toasts_html(toasts: list[dict]) -> str:
+    """The toasts of one trader, appended to the #toasts region of every page (base.html)."""
+    symbols = {toast["symbol"] for toast in toasts}
+    markets = {market.symbol: market for market in Market.objects.filter(symbol__in=symbols)}
+    shown = [{**toast, "market": markets.get(toast["symbol"])} for toast in toasts if toast["symbol"] in markets]
+    if not shown:
+        return ""
+    return render_to_string("orders/private.html#toasts", {"toasts": shown})
+
+
 def on_events(batch) -> None:
     """Subscriber (orders.apps): queue the changes of one command's events for rendering.
 
@@ -86,11 +153,12 @@ def on_events(batch) -> None:
     placed the order waiting for pages that are not theirs. `renderer` does it instead."""
     changed = kinds_by_user(batch)
     if changed:
-        renderer.put(changed)
+        renderer.put(changed, toasts_by_user(batch))
 
 
-def render_and_stream(changed: dict[int, set[str]]) -> None:
-    """Render each affected trader's changed fragments once and stream them."""
+def render_and_stream(changed: dict[int, set[str]], toasts: dict[int, list[dict]] | None = None) -> None:
+    """Render each affected trader's changed fragments (and toasts) once and stream them."""
+    toasts = toasts or {}
     # Rendering for traders with no page open would be wasted work (the simulator's accounts).
     watched = {user_id: kinds for user_id, kinds in changed.items() if streams.user_is_watching(user_id)}
     if not watched:
@@ -102,6 +170,8 @@ def render_and_stream(changed: dict[int, set[str]]) -> None:
             continue
         try:
             html = private_fragments(user, kinds)
+            if toasts.get(user_id):
+                html += toasts_html(toasts[user_id])
         except Exception:
             # One trader's broken fragment must not keep the others' from them.
             log.exception("could not render the private fragments of user %s", user_id)
@@ -113,7 +183,8 @@ class Renderer:
     """One thread per process that renders traders' private fragments after commit.
 
     Changes that queue up while it renders are merged, so a trader whose orders changed
-    five times meanwhile gets one push with the state after all five.
+    five times meanwhile gets one push with the state after all five (and the toasts of
+    all five).
     """
 
     def __init__(self):
@@ -122,13 +193,13 @@ class Renderer:
         self.thread = None
         self.busy = 0  # changes queued or being rendered
 
-    def put(self, changed: dict[int, set[str]]) -> None:
+    def put(self, changed: dict[int, set[str]], toasts: dict[int, list[dict]] | None = None) -> None:
         with self.lock:
             self.busy += 1
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._run, name="private-fragments", daemon=True)
                 self.thread.start()
-        self.queue.put(changed)
+        self.queue.put((changed, toasts or {}))
 
     def _run(self):
         while True:
@@ -139,11 +210,14 @@ class Renderer:
                 except queue.Empty:
                     break
             merged = defaultdict(set)
-            for changed in taken:
+            told = defaultdict(list)  # toasts are never merged away: each is news
+            for changed, toasts in taken:
                 for user_id, kinds in changed.items():
                     merged[user_id] |= kinds
+                for user_id, news in toasts.items():
+                    told[user_id].extend(news)
             try:
-                render_and_stream(merged)
+                render_and_stream(merged, told)
             except Exception:
                 log.exception("could not render private fragments")
             finally:

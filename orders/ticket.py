@@ -91,3 +91,55 @@ def ticket_estimate(*, request: OrderRequest, snapshot: BookSnapshot) -> Estimat
         post_only_would_take=post_only_would_take,
         fok_would_kill=fok_would_kill,
     )
+
+
+# The ticket's quick sizes: these fractions of what is available.
+SIZE_FRACTIONS = (Decimal("0.25"), Decimal("0.5"), Decimal("0.75"), Decimal("1"))
+
+
+def parse_price(text) -> Decimal | None:
+    """A positive, finite price typed into the ticket, or None (the engine judges its tick later)."""
+    try:
+        price = Decimal(str(text or "").strip())
+    except ArithmeticError:
+        return None
+    # Beyond these magnitudes no market lists a price, and the arithmetic would only grow.
+    return price if price.is_finite() and price > 0 and -12 <= price.adjusted() <= 15 else None
+
+
+def _lots(quantity: Decimal, lot: Decimal) -> Decimal:
+    """`quantity` rounded down to a whole number of lots."""
+    return (quantity // lot) * lot if quantity > 0 else ZERO
+
+
+def ticket_size(
+    *, market: Market, side: str, price: Decimal | None, fraction: Decimal, available: Decimal, snapshot: BookSnapshot
+) -> Decimal:
+    """The largest quantity on the lot grid that `fraction` of `available` pays for.
+
+    A sell spends the base asset itself. A buy at a price must hold price x quantity plus
+    the fee reserve (`hold_for`); a buy at market walks the asks as the engine would, each
+    unit at its level's price plus the taker fee. Zero when nothing fits.
+    """
+    budget = available * fraction
+    lot = market.lot_size
+    if side == Side.SELL:
+        return _lots(budget, lot)
+    if price is not None:
+        rate = max(market.taker_fee, market.maker_fee)
+        quantity = _lots(budget / (price * (1 + rate)), lot)
+        # The reserve rounds up to the cent: step back the odd lot that tips it over.
+        while quantity > 0 and hold_for(market=market, side=Side.BUY, price=price, quantity=quantity) > budget:
+            quantity -= lot
+        return quantity
+    quantity, spent = ZERO, ZERO
+    for level_price, level_quantity in snapshot.asks:
+        unit = level_price * (1 + market.taker_fee)
+        take = min(level_quantity, _lots((budget - spent) / unit, lot))
+        if take <= 0:
+            break
+        quantity += take
+        spent += money(level_price * take) + fee_for(money(level_price * take), market.taker_fee)
+        if take < level_quantity:
+            break
+    return quantity

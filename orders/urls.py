@@ -5,7 +5,6 @@ from . import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("markets/<str:symbol>/", views.market_page, name="market"),
-    path("markets/<str:symbol>/chart/", views.market_chart, name="market_chart"),
     path("markets/<str:symbol>/ticket/", views.ticket_submit, name="ticket_submit"),
     path("markets/<str:symbol>/ticket/preview/", views.ticket_preview, name="ticket_preview"),
     path("orders/<int:order_id>/cancel/", views.cancel, name="order_cancel"),

@@ -22,24 +22,26 @@ from django_htmx.http import trigger_client_event
 
 from accounts.decorators import login_required_page
 from marketdata import streams
-from marketdata.models import Market
-from marketdata.selectors import INTERVALS, book_snapshot, candles, ticker, trades_recent
+from marketdata.models import Market, Side
+from marketdata.selectors import INTERVALS, book_snapshot, candle_tails, candles, ticker, trades_recent
 from quantumtrades.core.errors import ServiceError
 from quantumtrades.core.money import money_text
 from quantumtrades.core.pagination import keyset_id, keyset_page
 
 from .forms import AmendForm, OrderHistoryFilter, OrderTicketForm
 from .live import ALL_KINDS, BALANCES, ORDERS, private_context, private_fragments
-from .models import Order
+from .models import Order, OrderType
 from .portfolio import ledger_for_user, order_history_for_user, portfolio_valuation
 from .services import order_amend, order_cancel, order_place
-from .ticket import ticket_estimate
+from .ticket import SIZE_FRACTIONS, parse_price, ticket_estimate, ticket_size
 
 # The first render shows what the live stream pushes later: the same depth, tape, candles.
 BOOK_DEPTH = streams.option("PAGE_BOOK_DEPTH")
 TAPE_LENGTH = streams.option("TAPE_LENGTH")
 CANDLES_SHOWN = streams.option("CHART_CANDLES")
 DEFAULT_INTERVAL = streams.option("CHART_INTERVAL")
+# The book's price grouping, in ticks (the browser sums the levels: static/js/market.js).
+BOOK_GROUPS = (1, 10, 100, 1000)
 # How deep the ticket looks into the book to price a market order.
 ESTIMATE_DEPTH = 500
 LEDGER_PAGE_SIZE = 25
@@ -93,7 +95,13 @@ def _preview_context(request, market, form, valuation=None) -> dict:
     side = form.data.get("side") or form.initial.get("side") or form.fields["side"].initial
     valuation = valuation or portfolio_valuation(request.user)
     spend_asset = market.quote_id if side != "sell" else market.base_id
-    context = {"market": market, "form": form, "side": side, "spend_asset": spend_asset}
+    context = {
+        "market": market,
+        "form": form,
+        "side": side,
+        "spend_asset": spend_asset,
+        "size_fractions": SIZE_FRACTIONS,
+    }
     context["available"] = valuation.available(spend_asset)
     if form.is_bound and not form.is_blank and form.is_valid():
         estimate = ticket_estimate(
@@ -113,9 +121,10 @@ def _market_context(request, market) -> dict:
         "trades": trades_recent(market=market, limit=TAPE_LENGTH),
         "ticker": ticker(market=market),
         "candles": candles(market=market, interval=interval, limit=CANDLES_SHOWN),
+        "tails": candle_tails(market=market),
         "interval": interval,
         "intervals": list(INTERVALS),
-        "streamed_interval": DEFAULT_INTERVAL,
+        "book_groups": [(factor, market.tick_size * factor) for factor in BOOK_GROUPS],
     }
 
 
@@ -129,28 +138,47 @@ def market_page(request, symbol):
     return render(request, "orders/market.html", context)
 
 
-@require_GET
-def market_chart(request, symbol):
-    """The chart at another interval (the interval buttons)."""
-    market = get_object_or_404(Market, symbol=symbol)
-    interval = _interval(request)
-    context = {
-        "market": market,
-        "candles": candles(market=market, interval=interval, limit=CANDLES_SHOWN),
-        "interval": interval,
-        "intervals": list(INTERVALS),
-        "streamed_interval": DEFAULT_INTERVAL,
-    }
-    return render(request, "orders/market.html#chart_panel", context)
-
-
 @require_POST
 @login_required_page
 def ticket_preview(request, symbol):
     market = get_object_or_404(Market, symbol=symbol)
-    form = OrderTicketForm(request.POST, market=market)
+    data, sized = request.POST, None
+    if "size" in request.POST:
+        # A quick size (25/50/75/100 %): the quantity that share of the balance pays for.
+        data, sized = _sized_ticket(request, market)
+    form = OrderTicketForm(data, market=market)
     context = _preview_context(request, market, form)
+    context["sized"] = sized
     return render(request, "orders/market.html#ticket_preview_response", context)
+
+
+def _sized_ticket(request, market):
+    """The ticket's fields with the quantity a quick size asked for, and what to say of it."""
+    data = request.POST.copy()
+    side = data.get("side") if data.get("side") in Side.values else Side.BUY
+    fraction = next((f for f in SIZE_FRACTIONS if str(f) == data.get("size")), None)
+    if fraction is None:
+        return data, {"error": "Choose 25, 50, 75 or 100 %."}
+    price = None
+    if side == Side.BUY and data.get("type") != OrderType.MARKET:
+        price = parse_price(data.get("price"))
+        if price is None:
+            return data, {"error": "Enter a price first: the size depends on it."}
+    spend_asset = market.base_id if side == Side.SELL else market.quote_id
+    available = portfolio_valuation(request.user).available(spend_asset)
+    snapshot = book_snapshot(market=market, depth=ESTIMATE_DEPTH) if side == Side.BUY and price is None else None
+    try:
+        quantity = ticket_size(
+            market=market, side=side, price=price, fraction=fraction, available=available, snapshot=snapshot
+        )
+    except ArithmeticError:
+        return data, {"error": "Enter a valid price first: the size depends on it."}
+    if quantity <= 0:
+        data["quantity"] = ""
+        nothing = "The book has no asks to buy from." if snapshot is not None and not snapshot.asks else None
+        return data, {"error": nothing or f"{fraction:%} of your {spend_asset} does not pay for one lot."}
+    data["quantity"] = format(quantity.normalize(), "f")
+    return data, {"quantity": data["quantity"]}
 
 
 @require_POST
@@ -160,7 +188,11 @@ def ticket_submit(request, symbol):
     form = OrderTicketForm(request.POST, market=market)
     message = None
     status = 200
-    if form.is_valid():
+    confirming = False
+    if form.is_valid() and form.order_request.type == OrderType.MARKET and request.POST.get("confirm") != "1":
+        # A market order is placed only once the trader has seen what it would cost.
+        confirming = True
+    elif form.is_valid():
         try:
             result = order_place(user=request.user, market=market, **form.order_arguments())
         except ServiceError as error:
@@ -173,7 +205,7 @@ def ticket_submit(request, symbol):
             form = _blank_ticket(market, side=form.order_request.side, type=form.order_request.type)
     else:
         status = 422
-    context = {"notice": message, **_preview_context(request, market, form)}
+    context = {"notice": message, "confirming": confirming, **_preview_context(request, market, form)}
     if not request.htmx:
         # A browser without JavaScript posted the form: show the whole page with its errors.
         context.update(_market_context(request, market), **private_context(request.user))

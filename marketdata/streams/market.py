@@ -80,11 +80,7 @@ def read_stats(market: Market, chart: bool, sparkline: bool, intervals=()):
     """The ticker; candles for the page's chart and the overview's sparkline when asked;
     the latest candle of each interval integrators follow on /ws."""
     ticker = selectors.ticker(market=market)
-    candles = (
-        selectors.candles(market=market, interval=option("CHART_INTERVAL"), limit=option("CHART_CANDLES"))
-        if chart
-        else None
-    )
+    candles = selectors.candle_tails(market=market) if chart else None
     spark = (
         selectors.candles(market=market, interval=option("SPARKLINE_INTERVAL"), limit=option("SPARKLINE_CANDLES"))
         if sparkline
@@ -160,7 +156,7 @@ class MarketStream:
         self.known_order = collections.deque()
         self.early_trades = []
         self.ticker = None
-        self.candles = []
+        self.candles = {}  # selectors.candle_tails
         self.chart_loaded = False
         self.sparkline = []
         self.sparkline_loaded = False
@@ -493,8 +489,7 @@ class MarketStream:
         elif name == "tape":
             context["trades"] = list(self.tape)
         elif name == "chart":
-            context["candles"] = self.candles
-            context["interval"] = option("CHART_INTERVAL")
+            context["tails"] = self.candles
         elif name == "market_row":
             context["candles"] = self.sparkline
         return context

@@ -46,7 +46,8 @@ DEFAULTS = {
     "PAGE_BOOK_DEPTH": 16,
     "TAPE_LENGTH": 30,
     "CHART_INTERVAL": "1m",
-    "CHART_CANDLES": 60,
+    # Candles a market page's chart starts with (it follows the newest from the stream).
+    "CHART_CANDLES": 300,
     "SPARKLINE_INTERVAL": "1h",
     "SPARKLINE_CANDLES": 24,
     # How long a page socket counts as "watching" (user_is_watching) without a refresh.

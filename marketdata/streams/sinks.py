@@ -79,7 +79,8 @@ class Sink:
     def __init__(self, hub, consumer, kind: str):
         self.hub = hub
         self.consumer = consumer
-        self.kind = kind  # "api" (/ws JSON), "page" (/ws/live/<symbol>/) or "overview" (/ws/live/)
+        # "api" (/ws JSON), "page" (/ws/live/<symbol>/), "overview" (/ws/live/), "private" (/ws/live/me/)
+        self.kind = kind
         self.protocol = daphne_protocol(consumer.scope.get("server_send"))
         self.raw = None  # whether pre-built wire frames may go straight to the transport
         self.behind = False

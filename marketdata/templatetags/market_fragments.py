@@ -4,6 +4,7 @@ Everything here works from plain values (a Market, a BookSnapshot, candles), so 
 first render and the live streams render the same fragments from the same partials.
 """
 
+import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -40,6 +41,12 @@ def market_price(value, market) -> str:
 def market_qty(value, market) -> str:
     """A quantity with the market's lot precision."""
     return _format(value, getattr(market, "lot_size", None))
+
+
+@register.filter(name="decimal_places")
+def decimal_places_filter(size) -> int:
+    """How many decimals a tick or lot size has: 0.01 -> 2 (for the browser's arithmetic)."""
+    return decimal_places(Decimal(size))
 
 
 @register.filter
@@ -114,93 +121,31 @@ def book_ladder(snapshot, depth=None) -> Ladder:
 
 
 # --- Charts -------------------------------------------------------------------------------
+# The price chart is drawn in the browser (static/js/chart.js, on the vendored
+# lightweight-charts): the server hands it candles as JSON in data attributes, decimals as
+# strings, times as Unix seconds of the bucket's start.
 
 
-def _svg(value: float) -> str:
-    """A coordinate as SVG takes it. Written here once: a float left to the template goes
-    through Django's number localisation, which cost a chart of 60 candles ~40% of its page."""
-    return f"{value:.1f}"
+def _candle_row(candle) -> list:
+    return [
+        int(candle.start.timestamp()),
+        *(format(value, "f") for value in (candle.open, candle.high, candle.low, candle.close, candle.volume)),
+    ]
 
 
-@dataclass(frozen=True)
-class CandleShape:
-    # Coordinates, formatted (see _svg).
-    x: str  # centre
-    left: str
-    width: str
-    high_y: str
-    low_y: str
-    body_y: str
-    body_height: str
-    volume_y: str
-    volume_height: str
-    up: bool
-    candle: object
+@register.filter
+def candles_json(candles) -> str:
+    """Candles as `[[time, open, high, low, close, volume], ...]`, oldest first."""
+    return json.dumps([_candle_row(candle) for candle in candles or []], separators=(",", ":"))
 
 
-@dataclass(frozen=True)
-class PriceLabel:
-    y: str  # formatted (see _svg)
-    price: Decimal
-
-
-@dataclass(frozen=True)
-class CandleChart:
-    width: int
-    height: int
-    plot_right: float
-    label_x: float
-    candles: list[CandleShape]
-    labels: list[PriceLabel]
-    last: PriceLabel | None
-
-
-@register.simple_tag
-def candle_chart(candles, width=640, height=260) -> CandleChart:
-    """Candlesticks as SVG geometry: prices on the top 80%, volume bars below, labels right."""
-    candles = list(candles or [])
-    right_margin, top, bottom = 64, 8, 6
-    plot_width = width - right_margin
-    price_height = (height - top - bottom) * 0.78
-    volume_top = top + price_height + 6
-    volume_height = height - bottom - volume_top
-    if not candles:
-        return CandleChart(width, height, plot_width, plot_width + 4, [], [], None)
-    high = max(c.high for c in candles)
-    low = min(c.low for c in candles)
-    if high == low:
-        high, low = high + 1, low - 1 if low >= 1 else Decimal(0)
-    span = float(high - low)
-    most = float(max(c.volume for c in candles)) or 1.0
-    slot = plot_width / max(len(candles), 1)
-    body = max(1.0, min(slot * 0.65, 14.0))
-
-    def y(price) -> float:
-        return round(top + float(high - price) / span * price_height, 1)
-
-    shapes = []
-    for index, c in enumerate(candles):
-        x = slot * index + slot / 2
-        open_y, close_y = y(c.open), y(c.close)
-        bar = float(c.volume) / most * volume_height
-        shapes.append(
-            CandleShape(
-                x=_svg(x),
-                left=_svg(x - body / 2),
-                width=_svg(body),
-                high_y=_svg(y(c.high)),
-                low_y=_svg(y(c.low)),
-                body_y=_svg(min(open_y, close_y)),
-                body_height=_svg(max(1.0, round(abs(close_y - open_y), 1))),
-                volume_y=_svg(volume_top + volume_height - bar),
-                volume_height=_svg(bar),
-                up=c.close >= c.open,
-                candle=c,
-            )
-        )
-    labels = [PriceLabel(_svg(y(price)), price) for price in (high, (high + low) / 2, low)]
-    last = PriceLabel(_svg(y(candles[-1].close)), candles[-1].close)
-    return CandleChart(width, height, plot_width, plot_width + 4, shapes, labels, last)
+@register.filter
+def candle_tails_json(tails) -> str:
+    """`{interval: [[time, open, high, low, close, volume], ...]}` of selectors.candle_tails."""
+    return json.dumps(
+        {interval: [_candle_row(candle) for candle in rows] for interval, rows in (tails or {}).items()},
+        separators=(",", ":"),
+    )
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ from django.test import Client
 from accounts.models import LedgerEntry
 from accounts.services import balance_deposit
 from orders import live
+from orders.events import OrderChanged
 from orders.models import Order
-from orders.services import order_place
+from orders.services import order_cancel, order_place
 
 from .stories import available, buy, sell
 
@@ -117,18 +118,45 @@ def test_alice_sees_her_ticket_balances_and_open_orders(as_alice, market, alice)
     assert '<li data-symbol="QTX-USD" data-side="buy" data-price="99.50"></li>' in page
 
 
-def test_the_chart_switches_interval(client, market):
-    response = client.get("/markets/QTX-USD/chart/?interval=5m", **HTMX)
+def _data(page, attribute, of):
+    """A JSON data attribute of the element with id `of` (html-unescaped)."""
+    import html
+    import json
+    import re
 
-    assert response.status_code == 200
-    page = text(response)
-    assert 'id="chart-panel"' in page and 'data-interval="5m"' in page
-    assert 'aria-current="true">5m<' in page
+    tag = re.search(rf'<[^>]* id="{of}"[^>]*>', page, re.S).group(0)
+    return json.loads(html.unescape(re.search(rf'{attribute}="([^"]*)"', tag).group(1)))
+
+
+@reads_the_book
+def test_the_chart_starts_with_the_history_of_its_interval_and_the_newest_bar_of_every_one(client, market, alice, bob):
+    sell(bob, "2", at="101.50")
+    buy(alice, "2", at="101.50")
+
+    page = text(client.get("/markets/QTX-USD/?interval=5m"))
+
+    history = _data(page, "data-history", "price-chart")
+    assert len(history) == 1
+    when, open_, high, low, close, volume = history[0]
+    assert when % 300 == 0 and (open_, high, low, close) == ("101.50000000",) * 4 and volume == "2.00000000"
+    assert 'data-interval="5m" aria-current="true"' in page
+    # The live feed carries the current bar of each interval, whatever the chart shows.
+    tails = _data(page, "data-tails", "chart")
+    assert sorted(tails) == ["1d", "1h", "1m", "5m"]
+    assert all(rows[-1][4] == "101.50000000" for rows in tails.values())
 
 
 def test_an_unknown_interval_falls_back_to_one_minute(client, market):
-    page = text(client.get("/markets/QTX-USD/chart/?interval=7y", **HTMX))
-    assert 'data-interval="1m"' in page
+    page = text(client.get("/markets/QTX-USD/?interval=7y"))
+    assert 'id="price-chart"' in page and 'data-interval="1m"' in page
+    assert _data(page, "data-history", "price-chart") == []
+
+
+def test_the_book_offers_price_groups_in_multiples_of_the_tick(client, market):
+    page = text(client.get("/markets/QTX-USD/"))
+    for factor, step in (("1", "0.01"), ("10", "0.1"), ("100", "1"), ("1000", "10")):
+        assert f'<option value="{factor}">{step}</option>' in page
+    assert 'id="depth-chart"' in page and 'data-tick="0.01"' in page
 
 
 # --- Ticket preview --------------------------------------------------------------------
@@ -499,6 +527,64 @@ def test_a_trade_streams_each_traders_fragments_once_per_batch(market, alice, bo
     assert alice_html.count('id="my-levels"') == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_fill_is_a_toast_for_the_maker_and_the_taker(market, alice, bob, carol, streamed):
+    sell(bob, "1", at="100")
+    sell(carol, "2", at="101")
+    assert live.renderer.flush()
+    streamed.clear()
+
+    buy(alice, "2", at="101")  # takes bob's 1 at 100 and 1 of carol's at 101
+
+    assert live.renderer.flush()
+    html = {user_id: "".join(h for u, h in streamed if u == user_id) for user_id, _ in streamed}
+    assert 'hx-swap-oob="beforeend:#toasts"' in html[alice.pk]
+    # One toast per order, however many fills it took.
+    assert html[alice.pk].count("data-toast") == 1
+    assert "Bought 2.00 QTX at avg. 100.50" in html[alice.pk] and "2 fills" in html[alice.pk]
+    assert "taker" in html[alice.pk]
+    assert "Sold 1.00 QTX at 100.00" in html[bob.pk] and "maker" in html[bob.pk]
+    assert "Sold 1.00 QTX at 101.00" in html[carol.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cancel_and_an_expiry_are_toasts_and_a_page_that_reconnects_gets_none(market, alice, bob, streamed):
+    resting = order_place(user=alice, market=market, side="buy", price=Decimal("90"), quantity=Decimal("1")).order
+    assert live.renderer.flush()
+    streamed.clear()
+
+    order_cancel(user=alice, order_id=resting.pk)
+    order_place(user=bob, market=market, side="sell", type="market", quantity=Decimal("1"), time_in_force="IOC")
+
+    assert live.renderer.flush()
+    alice_html = "".join(h for u, h in streamed if u == alice.pk)
+    bob_html = "".join(h for u, h in streamed if u == bob.pk)
+    assert f"Order #{resting.pk} cancelled" in alice_html and "Buy 1.00 QTX at 90.00 on QTX-USD" in alice_html
+    assert "expired" in bob_html and "1.00 did not fill" in bob_html
+    # News, not state: what a (re)connecting page is sent holds no toast.
+    assert "data-toast" not in live.user_fragments(alice.pk)
+
+
+def test_a_stop_is_a_toast_when_it_triggers_not_while_it_waits_or_fills_later():
+    base = {"id": 7, "symbol": "QTX-USD", "side": "buy", "type": "stop_limit", "price": "101", "stop_price": "100",
+            "quantity": "1", "filled_quantity": "0", "remaining_quantity": "1"}  # fmt: skip
+    at = {"updated_at": "2026-01-01T10:00:00+00:00"}
+    waiting = OrderChanged(user_id=1, market_id=1, order={**base, **at, "status": "pending", "triggered_at": None})
+    triggered = OrderChanged(
+        user_id=1, market_id=1, order={**base, **at, "status": "open", "triggered_at": at["updated_at"]}
+    )
+    later = OrderChanged(
+        user_id=1,
+        market_id=1,
+        order={**base, "status": "partially_filled", "triggered_at": at["updated_at"],
+               "updated_at": "2026-01-01T10:05:00+00:00"},
+    )  # fmt: skip
+
+    assert live.toasts_by_user([waiting]) == {}
+    assert [toast["kind"] for toast in live.toasts_by_user([triggered])[1]] == ["triggered"]
+    assert live.toasts_by_user([later]) == {}
+
+
 def test_nothing_is_rendered_for_traders_without_a_page_open(market, alice, monkeypatch):
     calls = []
     monkeypatch.setattr(live, "private_fragments", lambda *args, **kwargs: calls.append(args) or "")
@@ -643,3 +729,56 @@ def test_a_post_with_the_csrf_token_from_the_page_is_accepted(market, alice):
 
     assert response.status_code == 200
     assert Order.objects.filter(user=alice).count() == 1
+
+
+# --- Quick sizes and the market order's confirmation --------------------------------------
+
+
+@reads_the_book
+def test_a_quick_size_fills_the_quantity_that_share_of_her_balance_pays_for(as_alice, market):
+    response = as_alice.post("/markets/QTX-USD/ticket/preview/", ticket(price="100", size="0.25"), **HTMX)
+
+    page = text(response)
+    # A quarter of 10,000 USD at 100 with the 0.2% fee reserve: 24.95 QTX (24.96 would need 2,500.01).
+    assert 'name="quantity" id="id_quantity" value="24.95"' in page and 'hx-swap-oob="true"' in page
+    assert "2,497.49" in page  # the estimate comes along: 2,495 and the 0.1% maker fee
+    sell_all = text(as_alice.post("/markets/QTX-USD/ticket/preview/", ticket(side="sell", size="1"), **HTMX))
+    assert 'value="100"' in sell_all  # all of her 100 QTX
+
+
+def test_a_quick_size_at_no_price_asks_for_one(as_alice, market):
+    page = text(as_alice.post("/markets/QTX-USD/ticket/preview/", ticket(price="", size="0.5"), **HTMX))
+
+    assert 'id="ticket-error-quantity" hx-swap-oob="true">Enter a price first: the size depends on it.<' in page
+    assert 'id="id_quantity"' not in page  # the field she has is left as it is
+    for bad in ("abc", "1e999999", "-5", "0.25x"):
+        response = as_alice.post("/markets/QTX-USD/ticket/preview/", ticket(price=bad, size="0.5"), **HTMX)
+        assert response.status_code == 200 and "Enter a price first" in text(response)
+    odd = text(as_alice.post("/markets/QTX-USD/ticket/preview/", ticket(price="1", size="0.33"), **HTMX))
+    assert "Choose 25, 50, 75 or 100 %." in odd
+
+
+@reads_the_book
+def test_a_market_order_waits_for_her_confirmation(as_alice, market, alice, bob):
+    sell(bob, "2", at="100")
+    order = ticket(type="market", quantity="1", time_in_force="IOC", client_order_id="ticket-1")
+
+    first = as_alice.post("/markets/QTX-USD/ticket/", order, **HTMX)
+
+    assert first.status_code == 200
+    page = text(first)
+    assert "Buy 1.00 QTX at market?" in page and "Est. cost 100.20 USD, fee 0.20 USD" in page
+    assert 'name="confirm" value="1"' in page and 'value="ticket-1"' in page
+    assert not Order.objects.filter(user=alice).exists()
+
+    confirmed = as_alice.post("/markets/QTX-USD/ticket/", {**order, "confirm": "1"}, **HTMX)
+
+    assert confirmed.status_code == 200
+    placed = Order.objects.get(user=alice)
+    assert (placed.type, placed.status, placed.client_order_id) == ("market", "filled", "ticket-1")
+    assert "filled" in text(confirmed) and "at market?" not in text(confirmed)
+
+
+def test_a_limit_order_needs_no_confirmation(as_alice, market, alice):
+    as_alice.post("/markets/QTX-USD/ticket/", ticket(price="90", quantity="1"), **HTMX)
+    assert Order.objects.filter(user=alice, status="open").count() == 1

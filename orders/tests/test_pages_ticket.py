@@ -2,10 +2,13 @@
 
 from decimal import Decimal as D
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from marketdata.models import Market
 from marketdata.selectors import BookSnapshot
-from orders.services import OrderRequest
-from orders.ticket import ticket_estimate
+from orders.services import OrderRequest, hold_for
+from orders.ticket import SIZE_FRACTIONS, ticket_estimate, ticket_size
 
 MARKET = Market(
     symbol="QTX-USD",
@@ -75,3 +78,50 @@ def test_post_only_that_would_take_is_flagged():
 
     assert estimate.post_only_would_take
     assert estimate.takes_quantity == 0 and estimate.rests_quantity == 0
+
+
+# --- Quick sizes: a share of the available balance ------------------------------------------
+
+
+def size(side, fraction, available, price=None, book=BOOK):
+    return ticket_size(
+        market=MARKET, side=side, price=D(price) if price else None, fraction=D(fraction), available=D(available),
+        snapshot=book,
+    )  # fmt: skip
+
+
+def test_a_sell_sizes_a_share_of_the_base_balance_in_whole_lots():
+    assert size("sell", "0.25", "10.07") == D("2.51")  # 2.5175 rounded down to the 0.01 lot
+    assert size("sell", "1", "10.07") == D("10.07")
+
+
+def test_a_limit_buy_sizes_what_the_hold_allows_fee_reserve_included():
+    quantity = size("buy", "0.5", "1000", price="100")
+    assert quantity == D("4.99")  # 5 would need 500 + the 0.2% reserve: more than 500
+    assert hold_for(market=MARKET, side="buy", price=D("100"), quantity=quantity) <= D("500")
+    assert hold_for(market=MARKET, side="buy", price=D("100"), quantity=quantity + MARKET.lot_size) > D("500")
+
+
+def test_a_market_buy_sizes_along_the_asks_at_each_levels_price():
+    # 101 x 1 + 0.202 fee = 101.202; the rest, 98.798, buys 0.96 at 102 (+ fee).
+    assert size("buy", "1", "200") == D("1.96")
+    assert size("buy", "1", "100000") == D("3")  # the whole book, no more
+    assert size("buy", "1", "100", book=BookSnapshot("QTX-USD", 1, [], [])) == 0
+
+
+@given(
+    available=st.decimals(min_value="0", max_value="100000", places=2),
+    fraction=st.sampled_from(SIZE_FRACTIONS),
+    price=st.decimals(min_value="0.01", max_value="5000", places=2),
+)
+@settings(max_examples=60, deadline=None)
+def test_a_quick_size_never_needs_more_than_its_share(available, fraction, price):
+    budget = available * fraction
+    limit_buy = size("buy", fraction, available, price=str(price))
+    assert limit_buy % MARKET.lot_size == 0
+    assert hold_for(market=MARKET, side="buy", price=price, quantity=limit_buy) <= budget
+    market_buy = size("buy", fraction, available)
+    if market_buy:
+        request = order("buy", str(market_buy), type="market", time_in_force="IOC")
+        assert ticket_estimate(request=request, snapshot=BOOK).hold <= budget
+    assert size("sell", fraction, available) <= budget

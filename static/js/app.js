@@ -3,9 +3,10 @@
  * - qt-live: an htmx extension that drops out-of-band fragments a page has no place for
  *   (a socket streams a trader's orders to every page they have open).
  * - Live sockets: a state badge, and a reconnect for the closes the ws extension leaves alone.
- * - Order ticket: market orders take no price; a click on a book level fills the price.
+ * - Order ticket: market orders take no price; a click on a book level fills the price;
+ *   B and S focus its Buy and Sell; a market order's confirmation withdraws on any change.
  * - Book: depth bars and the trader's own levels, from data attributes (no inline styles).
- * - Amend dialog, tabs, notices.
+ * - Amend dialog, tabs, notices, toasts (news from the private stream).
  * - Session: warn before the idle timeout, offer to stay signed in.
  */
 (function () {
@@ -19,11 +20,8 @@
       var template = document.createElement("template");
       template.innerHTML = text;
       var dropped = false;
-      // A chart at another interval than the stream's refreshes itself (data-own-chart).
-      var ownChart = !!document.querySelector("[data-own-chart]");
       Array.prototype.slice.call(template.content.children).forEach(function (child) {
-        var unwanted = !document.getElementById(child.id) || (ownChart && child.id === "chart");
-        if (child.id && child.hasAttribute("hx-swap-oob") && unwanted) {
+        if (child.id && child.hasAttribute("hx-swap-oob") && !document.getElementById(child.id)) {
           child.remove();
           dropped = true;
         }
@@ -108,6 +106,47 @@
     scheduleNoticeClear();
   });
 
+  // --- Toasts -----------------------------------------------------------------------------
+  // The private stream appends them to #toasts (orders/private.html#toasts). Each stays
+  // TOAST_MS (longer while pointed at or focused), at most MAX_TOASTS at once. A toast
+  // that only repeats the notice of my own click (same order, just now) is not shown.
+
+  var TOAST_MS = 8000;
+  var MAX_TOASTS = 4;
+
+  function dismissToast(toast) {
+    clearTimeout(toast._timer);
+    if (toast.contains(document.activeElement)) {
+      var main = document.getElementById("content");
+      if (main) { main.tabIndex = -1; main.focus({ preventScroll: true }); }
+    }
+    toast.remove();
+  }
+  function scheduleToast(toast, ms) {
+    clearTimeout(toast._timer);
+    toast._timer = setTimeout(function () {
+      if (toast.matches(":hover, :focus-within")) scheduleToast(toast, 2000);
+      else dismissToast(toast);
+    }, ms);
+  }
+  function showToast(toast) {
+    if (toast._shown) return;
+    toast._shown = true;
+    var notice = document.getElementById("notice");
+    var order = toast.getAttribute("data-order-id");
+    if (notice && order && new RegExp("#" + order + "\\b").test(notice.textContent) && toast.getAttribute("data-kind") !== "fill") {
+      toast.remove();
+      return;
+    }
+    var all = document.querySelectorAll("#toasts [data-toast]");
+    for (var i = 0; i < all.length - MAX_TOASTS; i++) dismissToast(all[i]);
+    scheduleToast(toast, TOAST_MS);
+  }
+  document.addEventListener("click", function (evt) {
+    var button = evt.target.closest && evt.target.closest("[data-dismiss-toast]");
+    if (button) dismissToast(button.closest("[data-toast]"));
+  });
+
   // --- Order ticket -----------------------------------------------------------------------
 
   function syncTicket(form) {
@@ -178,6 +217,55 @@
     price.dispatchEvent(new Event("input", { bubbles: true }));
     var quantity = form.querySelector('input[name="quantity"]');
     (quantity || price).focus();
+  });
+
+  // The confirmation of a market order: Back, or any change to the ticket, withdraws it.
+  function withdrawConfirmation(form, focus) {
+    var panel = form.querySelector("[data-ticket-confirm]");
+    if (!panel) return;
+    panel.remove();
+    var submit = form.querySelector("#ticket-submit");
+    submit.hidden = false;
+    if (focus) submit.focus();
+  }
+  document.addEventListener("click", function (evt) {
+    var back = evt.target.closest && evt.target.closest("[data-ticket-back]");
+    if (back) withdrawConfirmation(back.closest("form"), true);
+  });
+  document.addEventListener("input", function (evt) {
+    var form = evt.target.closest && evt.target.closest("#ticket");
+    if (form) withdrawConfirmation(form, false);
+  });
+  document.addEventListener("change", function (evt) {
+    var form = evt.target.closest && evt.target.closest("#ticket");
+    if (form) withdrawConfirmation(form, false);
+  });
+  document.addEventListener("keydown", function (evt) {
+    var form = document.getElementById("ticket");
+    if (evt.key === "Escape" && form && form.querySelector("[data-ticket-confirm]") && form.contains(evt.target)) {
+      withdrawConfirmation(form, true);
+    }
+  });
+
+  // Keyboard: B and S take the ticket to its Buy or Sell side, from anywhere on the page
+  // but a text field (where they are letters) or with a modifier held.
+  document.addEventListener("keydown", function (evt) {
+    if (evt.ctrlKey || evt.metaKey || evt.altKey || evt.defaultPrevented) return;
+    var key = (evt.key || "").toLowerCase();
+    if (key !== "b" && key !== "s") return;
+    var target = evt.target;
+    if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName) && target.type !== "radio" && target.type !== "checkbox")) return;
+    if (document.querySelector("dialog[open]")) return;
+    var form = document.getElementById("ticket");
+    var radio = form && form.querySelector('input[name="side"][value="' + (key === "b" ? "buy" : "sell") + '"]');
+    if (!radio) return;
+    evt.preventDefault();
+    if (!radio.checked) {
+      radio.checked = true;
+      radio.dispatchEvent(new Event("change", { bubbles: true }));
+    }
+    radio.focus();
+    radio.closest(".ticket-panel").scrollIntoView({ block: "nearest" });
   });
 
   // A balance changed: the ticket's "available" follows (once per burst of swaps).
@@ -260,6 +348,8 @@
     });
   }
 
+  // market.js regroups the book after a swap, then decorates it again.
+  window.qtDecorateBook = decorateBook;
   document.addEventListener("htmx:oobAfterSwap", function (evt) {
     var target = evt.detail && evt.detail.target;
     if (target && (target.id === "book" || target.id === "my-levels")) decorateBook();
@@ -268,9 +358,13 @@
   // --- Every swap (and the first load) ------------------------------------------------------
 
   htmx.onLoad(function (elt) {
+    if (elt.matches && elt.matches("[data-toast]")) showToast(elt);
+    if (elt.querySelectorAll) elt.querySelectorAll("[data-toast]").forEach(showToast);
     decorateBook();
     var form = elt.id === "ticket" ? elt : elt.querySelector && elt.querySelector("#ticket");
     if (form) syncTicket(form);
+    var confirm = form && form.querySelector("#ticket-confirm");
+    if (confirm) confirm.focus();
     syncErrors();
     if (elt.id === "notice" || (elt.querySelector && elt.querySelector("#notice"))) scheduleNoticeClear();
   });

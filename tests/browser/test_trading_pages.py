@@ -126,6 +126,9 @@ def test_a_second_trader_sees_the_book_change_within_two_seconds(trader_page):
     ticket.get_by_label("Quantity").fill("0.5")
     expect(ticket.locator("[data-estimate-total]")).to_contain_text("2,164.86")  # 2160.545 + 0.2% taker fee
     ticket.locator("#ticket-submit").click()
+    # A market order asks once more, with what it would cost.
+    expect(ticket.locator("[data-ticket-confirm]")).to_contain_text("Buy 0.500 ETH at market?")
+    ticket.get_by_role("button", name="Confirm buy").click()
     expect(watcher.locator("#notice")).to_contain_text("0.5 filled, now filled.")
     expect(watcher.locator("#fills tbody tr", has_text="4,321.09")).to_have_count(1)
     # The seller's page follows by itself: the order is gone, the fill is there.
@@ -240,7 +243,7 @@ def test_the_chart_switches_interval_in_place(new_context):
 
     page.locator(".intervals").get_by_role("link", name="1h").click()
 
-    expect(page.locator("#chart")).to_have_attribute("data-interval", "1h")
+    expect(page.locator("#price-chart")).to_have_attribute("data-interval", "1h")
     expect(page.locator(".intervals [aria-current=true]")).to_have_text("1h")
     expect(page).to_have_url(re.compile(r"\?interval=1h$"))
     assert_not_reloaded(page)

@@ -225,6 +225,29 @@ def test_stream_to_user_reaches_only_that_users_pages(alice, bob, market, monkey
     run(body)
 
 
+def test_a_page_without_a_socket_of_its_own_hears_only_the_traders_private_news(alice, market, monkeypatch):
+    monkeypatch.setattr(
+        streams.publishing, "user_fragments", lambda user_id: f'<div id="who" hx-swap-oob="true">{user_id}</div>'
+    )
+
+    cookie = session_cookie(alice)
+
+    async def body():
+        async with Socket("/ws/live/me/", headers=[ORIGIN, cookie]) as mine:
+            assert await mine.settle() == f'<div id="who" hx-swap-oob="true">{alice.pk}</div>'  # no market data
+            assert streams.user_is_watching(alice.pk)
+            toast = '<div hx-swap-oob="beforeend:#toasts"><div class="toast">Sold</div></div>'
+            streams.stream_to_user(alice.pk, toast)
+            assert await mine.receive_text() == toast
+        # Nobody's private stream without a session: the handshake is refused.
+        anonymous = Socket("/ws/live/me/", headers=[ORIGIN])
+        connected, _ = await anonymous.communicator.connect(timeout=5)
+        assert not connected
+        await anonymous.communicator.disconnect(timeout=2)
+
+    run(body)
+
+
 def test_the_overview_gets_a_row_per_market(market):
     async def body():
         async with Socket("/ws/live/", headers=[ORIGIN]) as overview:

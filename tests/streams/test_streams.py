@@ -13,7 +13,7 @@ from django.template.loader import render_to_string
 
 from marketdata import streams
 from marketdata.events import BookChanged
-from marketdata.selectors import BookSnapshot, book_snapshot, ticker, trades_recent
+from marketdata.selectors import BookSnapshot, book_snapshot, candle_tails, ticker, trades_recent
 from marketdata.templatetags.market_fragments import book_ladder
 
 from .stream_support import (  # noqa: F401  (fixtures)
@@ -236,6 +236,7 @@ def test_fragments_render_from_plain_context(alice, bob, market):
         "trades": trades_recent(market=market),
         "ticker": ticker(market=market),
         "candles": [],
+        "tails": candle_tails(market=market),
     }
     html = {
         name: render_to_string(f"marketdata/fragments.html#{name}", context)
@@ -245,7 +246,7 @@ def test_fragments_render_from_plain_context(alice, bob, market):
     assert 'data-side="sell" data-price="10.10"' in html["book"]
     assert 'id="tape"' in html["tape"] and "9.90" in html["tape"]
     assert 'id="ticker"' in html["ticker"] and "9.90" in html["ticker"]
-    assert 'id="chart"' in html["chart"] and "No trades in this period" in html["chart"]
+    assert 'id="chart"' in html["chart"] and "&quot;1m&quot;:[[" in html["chart"]
     assert 'id="market-row-QTX-USD"' in html["market_row"]
     assert all('hx-swap-oob="true"' in fragment for fragment in html.values())
 
