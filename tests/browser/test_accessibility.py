@@ -10,6 +10,7 @@ import pytest
 from .accessibility import axe_violations, horizontal_overflow, keyboard_walk
 from .conftest import log_in
 
+TRADER_PASSWORD = "Tr4ding-in-the-browser"  # conftest.register
 pytestmark = pytest.mark.browser
 
 PUBLIC = ["/", "/markets/QTX-USD/", "/accounts/login/", "/accounts/register/", "/accounts/password/reset/"]
@@ -63,10 +64,20 @@ def test_the_public_pages_pass_axe_fit_a_phone_and_work_from_the_keyboard(new_co
 
 def test_a_traders_pages_pass_axe_fit_a_phone_and_work_from_the_keyboard(trader_page):
     def open_page(width):
-        return trader_page("/", viewport={"width": width, "height": 900})
+        page = trader_page("/", viewport={"width": width, "height": 900})
+        with_an_open_order(page)
+        return page
 
     problems = audit(open_page, TRADER)
     assert not problems, "\n".join(problems)
+
+
+def with_an_open_order(page):
+    """A resting bid far below the market, so the trader's tables have a row and a Cancel button."""
+    login = page.request.post("/api/auth/login", data={"username": page.username, "password": TRADER_PASSWORD})
+    headers = {"Authorization": f"Bearer {login.json()['access']}"}
+    order = {"symbol": "QTX-USD", "side": "buy", "type": "limit", "price": "1.19", "quantity": "2"}
+    assert page.request.post("/api/orders", data=order, headers=headers).status == 201
 
 
 def test_the_admin_passes_axe_fits_a_phone_and_works_from_the_keyboard(new_context):
