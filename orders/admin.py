@@ -28,9 +28,11 @@ class OrderAdmin(ReadOnlyAdmin):
         "side",
         "type",
         "price",
+        "stop_price",
         "quantity",
         "filled_quantity",
         "status",
+        "triggered_at",
     ]
     list_filter = ["status", "market", "side", "type"]
     search_fields = ["user__username", "client_order_id"]
@@ -38,10 +40,10 @@ class OrderAdmin(ReadOnlyAdmin):
     inlines = [FillInline]
     actions = ["cancel"]
 
-    @admin.action(description="Cancel selected open orders")
+    @admin.action(description="Cancel selected open orders (pending stops included)")
     def cancel(self, request, queryset):
         cancelled = 0
-        for order in queryset.open().select_related("user"):
+        for order in queryset.active().select_related("user"):
             try:
                 order_cancel(user=order.user, order_id=order.pk)
                 cancelled += 1

@@ -7,7 +7,7 @@ from django import forms
 from marketdata.models import Market, Side
 from quantumtrades.core.errors import ServiceError
 
-from .models import OrderStatus, OrderType, TimeInForce
+from .models import STOP_TYPES, OrderStatus, OrderType, TimeInForce
 from .services import OrderRequest, order_validate
 
 
@@ -23,6 +23,8 @@ class OrderTicketForm(ServiceErrorsMixin, forms.Form):
     side = forms.CharField(required=False, widget=forms.RadioSelect(choices=Side.choices), initial=Side.BUY)
     type = forms.CharField(required=False, widget=forms.RadioSelect(choices=OrderType.choices), initial=OrderType.LIMIT)
     price = forms.CharField(required=False, max_length=40)
+    # Stop orders only: the trade price that triggers them.
+    stop_price = forms.CharField(required=False, max_length=40, label="Stop price")
     quantity = forms.CharField(required=False, max_length=40)
     time_in_force = forms.CharField(
         required=False,
@@ -49,8 +51,11 @@ class OrderTicketForm(ServiceErrorsMixin, forms.Form):
         data = self.cleaned_data
         order_type = data.get("type") or OrderType.LIMIT
         quantity = data.get("quantity") or ""
-        # A market order has no price on screen; whatever lingered in the field is not sent.
-        price = (data.get("price") or None) if order_type != OrderType.MARKET else None
+        # A market order has no price on screen, an order that is not a stop no stop price:
+        # whatever lingered in those fields is not sent.
+        market_like = order_type in (OrderType.MARKET, OrderType.STOP_MARKET)
+        price = (data.get("price") or None) if not market_like else None
+        stop_price = (data.get("stop_price") or None) if order_type in STOP_TYPES else None
         try:
             self.order_request = order_validate(
                 market=self.market,
@@ -58,6 +63,7 @@ class OrderTicketForm(ServiceErrorsMixin, forms.Form):
                 type=order_type,
                 quantity=quantity or "0",
                 price=price,
+                stop_price=stop_price,
                 time_in_force=data.get("time_in_force") or None,
                 post_only=bool(data.get("post_only")),
                 client_order_id=data.get("client_order_id") or None,
@@ -76,6 +82,7 @@ class OrderTicketForm(ServiceErrorsMixin, forms.Form):
             "type": request.type,
             "quantity": request.quantity,
             "price": request.price,
+            "stop_price": request.stop_price,
             "time_in_force": request.time_in_force,
             "post_only": request.post_only,
             "client_order_id": request.client_order_id,
@@ -83,13 +90,15 @@ class OrderTicketForm(ServiceErrorsMixin, forms.Form):
 
 
 class AmendForm(ServiceErrorsMixin, forms.Form):
-    """A new price and/or total quantity; an empty field keeps what the order has."""
+    """A new price and/or total quantity (and a pending stop's stop price); an empty field
+    keeps what the order has."""
 
     price = forms.CharField(required=False, max_length=40)
     quantity = forms.CharField(required=False, max_length=40)
+    stop_price = forms.CharField(required=False, max_length=40, label="Stop price")
 
     def changes(self) -> dict:
-        return {name: self.cleaned_data[name].strip() or None for name in ("price", "quantity")}
+        return {name: self.cleaned_data[name].strip() or None for name in ("price", "quantity", "stop_price")}
 
 
 HISTORY_STATUSES = [

@@ -13,8 +13,8 @@ class OrderType(models.TextChoices):
     MARKET = "market"
     # Stop orders wait off the book (status pending) until a trade prints at or through
     # their stop price, then act as a limit order or a market order (orders.services).
-    STOP_LIMIT = "stop_limit"
-    STOP_MARKET = "stop_market"
+    STOP_LIMIT = "stop_limit", "Stop limit"
+    STOP_MARKET = "stop_market", "Stop market"
 
 
 STOP_TYPES = (OrderType.STOP_LIMIT, OrderType.STOP_MARKET)

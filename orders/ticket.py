@@ -14,8 +14,8 @@ from marketdata.models import Market, Side
 from marketdata.selectors import BookSnapshot
 from quantumtrades.core.money import ZERO, money
 
-from .models import OrderType, TimeInForce
-from .services import OrderRequest, fee_for, hold_for
+from .models import STOP_TYPES, OrderType, TimeInForce
+from .services import OrderRequest, fee_for, hold_for, stop_hold_for
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,37 @@ class Estimate:
     average_price: Decimal | None  # of the part that trades at once
     post_only_would_take: bool
     fok_would_kill: bool
+    # A stop order: nothing trades now; it waits for a trade at its stop price, holding `hold`.
+    stop_price: Decimal | None = None
 
 
 def ticket_estimate(*, request: OrderRequest, snapshot: BookSnapshot) -> Estimate:
     market: Market = request.market
     buying = request.side == Side.BUY
+    if request.type in STOP_TYPES:
+        hold = stop_hold_for(
+            market=market,
+            side=request.side,
+            type=request.type,
+            price=request.price,
+            stop_price=request.stop_price,
+            quantity=request.quantity,
+        )
+        return Estimate(
+            asset_spent=market.quote_id if buying else market.base_id,
+            asset_received=market.base_id if buying else market.quote_id,
+            takes_quantity=ZERO,
+            takes_notional=ZERO,
+            rests_quantity=ZERO,
+            expires_quantity=ZERO,
+            fee=ZERO,
+            total=ZERO,
+            hold=hold,
+            average_price=None,
+            post_only_would_take=False,
+            fok_would_kill=False,
+            stop_price=request.stop_price,
+        )
     levels = snapshot.asks if buying else snapshot.bids
     limit = request.price
 

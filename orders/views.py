@@ -224,6 +224,9 @@ def _placed_notice(result):
     status = order.get_status_display().lower()
     if order.status == "rejected":
         return notice(f"Order #{order.pk} rejected: a post-only order may not take liquidity.", "error")
+    if order.is_pending:
+        stop = money_text(order.stop_price.normalize())
+        return notice(f"Order #{order.pk} ({what}) is pending until a trade reaches {stop}.", "success")
     if result.fills:
         filled = money_text(order.filled_quantity.normalize())
         return notice(f"Order #{order.pk} ({what}): {filled} filled, now {status}.", "success")
@@ -283,7 +286,7 @@ def amend(request, order_id):
         else:
             status = 422
     else:
-        form = AmendForm(initial={"price": order.price, "quantity": order.quantity})
+        form = AmendForm(initial={"price": order.price, "quantity": order.quantity, "stop_price": order.stop_price})
         status = 200
     context = {"order": order, "form": form}
     if request.htmx:

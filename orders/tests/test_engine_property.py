@@ -1,11 +1,14 @@
 """The engine against a reference exchange written from the rules alone.
 
 Hypothesis sends random commands from four traders to one market (limit orders in every
-time in force, post only, market orders, cancel, cancel all, amend) and sends each to the
-engine and to `ReferenceExchange`, a plain in-memory book in this file. After every step
-both must agree on the outcome (or the refusal), the trades (price, quantity, maker,
-taker), every order's status, remaining quantity, hold and priority, every balance
-(the fee account's included) and the book sequence, and `reconcile()` must be clean.
+time in force, post only, market orders, stop-limit and stop-market orders, cancel, cancel
+all, amend, a pending stop's stop price too) and sends each to the engine and to
+`ReferenceExchange`, a plain in-memory book in this file. After every step both must agree
+on the outcome (or the refusal), the trades (price, quantity, maker, taker), every order's
+status, remaining quantity, hold, priority, stop price and whether it triggered, every
+balance (the fee account's included) and the book sequence, and `reconcile()` must be
+clean. The reference triggers stops the plain way: after each order's trades, every pending
+stop they reached, earliest accepted first, until none is left.
 
 Prices sit on a narrow grid around 100 so that orders cross often, quantities in steps of
 0.125 on a 0.001 lot, and the fee rates are drawn per example (a maker rate above the
@@ -21,7 +24,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import pytest
 from django.db import connection, transaction
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -102,6 +105,8 @@ class RefOrder:
     priority: int
     held: Decimal = D(0)
     status: str = "open"
+    stop_price: Decimal | None = None
+    triggered: bool = False
 
     @property
     def filled(self):
@@ -109,6 +114,11 @@ class RefOrder:
 
     @property
     def is_open(self):
+        """Cancellable and amendable: in the book, or a pending stop."""
+        return self.status in ("open", "partially_filled", "pending")
+
+    @property
+    def in_book(self):
         return self.status in ("open", "partially_filled")
 
 
@@ -128,6 +138,7 @@ class ReferenceExchange:
         self.orders: dict[int, RefOrder] = {}
         self.seq = 0
         self.trades = []  # (price, quantity, maker order id, taker order id, taker side)
+        self.last_price = None  # of the last trade, in any command
 
     # Money rules --------------------------------------------------------------------
 
@@ -139,6 +150,13 @@ class ReferenceExchange:
             return quantity
         notional = price * quantity
         return notional + ceil8(notional * max(self.maker_fee, self.taker_fee))
+
+    def stop_hold_needed(self, order):
+        price = order.price
+        if order.type == "stop_market" and order.side == "buy":
+            # The stop price plus 5%, rounded up to the tick (orders.services.STOP_MARKET_BUY_MARGIN).
+            price = (order.stop_price * D("1.05") / TICK).to_integral_value(rounding=ROUND_CEILING) * TICK
+        return self.hold_needed(order.side, price, order.remaining)
 
     def cost(self, price, quantity):
         notional = price * quantity
@@ -160,27 +178,75 @@ class ReferenceExchange:
     def run(self, command, *args):
         balances = {key: list(funds) for key, funds in self.balances.items()}
         orders = {order_id: copy.copy(order) for order_id, order in self.orders.items()}
-        seq = self.seq
+        seq, last_price = self.seq, self.last_price
         self.trades = []
         try:
             return command(*args)
         except Refused:
-            self.balances, self.orders, self.seq, self.trades = balances, orders, seq, []
+            self.balances, self.orders, self.seq, self.trades, self.last_price = balances, orders, seq, [], last_price
             raise
 
-    def place(self, order_id, user, side, kind, quantity, price, time_in_force, post_only):
-        if kind == "limit" and price * quantity < MIN_NOTIONAL:
+    def place(self, order_id, user, side, kind, quantity, price, time_in_force, post_only, stop_price=None):
+        if kind in ("limit", "stop_limit") and price * quantity < MIN_NOTIONAL:
             raise Refused("InvalidInput", "INVALID")
+        if kind == "stop_market" and stop_price * quantity < MIN_NOTIONAL:
+            raise Refused("InvalidInput", "INVALID")
+        if stop_price is not None:
+            self.refuse_reached_stop(side, stop_price)
         self.seq += 1
         order = RefOrder(
             order_id, user, side, kind, time_in_force, post_only, price, quantity, quantity, self.seq * 1000
         )
+        order.stop_price = stop_price
         self.orders[order_id] = order
+        if stop_price is not None:
+            order.status = "pending"
+            needed = self.stop_hold_needed(order)
+            if self.balance(user, self.hold_asset(side))[0] < needed:
+                raise Refused("InsufficientFunds", "INSUFFICIENT_FUNDS")
+            self.hold(order, needed)
+            return order
         if post_only and self.crossing(order):
             order.status = "rejected"
             return order
         self.take(order, available=self.balance(user, self.hold_asset(side))[0])
+        self.run_stops()
         return order
+
+    def refuse_reached_stop(self, side, stop_price):
+        last = self.last_price
+        if last is not None and (last >= stop_price if side == "buy" else last <= stop_price):
+            raise Refused("InvalidInput", "INVALID")
+
+    def run_stops(self):
+        """Trigger every pending stop the command's trades reached, earliest accepted first;
+        the trades of each may reach more."""
+        crossed = {}
+
+        def reached_by(trades):
+            if not trades:
+                return
+            low, high = min(t[0] for t in trades), max(t[0] for t in trades)
+            for order in self.orders.values():
+                if order.status == "pending" and (
+                    order.stop_price <= high if order.side == "buy" else order.stop_price >= low
+                ):
+                    crossed.setdefault(order.id, order)
+
+        reached_by(self.trades)
+        slot = 0
+        while crossed:
+            stop = min(crossed.values(), key=lambda order: order.priority)
+            del crossed[stop.id]
+            slot += 1
+            event("a stop triggered" if slot == 1 else "stops triggered in a cascade")
+            stop.triggered, stop.priority = True, self.seq * 1000 + slot
+            available = self.balance(stop.user, self.hold_asset(stop.side))[0] + stop.held
+            budget = stop.held if stop.type == "stop_market" and stop.side == "buy" else None
+            self.release(stop, stop.held)
+            first = len(self.trades)
+            self.take(stop, available=available, budget=budget, triggered=True)
+            reached_by(self.trades[first:])
 
     def cancel(self, user, order_id):
         order = self.own_open_order(user, order_id)
@@ -198,8 +264,14 @@ class ReferenceExchange:
             order.status = "cancelled"
         return mine
 
-    def amend(self, user, order_id, price, quantity):
+    def amend(self, user, order_id, price, quantity, stop_price=None):
         order = self.own_open_order(user, order_id)
+        if order.status == "pending":
+            return self.amend_stop(order, price, quantity, stop_price)
+        if stop_price is not None:
+            if order.type in ("stop_limit", "stop_market"):
+                raise Refused("Conflict", "STOP_TRIGGERED")
+            raise Refused("InvalidInput", "INVALID")
         price = price if price is not None else order.price
         quantity = quantity if quantity is not None else order.quantity
         if quantity <= order.filled or price * (quantity - order.filled) < MIN_NOTIONAL:
@@ -221,6 +293,32 @@ class ReferenceExchange:
         self.release(order, order.held)
         order.price, order.quantity, order.remaining, order.priority = price, quantity, remaining, self.seq * 1000
         self.take(order, available=available)
+        self.run_stops()
+        return order
+
+    def amend_stop(self, order, price, quantity, stop_price):
+        """A pending stop stays pending: new terms, a new hold, a new place unless it only shrank."""
+        if order.type == "stop_market" and price is not None:
+            raise Refused("InvalidInput", "INVALID")
+        price = price if price is not None else order.price
+        quantity = quantity if quantity is not None else order.quantity
+        stop_price = stop_price if stop_price is not None else order.stop_price
+        keeps_place = price == order.price and stop_price == order.stop_price and quantity <= order.quantity
+        if (stop_price if order.type == "stop_market" else price) * quantity < MIN_NOTIONAL:
+            raise Refused("InvalidInput", "INVALID")
+        if stop_price != order.stop_price:
+            self.refuse_reached_stop(order.side, stop_price)
+        self.seq += 1
+        if (price, quantity, stop_price) != (order.price, order.quantity, order.stop_price):
+            available = self.balance(order.user, self.hold_asset(order.side))[0] + order.held
+            order.price, order.quantity, order.remaining, order.stop_price = price, quantity, quantity, stop_price
+            needed = self.stop_hold_needed(order)
+            if available < needed:
+                raise Refused("InsufficientFunds", "INSUFFICIENT_FUNDS")
+            self.release(order, order.held)
+            self.hold(order, needed)
+            if not keeps_place:
+                order.priority = self.seq * 1000
         return order
 
     def own_open_order(self, user, order_id):
@@ -245,15 +343,16 @@ class ReferenceExchange:
         return sorted(book, key=lambda o: (-o.price, o.priority))
 
     def resting(self, side):
-        return [o for o in self.orders.values() if o.side == side and o.is_open]
+        return [o for o in self.orders.values() if o.side == side and o.in_book]
 
-    def take(self, taker, *, available):
-        """Check funds, trade what crosses, then rest or expire what is left."""
+    def take(self, taker, *, available, budget=None, triggered=False):
+        """Check funds, trade what crosses, then rest or expire what is left. A triggered
+        stop is never refused: a stop-market buy spends at most `budget`, what it held."""
         book = [o for o in self.crossing(taker) if o is not taker]
-        budget = None
-        if taker.type == "market" and taker.side == "buy":
-            budget = available
-        elif taker.type == "market":
+        priced = taker.type in ("limit", "stop_limit")
+        if not priced and taker.side == "buy":
+            budget = budget if triggered else available
+        elif not priced:
             if available < taker.remaining:
                 raise Refused("InsufficientFunds", "INSUFFICIENT_FUNDS")
         elif available < self.hold_needed(taker.side, taker.price, taker.remaining):
@@ -277,12 +376,12 @@ class ReferenceExchange:
                 budget -= self.cost(maker.price, quantity)
             self.trade(taker, maker, quantity)
             filled += quantity
-        if budget is not None and filled == 0 and book and not met_own:
+        if budget is not None and filled == 0 and book and not met_own and not triggered:
             raise Refused("InsufficientFunds", "INSUFFICIENT_FUNDS")
 
         if taker.remaining == 0:
             taker.status = "filled"
-        elif taker.type == "limit" and taker.time_in_force == "GTC" and not met_own:
+        elif priced and taker.time_in_force == "GTC" and not met_own:
             self.hold(taker, self.hold_needed(taker.side, taker.price, taker.remaining))
             taker.status = "partially_filled" if taker.filled else "open"
         else:
@@ -331,6 +430,7 @@ class ReferenceExchange:
         maker.status = "filled" if maker.remaining == 0 else "partially_filled"
         taker.remaining -= quantity
         self.trades.append((price, quantity, maker.id, taker.id, taker.side))
+        self.last_price = price
 
     def hold(self, order, amount):
         funds = self.balance(order.user, self.hold_asset(order.side))
@@ -391,7 +491,7 @@ class EngineMatchesReference(RuleBasedStateMachine):
 
     # Commands -----------------------------------------------------------------------
 
-    def place(self, user, side, kind, quantity, price, time_in_force, post_only):
+    def place(self, user, side, kind, quantity, price, time_in_force, post_only, stop_price=None):
         engine = outcome_of(
             lambda: (
                 order_place(
@@ -403,13 +503,14 @@ class EngineMatchesReference(RuleBasedStateMachine):
                     price=price,
                     time_in_force=time_in_force,
                     post_only=post_only,
+                    stop_price=stop_price,
                 ).order
             )
         )
         order_id = engine[1].pk if engine[0] == "ok" else -1
         expected = outcome_of(
             lambda: self.reference.run(
-                self.reference.place, order_id, user, side, kind, quantity, price, time_in_force, post_only
+                self.reference.place, order_id, user, side, kind, quantity, price, time_in_force, post_only, stop_price
             )
         )
         self.compare(engine, expected)
@@ -432,6 +533,23 @@ class EngineMatchesReference(RuleBasedStateMachine):
     @rule(user=traders, side=sides, quantity=QUANTITIES, time_in_force=st.sampled_from(["IOC", "FOK"]))
     def place_market_order(self, user, side, quantity, time_in_force):
         self.place(user, side, "market", quantity, None, time_in_force, False)
+
+    @rule(
+        user=traders,
+        side=sides,
+        stop_price=prices,
+        price=prices,
+        quantity=QUANTITIES,
+        time_in_force=st.sampled_from(["GTC", "GTC", "IOC", "FOK"]),
+    )
+    def place_stop_limit_order(self, user, side, stop_price, price, quantity, time_in_force):
+        self.place(user, side, "stop_limit", quantity, price, time_in_force, False, stop_price)
+
+    @rule(
+        user=traders, side=sides, stop_price=prices, quantity=QUANTITIES, time_in_force=st.sampled_from(["IOC", "FOK"])
+    )
+    def place_stop_market_order(self, user, side, stop_price, quantity, time_in_force):
+        self.place(user, side, "stop_market", quantity, None, time_in_force, False, stop_price)
 
     def some_order(self, data):
         """Mostly an open order; now and then any order, to meet the closed ones."""
@@ -464,17 +582,24 @@ class EngineMatchesReference(RuleBasedStateMachine):
         data=st.data(),
         price=st.one_of(st.none(), prices),
         quantity=st.one_of(st.none(), QUANTITIES),
+        stop_price=st.one_of(st.none(), st.none(), prices),
         impostor=st.sampled_from([None, None, None, None, None, "bob"]),
     )
-    def amend(self, data, price, quantity, impostor):
+    def amend(self, data, price, quantity, stop_price, impostor):
         order_id = self.some_order(data)
-        if price is None and quantity is None:
+        if price is None and quantity is None and stop_price is None:
             quantity = D("1")
         user = impostor or self.reference.orders[order_id].user
         engine = outcome_of(
-            lambda: order_amend(user=self.users[user], order_id=order_id, price=price, quantity=quantity).order
+            lambda: (
+                order_amend(
+                    user=self.users[user], order_id=order_id, price=price, quantity=quantity, stop_price=stop_price
+                ).order
+            )
         )
-        expected = outcome_of(lambda: self.reference.run(self.reference.amend, user, order_id, price, quantity))
+        expected = outcome_of(
+            lambda: self.reference.run(self.reference.amend, user, order_id, price, quantity, stop_price)
+        )
         self.compare(engine, expected)
 
     # Comparing ----------------------------------------------------------------------
@@ -519,13 +644,15 @@ class EngineMatchesReference(RuleBasedStateMachine):
         orders = {
             pk: rest
             for pk, *rest in Order.objects.values_list(
-                "id", "status", "remaining_quantity", "held", "priority", "price", "quantity"
+                "id", "status", "remaining_quantity", "held", "priority", "price", "quantity", "stop_price"
             )
         }
+        triggered = set(Order.objects.filter(triggered_at__isnull=False).values_list("id", flat=True))
         assert orders == {
-            o.id: [o.status, o.remaining, o.held, o.priority, o.price, o.quantity]
+            o.id: [o.status, o.remaining, o.held, o.priority, o.price, o.quantity, o.stop_price]
             for o in self.reference.orders.values()
         }
+        assert triggered == {o.id for o in self.reference.orders.values() if o.triggered}
         assert reconcile() == []
 
 

@@ -80,6 +80,16 @@ def test_post_only_that_would_take_is_flagged():
     assert estimate.takes_quantity == 0 and estimate.rests_quantity == 0
 
 
+def test_a_stop_trades_nothing_now_and_shows_what_it_holds():
+    stop_limit = OrderRequest(MARKET, "buy", "stop_limit", D("2"), D("103"), "GTC", False, None, D("102"))
+    estimate = ticket_estimate(request=stop_limit, snapshot=BOOK)
+    assert (estimate.takes_quantity, estimate.rests_quantity, estimate.stop_price) == (0, 0, D("102"))
+    assert estimate.hold == D("206.412")  # 2 x 103 + the 0.2% fee reserve
+
+    stop_market = OrderRequest(MARKET, "buy", "stop_market", D("1"), None, "IOC", False, None, D("100"))
+    assert ticket_estimate(request=stop_market, snapshot=BOOK).hold == D("105.21")  # at 100 + 5%
+
+
 # --- Quick sizes: a share of the available balance ------------------------------------------
 
 

@@ -15,7 +15,7 @@ from marketdata.models import BookLevel
 from orders.models import Order
 from orders.selectors import reconcile
 
-from .stories import buy, sell
+from .stories import buy, sell, stop_buy
 
 D = Decimal
 
@@ -88,6 +88,16 @@ def test_funds_held_without_any_open_order_breaks_invariant_3(some_trading, bob)
     Order.objects.filter(pk=ask.pk).update(status="cancelled")
 
     assert 3 in broken(reconcile())
+
+
+def test_a_pending_stops_hold_counts_as_what_its_owner_needs(some_trading, alice):
+    stop = stop_buy(alice, "1", stop="101").order  # holds at 101 + 5%, off the book
+    assert reconcile() == []
+
+    Order.objects.filter(pk=stop.pk).update(held=stop.held - D("0.01"))
+    assert broken(reconcile()) == [3]
+    Order.objects.filter(pk=stop.pk).update(held=stop.held, status="cancelled")
+    assert broken(reconcile()) == [3]  # the hold is still on the balance, no order needs it
 
 
 def test_a_book_level_that_differs_from_the_orders_breaks_invariant_4(some_trading):

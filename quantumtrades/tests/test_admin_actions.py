@@ -81,6 +81,20 @@ def test_cancel_action_releases_the_hold(operator_client, alice, market):
     assert (balance.available, balance.held) == (Decimal("1000"), Decimal("0"))
 
 
+def test_operators_see_pending_stops_and_cancel_them(operator_client, alice, market):
+    User.objects.get_or_create(username="fees", defaults={"is_active": False})
+    balance_deposit(user=alice, asset="USD", amount=Decimal("1000"))
+    stop = order_place(user=alice, market=market, side="buy", type="stop_market", stop_price="10.00", quantity="5")
+
+    listing = operator_client.get("/admin/orders/order/?status__exact=pending").content.decode()
+    assert "Stop price" in listing and f">{stop.order.pk}<" in listing
+    operator_client.post("/admin/orders/order/", {"action": "cancel", "_selected_action": [stop.order.pk]})
+
+    assert Order.objects.get(pk=stop.order.pk).status == OrderStatus.CANCELLED
+    balance = Balance.objects.get(user=alice, asset="USD")
+    assert (balance.available, balance.held) == (Decimal("1000"), Decimal("0"))
+
+
 def test_revoke_action_revokes_the_selected_api_keys_only(operator_client, alice, bob, market):
     kept, kept_secret = api_key_create(user=bob, name="bob's bot")
     revoked, revoked_secret = api_key_create(user=alice, name="leaked")

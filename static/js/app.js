@@ -150,11 +150,15 @@
   // --- Order ticket -----------------------------------------------------------------------
 
   function syncTicket(form) {
-    var market = form.querySelector('input[name="type"][value="market"]');
-    var isMarket = !!(market && market.checked);
+    var checked = form.querySelector('input[name="type"]:checked');
+    var type = checked ? checked.value : "limit";
+    var isMarket = type === "market" || type === "stop_market";
+    var isStop = type === "stop_limit" || type === "stop_market";
     var price = form.querySelector('input[name="price"]');
+    var stopPrice = form.querySelector('input[name="stop_price"]');
     var tif = form.querySelector('select[name="time_in_force"]');
     var postOnly = form.querySelector('input[name="post_only"]');
+    if (stopPrice) stopPrice.disabled = !isStop;
     if (price) {
       price.disabled = isMarket;
       price.placeholder = isMarket ? "Market" : price.getAttribute("data-placeholder") || price.placeholder;
@@ -165,8 +169,8 @@
       if (!isMarket && tif.value === "IOC" && !tif.hasAttribute("data-chosen")) tif.value = "GTC";
     }
     if (postOnly) {
-      postOnly.disabled = isMarket;
-      if (isMarket) postOnly.checked = false;
+      postOnly.disabled = isMarket || isStop;
+      if (isMarket || isStop) postOnly.checked = false;
     }
     var sell = form.querySelector('input[name="side"][value="sell"]');
     form.setAttribute("data-side", sell && sell.checked ? "sell" : "buy");
