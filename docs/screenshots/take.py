@@ -18,7 +18,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, DEMO_PASSWORD  # noqa: E402
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, DEMO_PASSWORD, PRICE  # noqa: E402
 from tests.browser.server import LiveServer  # noqa: E402
 
 # A ladder of resting quotes around the last price, so each book shows depth on both sides.
@@ -107,17 +107,20 @@ def trade_a_little(page):
         ticket.get_by_label(side, exact=True).check()
         ticket.get_by_label(kind, exact=True).check()
         if price:
-            ticket.get_by_label("Price").fill(price)
+            ticket.get_by_label(PRICE).fill(price)
         ticket.get_by_label("Quantity").fill(quantity)
         ticket.get_by_label("Time in force").select_option(time_in_force)
         with page.expect_response(lambda response: response.url.endswith("/ticket/")):
             ticket.locator("#ticket-submit").click()
+        if kind == "Market":  # a market order asks to be confirmed
+            with page.expect_response(lambda response: response.url.endswith("/ticket/")):
+                page.locator("#ticket-confirm").click()
         expect(page.locator("#ticket").get_by_label("Quantity")).to_have_value("")
     # Leave the ticket showing an estimate.
     ticket = page.locator("#ticket")
     ticket.get_by_label("Buy", exact=True).check()
     ticket.get_by_label("Limit", exact=True).check()
-    ticket.get_by_label("Price").fill(str(best_bid))
+    ticket.get_by_label(PRICE).fill(str(best_bid))
     ticket.get_by_label("Quantity").fill("1.5")
     expect(ticket.locator("[data-estimate-total]")).to_be_visible()
     page.locator("#notice [data-dismiss]").click()

@@ -258,6 +258,32 @@ def test_a_key_revoked_while_the_socket_is_open_stops_trading_at_once(alice, mar
     run(body)
 
 
+def test_a_revoked_key_stops_reaching_the_private_channel(alice, market, monkeypatch):
+    from marketdata import consumers as marketdata_consumers
+
+    monkeypatch.setattr(marketdata_consumers, "KEY_CHECK_SECONDS", 0.1)
+    key, secret = make_key(alice, scopes=["read"])
+
+    async def body():
+        async with Trader() as ws:
+            await ws.auth(api_key=secret)
+            await ws.send({"type": "subscribe", "channels": ["orders"]})
+            await ws.until(of_type("subscribed"))
+            await limit(alice, "buy", "9.00")
+            await ws.until(of_type("order"))
+            await database_sync_to_async(api_key_revoke)(user=alice, key_id=key.pk)
+            error = await ws.until(of_type("error"))
+            assert error["code"] == "API_KEY_INVALID"
+            ws.seen.clear()
+            await limit(alice, "buy", "9.10")
+            await ws.quiet(0.5)
+            assert not [m for m in ws.seen if m["type"] in ("order", "balance")]
+            await ws.send({"type": "subscribe", "channels": ["orders"]})
+            assert (await ws.until(of_type("error")))["code"] == "AUTH_REQUIRED"
+
+    run(body)
+
+
 def test_a_key_is_refused_from_outside_its_networks_honouring_num_proxies(alice, market, settings):
     _, secret = make_key(alice, allowed_ips=["203.0.113.0/24"])
 
@@ -574,6 +600,23 @@ def test_cancelling_a_pending_stop_releases_its_hold(alice, bob, market):
             assert cancelled["order"]["status"] == "cancelled"
             after = await database_sync_to_async(Balance.objects.get)(user=alice, asset_id="QTX")
             assert after.held == before.held
+
+    run(body)
+
+
+def test_an_unexpected_failure_is_answered_in_the_error_shape_and_the_socket_stays(alice, market, monkeypatch):
+    from orders import consumers
+
+    def broken(user, body):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(consumers.COMMANDS, "order.cancel_all", broken)
+
+    async def body():
+        async with Trader() as ws:
+            await ws.auth(token=token(alice))
+            await ws.refused("order.cancel_all", "INTERNAL_ERROR")
+            assert (await place(ws))["type"] == "order.result"
 
     run(body)
 
