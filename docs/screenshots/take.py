@@ -4,8 +4,9 @@
 
 Starts a server of its own (tests/browser/server.py: a fresh database, migrated and
 seeded: every market starts with a day of history), lets `simulate_market` trade for a
-while, has alice trade through the order ticket, and saves
-overview.png, market.png, market-phone.png and portfolio.png next to this file.
+while, has alice trade through the order ticket and visit her account pages, and saves the
+README's screenshots next to this file (SHOTS): each trader's page at 1440 px and on a
+390 px phone, and the account's two-factor setup, API keys and sessions.
 Needs Debian's Chromium (/usr/bin/chromium).
 """
 
@@ -44,6 +45,12 @@ for market in Market.objects.all():
 """
 
 
+SHOTS = [
+    "overview", "market", "portfolio", "account-two-factor", "account-api-keys", "account-sessions",
+    "overview-phone", "market-phone", "portfolio-phone", "account-phone",
+]  # fmt: skip
+
+
 def main():
     with LiveServer("screenshots") as server:
         server.manage("simulate_market", "--rate", "60", "--duration", "25", "--seed", "2026")
@@ -69,16 +76,43 @@ def main():
             settle(page)
             page.screenshot(path=HERE / "portfolio.png", full_page=True)
 
+            # The phone signs in on its own: the Sessions page then lists two browsers.
             phone = browser.new_context(
-                base_url=server.url, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+                base_url=server.url,
+                viewport={"width": 390, "height": 844},
+                is_mobile=True,
+                has_touch=True,
+                user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 Safari/604.1",
             )
-            phone.add_cookies(desktop.cookies())
             mobile = phone.new_page()
+            log_in(mobile, "alice")
+            settle(mobile)
+            mobile.screenshot(path=HERE / "overview-phone.png", full_page=True)
             mobile.goto("/markets/QTX-USD/")
             settle(mobile)
             mobile.screenshot(path=HERE / "market-phone.png", full_page=True)
+            mobile.goto("/portfolio/")
+            settle(mobile)
+            mobile.screenshot(path=HERE / "portfolio-phone.png", full_page=True)
+            mobile.goto("/accounts/sessions/")
+            mobile.wait_for_load_state("networkidle")
+            mobile.screenshot(path=HERE / "account-phone.png", full_page=True)
+
+            page.goto("/accounts/two-factor/enrol/")
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=HERE / "account-two-factor.png")
+            page.goto("/accounts/api-keys/")
+            for name, trade in (("Portfolio reader", False), ("Market maker bot", True)):
+                page.get_by_label("Name").fill(name)
+                page.get_by_label("Allow trading").set_checked(trade)
+                page.get_by_role("button", name="Create key").click()
+                expect(page.locator("[data-new-key]")).to_be_visible()
+            page.screenshot(path=HERE / "account-api-keys.png", full_page=True)
+            page.goto("/accounts/sessions/")
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=HERE / "account-sessions.png")
             browser.close()
-    for name in ("overview", "market", "market-phone", "portfolio"):
+    for name in SHOTS:
         print(HERE / f"{name}.png")
 
 
