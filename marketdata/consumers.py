@@ -11,7 +11,8 @@ every frame once and writes it to the sockets; a consumer parses what its client
 - replies: {"type": "subscribed" | "unsubscribed", "channels", "symbols"} before the
   snapshots; {"type": "pong", "time"[, "id"]}; {"type": "authenticated", "user": {"id",
   "username"}[, "api_key": {"id", "name", "scopes"}]} after {"type": "auth", "token"} or
-  {"type": "auth", "api_key"} (an API key: its address is checked as over REST);
+  {"type": "auth", "api_key"} (an API key: its address is checked as over REST; once it is
+  revoked, error API_KEY_INVALID within KEY_CHECK_SECONDS and the socket is nobody's);
 - {"type": "heartbeat", "time", "seqs": {symbol: seq}} every 20 s: the seq of each book as
   the stream has sent it, so an idle client can tell it is current;
 - a `book_snapshot` may also come unasked: after a socket fell too far behind to be sent
@@ -29,6 +30,7 @@ every frame once and writes it to the sockets; a consumer parses what its client
   markets per socket.
 """
 
+import asyncio
 import json
 import logging
 import re
@@ -56,6 +58,8 @@ MESSAGE_BURST = 20
 # Messages refused for rate in a row before the socket is closed (1008, policy violation).
 MAX_REFUSED = 50
 MAX_SYMBOLS = 20
+# How often a socket authenticated with an API key checks that the key is still usable.
+KEY_CHECK_SECONDS = 10.0
 CHANNELS = ("book", "trades", "ticker", "candles", "orders")
 PUBLIC_CHANNELS = {"book", "trades", "ticker", "candles"}
 INTERVALS = tuple(Interval.values)
@@ -130,6 +134,7 @@ class MarketDataConsumer(StreamConsumer):
         self.refused = 0
         self.user_id = _session_user_id(self.scope)
         self.api_key = None  # the accounts.ApiKey the socket authenticated with, if any
+        self.key_watch = None
         self.hub = await streams.get_hub()
         await self.accept()
         self.sink = self.hub.attach(self, "api")
@@ -327,6 +332,7 @@ class MarketDataConsumer(StreamConsumer):
         """The socket acts for `user_id` from now on (with `api_key`'s scopes, if one)."""
         self.user_id = user_id
         self.api_key = api_key
+        self.watch_key(api_key)
         self.sink.auth_expires = expires
         if self.sink.private_user is not None and self.sink.private_user != user_id:
             self.hub.subscribe_private(self.sink, user_id)
@@ -334,6 +340,37 @@ class MarketDataConsumer(StreamConsumer):
         if api_key is not None:
             reply["api_key"] = {"id": api_key.pk, "name": api_key.name, "scopes": list(api_key.scopes)}
         self.sink.send_message(reply)
+
+    def watch_key(self, api_key):
+        """While the socket is authenticated with `api_key`, check every KEY_CHECK_SECONDS
+        that it is still usable: a key revoked (or its user deactivated) stops reaching the
+        private channel within that time, as it answers 401 over REST at once."""
+        if self.key_watch is not None:
+            self.key_watch.cancel()
+        self.key_watch = asyncio.ensure_future(self._watch(api_key)) if api_key is not None else None
+
+    async def _watch(self, api_key):
+        while True:
+            await asyncio.sleep(KEY_CHECK_SECONDS)
+            try:
+                usable = await database_sync_to_async(keys.api_key_reread)(api_key)
+            except Exception:  # the database is away: the next check decides
+                log.warning("stream: could not check an API key", exc_info=True)
+                continue
+            if usable is None and self.api_key is api_key:
+                self.deauthenticate()
+                self.error("API_KEY_INVALID", "The API key was revoked: this socket is no longer authenticated.")
+                return
+
+    def deauthenticate(self):
+        """The socket acts for nobody any more (its key was revoked)."""
+        self.user_id = self.api_key = None
+        self.hub.unsubscribe_private(self.sink)
+        self.watch_key(None)
+
+    async def disconnect(self, code):
+        self.watch_key(None)
+        await super().disconnect(code)
 
     def client_address(self) -> str | None:
         """The peer's address, through NUM_PROXIES proxies as the REST API reads it."""

@@ -149,8 +149,8 @@ class TradingConsumer(MarketDataConsumer):
             )
 
     def deauthenticate(self):
-        self.user_id = self.api_key = self.trader = None
-        self.hub.unsubscribe_private(self.sink)
+        super().deauthenticate()
+        self.trader = None
 
     # --- In a worker thread ----------------------------------------------------------------
 

@@ -258,6 +258,32 @@ def test_a_key_revoked_while_the_socket_is_open_stops_trading_at_once(alice, mar
     run(body)
 
 
+def test_a_revoked_key_stops_reaching_the_private_channel(alice, market, monkeypatch):
+    from marketdata import consumers as marketdata_consumers
+
+    monkeypatch.setattr(marketdata_consumers, "KEY_CHECK_SECONDS", 0.1)
+    key, secret = make_key(alice, scopes=["read"])
+
+    async def body():
+        async with Trader() as ws:
+            await ws.auth(api_key=secret)
+            await ws.send({"type": "subscribe", "channels": ["orders"]})
+            await ws.until(of_type("subscribed"))
+            await limit(alice, "buy", "9.00")
+            await ws.until(of_type("order"))
+            await database_sync_to_async(api_key_revoke)(user=alice, key_id=key.pk)
+            error = await ws.until(of_type("error"))
+            assert error["code"] == "API_KEY_INVALID"
+            ws.seen.clear()
+            await limit(alice, "buy", "9.10")
+            await ws.quiet(0.5)
+            assert not [m for m in ws.seen if m["type"] in ("order", "balance")]
+            await ws.send({"type": "subscribe", "channels": ["orders"]})
+            assert (await ws.until(of_type("error")))["code"] == "AUTH_REQUIRED"
+
+    run(body)
+
+
 def test_a_key_is_refused_from_outside_its_networks_honouring_num_proxies(alice, market, settings):
     _, secret = make_key(alice, allowed_ips=["203.0.113.0/24"])
 
