@@ -31,6 +31,7 @@ Rules of the socket:
 """
 
 import asyncio
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
@@ -56,6 +57,8 @@ from orders.services import order_amend, order_cancel, order_place, orders_cance
 from quantumtrades.core import unavailable
 from quantumtrades.core.api import ApiRateThrottle, input_error, loads_strict
 from quantumtrades.core.errors import InvalidInput, NotFound, ServiceError
+
+log = logging.getLogger(__name__)
 
 REQ_ID_MAX = 64
 # A socket's user is read again at most this often (an operator's deactivation reaches an
@@ -168,11 +171,16 @@ class TradingConsumer(MarketDataConsumer):
         except (ServiceError, exceptions.ValidationError) as exc:
             _, error = input_error(exc)
             raise CommandRefused(**error) from None
+        except CommandRefused:
+            raise
         except Exception as exc:
             if unavailable.is_unavailable(exc):
                 unavailable.recover(exc)
                 raise CommandRefused(**unavailable.error_body()["error"]) from None
-            raise
+            # As the REST API's handler does: said in the log, answered in the error shape,
+            # and the socket stays open.
+            log.exception("Unexpected error in /ws %s", message.get("type"))
+            raise CommandRefused("INTERNAL_ERROR", "Something went wrong on our side; nothing was changed.") from None
         finally:
             close_old_connections()
 

@@ -32,7 +32,7 @@ from .forms import AmendForm, OrderHistoryFilter, OrderTicketForm
 from .live import ALL_KINDS, BALANCES, ORDERS, private_context, private_fragments
 from .models import Order, OrderType
 from .portfolio import ledger_for_user, order_history_for_user, portfolio_valuation
-from .services import order_amend, order_cancel, order_place
+from .services import order_amend, order_cancel, order_place, stop_market_buy_price
 from .ticket import SIZE_FRACTIONS, parse_price, ticket_estimate, ticket_size
 
 # The first render shows what the live stream pushes later: the same depth, tape, candles.
@@ -42,6 +42,8 @@ CANDLES_SHOWN = streams.option("CHART_CANDLES")
 DEFAULT_INTERVAL = streams.option("CHART_INTERVAL")
 # The book's price grouping, in ticks (the browser sums the levels: static/js/market.js).
 BOOK_GROUPS = (1, 10, 100, 1000)
+# Orders the ticket asks to confirm: they take whatever the book offers.
+AT_MARKET = (OrderType.MARKET, OrderType.STOP_MARKET)
 # How deep the ticket looks into the book to price a market order.
 ESTIMATE_DEPTH = 500
 LEDGER_PAGE_SIZE = 25
@@ -160,7 +162,13 @@ def _sized_ticket(request, market):
     if fraction is None:
         return data, {"error": "Choose 25, 50, 75 or 100 %."}
     price = None
-    if side == Side.BUY and data.get("type") != OrderType.MARKET:
+    if side == Side.BUY and data.get("type") == OrderType.STOP_MARKET:
+        # A pending stop-market buy holds as a limit buy a margin above its stop.
+        stop_price = parse_price(data.get("stop_price"))
+        if stop_price is None:
+            return data, {"error": "Enter a stop price first: the size depends on it."}
+        price = stop_market_buy_price(market, stop_price)
+    elif side == Side.BUY and data.get("type") != OrderType.MARKET:
         price = parse_price(data.get("price"))
         if price is None:
             return data, {"error": "Enter a price first: the size depends on it."}
@@ -189,8 +197,9 @@ def ticket_submit(request, symbol):
     message = None
     status = 200
     confirming = False
-    if form.is_valid() and form.order_request.type == OrderType.MARKET and request.POST.get("confirm") != "1":
-        # A market order is placed only once the trader has seen what it would cost.
+    if form.is_valid() and form.order_request.type in AT_MARKET and request.POST.get("confirm") != "1":
+        # An order at market (now, or once its stop triggers) is placed only once the
+        # trader has seen what it would cost.
         confirming = True
     elif form.is_valid():
         try:

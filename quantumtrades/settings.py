@@ -333,7 +333,8 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "QuantumTrades API",
     "DESCRIPTION": (
         "Orders, market data and balances of the QuantumTrades exchange. Authenticate with "
-        "POST /api/auth/login and send the access token as 'Authorization: Bearer <token>'. "
+        "POST /api/auth/login and send the access token as 'Authorization: Bearer <token>', "
+        "or make an API key (POST /api/keys) and send it as 'Authorization: Api-Key <key>'. "
         "Decimals travel as strings. Every error has the shape "
         '{"error": {"code": "...", "message": "...", "field": "..." | null}}.'
     ),

@@ -4,8 +4,9 @@
 
 Starts a server of its own (tests/browser/server.py: a fresh database, migrated and
 seeded: every market starts with a day of history), lets `simulate_market` trade for a
-while, has alice trade through the order ticket, and saves
-overview.png, market.png, market-phone.png and portfolio.png next to this file.
+while, has alice trade through the order ticket and visit her account pages, and saves the
+README's screenshots next to this file (SHOTS): each trader's page at 1440 px and on a
+390 px phone, and the account's two-factor setup, API keys and sessions.
 Needs Debian's Chromium (/usr/bin/chromium).
 """
 
@@ -18,7 +19,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, DEMO_PASSWORD  # noqa: E402
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, DEMO_PASSWORD, PRICE  # noqa: E402
 from tests.browser.server import LiveServer  # noqa: E402
 
 # A ladder of resting quotes around the last price, so each book shows depth on both sides.
@@ -42,6 +43,12 @@ for market in Market.objects.all():
             quantity = (notional / price / market.lot_size).quantize(Decimal(1), rounding=ROUND_DOWN) * market.lot_size
             order_place(user=rng.choice(makers), market=market, side=side, price=price, quantity=quantity)
 """
+
+
+SHOTS = [
+    "overview", "market", "portfolio", "account-two-factor", "account-api-keys", "account-sessions",
+    "overview-phone", "market-phone", "portfolio-phone", "account-phone",
+]  # fmt: skip
 
 
 def main():
@@ -69,16 +76,43 @@ def main():
             settle(page)
             page.screenshot(path=HERE / "portfolio.png", full_page=True)
 
+            # The phone signs in on its own: the Sessions page then lists two browsers.
             phone = browser.new_context(
-                base_url=server.url, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+                base_url=server.url,
+                viewport={"width": 390, "height": 844},
+                is_mobile=True,
+                has_touch=True,
+                user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 Safari/604.1",
             )
-            phone.add_cookies(desktop.cookies())
             mobile = phone.new_page()
+            log_in(mobile, "alice")
+            settle(mobile)
+            mobile.screenshot(path=HERE / "overview-phone.png", full_page=True)
             mobile.goto("/markets/QTX-USD/")
             settle(mobile)
             mobile.screenshot(path=HERE / "market-phone.png", full_page=True)
+            mobile.goto("/portfolio/")
+            settle(mobile)
+            mobile.screenshot(path=HERE / "portfolio-phone.png", full_page=True)
+            mobile.goto("/accounts/sessions/")
+            mobile.wait_for_load_state("networkidle")
+            mobile.screenshot(path=HERE / "account-phone.png", full_page=True)
+
+            page.goto("/accounts/two-factor/enrol/")
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=HERE / "account-two-factor.png")
+            page.goto("/accounts/api-keys/")
+            for name, trade in (("Portfolio reader", False), ("Market maker bot", True)):
+                page.get_by_label("Name").fill(name)
+                page.get_by_label("Allow trading").set_checked(trade)
+                page.get_by_role("button", name="Create key").click()
+                expect(page.locator("[data-new-key]")).to_be_visible()
+            page.screenshot(path=HERE / "account-api-keys.png", full_page=True)
+            page.goto("/accounts/sessions/")
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=HERE / "account-sessions.png")
             browser.close()
-    for name in ("overview", "market", "market-phone", "portfolio"):
+    for name in SHOTS:
         print(HERE / f"{name}.png")
 
 
@@ -107,17 +141,20 @@ def trade_a_little(page):
         ticket.get_by_label(side, exact=True).check()
         ticket.get_by_label(kind, exact=True).check()
         if price:
-            ticket.get_by_label("Price").fill(price)
+            ticket.get_by_label(PRICE).fill(price)
         ticket.get_by_label("Quantity").fill(quantity)
         ticket.get_by_label("Time in force").select_option(time_in_force)
         with page.expect_response(lambda response: response.url.endswith("/ticket/")):
             ticket.locator("#ticket-submit").click()
+        if kind == "Market":  # a market order asks to be confirmed
+            with page.expect_response(lambda response: response.url.endswith("/ticket/")):
+                page.locator("#ticket-confirm").click()
         expect(page.locator("#ticket").get_by_label("Quantity")).to_have_value("")
     # Leave the ticket showing an estimate.
     ticket = page.locator("#ticket")
     ticket.get_by_label("Buy", exact=True).check()
     ticket.get_by_label("Limit", exact=True).check()
-    ticket.get_by_label("Price").fill(str(best_bid))
+    ticket.get_by_label(PRICE).fill(str(best_bid))
     ticket.get_by_label("Quantity").fill("1.5")
     expect(ticket.locator("[data-estimate-total]")).to_be_visible()
     page.locator("#notice [data-dismiss]").click()

@@ -251,6 +251,8 @@ class Hub:
                     market.book_subs.discard(sink)
                     market.book_new.add(sink)
                     market.send_snapshots()
+                for market, key in sink.stats:
+                    market.send_stats_to(sink, key)  # the latest ticker or candle it may have missed
                 if sink.kind == "page" and sink.market is not None:
                     sink.send(sink.market.page_frame(), droppable=True)
                 elif sink.kind == "overview":

@@ -5,10 +5,11 @@ from decimal import Decimal
 
 import pytest
 
+from orders import live
 from orders.models import Order
 
-from .stories import print_trade, stop_sell
-from .test_pages import HTMX, text, ticket
+from .stories import buy, print_trade, stop_sell
+from .test_pages import HTMX, StreamsSpy, text, ticket
 
 
 @pytest.fixture
@@ -33,7 +34,12 @@ def test_the_ticket_previews_a_stop_by_what_it_holds(as_alice, tape_at_100):
 
 def test_alice_places_a_stop_and_sees_it_pending_among_her_open_orders(as_alice, tape_at_100, alice):
     fields = ticket(type="stop_market", side="sell", stop_price="99.00", quantity="1", time_in_force="IOC")
-    response = as_alice.post("/markets/QTX-USD/ticket/", fields, **HTMX)
+    asked = text(as_alice.post("/markets/QTX-USD/ticket/", fields, **HTMX))
+    # It will sell at market: the ticket asks first, saying what it holds meanwhile.
+    assert "Sell 1.00 QTX at market once a trade reaches 99.00?" in asked and "holding 1.00 QTX" in asked
+    assert not Order.objects.filter(user=alice).exists()
+
+    response = as_alice.post("/markets/QTX-USD/ticket/", {**fields, "confirm": "1"}, **HTMX)
 
     assert response.status_code == 200
     order = Order.objects.get(user=alice, status="pending")
@@ -68,3 +74,38 @@ def test_the_amend_form_of_a_pending_stop_changes_its_stop_price(as_alice, tape_
     assert response.status_code == 200
     order.refresh_from_db()
     assert (order.stop_price, order.status) == (Decimal("98.50"), "pending")
+
+
+@pytest.fixture
+def streamed(monkeypatch):
+    spy = StreamsSpy()
+    monkeypatch.setattr(live, "streams", spy)
+    return spy.sent
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stop_that_triggers_is_a_toast_and_so_is_its_fill(market, alice, bob, carol, streamed):
+    print_trade(bob, carol, "100")
+    stop = stop_sell(alice, "1", stop="99").order
+    buy(carol, "1", at="98")  # what the stop will sell into once it triggers
+    assert live.renderer.flush()
+    streamed.clear()
+
+    print_trade(bob, carol, "99")  # reaches the stop: it triggers and sells at market
+
+    assert live.renderer.flush()
+    html = "".join(h for user_id, h in streamed if user_id == alice.pk)
+    assert f"Stop triggered: order #{stop.pk}" in html and "stop 99.00, now at market" in html
+    assert "Sold 1.00 QTX at 98.00" in html
+    # Later news of the same order is not another trigger.
+    assert html.count("Stop triggered") == 1
+
+
+def test_a_quick_size_of_a_stop_market_buy_counts_what_it_will_hold(as_alice, tape_at_100):
+    fields = ticket(type="stop_market", stop_price="101", size="1")
+    page = text(as_alice.post("/markets/QTX-USD/ticket/preview/", fields, **HTMX))
+
+    # It holds as a limit buy at 106.05 (5% above its stop) plus the fee reserve: 10,000 USD buys 94.10.
+    assert 'name="quantity" id="id_quantity" value="94.1"' in page
+    no_stop = text(as_alice.post("/markets/QTX-USD/ticket/preview/", {**fields, "stop_price": ""}, **HTMX))
+    assert "Enter a stop price first" in no_stop

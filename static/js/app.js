@@ -158,7 +158,12 @@
     var stopPrice = form.querySelector('input[name="stop_price"]');
     var tif = form.querySelector('select[name="time_in_force"]');
     var postOnly = form.querySelector('input[name="post_only"]');
-    if (stopPrice) stopPrice.disabled = !isStop;
+    if (stopPrice) {
+      stopPrice.disabled = !isStop;
+      // Only a stop order has a stop price: the field shows for those alone.
+      var stopField = stopPrice.closest(".stop-field");
+      if (stopField) stopField.hidden = !isStop;
+    }
     if (price) {
       price.disabled = isMarket;
       price.placeholder = isMarket ? "Market" : price.getAttribute("data-placeholder") || price.placeholder;

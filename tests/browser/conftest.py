@@ -6,6 +6,7 @@ browser and HTTP only; this process never touches the server's database.
 
 import itertools
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+# The ticket's limit price field by its label ("Price USD"), not its "Stop price USD".
+PRICE = re.compile(r"^Price")
 DEMO_PASSWORD = "demo-pass-2026"  # marketdata/management/commands/seed_demo.py
 _names = itertools.count(1)
 

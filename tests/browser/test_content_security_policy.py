@@ -10,7 +10,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import log_in
+from .conftest import PRICE, log_in
 from .test_trading_pages import open_order_row, place, wait_live
 
 pytestmark = pytest.mark.browser
@@ -71,7 +71,7 @@ def test_the_market_page_works_live_under_the_policy_with_no_violation(trader_pa
     expect(level).not_to_have_class(re.compile(r"\bmine\b"))
 
     # The ticket's live estimate (an htmx request with the CSRF header) and a cancel.
-    seller.locator("#ticket").get_by_label("Price").fill("77.32")
+    seller.locator("#ticket").get_by_label(PRICE).fill("77.32")
     seller.locator("#ticket").get_by_label("Quantity").fill("1")
     expect(seller.locator("#ticket [data-estimate-total]")).to_contain_text("77.")
     open_order_row(seller, "77.31").get_by_role("button", name=re.compile("Cancel")).click()

@@ -11,6 +11,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from .conftest import PRICE
 from .test_trading_pages import open_order_row, place, wait_live
 
 pytestmark = pytest.mark.browser
@@ -155,7 +156,7 @@ def test_the_ticket_sizes_estimates_and_answers_to_the_keyboard(trader_page):
 
     page.keyboard.press("b")
     expect(ticket.get_by_label("Buy", exact=True)).to_be_checked()
-    ticket.get_by_label("Price").fill("20.00")
+    ticket.get_by_label(PRICE).fill("20.00")
     ticket.get_by_label("Quantity").press("b")  # a letter in a field stays a letter
     expect(ticket.get_by_label("Buy", exact=True)).to_be_checked()
     ticket.get_by_role("button", name="25%").click()
@@ -165,6 +166,16 @@ def test_the_ticket_sizes_estimates_and_answers_to_the_keyboard(trader_page):
     expect(ticket.locator("[data-estimate-fee]")).to_contain_text("24.95")
     ticket.get_by_role("button", name="100%").click()
     expect(ticket.get_by_label("Quantity")).to_have_value("4990.01")  # 99,800.20 + 199.61 reserve
+
+    # A stop price is asked for stop orders only; a stop-limit is sized at its limit price.
+    expect(ticket.get_by_label("Stop price")).to_be_hidden()
+    ticket.get_by_label("Stop limit", exact=True).check()
+    expect(ticket.get_by_label("Stop price")).to_be_visible()
+    expect(ticket.get_by_label(PRICE)).to_be_enabled()
+    ticket.get_by_role("button", name="100%").click()
+    expect(ticket.get_by_label("Quantity")).to_have_value("4990.01")
+    ticket.get_by_label("Limit", exact=True).check()
+    expect(ticket.get_by_label("Stop price")).to_be_hidden()
 
     # The quick sizes are reachable with Tab, and show their focus.
     ticket.get_by_role("button", name="50%").focus()

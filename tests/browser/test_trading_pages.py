@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import log_in
+from .conftest import PRICE, log_in
 
 pytestmark = pytest.mark.browser
 
@@ -24,7 +24,7 @@ def place(page, *, side="buy", price=None, quantity, order_type="limit"):
     ticket.get_by_label(side.capitalize(), exact=True).check()
     ticket.get_by_label(order_type.capitalize(), exact=True).check()
     if price is not None:
-        ticket.get_by_label("Price").fill(price)
+        ticket.get_by_label(PRICE).fill(price)
     ticket.get_by_label("Quantity").fill(quantity)
     ticket.locator("#ticket-submit").click()
 
@@ -56,7 +56,7 @@ def test_a_new_trader_registers_and_places_an_order_through_the_ticket(trader_pa
     ticket = page.locator("#ticket")
     expect(ticket.locator("[data-available]")).to_contain_text("100,000.00")
 
-    ticket.get_by_label("Price").fill("61.25")
+    ticket.get_by_label(PRICE).fill("61.25")
     ticket.get_by_label("Quantity").fill("2")
     # The estimate comes from the server as she types: 122.50 + 0.1% maker fee.
     expect(ticket.locator("[data-estimate-total]")).to_contain_text("122.62")
@@ -82,11 +82,11 @@ def test_the_ticket_works_from_the_keyboard_and_shows_the_engines_refusal(trader
     page.keyboard.press("ArrowLeft")
     expect(ticket.locator("#ticket-submit")).to_have_text("Buy QTX", use_inner_text=True)
 
-    ticket.get_by_label("Price").fill("61.257")
+    ticket.get_by_label(PRICE).fill("61.257")
     ticket.get_by_label("Quantity").fill("1")
 
     expect(page.locator("#ticket-error-price")).to_have_text("price must be a multiple of the tick size 0.01.")
-    expect(ticket.get_by_label("Price")).to_have_attribute("aria-invalid", "true")
+    expect(ticket.get_by_label(PRICE)).to_have_attribute("aria-invalid", "true")
     ticket.locator("#ticket-submit").click()
     expect(page.locator("#ticket-error-price")).to_have_text("price must be a multiple of the tick size 0.01.")
     expect(page.locator("#open-orders tbody tr.empty")).to_have_count(1)
@@ -116,12 +116,12 @@ def test_a_second_trader_sees_the_book_change_within_two_seconds(trader_page):
     # A click on the level puts its price into the watcher's ticket.
     level.click()
     ticket = watcher.locator("#ticket")
-    expect(ticket.get_by_label("Price")).to_have_value("4321.09")
+    expect(ticket.get_by_label(PRICE)).to_have_value("4321.09")
     expect(ticket.get_by_label("Quantity")).to_be_focused()
 
     # The watcher takes it at market: a market order has no price and never rests.
     ticket.get_by_label("Market", exact=True).check()
-    expect(ticket.get_by_label("Price")).to_be_disabled()
+    expect(ticket.get_by_label(PRICE)).to_be_disabled()
     expect(ticket.get_by_label("Time in force")).to_have_value("IOC")
     ticket.get_by_label("Quantity").fill("0.5")
     expect(ticket.locator("[data-estimate-total]")).to_contain_text("2,164.86")  # 2160.545 + 0.2% taker fee
@@ -176,12 +176,12 @@ def test_a_trader_amends_an_order(trader_page):
     row.get_by_role("link", name=re.compile("Amend order")).click()
     dialog = page.locator("#amend-dialog")
     expect(dialog).to_be_visible()
-    expect(dialog.get_by_label("Price")).to_be_focused()
-    dialog.get_by_label("Price").fill("53.405")
+    expect(dialog.get_by_label(PRICE)).to_be_focused()
+    dialog.get_by_label(PRICE).fill("53.405")
     dialog.get_by_role("button", name="Save changes").click()
     expect(dialog.locator("#amend-error-price")).to_have_text("price must be a multiple of the tick size 0.01.")
 
-    dialog.get_by_label("Price").fill("53.45")
+    dialog.get_by_label(PRICE).fill("53.45")
     dialog.get_by_label("Quantity").fill("3")
     dialog.get_by_role("button", name="Save changes").click()
 

@@ -3,6 +3,7 @@ still answering after each; the same validation, engine, idempotency, codes and 
 as REST. Through the whole ASGI stack (Origin check, auth, routing) with a communicator,
 on whichever layer and database are set."""
 
+import asyncio
 import time
 
 import pytest
@@ -15,6 +16,7 @@ from accounts.models import Balance
 from marketdata.models import Market
 from marketdata.services import market_halt
 from orders.models import Order
+from orders.selectors import reconcile
 from tests.streams.stream_support import (  # noqa: F401  (fixtures)
     ORIGIN,
     Socket,
@@ -204,6 +206,36 @@ def test_a_session_socket_trades_and_its_private_stream_sees_it(alice, market):
             assert (pushed["id"], pushed["order_type"]) == (result["order"]["id"], "limit")
 
     run(body)
+
+
+def test_many_sockets_trading_at_once_keep_the_books_balanced(alice, bob, market):
+    """Eight sockets, two traders, crossing orders sent all at once: the commands run on
+    the order-entry threads concurrently; every one is answered once, and the money
+    invariants hold after."""
+
+    async def trader(user, side, n):
+        async with Trader() as ws:
+            await ws.auth(token=token(user))
+            answers = []
+            for i in range(8):
+                price = f"{10 + (i % 3 - 1) / 100:.2f}"
+                answers.append(
+                    await place(ws, side=side, price=price, quantity="0.50", client_order_id=f"{side}-{n}-{i}")
+                )
+            return answers
+
+    async def body():
+        results = await asyncio.gather(
+            *(trader(user, side, n) for n in range(4) for user, side in ((alice, "buy"), (bob, "sell")))
+        )
+        answers = [a for answers in results for a in answers]
+        assert all(a["type"] == "order.result" for a in answers), [a for a in answers if a["type"] != "order.result"]
+        assert len({a["order"]["id"] for a in answers}) == 64
+        assert any(a["fills"] for a in answers)
+
+    run(body, timeout=60)
+    assert Order.objects.count() == 64
+    assert reconcile() == []
 
 
 # --- API keys on the socket --------------------------------------------------------------------
@@ -600,6 +632,23 @@ def test_cancelling_a_pending_stop_releases_its_hold(alice, bob, market):
             assert cancelled["order"]["status"] == "cancelled"
             after = await database_sync_to_async(Balance.objects.get)(user=alice, asset_id="QTX")
             assert after.held == before.held
+
+    run(body)
+
+
+def test_an_unexpected_failure_is_answered_in_the_error_shape_and_the_socket_stays(alice, market, monkeypatch):
+    from orders import consumers
+
+    def broken(user, body):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(consumers.COMMANDS, "order.cancel_all", broken)
+
+    async def body():
+        async with Trader() as ws:
+            await ws.auth(token=token(alice))
+            await ws.refused("order.cancel_all", "INTERNAL_ERROR")
+            assert (await place(ws))["type"] == "order.result"
 
     run(body)
 

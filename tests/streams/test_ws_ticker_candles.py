@@ -4,6 +4,7 @@ message when trades change it; conflated, and built once per change for every su
 import pytest
 from channels.db import database_sync_to_async
 
+from marketdata import streams
 from marketdata.models import Candle
 from marketdata.selectors import ticker
 from marketdata.streams import market as market_stream
@@ -139,5 +140,25 @@ def test_unsubscribe_stops_them_and_bad_subscriptions_are_refused(alice, bob, ma
             await ws.quiet(0.5)
             assert not [m for m in ws.seen if m["type"] in ("ticker", "candle")]
             assert not any(m["type"] == "candle" and m["interval"] == "1m" for m in ws.seen)
+
+    run(body)
+
+
+def test_a_slow_socket_gets_the_latest_ticker_once_it_has_drained(alice, bob, market, monkeypatch):
+    backlog = {"bytes": 0}
+    monkeypatch.setattr(streams.Sink, "pending_bytes", lambda sink: backlog["bytes"])
+
+    async def body():
+        async with Socket() as ws:
+            await subscribe(ws, ["ticker"])
+            await ws.until(of_type("ticker"))
+            backlog["bytes"] = 300 * 1024  # past the soft limit: conflatable frames wait
+            await trade(alice, bob, "10.00")
+            await trade(alice, bob, "10.30")
+            await ws.quiet(0.5)
+            assert not any(m["type"] == "ticker" and m["last"] for m in ws.seen)
+            backlog["bytes"] = 0  # drained: the latest ticker, not every one it missed
+            latest = await ws.until(lambda m: m["type"] == "ticker" and m["last"] is not None)
+            assert latest["last"] == "10.30000000"
 
     run(body)
