@@ -24,7 +24,7 @@ class OrderTicketForm(ServiceErrorsMixin, forms.Form):
     type = forms.CharField(required=False, widget=forms.RadioSelect(choices=OrderType.choices), initial=OrderType.LIMIT)
     price = forms.CharField(required=False, max_length=40)
     # Stop orders only: the trade price that triggers them.
-    stop_price = forms.CharField(required=False, max_length=40, label="Stop at")
+    stop_price = forms.CharField(required=False, max_length=40, label="Stop price")
     quantity = forms.CharField(required=False, max_length=40)
     time_in_force = forms.CharField(
         required=False,
@@ -95,7 +95,7 @@ class AmendForm(ServiceErrorsMixin, forms.Form):
 
     price = forms.CharField(required=False, max_length=40)
     quantity = forms.CharField(required=False, max_length=40)
-    stop_price = forms.CharField(required=False, max_length=40, label="Stop at")
+    stop_price = forms.CharField(required=False, max_length=40, label="Stop price")
 
     def changes(self) -> dict:
         return {name: self.cleaned_data[name].strip() or None for name in ("price", "quantity", "stop_price")}
