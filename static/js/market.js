@@ -325,11 +325,13 @@
     var high = Math.max.apply(null, prices);
     var mid = bids.length && asks.length ? (bids[0][0] + asks[0][0]) / 2 : (low + high) / 2;
     // Centred on the middle of the spread, the wider side sets the span.
-    var half = Math.max(mid - low, high - mid) || mid * 0.01 || 1;
+    // A margin beyond the outermost level, where the chart shows the side's whole depth.
+    var half = (Math.max(mid - low, high - mid) || mid * 0.01 || 1) * 1.05;
     var left = mid - half;
     var right = mid + half;
     var deepest = Math.max(bids.length ? bids[bids.length - 1][1] : 0, asks.length ? asks[asks.length - 1][1] : 0);
     var x = function (price) { return ((price - left) / (right - left)) * width; };
+    depthCanvas._drawn = { left: left, right: right, width: width, mid: mid, bids: bids, asks: asks };
     var y = function (total) { return 4 + plotHeight - (total / deepest) * plotHeight; };
 
     function area(points, color, soft, towards) {
@@ -375,6 +377,30 @@
         (levels.asks.length ? "Asks: " + fromUnits(askTotal, qtyPlaces) + " " + base + " from " + levels.asks[0][0] +
           " up to " + levels.asks[levels.asks.length - 1][0] + "." : "No asks.");
     }
+  }
+
+  // Pointing at the depth chart reads out the price there and the size that far into the book.
+  function depthReadout(evt) {
+    var out = document.getElementById("depth-readout");
+    var drawn = depthCanvas._drawn;
+    var book = document.getElementById("book");
+    if (!out || !drawn || !book) return;
+    if (!evt) { out.textContent = ""; return; }
+    var box = depthCanvas.getBoundingClientRect();
+    var price = drawn.left + ((evt.clientX - box.left) / drawn.width) * (drawn.right - drawn.left);
+    var side = price < drawn.mid ? drawn.bids : drawn.asks;
+    var total = 0;
+    side.forEach(function (level) {
+      if (price < drawn.mid ? level[0] >= price : level[0] <= price) total = level[1];
+    });
+    var places = parseInt(book.getAttribute("data-price-places"), 10);
+    var qtyPlaces = parseInt(book.getAttribute("data-qty-places"), 10);
+    out.textContent = (price < drawn.mid ? "Bids from " : "Asks up to ") + grouped(price.toFixed(places)) + ": " +
+      grouped(total.toFixed(qtyPlaces)) + " " + (book.getAttribute("data-base") || "");
+  }
+  if (depthCanvas) {
+    depthCanvas.addEventListener("pointermove", depthReadout);
+    depthCanvas.addEventListener("pointerleave", function () { depthReadout(null); });
   }
 
   function onBook() {

@@ -126,6 +126,11 @@ def test_the_depth_chart_draws_the_book_and_the_book_groups_by_tick_multiples(tr
     )
     assert colours["green"] > 50 and colours["red"] > 50, colours
     expect(page.locator("#depth-summary")).to_contain_text("Bids:")
+    # Pointing past the lowest bid reads out all that is bid from there up.
+    box = depth.bounding_box()
+    page.mouse.move(box["x"] + 2, box["y"] + box["height"] / 2)
+    expect(page.locator("#depth-readout")).to_contain_text(f"{book_total('buy'):.2f} QTX")
+    expect(page.locator("#depth-readout")).to_contain_text("Bids from")
 
     # Grouped by 1.00 (100 ticks): 41.10 and 41.60 are one level at 41.00, sizes added exactly.
     page.get_by_label("Group").select_option("100")
@@ -189,10 +194,16 @@ def test_a_fill_made_by_another_traders_market_order_is_a_toast_on_every_page_i_
     wait_live(seller)
     place(seller, side="sell", price="66.60", quantity="1")
     expect(open_order_row(seller, "66.60")).to_have_count(1)
-    # The seller has a second page open: the portfolio.
+    # The seller has two more pages open: the portfolio (a live page of its own) and an
+    # account page, which has no live parts and opens the private socket alone.
     other_page = seller.context.new_page()
     other_page.goto("/portfolio/")
     wait_live(other_page)
+    account_page = seller.context.new_page()
+    account_page.add_init_script("document.addEventListener('htmx:wsOpen', () => { window.__live = true; })")
+    account_page.goto("/accounts/sessions/")
+    account_page.wait_for_function("window.__live === true")
+    assert account_page.locator("#private-live").get_attribute("ws-connect") == "/ws/live/me/"
 
     buyer = trader_page("/markets/QTX-USD/")
     wait_live(buyer)
@@ -216,7 +227,7 @@ def test_a_fill_made_by_another_traders_market_order_is_a_toast_on_every_page_i_
     ticket.get_by_role("button", name="Confirm buy").press("Enter")
     expect(buyer.locator("#notice")).to_contain_text("1 filled, now filled.")
 
-    for page in (seller, other_page):
+    for page in (seller, other_page, account_page):
         toast = page.locator("#toasts [data-toast]", has_text="Sold 1.00 QTX at 66.60")
         expect(toast).to_have_count(1, timeout=5000)
         expect(toast).to_contain_text("QTX-USD")
