@@ -15,7 +15,9 @@ The service API (for the API, the account page and the admin):
     api_key_create(user=, name=, scopes=, allowed_ips=) -> (ApiKey, secret shown once)
     api_keys_for_user(user) -> a user's usable keys, newest first
     api_key_revoke(user=, key_id=) -> ApiKey (NotFound for someone else's)
+    api_key_revoke_all(queryset) -> how many were revoked (the admin's action)
     api_key_authenticate(raw_key, address) -> ApiKey (KeyRefused, KeyAddressRefused)
+    api_key_reread(key) -> the key again, or None once unusable (long-lived sockets)
     api_key_data(key) -> the key as the API shows it (never the secret nor its hash)
 """
 

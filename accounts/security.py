@@ -30,6 +30,11 @@ def sessions_for_user(user) -> list[Session]:
     return list(Session.objects.filter(user=user, expire_date__gt=timezone.now()).order_by("-last_seen"))
 
 
+def session_alive(session_key: str) -> bool:
+    """Whether the session is still signed in (not signed out, ended elsewhere or expired)."""
+    return Session.objects.filter(session_key=session_key, expire_date__gt=timezone.now()).exists()
+
+
 def session_end(*, user, session_key: str) -> bool:
     """Sign one of the user's sessions out; False when it is not (or no longer) theirs."""
     deleted, _ = Session.objects.filter(user=user, session_key=session_key).delete()

@@ -22,7 +22,8 @@ every frame once and writes it to the sockets; a consumer parses what its client
   (error AUTH_EXPIRED);
 - error codes: BAD_MESSAGE, BAD_JSON, MESSAGE_TOO_LARGE, UNKNOWN_TYPE, BAD_REQUEST,
   UNKNOWN_CHANNEL, UNKNOWN_SYMBOL, UNAVAILABLE, AUTH_REQUIRED, AUTH_FAILED, AUTH_EXPIRED,
-  ADDRESS_NOT_ALLOWED,
+  ADDRESS_NOT_ALLOWED, SESSION_ENDED (the web session that signed the socket in was signed out:
+  it acts for nobody from then on),
   RATE_LIMITED, STREAM_INTERRUPTED (private events may have been missed: re-read them over
   REST), SLOW_CONSUMER (then closed with 1013). Other errors keep the connection.
 - limits: frames of at most MAX_MESSAGE_BYTES, MESSAGE_RATE per second (burst
@@ -43,7 +44,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import TokenError
 
-from accounts import keys
+from accounts import keys, security
 
 from . import streams
 from .models import Interval
@@ -60,6 +61,9 @@ MAX_REFUSED = 50
 MAX_SYMBOLS = 20
 # How often a socket authenticated with an API key checks that the key is still usable.
 KEY_CHECK_SECONDS = 10.0
+# A socket signed in by its web session checks this often that the session still is: one
+# signed out (here, or from the account's Sessions page) stops acting for its user.
+SESSION_CHECK_SECONDS = 10.0
 CHANNELS = ("book", "trades", "ticker", "candles", "orders")
 PUBLIC_CHANNELS = {"book", "trades", "ticker", "candles"}
 INTERVALS = tuple(Interval.values)
@@ -120,7 +124,38 @@ class StreamConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
+    session_watch = None
+
+    def watch_session(self):
+        """Follow the web session this socket was signed in with, if any (SESSION_CHECK_SECONDS)."""
+        session_key = getattr(self.scope.get("session"), "session_key", None)
+        if session_key and _session_user_id(self.scope) is not None:
+            self.session_watch = asyncio.ensure_future(self._watch_session(session_key))
+
+    def unwatch_session(self):
+        if self.session_watch is not None:
+            self.session_watch.cancel()
+            self.session_watch = None
+
+    async def _watch_session(self, session_key):
+        while True:
+            await asyncio.sleep(SESSION_CHECK_SECONDS)
+            try:
+                alive = await database_sync_to_async(security.session_alive)(session_key)
+            except Exception:  # the database is away: the next check decides
+                log.warning("stream: could not check a session", exc_info=True)
+                continue
+            if not alive:
+                self.session_watch = None
+                await self.session_ended()
+                return
+
+    async def session_ended(self):
+        """A page's socket closes (4001: no reconnect); the page's next request logs in again."""
+        await self.close(code=4001)
+
     async def disconnect(self, code):
+        self.unwatch_session()
         if self.hub is not None and self.sink is not None:
             self.hub.detach(self.sink)
             self.sink.closing = True
@@ -138,6 +173,7 @@ class MarketDataConsumer(StreamConsumer):
         self.hub = await streams.get_hub()
         await self.accept()
         self.sink = self.hub.attach(self, "api")
+        self.watch_session()
 
     async def receive(self, text_data=None, bytes_data=None):
         message, problem = self.read(text_data)
@@ -330,6 +366,7 @@ class MarketDataConsumer(StreamConsumer):
 
     def authenticated(self, user_id, username, *, expires, api_key):
         """The socket acts for `user_id` from now on (with `api_key`'s scopes, if one)."""
+        self.unwatch_session()  # a token or key vouches from now on, not the session
         self.user_id = user_id
         self.api_key = api_key
         self.watch_key(api_key)
@@ -361,6 +398,12 @@ class MarketDataConsumer(StreamConsumer):
                 self.deauthenticate()
                 self.error("API_KEY_INVALID", "The API key was revoked: this socket is no longer authenticated.")
                 return
+
+    async def session_ended(self):
+        """The socket stays open for public data and acts for nobody any more."""
+        if self.api_key is None:
+            self.deauthenticate()
+            self.error("SESSION_ENDED", "The web session was signed out: this socket is no longer authenticated.")
 
     def deauthenticate(self):
         """The socket acts for nobody any more (its key was revoked)."""
@@ -403,6 +446,7 @@ class LiveConsumer(StreamConsumer):
                 return await self.close()  # before accept: the handshake is refused (403)
         await self.accept()
         user_id = _session_user_id(self.scope)
+        self.watch_session()
         self.sink = self.hub.attach(self, "page" if market is not None else "overview")
         try:
             if market is not None:
@@ -420,6 +464,7 @@ class LiveConsumer(StreamConsumer):
             return await self.close()  # before accept: the handshake is refused (403)
         self.hub = await streams.get_hub()
         await self.accept()
+        self.watch_session()
         self.sink = self.hub.attach(self, "private")
         try:
             await self.hub.attach_user_page(self.sink, user_id)

@@ -10,7 +10,10 @@ Every command runs in one database transaction and follows the same steps:
    Lock order everywhere: (1) one market row, (2) balance rows. Never the other way.
 5. Check funds, write orders, trades, fills, ledger postings, book levels and candles;
    bump the market's book sequence by exactly one.
-6. After commit, publish what happened (`quantumtrades.core.events`).
+6. Trigger the pending stop orders those trades reached, earliest accepted first: each
+   is matched like a new order (steps 3 to 5, the balances of makers it meets locked
+   then), and its trades may reach more stops, up to MAX_TRIGGERS_PER_COMMAND in all.
+7. After commit, publish what happened (`quantumtrades.core.events`).
 
 A deadlock or serialization failure rolls the transaction back and the command is run
 again from step 2, a bounded number of times (`_retrying`). Commands that queue for the
@@ -23,6 +26,7 @@ fee account. Fees actually charged round down, held fee reserves round up, so wh
 order holds always covers what it can still spend. What executes at once settles
 straight from available funds, after the whole order's hold was checked, so price
 improvement is never held; what rests is held until it fills, is cancelled or expires.
+A stop order holds from acceptance what it will need once triggered (`stop_hold_for`).
 """
 
 import logging
@@ -619,7 +623,7 @@ class _Command:
         # The maker: its hold pays for its side of the trade, the rest of the hold that
         # this quantity no longer needs is released.
         old_hold = maker.held
-        _apply_fill(maker, quantity, notional)
+        _apply_fill(maker, quantity, notional, self.now)
         maker.held = hold_for(
             market=market,
             side=maker.side,
@@ -639,7 +643,7 @@ class _Command:
             self._post(maker.user_id, quote, Kind.FEE, available=-maker_fee, reference=maker_ref)
 
         # The taker settles from available funds (its hold was checked, see module doc).
-        _apply_fill(taker, quantity, notional)
+        _apply_fill(taker, quantity, notional, self.now)
         taker_ref = _reference(taker)
         if taker.side == Side.BUY:
             self._post(taker.user_id, quote, Kind.TRADE, available=-notional, reference=taker_ref)
@@ -871,7 +875,7 @@ def _values(instance, names) -> list:
     return [getattr(instance, instance._meta.get_field(name).attname) for name in names]
 
 
-def _apply_fill(order: Order, quantity: Decimal, notional: Decimal) -> None:
+def _apply_fill(order: Order, quantity: Decimal, notional: Decimal, now) -> None:
     order.filled_quantity += quantity
     order.remaining_quantity -= quantity
     order.filled_notional += notional
@@ -879,7 +883,7 @@ def _apply_fill(order: Order, quantity: Decimal, notional: Decimal) -> None:
         order.status = OrderStatus.FILLED
     else:
         order.status = OrderStatus.PARTIALLY_FILLED
-    order.updated_at = timezone.now()
+    order.updated_at = now  # the command's time, as every change it makes
 
 
 def _reference(order: Order) -> str:

@@ -257,6 +257,8 @@ SESSION_ENGINE = "accounts.session_store"
 # (the admin included) and are sent to set it up before anything else.
 OTP_REQUIRED_FOR_STAFF = env.bool("OTP_REQUIRED_FOR_STAFF", default=False)
 OTP_TOTP_ISSUER = "QuantumTrades"
+# Operators may remove a trader's lost device in the admin, but never read its secret.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 # Email (password reset): printed to the console unless EMAIL_HOST names an SMTP server.
 EMAIL_HOST = env.str("EMAIL_HOST", default="")

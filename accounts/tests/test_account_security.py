@@ -505,3 +505,16 @@ def test_someone_elses_key_cannot_be_revoked(dave, operator):
     assert "already revoked" in response.content.decode()
     key.refresh_from_db()
     assert not key.revoked
+
+
+def test_operators_can_remove_a_lost_device_in_the_admin_but_never_read_its_secret(dave, db):
+    boss = User.objects.create_superuser(username="boss", email="boss@example.com", password=PASSWORD)
+    device = enrolled(dave)
+    client = browser()
+    client.force_login(boss)
+
+    page = client.get(f"/admin/otp_totp/totpdevice/{device.pk}/change/").content.decode()
+
+    assert page.count("dave") >= 1
+    assert device.key not in page and "qrcode" not in page
+    assert client.get(f"/admin/otp_totp/totpdevice/{device.pk}/delete/").status_code == 200

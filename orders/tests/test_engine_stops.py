@@ -468,3 +468,15 @@ def test_the_owner_hears_the_stop_pending_then_triggered(
     assert changed[stop.order.pk]["status"] == "filled"
     assert changed[stop.order.pk]["triggered_at"] is not None
     assert changed[stop.order.pk]["type"] == "stop_market"
+
+
+def test_a_stop_left_triggered_but_pending_runs_with_the_next_trade(tape_at_100, alice, bob, carol, dave):
+    # As a command past the cascade bound leaves it, had its follow-up never run.
+    stop = stop_sell(alice, "1", stop="90")
+    Order.objects.filter(pk=stop.order.pk).update(triggered_at=refreshed(stop).created_at)
+    buy(dave, "1", at="95")
+
+    print_trade(bob, carol, "100.50")  # nowhere near 90: the stop runs because it was due
+
+    order = refreshed(stop)
+    assert (order.status, order.average_price) == ("filled", D("95"))

@@ -5,7 +5,10 @@ control reachable by Tab with a visible focus (tests/browser/accessibility.py sa
 One test per audience walks all of its pages and reports every problem at once.
 """
 
+import re
+
 import pytest
+from playwright.sync_api import expect
 
 from .accessibility import axe_violations, horizontal_overflow, keyboard_walk
 from .conftest import log_in
@@ -88,3 +91,30 @@ def test_the_admin_passes_axe_fits_a_phone_and_works_from_the_keyboard(new_conte
 
     problems = audit(open_page, STAFF)
     assert not problems, "\n".join(problems)
+
+
+def test_the_market_pages_passing_states_pass_axe_too(trader_page):
+    """What appears only for a moment: the amend dialog, a market order's confirmation, a toast."""
+    page = trader_page("/markets/QTX-USD/")
+    with_an_open_order(page)
+    page.reload()
+    problems = []
+
+    page.locator("#open-orders tbody tr", has_text="1.19").get_by_role("link", name=re.compile("Amend order")).click()
+    expect(page.locator("#amend-dialog")).to_be_visible()
+    problems += [f"amend dialog: {v}" for v in axe_violations(page)]
+    page.keyboard.press("Escape")
+    expect(page.locator("#amend-dialog")).to_be_hidden()
+
+    ticket = page.locator("#ticket")
+    ticket.get_by_label("Sell", exact=True).check()
+    ticket.get_by_label("Market", exact=True).check()
+    ticket.get_by_label("Quantity").fill("0.5")
+    ticket.get_by_label("Quantity").press("Enter")
+    expect(ticket.get_by_role("button", name="Confirm sell")).to_be_focused()
+    problems += [f"confirmation: {v}" for v in axe_violations(page)]
+    ticket.get_by_role("button", name="Confirm sell").click()
+    expect(page.locator(".toast").first).to_be_visible()
+    problems += [f"toast: {v}" for v in axe_violations(page)]
+
+    assert not problems, "\n".join(map(str, problems))
