@@ -117,7 +117,9 @@ def test_the_depth_chart_draws_the_book_and_the_book_groups_by_tick_multiples(tr
     for side, price, quantity in (("buy", "41.10", "1"), ("buy", "41.60", "2"), ("sell", "160.00", "1.5")):
         place(page, side=side, price=price, quantity=quantity)
         expect(open_order_row(page, price)).to_have_count(1)
+    # The public book has both sides of hers (it follows the private fragments by a moment).
     expect(page.locator('#book [data-side="buy"][data-price="41.60"]')).to_have_count(1)
+    expect(page.locator('#book [data-side="sell"][data-price="160.00"]')).to_have_count(1)
 
     # What the depth chart drew is what the book holds, side by side.
     def book_total(side):
