@@ -147,6 +147,7 @@ def trade_a_little(page):
         with page.expect_response(lambda response: response.url.endswith("/ticket/")):
             ticket.locator("#ticket-submit").click()
         if kind == "Market":  # a market order asks to be confirmed
+            expect(page.locator("#ticket-confirm")).to_be_focused()
             with page.expect_response(lambda response: response.url.endswith("/ticket/")):
                 page.locator("#ticket-confirm").click()
         expect(page.locator("#ticket").get_by_label("Quantity")).to_have_value("")

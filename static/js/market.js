@@ -139,6 +139,34 @@
       readout(row || last);
     });
 
+    // The keyboard reads the bars too: with the chart focused, Left and Right (Home, End)
+    // move the crosshair from bar to bar and the readout (a live region then) follows.
+    var keyed = null; // index into the sorted bar times while the keyboard drives
+    canvas.addEventListener("keydown", function (evt) {
+      var times = Object.keys(bars).map(Number).sort(function (a, b) { return a - b; });
+      if (!times.length) return;
+      var at = keyed === null ? times.length - 1 : keyed;
+      if (evt.key === "ArrowLeft") at = Math.max(0, at - 1);
+      else if (evt.key === "ArrowRight") at = Math.min(times.length - 1, at + 1);
+      else if (evt.key === "Home") at = 0;
+      else if (evt.key === "End") at = times.length - 1;
+      else return;
+      evt.preventDefault();
+      keyed = at;
+      var row = bars[times[at]];
+      root.querySelector("[data-readout]").setAttribute("aria-live", "polite");
+      chart.setCrosshairPosition(+row[4], row[0], candles);
+      hovering = true;
+      readout(row);
+    });
+    canvas.addEventListener("blur", function () {
+      keyed = null;
+      hovering = false;
+      root.querySelector("[data-readout]").setAttribute("aria-live", "off");
+      chart.clearCrosshairPosition();
+      readout(last);
+    });
+
     function followFeed() {
       var feed = document.getElementById("chart");
       if (!feed) return;

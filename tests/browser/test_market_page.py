@@ -80,6 +80,20 @@ def test_the_chart_has_time_and_price_axes_and_reads_out_the_bar_under_the_cross
     expect(page.locator("[data-readout-volume]")).to_have_text(shown(bar["volume"], 2))
     expect(page.locator("[data-readout-time]")).to_have_text(_iso(time).replace("T", " "))
 
+    # The keyboard reads the bars too: End is the newest, each Left one bar back.
+    page.mouse.move(0, 0)
+    chart = page.locator("[data-chart-canvas]")
+    chart.focus()
+    page.keyboard.press("End")
+    newest = int(readout.get_attribute("data-time"))
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")
+    times = sorted(int(t) for t in page.evaluate("Object.keys(window.qtPriceChart.bars())"))
+    assert times[-1] == newest
+    expect(readout).to_have_attribute("data-time", str(times[-3]))
+    expect(readout).to_have_attribute("aria-live", "polite")
+    assert page.evaluate("getComputedStyle(document.activeElement).outlineStyle") != "none"
+
     # Another interval: hourly bars, their times on the hour.
     page.locator(".intervals").get_by_role("link", name="1h").click()
     expect(page.locator("#price-chart")).to_have_attribute("data-interval", "1h")
@@ -224,7 +238,8 @@ def test_a_fill_made_by_another_traders_market_order_is_a_toast_on_every_page_i_
     expect(open_order_row(seller, "66.60")).to_have_count(1)
 
     ticket.locator("#ticket-submit").click()
-    ticket.get_by_role("button", name="Confirm buy").press("Enter")
+    expect(confirm).to_be_focused()  # htmx has taken the new ticket in hand
+    buyer.keyboard.press("Enter")
     expect(buyer.locator("#notice")).to_contain_text("1 filled, now filled.")
 
     for page in (seller, other_page, account_page):

@@ -128,6 +128,7 @@ def test_a_second_trader_sees_the_book_change_within_two_seconds(trader_page):
     ticket.locator("#ticket-submit").click()
     # A market order asks once more, with what it would cost.
     expect(ticket.locator("[data-ticket-confirm]")).to_contain_text("Buy 0.500 ETH at market?")
+    expect(ticket.get_by_role("button", name="Confirm buy")).to_be_focused()
     ticket.get_by_role("button", name="Confirm buy").click()
     expect(watcher.locator("#notice")).to_contain_text("0.5 filled, now filled.")
     expect(watcher.locator("#fills tbody tr", has_text="4,321.09")).to_have_count(1)
