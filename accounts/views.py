@@ -94,8 +94,8 @@ def login_code(request):
     pending = request.session.get(PENDING_LOGIN)
     user = User.objects.filter(pk=pending["user"], is_active=True).first() if pending else None
     if user is None or pending["until"] < time.time():
-        request.session.pop(PENDING_LOGIN, None)
-        messages.info(request, "Log in again: the code step timed out.")
+        if request.session.pop(PENDING_LOGIN, None):
+            messages.info(request, "Log in again: the code step timed out.")
         return redirect("login")
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid() and not _refused_too_soon(form, user):
