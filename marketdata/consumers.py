@@ -124,38 +124,50 @@ class StreamConsumer(AsyncWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
-    session_watch = None
+    credential_watch = None
+
+    def watch(self, check, lost, what: str, every: float) -> None:
+        """While one credential vouches for this socket, ask `check()` (in a worker thread)
+        every `every` seconds whether it still does; once it does not, `await lost()`.
+
+        One credential at a time: a socket starts on its web session and may then
+        authenticate with a token or an API key, so a new watch replaces the one before."""
+        self.unwatch()
+        self.credential_watch = asyncio.ensure_future(self._watch(check, lost, what, every))
+
+    def unwatch(self) -> None:
+        """No credential to follow any more (a token expires by itself; the socket closed)."""
+        if self.credential_watch is not None:
+            self.credential_watch.cancel()
+            self.credential_watch = None
+
+    async def _watch(self, check, lost, what, every):
+        while True:
+            await asyncio.sleep(every)
+            try:
+                still = await database_sync_to_async(check)()
+            except Exception:  # the database is away: the next check decides
+                log.warning("stream: could not check %s", what, exc_info=True)
+                continue
+            if not still:
+                self.credential_watch = None
+                await lost()
+                return
 
     def watch_session(self):
-        """Follow the web session this socket was signed in with, if any (SESSION_CHECK_SECONDS)."""
+        """Follow the web session this socket was signed in with, if any."""
         session_key = getattr(self.scope.get("session"), "session_key", None)
         if session_key and _session_user_id(self.scope) is not None:
-            self.session_watch = asyncio.ensure_future(self._watch_session(session_key))
-
-    def unwatch_session(self):
-        if self.session_watch is not None:
-            self.session_watch.cancel()
-            self.session_watch = None
-
-    async def _watch_session(self, session_key):
-        while True:
-            await asyncio.sleep(SESSION_CHECK_SECONDS)
-            try:
-                alive = await database_sync_to_async(security.session_alive)(session_key)
-            except Exception:  # the database is away: the next check decides
-                log.warning("stream: could not check a session", exc_info=True)
-                continue
-            if not alive:
-                self.session_watch = None
-                await self.session_ended()
-                return
+            self.watch(
+                lambda: security.session_alive(session_key), self.session_ended, "a session", SESSION_CHECK_SECONDS
+            )
 
     async def session_ended(self):
         """A page's socket closes (4001: no reconnect); the page's next request logs in again."""
         await self.close(code=4001)
 
     async def disconnect(self, code):
-        self.unwatch_session()
+        self.unwatch()
         if self.hub is not None and self.sink is not None:
             self.hub.detach(self.sink)
             self.sink.closing = True
@@ -169,7 +181,6 @@ class MarketDataConsumer(StreamConsumer):
         self.refused = 0
         self.user_id = _session_user_id(self.scope)
         self.api_key = None  # the accounts.ApiKey the socket authenticated with, if any
-        self.key_watch = None
         self.hub = await streams.get_hub()
         await self.accept()
         self.sink = self.hub.attach(self, "api")
@@ -366,10 +377,9 @@ class MarketDataConsumer(StreamConsumer):
 
     def authenticated(self, user_id, username, *, expires, api_key):
         """The socket acts for `user_id` from now on (with `api_key`'s scopes, if one)."""
-        self.unwatch_session()  # a token or key vouches from now on, not the session
         self.user_id = user_id
         self.api_key = api_key
-        self.watch_key(api_key)
+        self.watch_key(api_key)  # a token or key vouches from now on, not the session
         self.sink.auth_expires = expires
         if self.sink.private_user is not None and self.sink.private_user != user_id:
             self.hub.subscribe_private(self.sink, user_id)
@@ -382,22 +392,14 @@ class MarketDataConsumer(StreamConsumer):
         """While the socket is authenticated with `api_key`, check every KEY_CHECK_SECONDS
         that it is still usable: a key revoked (or its user deactivated) stops reaching the
         private channel within that time, as it answers 401 over REST at once."""
-        if self.key_watch is not None:
-            self.key_watch.cancel()
-        self.key_watch = asyncio.ensure_future(self._watch(api_key)) if api_key is not None else None
+        if api_key is None:
+            self.unwatch()
+            return
+        self.watch(lambda: keys.api_key_reread(api_key) is not None, self.key_revoked, "an API key", KEY_CHECK_SECONDS)
 
-    async def _watch(self, api_key):
-        while True:
-            await asyncio.sleep(KEY_CHECK_SECONDS)
-            try:
-                usable = await database_sync_to_async(keys.api_key_reread)(api_key)
-            except Exception:  # the database is away: the next check decides
-                log.warning("stream: could not check an API key", exc_info=True)
-                continue
-            if usable is None and self.api_key is api_key:
-                self.deauthenticate()
-                self.error("API_KEY_INVALID", "The API key was revoked: this socket is no longer authenticated.")
-                return
+    async def key_revoked(self):
+        self.deauthenticate()
+        self.error("API_KEY_INVALID", "The API key was revoked: this socket is no longer authenticated.")
 
     async def session_ended(self):
         """The socket stays open for public data and acts for nobody any more."""
@@ -410,10 +412,6 @@ class MarketDataConsumer(StreamConsumer):
         self.user_id = self.api_key = None
         self.hub.unsubscribe_private(self.sink)
         self.watch_key(None)
-
-    async def disconnect(self, code):
-        self.watch_key(None)
-        await super().disconnect(code)
 
     def client_address(self) -> str | None:
         """The peer's address, through NUM_PROXIES proxies as the REST API reads it."""
