@@ -36,13 +36,19 @@ def market_resume(*, market: Market) -> Market:
     return market_set_status(market=market, status=Market.Status.TRADING)
 
 
-def market_lock(*, market_id: int) -> Market:
+def market_lock(*, market_id: int, later: bool = False):
     """Lock the market's row (`SELECT ... FOR UPDATE`): the book lock, taken first by
-    every command on the market. Held until the transaction ends."""
-    found = select_models(Market, "id = %s", [market_id], tail=for_update())
-    if not found:
-        raise Market.DoesNotExist(f"no market {market_id}")
-    return found[0]
+    every command on the market. Held until the transaction ends. With `later=True`,
+    the statement is sent and a function returned that reads the row (`sql.pipeline`)."""
+    rows = select_models(Market, "id = %s", [market_id], tail=for_update(), later=True)
+
+    def read() -> Market:
+        found = rows()
+        if not found:
+            raise Market.DoesNotExist(f"no market {market_id}")
+        return found[0]
+
+    return read if later else read()
 
 
 def market_seq_set(*, market: Market, seq: int) -> None:
@@ -52,32 +58,38 @@ def market_seq_set(*, market: Market, seq: int) -> None:
     market.book_seq = seq
 
 
-def book_levels_apply(
-    *, market: Market, deltas: dict[tuple[str, Decimal], Decimal]
-) -> list[tuple[str, Decimal, Decimal]]:
+def book_levels_apply(*, market: Market, deltas: dict[tuple[str, Decimal], Decimal], later: bool = False):
     """Add quantity deltas to the market's book levels; return (side, price, new quantity).
 
     One upsert for all levels. A level that empties keeps its row at quantity 0 (snapshots
     skip it), so a level that comes back is an update and nothing needs a second statement.
     The caller holds the book lock (the market row), which is why read-add-write is safe.
+    With `later=True`, a function that reads the new quantities is returned (`sql.pipeline`).
     """
     changes = [(side, price, delta) for (side, price), delta in sorted(deltas.items()) if delta]
     if not changes:
-        return []
+        return list if later else []
     table = BookLevel._meta.db_table
     rows = ", ".join(["(%s, %s, %s, %s)"] * len(changes))
     params = [value for side, price, delta in changes for value in (market.pk, side, price, delta)]
-    with sql.cursor() as statement:
-        statement.execute(
-            f"INSERT INTO {table} (market_id, side, price, quantity) VALUES {rows} "
-            # ROUND keeps SQLite, which adds in floating point, from leaving 1e-17 where a level
-            # emptied (a no-op on PostgreSQL's exact numeric).
-            f"ON CONFLICT (market_id, side, price) DO UPDATE SET quantity = "
-            f"ROUND({table}.quantity + excluded.quantity, {MONEY_DECIMAL_PLACES}) "
-            "RETURNING side, price, quantity",
-            params,
-        )
-        return [(side, _money(price), _money(quantity)) for side, price, quantity in statement.fetchall()]
+    statement = sql.cursor()
+    statement.execute(
+        f"INSERT INTO {table} (market_id, side, price, quantity) VALUES {rows} "
+        # ROUND keeps SQLite, which adds in floating point, from leaving 1e-17 where a level
+        # emptied (a no-op on PostgreSQL's exact numeric).
+        f"ON CONFLICT (market_id, side, price) DO UPDATE SET quantity = "
+        f"ROUND({table}.quantity + excluded.quantity, {MONEY_DECIMAL_PLACES}) "
+        "RETURNING side, price, quantity",
+        params,
+    )
+
+    def read() -> list[tuple[str, Decimal, Decimal]]:
+        try:
+            return [(side, _money(price), _money(quantity)) for side, price, quantity in statement.fetchall()]
+        finally:
+            statement.close()
+
+    return read if later else read()
 
 
 # --- Candles ----------------------------------------------------------------------------

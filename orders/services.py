@@ -489,6 +489,8 @@ class _Command:
         self.traded_low = self.traded_high = None
         self.stops_due = False
         self.slots = 0
+        self._looked = None  # the first batch of `resting`, read with the lock (`begin`)
+        self.new_order_id = None
         self._stage()
 
     def _stage(self):
@@ -514,32 +516,53 @@ class _Command:
     # Locking ---------------------------------------------------------------------------
 
     @classmethod
-    def begin(cls, market_id: int) -> "_Command":
+    def begin(cls, market_id: int, *, look: tuple[str, Decimal | None] | None = None, new_order: bool = False):
+        """Take the book lock and start the command's working state.
+
+        `look` is (side, limit) of the taker's first look at the book (`resting`), and
+        `new_order` asks for a new order's id: on PostgreSQL both go out in one round trip
+        with the lock (`pipeline`), the look's statement queued behind the lock, so it
+        reads the book as the lock holder sees it. The new id is `new_order_id`.
+        """
         locked = _group.markets
-        if locked is not None and market_id in locked:
-            # Locked by an earlier command of this group's transaction, whose writes
-            # (its book sequence included) this object already carries.
-            return cls(locked[market_id])
-        market = market_lock(market_id=market_id)
+        # Locked by an earlier command of this group's transaction, whose writes (its book
+        # sequence included) the market there already carries.
+        held = locked[market_id] if locked is not None and market_id in locked else None
+        with connection.wrap_database_errors, pipeline():
+            market = (lambda: held) if held is not None else market_lock(market_id=market_id, later=True)
+            ids = allocate_ids({Order: 1}, later=True) if new_order else None
+            first = cls._resting_batch(market_id, *look, 0, FIRST_MAKER_BATCH, later=True) if look else None
+        command = cls(market())
         if locked is not None:
-            locked[market_id] = market
-        return cls(market)
+            locked[market_id] = command.market
+        if first is not None:
+            command._looked = (look, first())
+        if ids is not None:
+            [command.new_order_id] = ids()[Order]
+        return command
+
+    @staticmethod
+    def _resting_batch(market_id, side, limit, offset, size, *, later=False):
+        # The query the partial indexes order_open_bids / order_open_asks serve.
+        better, direction = ("<=", "ASC") if side == Side.SELL else (">=", "DESC")
+        where = "market_id = %s AND side = %s AND status IN (%s, %s)"
+        params = [market_id, side, *OPEN_STATUSES]
+        if limit is not None:
+            where += f" AND price {better} %s"
+            params.append(limit)
+        tail = f"ORDER BY price {direction}, priority LIMIT {size} OFFSET {offset}"
+        return select_models(Order, where, params, tail=tail, later=later)
 
     def resting(self, side: str, limit: Decimal | None, quantity: Decimal) -> list[Order]:
         """Resting orders on `side` that a taker may meet, best first, enough to cover
         `quantity` (plus the taker's own orders met on the way, which stop it)."""
-        # The query the partial indexes order_open_bids / order_open_asks serve.
-        better, direction = ("<=", "ASC") if side == Side.SELL else (">=", "DESC")
-        where = "market_id = %s AND side = %s AND status IN (%s, %s)"
-        params = [self.market.pk, side, *OPEN_STATUSES]
-        if limit is not None:
-            where += f" AND price {better} %s"
-            params.append(limit)
         found, covered, offset, size = [], ZERO, 0, FIRST_MAKER_BATCH
+        looked, self._looked = self._looked, None
         while covered < quantity:
-            batch = select_models(
-                Order, where, params, tail=f"ORDER BY price {direction}, priority LIMIT {size} OFFSET {offset}"
-            )
+            if offset == 0 and looked is not None and looked[0] == (side, limit):
+                batch = looked[1]  # read with the book lock (`begin`)
+            else:
+                batch = self._resting_batch(self.market.pk, side, limit, offset, size)
             for order in batch:
                 order.market = self.market  # saves a query per order when events render it
             found.extend(batch)
@@ -750,7 +773,7 @@ class _Command:
         if taker is not None and not inserting:
             self.changed_orders[taker.pk] = taker
         balance_events = []
-        crossed = []
+        crossed = None
         with connection.wrap_database_errors, pipeline():
             if inserting:
                 taker.created_at = taker.updated_at = self.now
@@ -767,10 +790,13 @@ class _Command:
                 ([o.pk, *_values(o, ORDER_STATE_FIELDS)] for o in self.changed_orders.values()),
             )
             market_seq_set(market=market, seq=self.seq)
-            levels = book_levels_apply(market=market, deltas=self.level_deltas)
+            levels = book_levels_apply(market=market, deltas=self.level_deltas, later=True)
             if self.trades:
                 low, high = min(t.price for t in self.trades), max(t.price for t in self.trades)
-                crossed = self._stops_crossed(low, high)
+                crossed = self._stops_crossed(low, high, later=True)
+        # The pipeline has ended: one round trip brought every answer.
+        levels = levels()
+        crossed = crossed() if crossed else []
         if taker is not None:
             self.changed_orders[taker.pk] = taker
         for stop in crossed:
@@ -786,10 +812,10 @@ class _Command:
 
     # Stops -----------------------------------------------------------------------------
 
-    def _stops_crossed(self, low: Decimal | None, high: Decimal | None) -> list[Order]:
+    def _stops_crossed(self, low: Decimal | None, high: Decimal | None, *, later: bool = False):
         """Pending stops that trades between `low` and `high` crossed, and those marked
         triggered that an earlier command left for later, in the order they were accepted
-        (at most as many as the command may still trigger)."""
+        (at most as many as the command may still trigger). `later` as for `select_models`."""
         if low is not None:
             self.traded_low = low if self.traded_low is None else min(low, self.traded_low)
             self.traded_high = high if self.traded_high is None else max(high, self.traded_high)
@@ -801,10 +827,15 @@ class _Command:
             where += f" OR (side = '{Side.BUY}' AND stop_price <= %s) OR (side = '{Side.SELL}' AND stop_price >= %s)"
             params += [high, low]
         limit = MAX_TRIGGERS_PER_COMMAND - self.triggered + 1
-        found = select_models(Order, where + ")", params, tail=f"ORDER BY priority LIMIT {limit}")
-        for order in found:
-            order.market = self.market
-        return found
+        rows = select_models(Order, where + ")", params, tail=f"ORDER BY priority LIMIT {limit}", later=True)
+
+        def read() -> list[Order]:
+            found = rows()
+            for order in found:
+                order.market = self.market
+            return found
+
+        return read if later else read()
 
     def _run_stops(self) -> None:
         """Trigger the stops the command's trades crossed, in the order they were accepted;
@@ -971,11 +1002,7 @@ def order_place(
     try:
         if not market.is_trading:
             raise Conflict(f"{market.symbol} is halted: new orders are refused.", code="MARKET_HALTED")
-        # On PostgreSQL the new order's id comes from its sequence before the command
-        # queues, so no group spends a round trip on it under the book lock. (SQLite
-        # counts ids inside the transaction that holds its write lock, see allocate_ids.)
-        order_id = allocate_ids({Order: 1})[Order][0] if connection.vendor == "postgresql" else None
-        result = _place(user, request, order_id)
+        result = _place(user, request)
     except (IntegrityError, ServiceError):
         # A repeated client_order_id is caught by its unique constraint as the new order
         # is written, so the usual order (a new id) costs no lookup. A repeat that the
@@ -997,13 +1024,13 @@ def _existing(user, client_order_id) -> OrderResult | None:
     return OrderResult(order=order, fills=list(order.fills.select_related("market").order_by("id")), created=False)
 
 
-@_book_command(lambda user, request, order_id: request.market.pk)
-def _place(user: User, request: OrderRequest, order_id: int | None) -> OrderResult:
-    if order_id is None:
-        # Drawn before the book lock, so the lock is not held for it (see _Command.finish).
-        [order_id] = allocate_ids({Order: 1})[Order]
+@_book_command(lambda user, request: request.market.pk)
+def _place(user: User, request: OrderRequest) -> OrderResult:
+    # The new order's id and the first look at the book it may trade with come with the
+    # lock, in the same round trip (a stop rests off the book: it only needs its id).
+    look = None if request.type in STOP_TYPES else (Side.SELL if request.side == Side.BUY else Side.BUY, request.price)
     try:
-        command = _Command.begin(request.market.pk)
+        command = _Command.begin(request.market.pk, look=look, new_order=True)
     except Market.DoesNotExist:  # gone since this process last read it
         forget_markets()
         raise InvalidInput(f"There is no market {request.market.symbol[:24]!r}.", field="symbol") from None
@@ -1016,7 +1043,7 @@ def _place(user: User, request: OrderRequest, order_id: int | None) -> OrderResu
             **{f.name: getattr(request, f.name) for f in fields(request) if f.name != "market"}, market=market
         )
     taker = Order(
-        id=order_id,
+        id=command.new_order_id,
         user=user,
         market=market,
         client_order_id=request.client_order_id,

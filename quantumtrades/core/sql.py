@@ -129,26 +129,41 @@ def _row_reader(model):
     return _converters[key]
 
 
-def select_models(model, where: str, params: Sequence = (), *, tail: str = "") -> list:
+def select_models(model, where: str, params: Sequence = (), *, tail: str = "", later: bool = False):
     """Model instances for `SELECT <all columns> FROM <table> WHERE <where> <tail>`.
 
     `tail` carries ORDER BY, LIMIT and FOR UPDATE. Values go through the same converters
     as an ORM query (SQLite's floats become Decimals again), without compiling one.
+
+    With `later=True` the statement is sent and a function returned that reads its rows:
+    inside `pipeline()`, call it after the block, when the round trip that ended the block
+    has brought every statement's answer at once.
     """
     names, columns, readers = _row_reader(model)
     sql = f"SELECT {columns} FROM {connection.ops.quote_name(model._meta.db_table)} WHERE {where} {tail}"
-    with cursor() as statement:
+    statement = cursor()
+    try:
         statement.execute(sql, params)
-        rows = statement.fetchall()
-    found = []
-    for row in rows:
-        values = []
-        for value, (column, converters) in zip(row, readers, strict=True):
-            for converter in converters:
-                value = converter(value, column, connection)
-            values.append(value)
-        found.append(model.from_db(connection.alias, names, values))
-    return found
+    except BaseException:
+        statement.close()
+        raise
+
+    def read() -> list:
+        try:
+            rows = statement.fetchall()
+        finally:
+            statement.close()
+        found = []
+        for row in rows:
+            values = []
+            for value, (column, converters) in zip(row, readers, strict=True):
+                for converter in converters:
+                    value = converter(value, column, connection)
+                values.append(value)
+            found.append(model.from_db(connection.alias, names, values))
+        return found
+
+    return read if later else read()
 
 
 def for_update() -> str:
@@ -157,36 +172,51 @@ def for_update() -> str:
     return " FOR UPDATE" if connection.features.has_select_for_update else ""
 
 
-def allocate_ids(wanted: dict) -> dict[type, list[int]]:
+def allocate_ids(wanted: dict, *, later: bool = False):
     """Primary keys for rows about to be inserted, {model: count} -> {model: [ids]}.
 
     Knowing the ids up front lets dependent rows (a fill names its trade) go out in one
     pipeline instead of waiting for RETURNING. PostgreSQL draws them from each table's
-    sequence in one round trip. SQLite has no sequences, but the IMMEDIATE transaction
+    sequence in one statement. SQLite has no sequences, but the IMMEDIATE transaction
     holds its single write lock, so the next ids after MAX(id) are ours; call this once
-    per table per transaction, before inserting into it.
+    per table per transaction, before inserting into it. `later` as for `select_models`.
     """
     wanted = {model: count for model, count in wanted.items() if count}
     if not wanted:
-        return {}
-    quote = connection.ops.quote_name
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            columns = ", ".join(
-                "(SELECT array_agg(nextval(pg_get_serial_sequence(%s, %s))) FROM generate_series(1, %s))"
-                for _ in wanted
-            )
-            params = [value for model, count in wanted.items() for value in (model._meta.db_table, "id", count)]
-            cursor.execute(f"SELECT {columns}", params)
-            return dict(zip(wanted, (list(ids) for ids in cursor.fetchone()), strict=True))
+        return dict if later else {}
+    if connection.vendor != "postgresql":
         allocated = {}
-        for model, count in wanted.items():
-            cursor.execute(
-                f"SELECT COALESCE(MAX({quote(model._meta.pk.column)}), 0) FROM {quote(model._meta.db_table)}"
-            )
-            first = cursor.fetchone()[0] + 1
-            allocated[model] = list(range(first, first + count))
-        return allocated
+        quote = connection.ops.quote_name
+        with connection.cursor() as statement:
+            for model, count in wanted.items():
+                statement.execute(
+                    f"SELECT COALESCE(MAX({quote(model._meta.pk.column)}), 0) FROM {quote(model._meta.db_table)}"
+                )
+                first = statement.fetchone()[0] + 1
+                allocated[model] = list(range(first, first + count))
+        return (lambda: allocated) if later else allocated
+    columns = ", ".join(
+        "(SELECT array_agg(nextval(pg_get_serial_sequence(%s, %s))) FROM generate_series(1, %s::integer))"
+        for _ in wanted
+    )
+    params = [
+        value for model, count in wanted.items() for value in (model._meta.db_table, model._meta.pk.column, count)
+    ]
+    statement = cursor()
+    try:
+        statement.execute(f"SELECT {columns}", params)
+    except BaseException:
+        statement.close()
+        raise
+
+    def read() -> dict:
+        try:
+            row = statement.fetchone()
+        finally:
+            statement.close()
+        return dict(zip(wanted, (list(ids) for ids in row), strict=True))
+
+    return read if later else read()
 
 
 class _PreparedCursor:
@@ -222,11 +252,14 @@ class _PreparedCursor:
         with self.db.wrap_database_errors:
             return self.cursor.fetchone()
 
+    def close(self):
+        self.cursor.close()
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.cursor.close()
+        self.close()
 
 
 def cursor():
