@@ -88,6 +88,27 @@ def _select_for_update(keys: set[BalanceKey]) -> dict[BalanceKey, Balance]:
     return {(b.user_id, b.asset_id): b for b in rows if (b.user_id, b.asset_id) in keys}
 
 
+def balances_lock_for(user_ids, asset_ids, *, also=None):
+    """Send the lock of the balances of `user_ids` in `asset_ids`, and of the users that
+    `also` (SQL selecting user ids, params) names, in one ascending statement; return a
+    function that reads them by key once sent (`quantumtrades.core.sql.pipeline`).
+
+    The engine sends it with the book lock and its first look at the book, `also` being
+    the makers of that look, so most commands lock every balance they need without a
+    round trip of their own. Rows that do not exist yet are not created here: what is
+    missing is locked (and created) by `balances_lock` afterwards.
+    """
+    users = sorted(set(user_ids))
+    assets = sorted(set(asset_ids))
+    where = f"asset_id IN ({', '.join(['%s'] * len(assets))}) AND (user_id IN ({', '.join(['%s'] * len(users))})"
+    params = [*assets, *users]
+    if also is not None:
+        where += f" OR user_id IN ({also[0]})"
+        params += list(also[1])
+    rows = select_models(Balance, where + ")", params, tail="ORDER BY user_id, asset_id" + for_update(), later=True)
+    return lambda: {(b.user_id, b.asset_id): b for b in rows()}
+
+
 def ledger_post(
     postings: Iterable[Posting],
     balances: dict[BalanceKey, Balance],

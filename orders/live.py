@@ -160,7 +160,8 @@ def render_and_stream(changed: dict[int, set[str]], toasts: dict[int, list[dict]
     """Render each affected trader's changed fragments (and toasts) once and stream them."""
     toasts = toasts or {}
     # Rendering for traders with no page open would be wasted work (the simulator's accounts).
-    watched = {user_id: kinds for user_id, kinds in changed.items() if streams.user_is_watching(user_id)}
+    watching = streams.users_watching(changed)
+    watched = {user_id: kinds for user_id, kinds in changed.items() if user_id in watching}
     if not watched:
         return
     users = User.objects.in_bulk(list(watched))

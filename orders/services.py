@@ -8,6 +8,8 @@ Every command runs in one database transaction and follows the same steps:
 3. Read the resting orders the command may trade with and plan the trades in memory.
 4. Lock every balance the plan touches, in one statement, ascending (user, asset).
    Lock order everywhere: (1) one market row, (2) balance rows. Never the other way.
+   (A new order sends steps 2 to 4 in one round trip: the lock, the first batch of
+   resting orders and the balances of their makers, `_Command.begin`.)
 5. Check funds, write orders, trades, fills, ledger postings, book levels and candles;
    bump the market's book sequence by exactly one.
 6. Trigger the pending stop orders those trades reached, earliest accepted first: each
@@ -41,7 +43,7 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import LedgerEntry, User
-from accounts.services import Posting, balances_lock, fee_account, ledger_post
+from accounts.services import Posting, balances_lock, balances_lock_for, fee_account, ledger_post
 from marketdata.events import BookChanged, TradeExecuted
 from marketdata.models import Market, Side, Trade
 from marketdata.services import book_levels_apply, candles_record, market_lock, market_seq_set
@@ -414,18 +416,21 @@ def _run_group(group: list[_Queued]) -> None:
 
     def together():
         _group.markets = {}
+        # In one pipeline (PostgreSQL), the savepoints and their releases go out with the
+        # next statement that waits for an answer instead of each costing a round trip.
         try:
-            for queued in group:
-                queued.result = queued.error = None
-                try:
-                    with transaction.atomic():  # a savepoint
-                        queued.result = queued.command(*queued.args, **queued.kwargs)
-                except OperationalError:
-                    raise  # the transaction is lost: the whole group runs again
-                except Exception as exc:
-                    queued.error = exc
-                    # A refused command's changes to the locked market rolled back with it.
-                    _group.markets.clear()
+            with connection.wrap_database_errors, pipeline():
+                for queued in group:
+                    queued.result = queued.error = None
+                    try:
+                        with transaction.atomic():  # a savepoint
+                            queued.result = queued.command(*queued.args, **queued.kwargs)
+                    except OperationalError:
+                        raise  # the transaction is lost: the whole group runs again
+                    except Exception as exc:
+                        queued.error = exc
+                        # A refused command's changes to the locked market rolled back with it.
+                        _group.markets.clear()
         finally:
             _group.markets = None
 
@@ -516,42 +521,66 @@ class _Command:
     # Locking ---------------------------------------------------------------------------
 
     @classmethod
-    def begin(cls, market_id: int, *, look: tuple[str, Decimal | None] | None = None, new_order: bool = False):
+    def begin(
+        cls,
+        market_id: int,
+        *,
+        look: tuple[str, Decimal | None] | None = None,
+        taker: tuple[int, str, str] | None = None,
+        new_order: bool = False,
+    ) -> "_Command":
         """Take the book lock and start the command's working state.
 
-        `look` is (side, limit) of the taker's first look at the book (`resting`), and
-        `new_order` asks for a new order's id: on PostgreSQL both go out in one round trip
-        with the lock (`pipeline`), the look's statement queued behind the lock, so it
-        reads the book as the lock holder sees it. The new id is `new_order_id`.
+        On PostgreSQL, what most commands need next goes out in the same round trip as
+        the lock (`pipeline`), queued behind it, so it is read as the lock holder sees it:
+        with `new_order`, a new order's id (`new_order_id`); with `look` (side, limit),
+        the first batch of the taker's look at the book (`resting`); with `taker` (user,
+        base asset, quote asset) too, the balances of the taker, of that batch's makers
+        and of the fee account, locked in one ascending statement (`lock_balances`).
         """
         locked = _group.markets
         # Locked by an earlier command of this group's transaction, whose writes (its book
         # sequence included) the market there already carries.
         held = locked[market_id] if locked is not None and market_id in locked else None
+        fee_user_id = _fee_account_id() if taker is not None else None
+        first = balances = ids = None
         with connection.wrap_database_errors, pipeline():
             market = (lambda: held) if held is not None else market_lock(market_id=market_id, later=True)
-            ids = allocate_ids({Order: 1}, later=True) if new_order else None
-            first = cls._resting_batch(market_id, *look, 0, FIRST_MAKER_BATCH, later=True) if look else None
+            if new_order:
+                ids = allocate_ids({Order: 1}, later=True)
+            if look is not None:
+                where, params, tail = cls._resting_query(market_id, *look)
+                first = select_models(Order, where, params, tail=f"{tail} LIMIT {FIRST_MAKER_BATCH}", later=True)
+                if taker is not None:
+                    user_id, *assets = taker
+                    makers = (
+                        f"SELECT user_id FROM {Order._meta.db_table} WHERE {where} {tail} LIMIT {FIRST_MAKER_BATCH}"
+                    )
+                    balances = balances_lock_for([user_id, fee_user_id], assets, also=(makers, params))
         command = cls(market())
+        command._fee_user_id = fee_user_id
         if locked is not None:
             locked[market_id] = command.market
         if first is not None:
             command._looked = (look, first())
+        if balances is not None:
+            command.balances.update(balances())
         if ids is not None:
             [command.new_order_id] = ids()[Order]
         return command
 
     @staticmethod
-    def _resting_batch(market_id, side, limit, offset, size, *, later=False):
-        # The query the partial indexes order_open_bids / order_open_asks serve.
+    def _resting_query(market_id, side, limit) -> tuple[str, list, str]:
+        """(WHERE, params, ORDER BY) of the orders resting on `side` that a taker with
+        `limit` may meet, best first: the query the partial indexes order_open_bids and
+        order_open_asks serve."""
         better, direction = ("<=", "ASC") if side == Side.SELL else (">=", "DESC")
         where = "market_id = %s AND side = %s AND status IN (%s, %s)"
         params = [market_id, side, *OPEN_STATUSES]
         if limit is not None:
             where += f" AND price {better} %s"
             params.append(limit)
-        tail = f"ORDER BY price {direction}, priority LIMIT {size} OFFSET {offset}"
-        return select_models(Order, where, params, tail=tail, later=later)
+        return where, params, f"ORDER BY price {direction}, priority"
 
     def resting(self, side: str, limit: Decimal | None, quantity: Decimal) -> list[Order]:
         """Resting orders on `side` that a taker may meet, best first, enough to cover
@@ -562,7 +591,8 @@ class _Command:
             if offset == 0 and looked is not None and looked[0] == (side, limit):
                 batch = looked[1]  # read with the book lock (`begin`)
             else:
-                batch = self._resting_batch(self.market.pk, side, limit, offset, size)
+                where, params, tail = self._resting_query(self.market.pk, side, limit)
+                batch = select_models(Order, where, params, tail=f"{tail} LIMIT {size} OFFSET {offset}")
             for order in batch:
                 order.market = self.market  # saves a query per order when events render it
             found.extend(batch)
@@ -581,11 +611,12 @@ class _Command:
     def lock_balances(self, user_ids) -> dict:
         """Lock the balances of `user_ids` in the market's assets (and the fee account's).
 
-        A command's own order locks every balance it needs in one statement. A stop it
-        triggers may meet makers whose balances are not locked yet: only those are locked
-        then, again in one ascending statement. That later lock is the one place a command
-        takes balance rows in two goes; a deadlock it could meet is detected by PostgreSQL
-        and the command retried (`_retrying`), like any other.
+        A new order's balances, and those of the makers of its first look at the book, are
+        locked with the book lock (`begin`). Makers further down a deep book, and those a
+        triggered stop meets, may not be locked yet: only those are locked here, again in
+        one ascending statement. Such a second lock is the one place a command takes
+        balance rows in two goes; a deadlock it could meet is detected by PostgreSQL and
+        the command retried (`_retrying`), like any other.
         """
         missing = self.balance_keys(user_ids) - self.balances.keys()
         if missing:
@@ -1030,7 +1061,10 @@ def _place(user: User, request: OrderRequest) -> OrderResult:
     # lock, in the same round trip (a stop rests off the book: it only needs its id).
     look = None if request.type in STOP_TYPES else (Side.SELL if request.side == Side.BUY else Side.BUY, request.price)
     try:
-        command = _Command.begin(request.market.pk, look=look, new_order=True)
+        market = request.market
+        command = _Command.begin(
+            market.pk, look=look, taker=(user.pk, market.base_id, market.quote_id) if look else None, new_order=True
+        )
     except Market.DoesNotExist:  # gone since this process last read it
         forget_markets()
         raise InvalidInput(f"There is no market {request.market.symbol[:24]!r}.", field="symbol") from None

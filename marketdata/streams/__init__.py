@@ -59,6 +59,7 @@ from .publishing import (
     request_resync,
     stream_to_user,
     user_is_watching,
+    users_watching,
 )
 from .sinks import Frame, Sink, daphne_protocol
 
@@ -86,5 +87,6 @@ __all__ = [
     "stop_hub",
     "stream_to_user",
     "user_is_watching",
+    "users_watching",
     "utc_now_text",
 ]

@@ -65,15 +65,22 @@ def register_user_fragments(render) -> None:
 
 
 def user_is_watching(user_id: int) -> bool:
-    """Whether the user has a page socket open on any process (as of the last minute).
+    """Whether the user has a page socket open on any process (as of the last minute)."""
+    return user_id in users_watching([user_id])
+
+
+def users_watching(user_ids) -> set[int]:
+    """Those of `user_ids` with a page socket open on any process, in one cache round trip.
 
     Lets a renderer of private fragments skip users nobody is looking at. Errs on the side
-    of True when it cannot tell.
+    of watching when it cannot tell.
     """
+    user_ids = list(user_ids)
     try:
-        return cache.get(_presence_key(user_id)) is not None
+        found = cache.get_many([_presence_key(user_id) for user_id in user_ids])
     except Exception:
-        return True
+        return set(user_ids)
+    return {user_id for user_id in user_ids if _presence_key(user_id) in found}
 
 
 def _presence_key(user_id) -> str:

@@ -494,8 +494,8 @@ class StreamsSpy:
     def stream_to_user(self, user_id, html):
         self.sent.append((user_id, html))
 
-    def user_is_watching(self, user_id):
-        return True
+    def users_watching(self, user_ids):
+        return set(user_ids)
 
 
 @pytest.fixture
@@ -590,8 +590,8 @@ def test_nothing_is_rendered_for_traders_without_a_page_open(market, alice, monk
     monkeypatch.setattr(live, "private_fragments", lambda *args, **kwargs: calls.append(args) or "")
 
     class Nobody(StreamsSpy):
-        def user_is_watching(self, user_id):
-            return False
+        def users_watching(self, user_ids):
+            return set()
 
     monkeypatch.setattr(live, "streams", Nobody())
     live.on_events(live_batch(alice))
