@@ -783,11 +783,11 @@ class _Command:
     def flush(self, taker: Order | None) -> list[Fill]:
         """Write everything the stage did and bump the book sequence (book lock held).
 
-        The ids of new rows are known before anything is written (a new order's before
-        the lock, see `_place`; trades' and fills' in one query here), so on PostgreSQL
-        every write goes out in one pipeline: one round trip, whatever the stage did,
-        the look for the pending stops its trades crossed included. Returns the stage's
-        taker fills.
+        The ids of new rows are known before anything is written (a new order's with the
+        lock, see `begin`; trades' and fills' in one query here), so on PostgreSQL every
+        write goes out in one pipeline and its answers are read after it: one round trip,
+        whatever the stage did, the look for the pending stops its trades crossed
+        included. Returns the stage's taker fills.
         """
         balances = self.balances
         market = self.market
