@@ -220,15 +220,20 @@ def allocate_ids(wanted: dict, *, later: bool = False):
 
 
 class _PreparedCursor:
-    """A psycopg cursor that binds parameters on the server and prepares each statement.
+    """A psycopg cursor that binds parameters on the server.
 
     Django's PostgreSQL cursors interpolate parameters into the SQL text in Python (client-
-    side binding) and never prepare: for the engine's statements that cost about 60 µs of
-    Python per statement more than this cursor (docs/BENCHMARKS.md, "Matching engine"), and
-    PostgreSQL, on the same two cores, parses and plans each one anew. The engine's
-    statements come in a few shapes, each prepared once per connection. Errors still
+    side binding): for the engine's statements that cost about 60 µs of Python per
+    statement more than this cursor (docs/BENCHMARKS.md, "Matching engine"). Errors still
     arrive as Django's (IntegrityError, OperationalError) and queries are still recorded
     where Django records them (tests, DEBUG).
+
+    It asks for `prepare=True`, but psycopg prepares nothing on a connection whose
+    prepare_threshold is None, which is how Django opens them: PostgreSQL still parses and
+    plans each statement. Turning the threshold on made grouped commands fail with
+    "prepared statement does not exist" after an error inside their pipeline (a later
+    statement of the pipeline counted on a Parse that the error had skipped), so it stays
+    off (docs/BENCHMARKS.md, "Round trips under the book lock").
     """
 
     def __init__(self, db_connection):
