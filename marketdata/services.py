@@ -72,8 +72,7 @@ def book_levels_apply(*, market: Market, deltas: dict[tuple[str, Decimal], Decim
     table = BookLevel._meta.db_table
     rows = ", ".join(["(%s, %s, %s, %s)"] * len(changes))
     params = [value for side, price, delta in changes for value in (market.pk, side, price, delta)]
-    statement = sql.cursor()
-    statement.execute(
+    statement = sql.send(
         f"INSERT INTO {table} (market_id, side, price, quantity) VALUES {rows} "
         # ROUND keeps SQLite, which adds in floating point, from leaving 1e-17 where a level
         # emptied (a no-op on PostgreSQL's exact numeric).
@@ -84,10 +83,7 @@ def book_levels_apply(*, market: Market, deltas: dict[tuple[str, Decimal], Decim
     )
 
     def read() -> list[tuple[str, Decimal, Decimal]]:
-        try:
-            return [(side, _money(price), _money(quantity)) for side, price, quantity in statement.fetchall()]
-        finally:
-            statement.close()
+        return [(side, _money(price), _money(quantity)) for side, price, quantity in sql.answer(statement)]
 
     return read if later else read()
 

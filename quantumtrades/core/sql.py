@@ -141,18 +141,10 @@ def select_models(model, where: str, params: Sequence = (), *, tail: str = "", l
     """
     names, columns, readers = _row_reader(model)
     sql = f"SELECT {columns} FROM {connection.ops.quote_name(model._meta.db_table)} WHERE {where} {tail}"
-    statement = cursor()
-    try:
-        statement.execute(sql, params)
-    except BaseException:
-        statement.close()
-        raise
+    statement = send(sql, params)
 
     def read() -> list:
-        try:
-            rows = statement.fetchall()
-        finally:
-            statement.close()
+        rows = answer(statement)
         found = []
         for row in rows:
             values = []
@@ -202,18 +194,10 @@ def allocate_ids(wanted: dict, *, later: bool = False):
     params = [
         value for model, count in wanted.items() for value in (model._meta.db_table, model._meta.pk.column, count)
     ]
-    statement = cursor()
-    try:
-        statement.execute(f"SELECT {columns}", params)
-    except BaseException:
-        statement.close()
-        raise
+    statement = send(f"SELECT {columns}", params)
 
     def read() -> dict:
-        try:
-            row = statement.fetchone()
-        finally:
-            statement.close()
+        [row] = answer(statement)
         return dict(zip(wanted, (list(ids) for ids in row), strict=True))
 
     return read if later else read()
@@ -273,6 +257,27 @@ def cursor():
     if db_connection.vendor == "postgresql":
         return _PreparedCursor(db_connection)
     return db_connection.cursor()
+
+
+def send(sql: str, params: Sequence = ()):
+    """Execute a statement on the engine's cursor (`cursor`) and return the cursor unread.
+    Inside `pipeline()` its answer comes with the round trip that ends the block; read it
+    then with `answer`."""
+    statement = cursor()
+    try:
+        statement.execute(sql, params)
+    except BaseException:
+        statement.close()
+        raise
+    return statement
+
+
+def answer(statement) -> list:
+    """The rows of a statement from `send`; the cursor is closed."""
+    try:
+        return statement.fetchall()
+    finally:
+        statement.close()
 
 
 def pipeline():
