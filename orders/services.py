@@ -416,21 +416,18 @@ def _run_group(group: list[_Queued]) -> None:
 
     def together():
         _group.markets = {}
-        # In one pipeline (PostgreSQL), the savepoints and their releases go out with the
-        # next statement that waits for an answer instead of each costing a round trip.
         try:
-            with connection.wrap_database_errors, pipeline():
-                for queued in group:
-                    queued.result = queued.error = None
-                    try:
-                        with transaction.atomic():  # a savepoint
-                            queued.result = queued.command(*queued.args, **queued.kwargs)
-                    except OperationalError:
-                        raise  # the transaction is lost: the whole group runs again
-                    except Exception as exc:
-                        queued.error = exc
-                        # A refused command's changes to the locked market rolled back with it.
-                        _group.markets.clear()
+            for queued in group:
+                queued.result = queued.error = None
+                try:
+                    with transaction.atomic():  # a savepoint
+                        queued.result = queued.command(*queued.args, **queued.kwargs)
+                except OperationalError:
+                    raise  # the transaction is lost: the whole group runs again
+                except Exception as exc:
+                    queued.error = exc
+                    # A refused command's changes to the locked market rolled back with it.
+                    _group.markets.clear()
         finally:
             _group.markets = None
 

@@ -142,7 +142,12 @@ def database_config(url):
     # server) fails its request with a 503, and the pool then tests its idle connections
     # at once (quantumtrades.core.unavailable), so the next request gets a live one.
     config["CONN_HEALTH_CHECKS"] = False
-    config.setdefault("OPTIONS", {})["pool"] = {
+    # Django opens psycopg connections with prepared statements off (prepare_threshold
+    # None), and psycopg then ignores the engine's `prepare=True` (quantumtrades/core/sql.py):
+    # PostgreSQL parsed and planned every statement of every command anew. Django's own
+    # queries bind on the client and are never prepared, so this changes only the engine's.
+    config.setdefault("OPTIONS", {})["prepare_threshold"] = env.int("DB_PREPARE_THRESHOLD", default=5)
+    config["OPTIONS"]["pool"] = {
         "min_size": env.int("DB_POOL_MIN", default=2),
         "max_size": env.int("DB_POOL_MAX", default=20),
         "timeout": 10,

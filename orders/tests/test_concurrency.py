@@ -223,3 +223,38 @@ def test_commands_grouped_in_one_transaction_keep_their_own_results(market, monk
     assert sorted(seqs) == list(range(seq_before + 1, seq_before + 13))
     assert not Balance.objects.filter(user__in=poor, held__gt=0).exists()
     assert reconcile() == []
+
+
+def test_grouped_commands_that_trade_cancel_and_are_refused_all_get_their_own_answer(market):
+    """Eight threads each send a stream of resting, crossing and cancelling commands, some
+    of them refused (cancels of orders already gone), so groups mix accepted and refused
+    commands of every statement shape. A refusal rolls its savepoint back, which makes
+    psycopg drop its prepared statements: no later command of the group may then run into
+    one that is gone. Every answer is a result or a refusal, and the books balance."""
+    traders = [trader(f"t{n}", USD="100000", QTX="1000") for n in range(8)]
+
+    def work(index):
+        rng = random.Random(index)
+        user, placed, refused = traders[index], [], 0
+        for step in range(30):
+            kind = rng.random()
+            if kind < 0.3 and placed:
+                try:
+                    order_cancel(user=user, order_id=rng.choice(placed))
+                except Conflict:
+                    refused += 1
+            elif kind < 0.6:
+                side = buy if rng.random() < 0.5 else sell
+                side(user, "0.5", at="100", time_in_force="IOC")  # crosses whatever rests at 100
+            else:
+                side, price = (buy, f"{99 - rng.randint(0, 3)}") if rng.random() < 0.5 else (sell, "100")
+                placed.append(side(user, "0.5", at=price, client_order_id=f"m{index}-{step}").order.pk)
+        return refused
+
+    outcomes = together(8, work)
+
+    assert errors(outcomes) == []
+    assert sum(outcomes) > 0  # some cancels were refused
+    assert Trade.objects.exists()
+    assert no_negative_balances() and no_overfills()
+    assert reconcile() == []

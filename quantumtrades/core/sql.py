@@ -204,20 +204,21 @@ def allocate_ids(wanted: dict, *, later: bool = False):
 
 
 class _PreparedCursor:
-    """A psycopg cursor that binds parameters on the server.
+    """A psycopg cursor that binds parameters on the server and prepares each statement.
 
     Django's PostgreSQL cursors interpolate parameters into the SQL text in Python (client-
-    side binding): for the engine's statements that cost about 60 µs of Python per
-    statement more than this cursor (docs/BENCHMARKS.md, "Matching engine"). Errors still
-    arrive as Django's (IntegrityError, OperationalError) and queries are still recorded
-    where Django records them (tests, DEBUG).
+    side binding) and never prepare: for the engine's statements that cost about 60 µs of
+    Python per statement more than this cursor (docs/BENCHMARKS.md, "Matching engine"), and
+    PostgreSQL, on the same two cores, parses and plans each one anew. The engine's
+    statements come in a few shapes, each prepared once per connection (settings'
+    prepare_threshold turns psycopg's statement cache on). Errors still arrive as Django's
+    (IntegrityError, OperationalError) and queries are still recorded where Django records
+    them (tests, DEBUG).
 
-    It asks for `prepare=True`, but psycopg prepares nothing on a connection whose
-    prepare_threshold is None, which is how Django opens them: PostgreSQL still parses and
-    plans each statement. Turning the threshold on made grouped commands fail with
-    "prepared statement does not exist" after an error inside their pipeline (a later
-    statement of the pipeline counted on a Parse that the error had skipped), so it stays
-    off (docs/BENCHMARKS.md, "Round trips under the book lock").
+    A rollback, a savepoint's included, makes psycopg forget every prepared statement and
+    send DEALLOCATE ALL. Inside a pipeline that could reach the server after a statement
+    already sent by name, which then fails with "prepared statement does not exist"; so no
+    pipeline here holds a rollback (docs/BENCHMARKS.md, "Round trips under the book lock").
     """
 
     def __init__(self, db_connection):
