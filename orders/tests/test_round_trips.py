@@ -1,0 +1,64 @@
+"""Round trips to PostgreSQL per command, counted on the wire.
+
+Every round trip ends with a message that makes the server answer what it was sent: a Sync
+(extended protocol, pipelines), a Flush (a result read in the middle of a pipeline) or a
+simple Query. libpq's protocol trace (`PGconn.trace`) lists each message the client sends,
+so counting those counts the waits for the server, whatever the statements were. (psycopg
+follows the Sync that ends a pipeline with a Flush in the same wait; that one is not a
+round trip of its own.)
+"""
+
+import re
+import tempfile
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from .stories import buy, sell
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+WAITS = re.compile(r"^[^\t]*\tF\t\d+\t(Sync|Flush|Query)\b", re.MULTILINE)
+
+
+@pytest.fixture(autouse=True)
+def postgres_only(on_postgres):
+    pass
+
+
+def round_trips(command) -> tuple[int, list[str]]:
+    """Run `command` and count the round trips it made on this thread's connection."""
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    with tempfile.TemporaryFile("w+") as trace:
+        pgconn.trace(trace.fileno())
+        try:
+            command()
+        finally:
+            pgconn.untrace()
+        trace.seek(0)
+        text = trace.read()
+    messages = WAITS.findall(text)
+    waits = [m for i, m in enumerate(messages) if not (m == "Flush" and i and messages[i - 1] == "Sync")]
+    return len(waits), messages
+
+
+def test_a_resting_order_costs_four_round_trips(market, alice, bob):
+    buy(alice, "1", at="99")  # warm: the fee account is known, statements are prepared
+
+    count, waits = round_trips(lambda: buy(alice, "1", at="98"))
+
+    # BEGIN; the lock with the order's id, the first look at the book and the balances;
+    # every write; COMMIT.
+    assert count == 4, waits
+
+
+def test_an_order_that_trades_costs_one_more_for_its_trade_and_fill_ids(market, alice, bob):
+    sell(bob, "2", at="100")
+    buy(alice, "1", at="100")  # warm: a trade's statements are prepared on first use
+
+    count, waits = round_trips(lambda: buy(alice, "1", at="100"))
+
+    assert count == 5, " ".join(waits)
+    assert alice.fills.filter(price=Decimal("100")).count() == 2
