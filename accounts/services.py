@@ -75,31 +75,24 @@ def balances_lock(keys: Iterable[BalanceKey]) -> dict[BalanceKey, Balance]:
 def _select_for_update(keys: set[BalanceKey]) -> dict[BalanceKey, Balance]:
     if not keys:
         return {}
-    user_ids = sorted({user_id for user_id, _ in keys})
-    asset_ids = sorted({asset_id for _, asset_id in keys})
-    rows = select_models(
-        Balance,
-        f"user_id IN ({', '.join(['%s'] * len(user_ids))}) AND asset_id IN ({', '.join(['%s'] * len(asset_ids))})",
-        [*user_ids, *asset_ids],
-        tail="ORDER BY user_id, asset_id" + for_update(),
-    )
+    rows = balances_lock_for({user_id for user_id, _ in keys}, {asset_id for _, asset_id in keys})()
     # The filter is a cross product of users and assets; keep only the rows asked for.
     # Locking the few extra rows it may catch is harmless: they are taken in the same order.
-    return {(b.user_id, b.asset_id): b for b in rows if (b.user_id, b.asset_id) in keys}
+    return {key: balance for key, balance in rows.items() if key in keys}
 
 
 def balances_lock_for(user_ids, asset_ids, *, also=None):
-    """Send the lock of the balances of `user_ids` in `asset_ids`, and of the users that
-    `also` (SQL selecting user ids, params) names, in one ascending statement; return a
-    function that reads them by key once sent (`quantumtrades.core.sql.pipeline`).
+    """Send the lock of the balances of `user_ids` in `asset_ids` (every pair of the cross
+    product), and of the users that `also` (SQL selecting user ids, params) names, in one
+    statement ordered by (user, asset), the global lock order; return a function that reads
+    them by key once sent (`quantumtrades.core.sql.pipeline`).
 
     The engine sends it with the book lock and its first look at the book, `also` being
     the makers of that look, so most commands lock every balance they need without a
     round trip of their own. Rows that do not exist yet are not created here: what is
     missing is locked (and created) by `balances_lock` afterwards.
     """
-    users = sorted(set(user_ids))
-    assets = sorted(set(asset_ids))
+    users, assets = sorted(set(user_ids)), sorted(set(asset_ids))
     where = f"asset_id IN ({', '.join(['%s'] * len(assets))}) AND (user_id IN ({', '.join(['%s'] * len(users))})"
     params = [*assets, *users]
     if also is not None:
