@@ -21,7 +21,7 @@ from django.utils import timezone
 from quantumtrades.core.errors import InsufficientFunds, InvalidInput
 from quantumtrades.core.events import publish_on_commit
 from quantumtrades.core.money import MONEY_MAX, ZERO, decimal_places
-from quantumtrades.core.sql import for_update, insert_rows, select_models, update_rows
+from quantumtrades.core.sql import for_update, insert_rows, select_models, update_and_insert_rows, update_rows
 
 from .events import BalanceChanged
 from .models import Asset, Balance, LedgerEntry, User
@@ -159,15 +159,17 @@ def ledger_post(
         )
     if not rows:
         return []
-    update_rows(Balance, ["available", "held"], ((b.pk, b.available, b.held) for b in touched.values()))
+    balance_rows = [(b.pk, b.available, b.held) for b in touched.values()]
     entries = []
     if with_ids:
+        update_rows(Balance, ["available", "held"], balance_rows)
         ids = insert_rows(LedgerEntry, LEDGER_FIELDS, rows, returning="id")
         entries = [
             LedgerEntry.from_db(None, ["id", *LEDGER_ATTRS], [pk, *row]) for pk, row in zip(ids, rows, strict=True)
         ]
     else:
-        insert_rows(LedgerEntry, LEDGER_FIELDS, rows)
+        # The engine's path: balances and their entries in one statement on PostgreSQL.
+        update_and_insert_rows((Balance, ["available", "held"], balance_rows), (LedgerEntry, LEDGER_FIELDS, rows))
     changed = [
         BalanceChanged(user_id=b.user_id, asset=b.asset_id, available=b.available, held=b.held)
         for b in touched.values()

@@ -62,3 +62,37 @@ def test_an_order_that_trades_costs_one_more_for_its_trade_and_fill_ids(market, 
 
     assert count == 5, " ".join(waits)
     assert alice.fills.filter(price=Decimal("100")).count() == 2
+
+
+STATEMENTS = re.compile(r"^[^\t]*\tF\t\d+\t(Bind|Query)\b", re.MULTILINE)
+
+
+def statements(command) -> int:
+    """Run `command` and count the statements it sent (a Bind each, or a simple Query)."""
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    with tempfile.TemporaryFile("w+") as trace:
+        pgconn.trace(trace.fileno())
+        try:
+            command()
+        finally:
+            pgconn.untrace()
+        trace.seek(0)
+        return len(STATEMENTS.findall(trace.read()))
+
+
+def test_statements_of_an_order_resting_and_trading(market, alice, bob):
+    # Each statement costs the driver's Python about as much as the database spends on it:
+    # the book sequence rides in the book levels' upsert, the balances in their ledger
+    # entries' insert (data-modifying CTEs).
+    buy(alice, "1", at="98")
+    sell(bob, "2", at="100")
+    buy(alice, "1", at="100")
+
+    resting = statements(lambda: buy(alice, "1", at="97"))
+    trading = statements(lambda: buy(alice, "1", at="100"))
+
+    # BEGIN; lock, order id, look, balances; order, balances and ledger, book levels and
+    # sequence; COMMIT. (Eleven and seventeen with a statement each.)
+    assert resting == 9, resting
+    assert trading == 15, trading

@@ -79,36 +79,72 @@ def _prepared(preparers, row, db_connection):
     ]
 
 
-def insert_rows(model, names: Sequence[str], rows: Iterable[Sequence], *, returning: str | None = None) -> list:
-    """INSERT `rows` (values in the order of `names`); return the `returning` column per row, in order."""
-    rows = list(rows)
+def _insert(model, names, rows) -> tuple[str, list] | None:
+    """(SQL, parameters) of one INSERT of `rows`, or None for no rows."""
     if not rows:
-        return []
+        return None
     sql, preparers = _shape("insert", model, names, len(rows))
     db_connection = connections[DEFAULT_DB_ALIAS]
-    params = [value for row in rows for value in _prepared(preparers, row, db_connection)]
-    with cursor() as statement:
-        if returning is None:
-            statement.execute(sql, params)
-            return []
-        statement.execute(f"{sql} RETURNING {db_connection.ops.quote_name(returning)}", params)
-        # Both databases return the rows of a multi-row INSERT in the order of VALUES.
-        return [row[0] for row in statement.fetchall()]
+    return sql, [value for row in rows for value in _prepared(preparers, row, db_connection)]
 
 
-def update_rows(model, names: Sequence[str], rows: Iterable[Sequence]) -> None:
-    """UPDATE many rows in one statement: each row is (pk, value for each of `names`)."""
-    rows = list(rows)
+def _update(model, names, rows) -> tuple[str, list] | None:
+    """(SQL, parameters) of one UPDATE of `rows` (pk, values...), or None for no rows."""
     if not rows:
-        return
+        return None
     sql, preparers = _shape("update", model, names, len(rows))
     db_connection = connections[DEFAULT_DB_ALIAS]
     params = []
     for pk_value, *values in rows:
         params.append(pk_value)
         params += _prepared(preparers, values, db_connection)
+    return sql, params
+
+
+def insert_rows(model, names: Sequence[str], rows: Iterable[Sequence], *, returning: str | None = None) -> list:
+    """INSERT `rows` (values in the order of `names`); return the `returning` column per row, in order."""
+    insert = _insert(model, names, list(rows))
+    if insert is None:
+        return []
+    sql, params = insert
     with cursor() as statement:
-        statement.execute(sql, params)
+        if returning is None:
+            statement.execute(sql, params)
+            return []
+        statement.execute(f"{sql} RETURNING {connections[DEFAULT_DB_ALIAS].ops.quote_name(returning)}", params)
+        # Both databases return the rows of a multi-row INSERT in the order of VALUES.
+        return [row[0] for row in statement.fetchall()]
+
+
+def update_rows(model, names: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """UPDATE many rows in one statement: each row is (pk, value for each of `names`)."""
+    update = _update(model, names, list(rows))
+    if update is not None:
+        with cursor() as statement:
+            statement.execute(*update)
+
+
+def update_and_insert_rows(update: tuple, insert: tuple) -> None:
+    """`update_rows(*update)`, then `insert_rows(*insert)`, each a (model, names, rows).
+
+    On PostgreSQL the two are one statement, the UPDATE a data-modifying CTE of the INSERT
+    (both see the same snapshot, so neither may read what the other writes): every statement
+    costs the engine about as much of the driver's Python as PostgreSQL spends running it
+    (docs/BENCHMARKS.md, "Round trips under the book lock"). Two statements elsewhere.
+    """
+    first, second = _update(update[0], update[1], list(update[2])), _insert(insert[0], insert[1], list(insert[2]))
+    if first is None or second is None or connection.vendor != "postgresql":
+        for statement_params in (first, second):
+            if statement_params is not None:
+                with cursor() as statement:
+                    statement.execute(*statement_params)
+        return
+    key = ("update+insert", first[0], second[0])
+    sql = _statements.get(key)
+    if sql is None:
+        sql = _statements[key] = f"WITH updated AS ({first[0]}) {second[0]}"
+    with cursor() as statement:
+        statement.execute(sql, first[1] + second[1])
 
 
 _converters: dict = {}
