@@ -27,8 +27,8 @@ def postgres_only(on_postgres):
     pass
 
 
-def round_trips(command) -> tuple[int, list[str]]:
-    """Run `command` and count the round trips it made on this thread's connection."""
+def traced(command) -> str:
+    """Run `command`; the protocol trace of what this thread's connection sent and received."""
     connection.ensure_connection()
     pgconn = connection.connection.pgconn
     with tempfile.TemporaryFile("w+") as trace:
@@ -38,8 +38,12 @@ def round_trips(command) -> tuple[int, list[str]]:
         finally:
             pgconn.untrace()
         trace.seek(0)
-        text = trace.read()
-    messages = WAITS.findall(text)
+        return trace.read()
+
+
+def round_trips(command) -> tuple[int, list[str]]:
+    """Run `command` and count the round trips it made on this thread's connection."""
+    messages = WAITS.findall(traced(command))
     waits = [m for i, m in enumerate(messages) if not (m == "Flush" and i and messages[i - 1] == "Sync")]
     return len(waits), messages
 
@@ -69,16 +73,7 @@ STATEMENTS = re.compile(r"^[^\t]*\tF\t\d+\t(Bind|Query)\b", re.MULTILINE)
 
 def statements(command) -> int:
     """Run `command` and count the statements it sent (a Bind each, or a simple Query)."""
-    connection.ensure_connection()
-    pgconn = connection.connection.pgconn
-    with tempfile.TemporaryFile("w+") as trace:
-        pgconn.trace(trace.fileno())
-        try:
-            command()
-        finally:
-            pgconn.untrace()
-        trace.seek(0)
-        return len(STATEMENTS.findall(trace.read()))
+    return len(STATEMENTS.findall(traced(command)))
 
 
 def test_statements_of_an_order_resting_and_trading(market, alice, bob):
