@@ -425,17 +425,21 @@ def _run_group(group: list[_Queued]) -> None:
                 # under the book lock. (A group stays well under the 64 subtransactions
                 # PostgreSQL caches per transaction: GROUP_MAX.)
                 savepoint = connection.savepoint()
+                # As transaction.atomic() does: what the command registers with on_commit
+                # is dropped if it rolls back to this savepoint.
+                connection.savepoint_ids.append(savepoint)
                 try:
                     queued.result = queued.command(*queued.args, **queued.kwargs)
                 except OperationalError:
                     raise  # the transaction is lost: the whole group runs again
                 except Exception as exc:
                     queued.error = exc
-                    # As transaction.atomic() does for a savepoint that an error leaves.
                     connection.needs_rollback = False
                     connection.savepoint_rollback(savepoint)
                     # A refused command's changes to the locked market rolled back with it.
                     _group.markets.clear()
+                finally:
+                    connection.savepoint_ids.pop()
         finally:
             _group.markets = None
 

@@ -11,13 +11,14 @@ import logging
 import threading
 
 import pytest
-from django.db import OperationalError, connection, transaction
+from django.db import OperationalError, connection, models, transaction
 
 from accounts.models import Balance
 from marketdata.models import Market
 from orders.models import Order
 from orders.selectors import reconcile
-from orders.services import MAX_ATTEMPTS, _retrying
+from orders.services import MAX_ATTEMPTS, _Queued, _retrying, _run_group
+from quantumtrades.core.errors import Conflict
 
 from .stories import buy
 
@@ -149,3 +150,29 @@ def test_inside_a_callers_transaction_a_deadlock_is_not_retried(retries):
         command()
 
     assert len(calls) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refused_command_of_a_group_leaves_no_writes_and_nothing_to_run_on_commit(market):
+    # Commands queued on one market share a transaction, each in a savepoint (`_run_group`).
+    ran = []
+
+    def accepted(name):
+        Market.objects.filter(pk=market.pk).update(book_seq=models.F("book_seq") + 1)
+        transaction.on_commit(lambda: ran.append(name))
+        return name
+
+    def refused(name):
+        Market.objects.filter(pk=market.pk).update(book_seq=models.F("book_seq") + 100)
+        transaction.on_commit(lambda: ran.append(name))
+        raise Conflict("refused")
+
+    seq_before = Market.objects.get(pk=market.pk).book_seq
+    group = [_Queued(accepted, ("a",), {}), _Queued(refused, ("b",), {}), _Queued(accepted, ("c",), {})]
+
+    _run_group(group)
+
+    assert [queued.result for queued in group] == ["a", None, "c"]
+    assert isinstance(group[1].error, Conflict)
+    assert ran == ["a", "c"]
+    assert Market.objects.get(pk=market.pk).book_seq == seq_before + 2
