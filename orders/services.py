@@ -544,14 +544,15 @@ class _Command:
         the lock (`pipeline`), queued behind it, so it is read as the lock holder sees it:
         with `new_order`, a new order's id (`new_order_id`); with `look` (side, limit),
         the first batch of the taker's look at the book (`resting`); with `taker` (user,
-        base asset, quote asset) too, the balances of the taker, of that batch's makers
-        and of the fee account, locked in one ascending statement (`lock_balances`).
+        base asset, quote asset) too, the balances of the taker and of that batch's
+        makers, locked in one ascending statement (`lock_balances`). The fee account's
+        balance is locked only by a command that charges a fee, and only when it writes
+        (`flush`).
         """
         locked = _group.markets
         # Locked by an earlier command of this group's transaction, whose writes (its book
         # sequence included) the market there already carries.
         held = locked[market_id] if locked is not None and market_id in locked else None
-        fee_user_id = _fee_account_id() if taker is not None else None
         first = balances = ids = None
         with connection.wrap_database_errors, pipeline():
             market = (lambda: held) if held is not None else market_lock(market_id=market_id, later=True)
@@ -565,9 +566,8 @@ class _Command:
                     makers = (
                         f"SELECT user_id FROM {Order._meta.db_table} WHERE {where} {tail} LIMIT {FIRST_MAKER_BATCH}"
                     )
-                    balances = balances_lock_for([user_id, fee_user_id], assets, also=(makers, params))
+                    balances = balances_lock_for([user_id], assets, also=(makers, params))
         command = cls(market())
-        command._fee_user_id = fee_user_id
         if locked is not None:
             locked[market_id] = command.market
         if first is not None:
@@ -618,7 +618,7 @@ class _Command:
         return self._fee_user_id
 
     def lock_balances(self, user_ids) -> dict:
-        """Lock the balances of `user_ids` in the market's assets (and the fee account's).
+        """Lock the balances of `user_ids` in the market's assets.
 
         A new order's balances, and those of the makers of its first look at the book, are
         locked with the book lock (`begin`). Makers further down a deep book, and those a
@@ -766,9 +766,7 @@ class _Command:
         order.held -= amount
 
     def balance_keys(self, user_ids) -> set[tuple[int, str]]:
-        keys = {(user_id, asset) for user_id in user_ids for asset in (self.market.base_id, self.market.quote_id)}
-        keys.add((self.fee_user_id(), self.market.quote_id))
-        return keys
+        return {(user_id, asset) for user_id in user_ids for asset in (self.market.base_id, self.market.quote_id)}
 
     # Commit ----------------------------------------------------------------------------
 
@@ -800,11 +798,28 @@ class _Command:
         """
         balances = self.balances
         market = self.market
-        if self.fee_total:
+        fee_key = (self.fee_user_id(), market.quote_id) if self.fee_total else None
+        if self.trades or fee_key:
+            # The trades' and fills' ids, and the fee account's balance, in one round trip.
+            # Every command on a market in that quote asset credits that one balance row:
+            # locked with the book lock, it made commands on different markets wait for
+            # each other's whole transaction. Locked here, only a command that charges a
+            # fee takes it, for the rest of its transaction only. Taken after the
+            # command's other balances, it is the one lock out of (user, asset) order: a
+            # deadlock it meets (a triggered stop waiting on a balance that a command of
+            # another market holds while it waits for the fee) is detected and retried.
+            with connection.wrap_database_errors, pipeline():
+                ids = allocate_ids({Trade: len(self.trades), Fill: len(self.fills)}, later=True)
+                fee = balances_lock_for([fee_key[0]], [fee_key[1]]) if fee_key and fee_key not in balances else None
+            ids = ids()
+            if fee is not None:
+                balances.update(fee())
+                if fee_key not in balances:  # the fee account's first fee in this asset
+                    balances.update(balances_lock([fee_key]))
+        if fee_key:
             reference = f"{market.symbol}#{self.seq}"
-            self._post(self.fee_user_id(), market.quote_id, Kind.FEE, available=self.fee_total, reference=reference)
+            self._post(*fee_key, Kind.FEE, available=self.fee_total, reference=reference)
         if self.trades:
-            ids = allocate_ids({Trade: len(self.trades), Fill: len(self.fills)})
             for trade, trade_id in zip(self.trades, ids[Trade], strict=True):
                 trade.pk, trade.taker_order_id = trade_id, taker.pk
             for index, (fill, fill_id) in enumerate(zip(self.fills, ids[Fill], strict=True)):

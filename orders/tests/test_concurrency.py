@@ -11,6 +11,7 @@ import random
 import threading
 from decimal import Decimal
 
+import psycopg
 import pytest
 from django.db import connection
 
@@ -257,4 +258,27 @@ def test_grouped_commands_that_trade_cancel_and_are_refused_all_get_their_own_an
     assert sum(outcomes) > 0  # some cancels were refused
     assert Trade.objects.exists()
     assert no_negative_balances() and no_overfills()
+    assert reconcile() == []
+
+
+def test_an_order_that_charges_no_fee_does_not_wait_for_the_fee_accounts_balance(market, btc_market, fees, make_trader):
+    """Every market quoted in USD credits one balance row, the fee account's USD: a command
+    that charges no fee must not queue behind another market's transaction holding it."""
+    alice, bob = make_trader("alice", USD="10000", BTC="1"), make_trader("bob", BTC="1")
+    sell(bob, "0.1", at="100", market="BTC-USD")
+    buy(alice, "0.1", at="100", market="BTC-USD")  # a fee: the fee account's USD row exists
+    fee_usd = Balance.objects.get(user=fees, asset_id="USD")
+    holder = psycopg.connect(**connection.get_connection_params())
+    done = []
+    try:
+        # Another transaction holds the row, as a trade on another market does until it commits.
+        holder.execute(f"SELECT 1 FROM {Balance._meta.db_table} WHERE id = %s FOR UPDATE", [fee_usd.pk])
+        resting = threading.Thread(target=lambda: done.append(buy(alice, "1", at="90").order.status))
+        resting.start()
+        resting.join(timeout=10)
+        assert done == ["open"], "the resting order waited for the fee account's balance"
+    finally:
+        holder.rollback()
+        holder.close()
+        resting.join(timeout=30)
     assert reconcile() == []

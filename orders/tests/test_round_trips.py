@@ -88,6 +88,8 @@ def test_statements_of_an_order_resting_and_trading(market, alice, bob):
     trading = statements(lambda: buy(alice, "1", at="100"))
 
     # BEGIN; lock, order id, look, balances; order, balances and ledger, book levels and
-    # sequence; COMMIT. (Eleven and seventeen with a statement each.)
+    # sequence; COMMIT. (Eleven with a statement each.) Trading adds the trades' and
+    # fills' ids with the lock of the fee account's balance, the trades, fills, candles,
+    # the makers' new state and the look for crossed stops.
     assert resting == 9, resting
-    assert trading == 15, trading
+    assert trading == 16, trading
