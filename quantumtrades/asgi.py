@@ -1,10 +1,11 @@
 """ASGI entry point: `daphne quantumtrades.asgi:application`."""
 
+import functools
 import gc
 import os
-import sys
 
 import django
+from twisted.web import http as twisted_http
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "quantumtrades.settings")
 # Django must be set up before anything imports models (consumers, auth middleware).
@@ -55,8 +56,13 @@ gc.collect()
 gc.freeze()
 gc.set_threshold(50_000, 20, 100)
 
-# The request threads, the event loop and the streams' threads share one GIL. A thread that
-# holds a market's book lock and wants the GIL back would wait up to the default switch
-# interval (5 ms) behind a thread parsing the next request, and every command on that
-# market waits with it (docs/BENCHMARKS.md, "Matching engine"). 0.2 ms keeps the lock moving.
-sys.setswitchinterval(0.0002)
+# The GIL's switch interval stays Python's default (5 ms). A shorter one, meant to hand the
+# GIL back sooner to a thread that holds a book lock, only made more context switches per
+# order and no more orders (docs/BENCHMARKS.md, "The switch interval, again").
+
+# Twisted parses the Content-Type of every request with a body through the email package,
+# to find the form bodies it would parse into its own `request.args`, which daphne never
+# reads: 66 µs of every POST (docs/BENCHMARKS.md, "The API's middleware"). A process sees
+# a handful of distinct Content-Types; the answers are remembered, a bounded number of them.
+if not hasattr(twisted_http._parseContentType, "cache_info"):
+    twisted_http._parseContentType = functools.lru_cache(maxsize=64)(twisted_http._parseContentType)

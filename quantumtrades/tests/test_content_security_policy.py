@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 from django.test import Client
+from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.services import balance_deposit
 from orders.services import order_place
@@ -67,3 +68,32 @@ def test_swagger_ui_loads_its_start_up_script_from_a_file(client):
     assert not re.search(r"<script>", html)
     policy = response.headers["Content-Security-Policy"]
     assert "script-src 'self';" in policy + ";" and "'unsafe-inline'" in policy.split("style-src")[1].split(";")[0]
+
+
+@pytest.mark.parametrize(
+    "method, path, status",
+    [
+        ("get", "/api/markets", 200),
+        ("get", "/api/auth/me", 401),  # an error answer, in the documented shape
+        ("post", "/api/orders", 401),
+    ],
+)
+def test_the_apis_json_answers_carry_a_policy_that_allows_nothing(client, market, method, path, status):
+    response = getattr(client, method)(path)
+
+    assert response.status_code == status
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+
+
+def test_a_signed_in_json_answer_keeps_the_fixed_policy_and_a_page_keeps_the_sites(alice, market):
+    browser = Client()
+    browser.force_login(alice)
+    token = str(AccessToken.for_user(alice))
+
+    answer = browser.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})
+    page = browser.get("/")
+
+    assert answer.status_code == 200 and answer.json()["username"] == "alice"
+    assert answer.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert_strict_policy(page, "/")
