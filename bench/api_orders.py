@@ -14,8 +14,9 @@ For each client count, that many clients (asyncio, one keep-alive connection and
 each, in this process) post a realistic mix of limit orders for `--seconds` after a warm-up:
 about two thirds rest away from the middle of the book, one third cross the spread and trade,
 each with a client_order_id. Reported: orders/s, p50 and p99 latency, every answer that was not
-201, and the server's CPU per order (the daphne and nginx processes' CPU time over the window,
-divided by the orders). `GET /api/auth/me` is timed at one client as the cost of a request
+201, the server's CPU per order (the daphne and nginx processes' CPU time over the window,
+divided by the orders) and its context switches per order (all their threads'; each hand-over
+between threads and each wait on a socket is one). `GET /api/auth/me` is timed at one client as the cost of a request
 that does nothing.
 
 In the same run, on the same database: the engine alone (`orders.services.order_place` in
@@ -144,6 +145,25 @@ def cpu_seconds(pids) -> float:
     return total
 
 
+def context_switches(pids) -> int:
+    """Voluntary and involuntary context switches of every thread of the processes and their
+    children: each hand-over between threads, and each wait for a socket, costs one."""
+    total = 0
+    for pid in pids:
+        for task in [pid, *children(pid)]:
+            try:
+                threads = os.listdir(f"/proc/{task}/task")
+            except FileNotFoundError:
+                continue
+            for thread in threads:
+                try:
+                    status = Path(f"/proc/{task}/task/{thread}/status").read_text()
+                except FileNotFoundError:
+                    continue
+                total += sum(int(line.split()[1]) for line in status.splitlines() if "ctxt_switches" in line)
+    return total
+
+
 def children(pid) -> list[int]:
     try:
         return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -244,9 +264,9 @@ async def load(port, usernames, *, seconds, warmup, pids, path="/api/orders", se
 
     async def meter():
         await asyncio.sleep(max(0, start - loop.time()))
-        cpu["start"] = cpu_seconds(pids)
+        cpu["start"], cpu["switches_start"] = cpu_seconds(pids), context_switches(pids)
         await asyncio.sleep(max(0, stop - loop.time()))
-        cpu["stop"] = cpu_seconds(pids)
+        cpu["stop"], cpu["switches_stop"] = cpu_seconds(pids), context_switches(pids)
 
     await asyncio.gather(meter(), *(client(i, c, t) for i, (c, t) in enumerate(sessions)))
     for connection, _ in sessions:
@@ -254,6 +274,9 @@ async def load(port, usernames, *, seconds, warmup, pids, path="/api/orders", se
     result = summary(latencies, outcomes, seconds)
     result["server_cpu_ms_per_request"] = (
         round((cpu["stop"] - cpu["start"]) * 1000 / len(latencies), 2) if latencies else None
+    )
+    result["server_switches_per_request"] = (
+        round((cpu["switches_stop"] - cpu["switches_start"]) / len(latencies), 1) if latencies else None
     )
     return result
 
@@ -374,22 +397,22 @@ def machine() -> dict:
 
 def markdown(result) -> str:
     lines = [
-        "| layout | clients | request | per s | p50 ms | p99 ms | server CPU ms / request | answers |",
-        "|---|---:|---|---:|---:|---:|---:|---|",
+        "| layout | clients | request | per s | p50 ms | p99 ms | server CPU ms / request | switches / request | answers |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for run in result["http"]:
         layout = "1 daphne" if run["layout"] == 1 else f"nginx + {run['layout']} daphnes"
         answers = ", ".join(f"{k}: {v}" for k, v in sorted(run["outcomes"].items()))
         lines.append(
             f"| {layout} | {run['clients']} | `{run['path']}` | {run['per_second']} | {run['p50_ms']} | "
-            f"{run['p99_ms']} | {run['server_cpu_ms_per_request']} | {answers} |"
+            f"{run['p99_ms']} | {run['server_cpu_ms_per_request']} | {run['server_switches_per_request']} | {answers} |"
         )
     engine = result["engine"]
     lines.append(
-        f"| in process | 1 thread | `order_place` | {engine['per_second']} | {engine['p50_ms']} | {engine['p99_ms']} | | |"
+        f"| in process | 1 thread | `order_place` | {engine['per_second']} | {engine['p50_ms']} | {engine['p99_ms']} | | | |"
     )
     for clients, tps in result["ceiling"].items():
-        lines.append(f"| pgbench | {clients} | `match_ceiling.sql` | {tps} | | | | |")
+        lines.append(f"| pgbench | {clients} | `match_ceiling.sql` | {tps} | | | | | |")
     return "\n".join(lines)
 
 
