@@ -26,6 +26,7 @@ from accounts.events import BalanceChanged
 from accounts.models import User
 from marketdata import streams
 from marketdata.models import Market
+from marketdata.streams import option
 
 from .events import FillCreated, OrderChanged
 from .portfolio import my_levels, portfolio_valuation
@@ -183,9 +184,12 @@ def render_and_stream(changed: dict[int, set[str]], toasts: dict[int, list[dict]
 class Renderer:
     """One thread per process that renders traders' private fragments after commit.
 
-    Changes that queue up while it renders are merged, so a trader whose orders changed
-    five times meanwhile gets one push with the state after all five (and the toasts of
-    all five).
+    It renders at most once per PAGE_INTERVAL, as the market pages' fragments are: the
+    first change after a quiet spell at once, later ones merged into the next render. A
+    trader whose orders changed five times meanwhile gets one push with the state after
+    all five (and the toasts of all five). Each round also asks Redis which of the
+    traders have a page open, so at a hundred commands a second one round per command
+    cost the process a tenth of its CPU (docs/BENCHMARKS.md, "After-commit work").
     """
 
     def __init__(self):
@@ -203,8 +207,13 @@ class Renderer:
         self.queue.put((changed, toasts or {}))
 
     def _run(self):
+        rendered_at = 0.0
         while True:
             taken = [self.queue.get()]
+            pause = rendered_at + option("PAGE_INTERVAL") - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            rendered_at = time.monotonic()
             while True:
                 try:
                     taken.append(self.queue.get_nowait())

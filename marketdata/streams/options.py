@@ -12,7 +12,8 @@ GROUP = "streams"
 DEFAULTS = {
     # Least time between two book_update messages of one market (conflation).
     "BOOK_INTERVAL": 0.02,
-    # Least time between two renders of a market's page fragments.
+    # Least time between two renders of a market's page fragments, and of a process's
+    # renders of traders' private fragments (orders.live).
     "PAGE_INTERVAL": 0.1,
     # Least time between two ticker/chart refreshes (database reads) of a market.
     "STATS_INTERVAL": 1.0,
@@ -37,6 +38,9 @@ DEFAULTS = {
     "SOCKET_LOW_LIMIT": 64 * 1024,
     # ... and past which it is told and closed.
     "SOCKET_HARD_LIMIT": 4 * 1024 * 1024,
+    # Least time between two messages of a process's publisher: the commands committed
+    # meanwhile go out together, in one message (docs/BENCHMARKS.md, "After-commit work").
+    "PUBLISH_INTERVAL": 0.02,
     # Batches the publisher queues while the layer is slow; the oldest go first past it.
     "PUBLISH_QUEUE": 10000,
     "PUBLISH_TIMEOUT": 2.0,
