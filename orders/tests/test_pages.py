@@ -6,6 +6,7 @@ QTX-USD (tick 0.01, lot 0.01, min notional 1, maker 0.1%, taker 0.2%).
 
 import csv
 import io
+import time
 from decimal import Decimal
 
 import pytest
@@ -598,6 +599,28 @@ def test_nothing_is_rendered_for_traders_without_a_page_open(market, alice, monk
     assert live.renderer.flush()
 
     assert calls == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_private_fragments_render_at_once_then_at_most_once_per_interval(market, alice, settings, monkeypatch):
+    assert live.renderer.flush()  # what the fixtures' deposits queued
+    settings.STREAMS = {**settings.STREAMS, "PAGE_INTERVAL": 0.5}
+    renders = []
+    monkeypatch.setattr(live, "private_fragments", lambda user, kinds, **kwargs: renders.append(time.monotonic()) or "")
+    spy = StreamsSpy()
+    monkeypatch.setattr(live, "streams", spy)
+    monkeypatch.setattr(live, "renderer", live.Renderer())
+    started = time.monotonic()
+
+    live.on_events(live_batch(alice))
+    assert live.renderer.flush()
+    for _ in range(3):  # a burst right after: merged into one render, one interval later
+        live.on_events(live_batch(alice))
+    assert live.renderer.flush()
+
+    assert len(renders) == 2 and len(spy.sent) == 2
+    assert renders[0] - started < 0.5, "the first change after a quiet spell is rendered at once"
+    assert renders[1] - renders[0] >= 0.49
 
 
 def live_batch(user):

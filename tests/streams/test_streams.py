@@ -5,6 +5,7 @@ plain context."""
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -181,6 +182,32 @@ def test_the_publisher_drops_the_oldest_batches_when_full_and_says_so(settings, 
     assert [p["u"] for p in sent if p["k"] == "u"] == [7, 8, 9, 10, 11]
     assert {"k": "r"} in sent, "hubs are asked to resync"
     assert any("dropped the 7 oldest" in r.getMessage() for r in caplog.records)
+
+
+def test_the_publisher_sends_the_first_batch_at_once_and_a_burst_after_it_in_one_message(settings, monkeypatch):
+    settings.STREAMS = {**settings.STREAMS, "PUBLISH_INTERVAL": 0.5}
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": []}}
+    }
+    publisher = streams.Publisher()
+    messages = []
+
+    async def record(payloads):
+        messages.append((time.monotonic(), [p["u"] for p in payloads if p["k"] == "u"]))
+
+    monkeypatch.setattr(publisher, "_send", record)
+    started = time.monotonic()
+
+    publisher.put(("user_html", 1, "<div id='x'></div>"))
+    assert publisher.flush(5.0)
+    for user_id in (2, 3, 4):
+        publisher.put(("user_html", user_id, "<div id='x'></div>"))
+    assert publisher.flush(5.0)
+
+    assert [users for _, users in messages] == [[1], [2, 3, 4]]
+    (first, _), (second, _) = messages
+    assert first - started < 0.5, "a batch after a quiet spell goes at once"
+    assert second - first >= 0.49
 
 
 @dataclass(frozen=True)
