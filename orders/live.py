@@ -188,8 +188,8 @@ class Renderer:
     first change after a quiet spell at once, later ones merged into the next render. A
     trader whose orders changed five times meanwhile gets one push with the state after
     all five (and the toasts of all five). Each round also asks Redis which of the
-    traders have a page open, so at a hundred commands a second one round per command
-    cost the process a tenth of its CPU (docs/BENCHMARKS.md, "After-commit work").
+    traders have a page open: one round per command cost the process 0.5 ms of CPU per
+    command, with nobody watching (docs/BENCHMARKS.md, "After-commit work").
     """
 
     def __init__(self):
