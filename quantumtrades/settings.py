@@ -219,10 +219,12 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # Live streams (marketdata.streams.DEFAULTS lists every knob): the least time between two
-# book updates of a market on /ws, and between two renders of a market's page fragments.
+# book updates of a market on /ws, between two renders of page fragments, and between two
+# messages of a process's publisher.
 STREAMS = {
     "BOOK_INTERVAL": env.float("STREAM_BOOK_INTERVAL_MS", default=20) / 1000,
     "PAGE_INTERVAL": env.float("STREAM_PAGE_INTERVAL_MS", default=100) / 1000,
+    "PUBLISH_INTERVAL": env.float("STREAM_PUBLISH_INTERVAL_MS", default=20) / 1000,
 }
 
 
