@@ -16,8 +16,8 @@ about two thirds rest away from the middle of the book, one third cross the spre
 each with a client_order_id. Reported: orders/s, p50 and p99 latency, every answer that was not
 201, the server's CPU per order (the daphne and nginx processes' CPU time over the window,
 divided by the orders) and its context switches per order (all their threads'; each hand-over
-between threads and each wait on a socket is one). `GET /api/auth/me` is timed at one client as the cost of a request
-that does nothing.
+between threads and each wait on a socket is one). `GET /api/auth/me` is timed at one
+client as the cost of a request that does nothing.
 
 In the same run, on the same database: the engine alone (`orders.services.order_place` in
 this process, one thread: what one order costs with no HTTP), and the database ceiling
@@ -132,16 +132,20 @@ def order_mix(rng: random.Random) -> dict:
     return {"symbol": "QTX-USD", "side": side, "type": "limit", "price": f"{price}", "quantity": f"{quantity}"}
 
 
+def processes(pids) -> list[int]:
+    """The processes and their children (nginx's workers)."""
+    return [task for pid in pids for task in [pid, *children(pid)]]
+
+
 def cpu_seconds(pids) -> float:
-    """User + system CPU of the processes and their children (nginx's workers)."""
+    """User + system CPU of the processes and their children."""
     total = 0.0
-    for pid in pids:
-        for task in [pid, *children(pid)]:
-            try:
-                fields = Path(f"/proc/{task}/stat").read_text().rsplit(")", 1)[1].split()
-            except FileNotFoundError:
-                continue
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for process in processes(pids):
+        try:
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
 
 
@@ -149,18 +153,13 @@ def context_switches(pids) -> int:
     """Voluntary and involuntary context switches of every thread of the processes and their
     children: each hand-over between threads, and each wait for a socket, costs one."""
     total = 0
-    for pid in pids:
-        for task in [pid, *children(pid)]:
+    for process in processes(pids):
+        for status in Path(f"/proc/{process}/task").glob("*/status"):
             try:
-                threads = os.listdir(f"/proc/{task}/task")
-            except FileNotFoundError:
+                lines = status.read_text().splitlines()
+            except FileNotFoundError:  # the thread ended meanwhile
                 continue
-            for thread in threads:
-                try:
-                    status = Path(f"/proc/{task}/task/{thread}/status").read_text()
-                except FileNotFoundError:
-                    continue
-                total += sum(int(line.split()[1]) for line in status.splitlines() if "ctxt_switches" in line)
+            total += sum(int(line.split()[1]) for line in lines if "ctxt_switches" in line)
     return total
 
 

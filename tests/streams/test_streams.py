@@ -159,11 +159,18 @@ def test_a_dead_channel_layer_never_fails_an_order(alice, market, settings, monk
     assert book_snapshot(market=market).seq == 3
 
 
-def test_the_publisher_drops_the_oldest_batches_when_full_and_says_so(settings, monkeypatch, caplog):
-    settings.STREAMS = {**settings.STREAMS, "PUBLISH_QUEUE": 5}
+@pytest.fixture
+def unsent_layer(settings):
+    """A Redis layer that is never reached (the tests replace the publisher's `_send`), so that
+    batches go through the publisher's thread instead of the in-memory hand-over."""
     settings.CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": []}}
     }
+
+
+@pytest.mark.usefixtures("unsent_layer")
+def test_the_publisher_drops_the_oldest_batches_when_full_and_says_so(settings, monkeypatch, caplog):
+    settings.STREAMS = {**settings.STREAMS, "PUBLISH_QUEUE": 5}
     publisher = streams.Publisher()
     sent = []
 
@@ -184,11 +191,9 @@ def test_the_publisher_drops_the_oldest_batches_when_full_and_says_so(settings, 
     assert any("dropped the 7 oldest" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.usefixtures("unsent_layer")
 def test_the_publisher_sends_the_first_batch_at_once_and_a_burst_after_it_in_one_message(settings, monkeypatch):
     settings.STREAMS = {**settings.STREAMS, "PUBLISH_INTERVAL": 0.5}
-    settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": []}}
-    }
     publisher = streams.Publisher()
     messages = []
 
