@@ -584,8 +584,13 @@ class _Command:
         `limit` may meet, best first: the query the partial indexes order_open_bids and
         order_open_asks serve."""
         better, direction = ("<=", "ASC") if side == Side.SELL else (">=", "DESC")
-        where = "market_id = %s AND side = %s AND status IN (%s, %s)"
-        params = [market_id, side, *OPEN_STATUSES]
+        # Literals, not parameters, for the side and the statuses, as in `_stops_crossed`:
+        # a prepared statement's generic plan cannot prove a partial index's condition from
+        # parameters, and without the index it reads every order the market ever had.
+        side = Side(side)
+        statuses = ", ".join(f"'{status}'" for status in OPEN_STATUSES)
+        where = f"market_id = %s AND side = '{side}' AND status IN ({statuses})"
+        params = [market_id]
         if limit is not None:
             where += f" AND price {better} %s"
             params.append(limit)

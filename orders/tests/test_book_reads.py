@@ -1,0 +1,101 @@
+"""What a command reads of the book must not grow with the market's history.
+
+The engine's statements are prepared (quantumtrades.core.sql), and PostgreSQL may run a
+prepared statement with a generic plan: one made without the parameters' values. Such a
+plan can only use a partial index whose condition the statement's literals prove. The
+look at the book once compared the side and the statuses with parameters; its generic plan
+then read every order the market ever had, filled and cancelled ones included, 2 ms per
+command on a market of ten thousand orders and growing with each one. Here the planner is
+made to use generic plans, and the rows a command reads of the orders table are counted
+by PostgreSQL itself (pg_stat_xact_user_tables) on a market with a long history.
+"""
+
+from decimal import Decimal
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from orders.models import Order, OrderStatus
+from orders.services import order_place
+
+from .stories import sell
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+HISTORY = 3000
+
+
+@pytest.fixture(autouse=True)
+def postgres_only(on_postgres):
+    pass
+
+
+@pytest.fixture
+def long_history(market, alice):
+    """HISTORY orders of alice on both sides, all filled or cancelled, none in the book."""
+    now = timezone.now()
+    Order.objects.bulk_create(
+        Order(
+            user=alice,
+            market=market,
+            side="buy" if n % 2 else "sell",
+            price=Decimal(90 + n % 20),
+            quantity=Decimal(1),
+            filled_quantity=Decimal(n % 3 == 0),
+            remaining_quantity=Decimal(n % 3 != 0),
+            status=OrderStatus.FILLED if n % 3 == 0 else OrderStatus.CANCELLED,
+            priority=n,
+            created_at=now,
+            updated_at=now,
+        )
+        for n in range(HISTORY)
+    )
+    with connection.cursor() as statement:
+        statement.execute("ANALYZE orders_order")
+
+
+@pytest.fixture
+def generic_plans():
+    with connection.cursor() as statement:
+        statement.execute("SET plan_cache_mode = force_generic_plan")
+    yield
+    with connection.cursor() as statement:
+        statement.execute("RESET plan_cache_mode")
+
+
+def orders_read(command) -> int:
+    """Rows of the orders table that `command` read, by index or by scan, as PostgreSQL counts
+    them in the transaction (the engine runs in a savepoint of it)."""
+    with transaction.atomic():
+        command()
+        with connection.cursor() as statement:
+            statement.execute(
+                "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) "
+                "FROM pg_stat_xact_user_tables WHERE relname = 'orders_order'"
+            )
+            [(rows,)] = statement.fetchall()
+    return rows
+
+
+@pytest.mark.parametrize("side", ["buy", "sell"])
+def test_an_order_reads_the_top_of_the_book_not_the_history(long_history, generic_plans, alice, bob, side):
+    sell(bob, "1", at="101")  # one ask, so a buy has something to look at
+    place = lambda: order_place(user=bob, market="QTX-USD", side=side, price=Decimal("100.5"), quantity="1")  # noqa: E731
+
+    rows = orders_read(place)
+
+    # The look at the book, the makers' balances and the new order itself: a handful of rows,
+    # against the thousands of the market's history.
+    assert rows < 20, rows
+
+
+def test_an_order_that_trades_reads_only_what_it_meets(long_history, generic_plans, alice, bob):
+    for price in ("101", "102", "103"):
+        sell(bob, "1", at=price)
+    buy_through = lambda: order_place(user=alice, market="QTX-USD", side="buy", price=Decimal("102"), quantity="2")  # noqa: E731
+
+    rows = orders_read(buy_through)
+
+    assert alice.fills.count() == 2
+    assert rows < 30, rows
