@@ -400,6 +400,17 @@ class _MarketQueue:
 class _GroupState(threading.local):
     # The markets the running group's transaction has locked (None outside a group).
     markets = None
+    # The savepoint of the group's running command, once the command has opened it.
+    savepoint = None
+
+    def open_savepoint(self) -> None:
+        """Open the running command's savepoint, if it runs in a group and has none yet.
+        Inside `pipeline()` the SAVEPOINT waits for the pipeline's round trip."""
+        if self.markets is not None and self.savepoint is None:
+            self.savepoint = connection.savepoint()
+            # As transaction.atomic() does: what the command registers with on_commit is
+            # dropped if it rolls back to this savepoint.
+            connection.savepoint_ids.append(self.savepoint)
 
 
 _group = _GroupState()
@@ -419,15 +430,14 @@ def _run_group(group: list[_Queued]) -> None:
         try:
             for queued in group:
                 queued.result = queued.error = None
-                # Each command in a savepoint, so that a refusal leaves no trace. A savepoint
-                # is not released when its command succeeds: the commit releases them all,
-                # and a RELEASE of its own would cost each command one more round trip
-                # under the book lock. (A group stays well under the 64 subtransactions
-                # PostgreSQL caches per transaction: GROUP_MAX.)
-                savepoint = connection.savepoint()
-                # As transaction.atomic() does: what the command registers with on_commit
-                # is dropped if it rolls back to this savepoint.
-                connection.savepoint_ids.append(savepoint)
+                # Each command in a savepoint, so that a refusal leaves no trace. The command
+                # opens it with its first statements, in their round trip (`_Command.begin`,
+                # which every book command starts with). A savepoint is not released when
+                # its command succeeds: the commit releases them all, and a RELEASE of its
+                # own would cost each command one more round trip under the book lock. (A
+                # group stays well under the 64 subtransactions PostgreSQL caches per
+                # transaction: GROUP_MAX.)
+                _group.savepoint = None
                 try:
                     queued.result = queued.command(*queued.args, **queued.kwargs)
                 except OperationalError:
@@ -435,11 +445,14 @@ def _run_group(group: list[_Queued]) -> None:
                 except Exception as exc:
                     queued.error = exc
                     connection.needs_rollback = False
-                    connection.savepoint_rollback(savepoint)
+                    if _group.savepoint is not None:
+                        connection.savepoint_rollback(_group.savepoint)
                     # A refused command's changes to the locked market rolled back with it.
                     _group.markets.clear()
                 finally:
-                    connection.savepoint_ids.pop()
+                    if _group.savepoint is not None:
+                        connection.savepoint_ids.pop()
+                    _group.savepoint = None
         finally:
             _group.markets = None
 
@@ -473,6 +486,7 @@ def _book_command(market_of):
 
         run.__name__ = command.__name__
         run.__doc__ = command.__doc__
+        run.__wrapped__ = command  # what the queue runs
         return run
 
     return decorate
@@ -547,7 +561,7 @@ class _Command:
         base asset, quote asset) too, the balances of the taker and of that batch's
         makers, locked in one ascending statement (`lock_balances`). The fee account's
         balance is locked only by a command that charges a fee, and only when it writes
-        (`flush`).
+        (`flush`). In a group (`_run_group`), the command's savepoint goes first.
         """
         locked = _group.markets
         # Locked by an earlier command of this group's transaction, whose writes (its book
@@ -555,6 +569,7 @@ class _Command:
         held = locked[market_id] if locked is not None and market_id in locked else None
         first = balances = ids = None
         with connection.wrap_database_errors, pipeline():
+            _group.open_savepoint()  # in a group: before anything the command does
             market = (lambda: held) if held is not None else market_lock(market_id=market_id, later=True)
             if new_order:
                 ids = allocate_ids({Order: 1}, later=True)

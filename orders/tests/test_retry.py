@@ -17,7 +17,7 @@ from accounts.models import Balance
 from marketdata.models import Market
 from orders.models import Order
 from orders.selectors import reconcile
-from orders.services import MAX_ATTEMPTS, _Queued, _retrying, _run_group
+from orders.services import MAX_ATTEMPTS, _Command, _Queued, _retrying, _run_group
 from quantumtrades.core.errors import Conflict
 
 from .stories import buy
@@ -154,15 +154,18 @@ def test_inside_a_callers_transaction_a_deadlock_is_not_retried(retries):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_refused_command_of_a_group_leaves_no_writes_and_nothing_to_run_on_commit(market):
-    # Commands queued on one market share a transaction, each in a savepoint (`_run_group`).
+    # Commands queued on one market share a transaction, each in a savepoint (`_run_group`)
+    # that it opens with the book lock, as every book command starts (`_Command.begin`).
     ran = []
 
     def accepted(name):
+        _Command.begin(market.pk)
         Market.objects.filter(pk=market.pk).update(book_seq=models.F("book_seq") + 1)
         transaction.on_commit(lambda: ran.append(name))
         return name
 
     def refused(name):
+        _Command.begin(market.pk)
         Market.objects.filter(pk=market.pk).update(book_seq=models.F("book_seq") + 100)
         transaction.on_commit(lambda: ran.append(name))
         raise Conflict("refused")

@@ -15,6 +15,9 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
+from orders import services
+from orders.services import _Queued, _run_group, order_validate
+
 from .stories import buy, sell
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -43,7 +46,12 @@ def traced(command) -> str:
 
 def round_trips(command) -> tuple[int, list[str]]:
     """Run `command` and count the round trips it made on this thread's connection."""
-    messages = WAITS.findall(traced(command))
+    return waits_in(traced(command))
+
+
+def waits_in(trace: str) -> tuple[int, list[str]]:
+    """The round trips in a protocol trace (`traced`), and the messages that ended them."""
+    messages = WAITS.findall(trace)
     waits = [m for i, m in enumerate(messages) if not (m == "Flush" and i and messages[i - 1] == "Sync")]
     return len(waits), messages
 
@@ -66,6 +74,25 @@ def test_an_order_that_trades_costs_one_more_for_its_trade_and_fill_ids(market, 
 
     assert count == 5, " ".join(waits)
     assert alice.fills.filter(price=Decimal("100")).count() == 2
+
+
+def test_a_command_of_a_group_opens_its_savepoint_in_the_round_trip_of_its_lock(market, alice, bob):
+    # Commands queued on one market share a transaction, each in a savepoint of its own
+    # (`_run_group`): the savepoint costs no round trip of its own.
+    buy(alice, "1", at="99")  # warm
+    place = services._place.__wrapped__  # the command as the market's queue runs it
+    group = [
+        _Queued(place, (alice, order_validate(market=market, side="buy", price=Decimal(at), quantity=Decimal(1))), {})
+        for at in ("97", "96", "95")
+    ]
+
+    trace = traced(lambda: _run_group(group))
+
+    # BEGIN; for each command, its savepoint, lock and look at the book, then its writes; COMMIT.
+    count, waits = waits_in(trace)
+    assert count == 1 + 3 * 2 + 1, waits
+    assert len(re.findall(r'"SAVEPOINT ', trace)) == 3
+    assert [queued.result.order.status for queued in group] == ["open"] * 3
 
 
 STATEMENTS = re.compile(r"^[^\t]*\tF\t\d+\t(Bind|Query)\b", re.MULTILINE)
