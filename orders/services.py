@@ -1297,27 +1297,40 @@ def _locked_order(command: _Command, user: User, order_id: int) -> Order:
         raise NotFound("No such order.")
     order = found[0]
     order.market = command.market
-    if order.status not in ACTIVE_STATUSES:
-        raise Conflict(f"The order is {order.status}, no longer open.", code="ORDER_NOT_OPEN")
+    _refuse_done(order.status)
     return order
 
 
-def _order_market_id(user: User, order_id) -> int:
+def _refuse_done(status: str) -> None:
+    if status not in ACTIVE_STATUSES:
+        raise Conflict(f"The order is {status}, no longer open.", code="ORDER_NOT_OPEN")
+
+
+def _order_of(user: User, order_id) -> tuple[int, str]:
+    """(market id, status) of one of the user's orders, read without the book lock.
+
+    Filled, cancelled, expired and rejected are final: an order read so here can never be
+    open again, so its cancel or amend is refused at once (`_refuse_done`), without the book
+    lock, a place in the market's queue, or the rollback that a refusal under the lock costs.
+    Any other status is checked again under the lock (`_locked_order`).
+    """
     if isinstance(order_id, bool):  # True is an int to Python, never an order id
         raise NotFound("No such order.")
     try:
         order_id = int(order_id)
     except (TypeError, ValueError):
         raise NotFound("No such order.") from None
-    market_id = Order.objects.filter(pk=order_id, user=user).values_list("market_id", flat=True).first()
-    if market_id is None:
+    found = Order.objects.filter(pk=order_id, user=user).values_list("market_id", "status").first()
+    if found is None:
         raise NotFound("No such order.")
-    return market_id
+    return found
 
 
 def order_cancel(*, user: User, order_id: int) -> Order:
     """Cancel an open order and release what it holds. Works on halted markets too."""
-    return _cancel(user, _order_market_id(user, order_id), int(order_id))
+    market_id, status = _order_of(user, order_id)
+    _refuse_done(status)
+    return _cancel(user, market_id, int(order_id))
 
 
 @_book_command(lambda user, market_id, *rest: market_id)
@@ -1373,7 +1386,7 @@ def order_amend(*, user: User, order_id: int, price=None, quantity=None, stop_pr
     """
     if price is None and quantity is None and stop_price is None:
         raise InvalidInput("Give a new price, quantity or stop price.", field="price")
-    market_id = _order_market_id(user, order_id)
+    market_id, status = _order_of(user, order_id)
     market = Market.objects.get(pk=market_id)
     new_price = _amount(price, "price") if price is not None else None
     new_quantity = _amount(quantity, "quantity") if quantity is not None else None
@@ -1384,6 +1397,7 @@ def order_amend(*, user: User, order_id: int, price=None, quantity=None, stop_pr
         _multiple_of(new_quantity, market.lot_size, "quantity", "lot size")
     if new_stop_price is not None:
         _multiple_of(new_stop_price, market.tick_size, "stop_price", "tick size")
+    _refuse_done(status)
     result = _amend(user, market_id, int(order_id), new_price, new_quantity, new_stop_price)
     if result.stops_due:
         _stops_due_run(market_id)

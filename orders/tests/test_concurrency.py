@@ -282,3 +282,32 @@ def test_an_order_that_charges_no_fee_does_not_wait_for_the_fee_accounts_balance
         holder.close()
         resting.join(timeout=30)
     assert reconcile() == []
+
+
+def test_cancelling_a_finished_order_is_refused_without_waiting_for_the_book_lock(market, alice, bob):
+    """A filled or cancelled order can never be open again: refusing its cancel (or amend)
+    needs no book lock, so it does not queue behind a command that holds it."""
+    ask = sell(bob, "1", at="100")
+    buy(alice, "1", at="100")  # fills the ask
+    holder = psycopg.connect(**connection.get_connection_params())
+    answers = []
+
+    def cancel():
+        try:
+            order_cancel(user=bob, order_id=ask.order.pk)
+        except Conflict as exc:
+            answers.append(exc.code)
+        finally:
+            connection.close()
+
+    try:
+        # Another transaction holds the book lock, as a command on the market does.
+        holder.execute("SELECT 1 FROM marketdata_market WHERE id = %s FOR UPDATE", [market.pk])
+        refusing = threading.Thread(target=cancel)
+        refusing.start()
+        refusing.join(timeout=10)
+        assert answers == ["ORDER_NOT_OPEN"], "the refusal waited for the book lock"
+    finally:
+        holder.rollback()
+        holder.close()
+        refusing.join(timeout=30)
