@@ -16,7 +16,7 @@ import pytest
 from django.db import connection
 
 from accounts.models import Balance, LedgerEntry
-from marketdata.models import Trade
+from marketdata.models import Market, Trade
 from orders.models import Fill, Order
 from orders.selectors import reconcile
 from orders.services import order_cancel
@@ -261,6 +261,24 @@ def test_grouped_commands_that_trade_cancel_and_are_refused_all_get_their_own_an
     assert reconcile() == []
 
 
+def finished_while_locked(table: str, pk: int, work) -> bool:
+    """Run `work` on a thread while another transaction holds row `pk` of `table` (SELECT
+    ... FOR UPDATE, as a command on the market does until it commits); True if it finished
+    while the row was held (within 10 s), so it did not wait for it."""
+    holder = psycopg.connect(**connection.get_connection_params())
+    thread = threading.Thread(target=work)
+    try:
+        holder.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE", [pk])
+        thread.start()
+        thread.join(timeout=10)
+        return not thread.is_alive()
+    finally:
+        holder.rollback()
+        holder.close()
+        if thread.ident is not None:
+            thread.join(timeout=30)
+
+
 def test_an_order_that_charges_no_fee_does_not_wait_for_the_fee_accounts_balance(market, btc_market, fees, make_trader):
     """Every market quoted in USD credits one balance row, the fee account's USD: a command
     that charges no fee must not queue behind another market's transaction holding it."""
@@ -268,19 +286,14 @@ def test_an_order_that_charges_no_fee_does_not_wait_for_the_fee_accounts_balance
     sell(bob, "0.1", at="100", market="BTC-USD")
     buy(alice, "0.1", at="100", market="BTC-USD")  # a fee: the fee account's USD row exists
     fee_usd = Balance.objects.get(user=fees, asset_id="USD")
-    holder = psycopg.connect(**connection.get_connection_params())
     done = []
-    try:
-        # Another transaction holds the row, as a trade on another market does until it commits.
-        holder.execute(f"SELECT 1 FROM {Balance._meta.db_table} WHERE id = %s FOR UPDATE", [fee_usd.pk])
-        resting = threading.Thread(target=lambda: done.append(buy(alice, "1", at="90").order.status))
-        resting.start()
-        resting.join(timeout=10)
-        assert done == ["open"], "the resting order waited for the fee account's balance"
-    finally:
-        holder.rollback()
-        holder.close()
-        resting.join(timeout=30)
+
+    # Another market's trade holds the row until it commits.
+    finished = finished_while_locked(
+        Balance._meta.db_table, fee_usd.pk, lambda: done.append(buy(alice, "1", at="90").order.status)
+    )
+
+    assert finished and done == ["open"], "the resting order waited for the fee account's balance"
     assert reconcile() == []
 
 
@@ -289,7 +302,6 @@ def test_cancelling_a_finished_order_is_refused_without_waiting_for_the_book_loc
     needs no book lock, so it does not queue behind a command that holds it."""
     ask = sell(bob, "1", at="100")
     buy(alice, "1", at="100")  # fills the ask
-    holder = psycopg.connect(**connection.get_connection_params())
     answers = []
 
     def cancel():
@@ -300,14 +312,6 @@ def test_cancelling_a_finished_order_is_refused_without_waiting_for_the_book_loc
         finally:
             connection.close()
 
-    try:
-        # Another transaction holds the book lock, as a command on the market does.
-        holder.execute("SELECT 1 FROM marketdata_market WHERE id = %s FOR UPDATE", [market.pk])
-        refusing = threading.Thread(target=cancel)
-        refusing.start()
-        refusing.join(timeout=10)
-        assert answers == ["ORDER_NOT_OPEN"], "the refusal waited for the book lock"
-    finally:
-        holder.rollback()
-        holder.close()
-        refusing.join(timeout=30)
+    finished = finished_while_locked(Market._meta.db_table, market.pk, cancel)
+
+    assert finished and answers == ["ORDER_NOT_OPEN"], "the refusal waited for the book lock"
