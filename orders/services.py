@@ -105,6 +105,10 @@ assert MAX_TRIGGERS_PER_COMMAND < PRIORITY_SLOTS
 STOP_MARKET_BUY_MARGIN = Decimal("0.05")
 
 
+# The book's statuses as SQL literals (see `_Command._resting_query`).
+_IN_BOOK_SQL = "status IN (" + ", ".join(f"'{status}'" for status in OPEN_STATUSES) + ")"
+
+
 # --- Results and validation ------------------------------------------------------------
 
 
@@ -602,9 +606,7 @@ class _Command:
         # Literals, not parameters, for the side and the statuses, as in `_stops_crossed`:
         # a prepared statement's generic plan cannot prove a partial index's condition from
         # parameters, and without the index it reads every order the market ever had.
-        side = Side(side)
-        statuses = ", ".join(f"'{status}'" for status in OPEN_STATUSES)
-        where = f"market_id = %s AND side = '{side}' AND status IN ({statuses})"
+        where = f"market_id = %s AND side = '{Side(side)}' AND {_IN_BOOK_SQL}"
         params = [market_id]
         if limit is not None:
             where += f" AND price {better} %s"

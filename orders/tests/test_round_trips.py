@@ -15,8 +15,7 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
-from orders import services
-from orders.services import _Queued, _run_group, order_validate
+from orders.services import _place, _Queued, _run_group, order_validate
 
 from .stories import buy, sell
 
@@ -80,7 +79,7 @@ def test_a_command_of_a_group_opens_its_savepoint_in_the_round_trip_of_its_lock(
     # Commands queued on one market share a transaction, each in a savepoint of its own
     # (`_run_group`): the savepoint costs no round trip of its own.
     buy(alice, "1", at="99")  # warm
-    place = services._place.__wrapped__  # the command as the market's queue runs it
+    place = _place.__wrapped__  # the command as the market's queue runs it
     group = [
         _Queued(place, (alice, order_validate(market=market, side="buy", price=Decimal(at), quantity=Decimal(1))), {})
         for at in ("97", "96", "95")
