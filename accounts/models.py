@@ -32,8 +32,12 @@ class Balance(models.Model):
     Changed only by `accounts.services`, always together with a LedgerEntry.
     """
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="balances")
-    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="balances")
+    # Indexed by the unique constraint (see orders.Order.user); nothing reads the balances
+    # of one asset but the reconciliation, which reads them all.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="balances", db_index=False
+    )
+    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="balances", db_index=False)
     available = MoneyField(default=0)
     held = MoneyField(default=0)
 
@@ -77,8 +81,11 @@ class LedgerEntry(models.Model):
     # balances (trade, fee) or within one (hold, release), so they sum to zero per asset.
     EXTERNAL_KINDS = (Kind.DEPOSIT, Kind.WITHDRAWAL, Kind.ADJUSTMENT)
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries")
-    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="ledger_entries")
+    # Indexed by the indexes in Meta (see orders.Order.user).
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ledger_entries", db_index=False
+    )
+    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="ledger_entries", db_index=False)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     available_delta = MoneyField(default=0)
     held_delta = MoneyField(default=0)
@@ -89,9 +96,9 @@ class LedgerEntry(models.Model):
     reference = models.CharField(max_length=64, blank=True, default="")
     reason = models.CharField(max_length=255, blank=True, default="")
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
 
     objects = LedgerEntryQuerySet.as_manager()
 
@@ -105,6 +112,8 @@ class LedgerEntry(models.Model):
             # Also what reconcile walks to sum the entries of each balance in order.
             models.Index(fields=["user", "asset", "-id"], name="ledger_user_asset_recent"),
             models.Index(fields=["user", "kind", "-id"], name="ledger_user_kind_recent"),
+            # Operators' entries only: what deleting a user checks, without the engine's.
+            models.Index(fields=["created_by"], condition=Q(created_by__isnull=False), name="ledger_created_by"),
         ]
         constraints = [
             models.CheckConstraint(

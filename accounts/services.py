@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from quantumtrades.core.errors import InsufficientFunds, InvalidInput
@@ -93,12 +93,19 @@ def balances_lock_for(user_ids, asset_ids, *, also=None):
     missing is locked (and created) by `balances_lock` afterwards.
     """
     users, assets = sorted(set(user_ids)), sorted(set(asset_ids))
-    where = f"asset_id IN ({', '.join(['%s'] * len(assets))}) AND (user_id IN ({', '.join(['%s'] * len(users))})"
-    params = [*assets, *users]
-    if also is not None:
-        where += f" OR user_id IN ({also[0]})"
-        params += list(also[1])
-    rows = select_models(Balance, where + ")", params, tail="ORDER BY user_id, asset_id" + for_update(), later=True)
+    listed = ", ".join(["%s"] * len(users))
+    if also is None:
+        who = f"user_id IN ({listed})"
+    elif connection.vendor == "postgresql":
+        # One array of every user, so that the plan, a prepared statement's generic one
+        # included, looks each (user, asset) up in balance_user_asset_unique. Written as
+        # `IN (...) OR IN (subquery)`, it read every balance of the two assets.
+        who = f"user_id = ANY(ARRAY[{listed}]::bigint[] || ARRAY({also[0]}))"
+    else:
+        who = f"(user_id IN ({listed}) OR user_id IN ({also[0]}))"
+    where = f"asset_id IN ({', '.join(['%s'] * len(assets))}) AND {who}"
+    params = [*assets, *users, *(also[1] if also is not None else ())]
+    rows = select_models(Balance, where, params, tail="ORDER BY user_id, asset_id" + for_update(), later=True)
     return lambda: {(b.user_id, b.asset_id): b for b in rows()}
 
 

@@ -74,7 +74,8 @@ class BookLevel(models.Model):
     `manage.py reconcile` checks it against the open orders.
     """
 
-    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="levels")
+    # Indexed by the unique constraint (see orders.Order.user).
+    market = models.ForeignKey(Market, on_delete=models.CASCADE, related_name="levels", db_index=False)
     side = models.CharField(max_length=4, choices=Side.choices)
     price = MoneyField()
     quantity = MoneyField()
@@ -103,7 +104,8 @@ class Trade(models.Model):
     history, which references no orders at all.
     """
 
-    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="trades")
+    # Indexed by the indexes in Meta (see orders.Order.user).
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="trades", db_index=False)
     price = MoneyField()
     quantity = MoneyField()
     taker_side = models.CharField(max_length=4, choices=Side.choices)
@@ -158,7 +160,8 @@ class Candle(models.Model):
     rolled up from the 1m candles.
     """
 
-    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="candles")
+    # Indexed by the unique constraint (see orders.Order.user).
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="candles", db_index=False)
     interval = models.CharField(max_length=3, choices=Interval.choices)
     start = models.DateTimeField()
     open = MoneyField()

@@ -112,6 +112,16 @@ def bucket_start(moment: datetime, interval: str) -> datetime:
 
 
 def _upsert_sql(rows: int) -> str:
+    key = (rows, connection.vendor)
+    if key not in _upserts:
+        _upserts[key] = _build_upsert(rows)
+    return _upserts[key]
+
+
+_upserts: dict = {}
+
+
+def _build_upsert(rows: int) -> str:
     """One multi-row upsert into the candle table. Every assignment reads the row as it was
     before (both databases), and each keeps the bucket's aggregate whatever order the
     rows arrive in: the lower first trade id brings its open, the higher last id its close."""
@@ -174,7 +184,9 @@ def candles_record(*, market: Market, trades: Sequence[Trade]) -> None:
     for (interval, start), values in buckets.items():
         for field, value in zip(fields, [market.pk, interval, start, *values], strict=True):
             params.append(field.get_db_prep_save(value, connection))
-    with connection.cursor() as cursor:
+    # The engine's prepared cursor: through Django's, PostgreSQL parsed and planned the
+    # upsert anew for every trade (docs/BENCHMARKS.md, "Indexes that only cost").
+    with sql.cursor() as cursor:
         cursor.execute(_upsert_sql(len(buckets)), params)
 
 

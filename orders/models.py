@@ -64,8 +64,13 @@ class OrderQuerySet(models.QuerySet):
 
 
 class Order(models.Model):
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
-    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="orders")
+    # No index of their own on the foreign keys (here and on every table the engine
+    # writes): the indexes in Meta lead with them and serve the same lookups, and each
+    # index more is one more entry per row the engine writes under the book lock
+    # (docs/BENCHMARKS.md, "Indexes that only cost"). A plain market_id index also let the
+    # planner read every order of the market for a look at the book.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders", db_index=False)
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="orders", db_index=False)
     client_order_id = models.CharField(max_length=64, null=True, blank=True)
     side = models.CharField(max_length=4, choices=Side.choices)
     type = models.CharField(max_length=11, choices=OrderType.choices, default=OrderType.LIMIT)
@@ -201,9 +206,10 @@ class Fill(models.Model):
         TAKER = "taker"
 
     order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="fills")
-    trade = models.ForeignKey(Trade, on_delete=models.PROTECT, related_name="fills")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="fills")
-    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="+")
+    # Indexed by the constraint and indexes in Meta (see Order.user).
+    trade = models.ForeignKey(Trade, on_delete=models.PROTECT, related_name="fills", db_index=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="fills", db_index=False)
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="+", db_index=False)
     side = models.CharField(max_length=4, choices=Side.choices)
     role = models.CharField(max_length=5, choices=Role.choices)
     price = MoneyField()

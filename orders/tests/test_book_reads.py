@@ -1,4 +1,4 @@
-"""What a command reads of the book must not grow with the market's history.
+"""What a command reads must not grow with the market's history or its traders.
 
 The engine's statements are prepared (quantumtrades.core.sql), and PostgreSQL may run a
 prepared statement with a generic plan: one made without the parameters' values. Such a
@@ -8,6 +8,10 @@ then read every order the market ever had, filled and cancelled ones included, 2
 command on a market of ten thousand orders and growing with each one. Here the planner is
 made to use generic plans, and the rows a command reads of the orders table are counted
 by PostgreSQL itself (pg_stat_xact_user_tables) on a market with a long history.
+
+The lock of the makers' balances, sent with the look, once read every balance of the
+market's two assets: its condition (`user IN (...) OR user IN (the makers)`) left the
+planner no index on the user. It is counted the same way, among thousands of traders.
 """
 
 from decimal import Decimal
@@ -16,10 +20,11 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
+from accounts.models import Balance, User
 from orders.models import Order, OrderStatus
 from orders.services import order_place
 
-from .stories import sell
+from .stories import buy, sell
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -64,15 +69,16 @@ def generic_plans():
         statement.execute("RESET plan_cache_mode")
 
 
-def orders_read(command) -> int:
-    """Rows of the orders table that `command` read, by index or by scan, as PostgreSQL counts
-    them in the transaction (the engine runs in a savepoint of it)."""
+def orders_read(command, table="orders_order") -> int:
+    """Rows of `table` that `command` read, by index or by scan, as PostgreSQL counts them
+    in the transaction (the engine runs in a savepoint of it)."""
     with transaction.atomic():
         command()
         with connection.cursor() as statement:
             statement.execute(
                 "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) "
-                "FROM pg_stat_xact_user_tables WHERE relname = 'orders_order'"
+                "FROM pg_stat_xact_user_tables WHERE relname = %s",
+                [table],
             )
             [(rows,)] = statement.fetchall()
     return rows
@@ -99,3 +105,35 @@ def test_an_order_that_trades_reads_only_what_it_meets(long_history, generic_pla
 
     assert alice.fills.count() == 2
     assert rows < 30, rows
+
+
+TRADERS = 3000
+
+
+@pytest.fixture
+def many_traders(market):
+    """TRADERS more traders, each with a balance in both of the market's assets."""
+    users = User.objects.bulk_create(User(username=f"trader{n}") for n in range(TRADERS))
+    Balance.objects.bulk_create(
+        Balance(user=user, asset_id=asset, available=Decimal(1000))
+        for user in users
+        for asset in (market.base_id, market.quote_id)
+    )
+    with connection.cursor() as statement:
+        statement.execute("ANALYZE accounts_balance")
+
+
+@pytest.mark.parametrize("side", ["buy", "sell"])
+def test_an_order_locks_the_balances_it_needs_not_every_traders(many_traders, generic_plans, alice, bob, side):
+    buy(bob, "1", at="99")
+    sell(bob, "1", at="101")
+    cross = "101" if side == "buy" else "99"
+    take = lambda: order_place(user=alice, market="QTX-USD", side=side, price=Decimal(cross), quantity="1")  # noqa: E731
+
+    rows = orders_read(take, table="accounts_balance")
+
+    assert alice.fills.count() == 1
+    # The taker's, the maker's and the fee account's balances, several of them read more
+    # than once (locked, then updated; the fee account's created on its first fee): a few
+    # dozen rows, against the thousands of the traders' balances.
+    assert rows < 60, rows

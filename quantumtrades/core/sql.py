@@ -223,14 +223,15 @@ def allocate_ids(wanted: dict, *, later: bool = False):
                 first = statement.fetchone()[0] + 1
                 allocated[model] = list(range(first, first + count))
         return (lambda: allocated) if later else allocated
+    # Literals, not parameters (a handful of shapes, each prepared once): a statement
+    # without parameters keeps its one plan, where with them PostgreSQL planned it anew
+    # at every execution.
     columns = ", ".join(
-        "(SELECT array_agg(nextval(pg_get_serial_sequence(%s, %s))) FROM generate_series(1, %s::integer))"
-        for _ in wanted
+        f"(SELECT array_agg(nextval(pg_get_serial_sequence('{model._meta.db_table}', '{model._meta.pk.column}'))) "
+        f"FROM generate_series(1, {int(count)}))"
+        for model, count in wanted.items()
     )
-    params = [
-        value for model, count in wanted.items() for value in (model._meta.db_table, model._meta.pk.column, count)
-    ]
-    statement = send(f"SELECT {columns}", params)
+    statement = send(f"SELECT {columns}")
 
     def read() -> dict:
         [row] = answer(statement)
