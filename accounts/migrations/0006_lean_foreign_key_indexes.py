@@ -4,6 +4,18 @@ import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
 
+# SQLite alters a column by building the table anew, which drops its triggers: the
+# ledger's append-only trigger (0002) is put back after the ledger is rebuilt, both ways.
+SQLITE_TRIGGER = """
+CREATE TRIGGER IF NOT EXISTS accounts_ledger_append_only BEFORE UPDATE ON accounts_ledgerentry
+BEGIN SELECT RAISE(ABORT, 'accounts_ledgerentry is append-only'); END;
+"""
+
+
+def restore_trigger(apps, schema_editor):
+    if schema_editor.connection.vendor == "sqlite":
+        schema_editor.execute(SQLITE_TRIGGER)
+
 
 class Migration(migrations.Migration):
 
@@ -12,6 +24,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.RunPython(migrations.RunPython.noop, restore_trigger),
         migrations.AlterField(
             model_name='balance',
             name='asset',
@@ -46,4 +59,5 @@ class Migration(migrations.Migration):
             model_name='ledgerentry',
             index=models.Index(condition=models.Q(('created_by__isnull', False)), fields=['created_by'], name='ledger_created_by'),
         ),
+        migrations.RunPython(restore_trigger, migrations.RunPython.noop),
     ]
