@@ -50,7 +50,7 @@ from marketdata.services import book_levels_apply, candles_record, market_lock
 from quantumtrades.core.errors import Conflict, InsufficientFunds, InvalidInput, NotFound, ServiceError
 from quantumtrades.core.events import publish_built_on_commit
 from quantumtrades.core.money import MONEY_MAX, MONEY_QUANTUM, ZERO, decimal_places, money, money_ceil, money_floor
-from quantumtrades.core.sql import allocate_ids, insert_rows, pipeline, select_models, update_rows
+from quantumtrades.core.sql import allocate_ids, insert_rows, pipeline, savepoint, select_models, update_rows
 from quantumtrades.core.sql import cursor as sql_cursor
 
 from .events import FillCreated, OrderChanged
@@ -411,7 +411,7 @@ class _GroupState(threading.local):
         """Open the running command's savepoint, if it runs in a group and has none yet.
         Inside `pipeline()` the SAVEPOINT waits for the pipeline's round trip."""
         if self.markets is not None and self.savepoint is None:
-            self.savepoint = connection.savepoint()
+            self.savepoint = savepoint()
             # As transaction.atomic() does: what the command registers with on_commit is
             # dropped if it rolls back to this savepoint.
             connection.savepoint_ids.append(self.savepoint)
@@ -1322,10 +1322,20 @@ def _order_of(user: User, order_id) -> tuple[int, str]:
         order_id = int(order_id)
     except (TypeError, ValueError):
         raise NotFound("No such order.") from None
-    found = Order.objects.filter(pk=order_id, user=user).values_list("market_id", "status").first()
+    if not 0 < order_id < 2**63:  # no such id fits the table's bigint
+        raise NotFound("No such order.")
+    # On the engine's prepared cursor: through the ORM, compiling the query cost more
+    # Python than the rest of a cancel outside the lock, and PostgreSQL planned it anew
+    # each time (docs/BENCHMARKS.md, "Indexes that only cost").
+    with sql_cursor() as statement:
+        statement.execute(_ORDER_OF_SQL, [order_id, user.pk])
+        found = statement.fetchone()
     if found is None:
         raise NotFound("No such order.")
-    return found
+    return tuple(found)
+
+
+_ORDER_OF_SQL = f"SELECT market_id, status FROM {Order._meta.db_table} WHERE id = %s AND user_id = %s"
 
 
 def order_cancel(*, user: User, order_id: int) -> Order:

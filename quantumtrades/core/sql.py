@@ -9,6 +9,7 @@ and SQLite (3.35+) alike.
 """
 
 import contextlib
+import threading
 import time
 from collections.abc import Iterable, Sequence
 
@@ -263,10 +264,10 @@ class _PreparedCursor:
         self.db.ensure_connection()
         self.cursor = psycopg.Cursor(self.db.connection)
 
-    def execute(self, sql, params=()):
+    def execute(self, sql, params=(), *, prepare=True):
         started = time.monotonic()
         with self.db.wrap_database_errors:
-            self.cursor.execute(sql, params, prepare=True)
+            self.cursor.execute(sql, params, prepare=prepare)
         if self.db.queries_logged:
             text = psycopg.ClientCursor(self.db.connection).mogrify(sql, params)
             self.db.queries_log.append({"sql": text, "time": f"{time.monotonic() - started:.3f}"})
@@ -316,6 +317,22 @@ def answer(statement) -> list:
         return statement.fetchall()
     finally:
         statement.close()
+
+
+def savepoint() -> str | None:
+    """Django's `connection.savepoint()` (same name, same bookkeeping), its SAVEPOINT sent
+    on the engine's cursor on PostgreSQL: every command of a group opens one, and Django's
+    wrapped cursor cost it about as much Python as the rest of the command's first round
+    trip (docs/BENCHMARKS.md, "Indexes that only cost"). Inside `pipeline()` it waits
+    for the pipeline's round trip. A utility statement, it is not prepared."""
+    db_connection = connections[DEFAULT_DB_ALIAS]
+    if db_connection.vendor != "postgresql" or not db_connection.in_atomic_block:
+        return db_connection.savepoint()
+    db_connection.savepoint_state += 1
+    sid = f"s{threading.get_ident()}_x{db_connection.savepoint_state}"
+    with cursor() as statement:
+        statement.execute(db_connection.ops.savepoint_create_sql(sid), prepare=False)
+    return sid
 
 
 def pipeline():
