@@ -1324,9 +1324,9 @@ def _order_of(user: User, order_id) -> tuple[int, str]:
         raise NotFound("No such order.") from None
     if not 0 < order_id < 2**63:  # no such id fits the table's bigint
         raise NotFound("No such order.")
-    # On the engine's prepared cursor: through the ORM, compiling the query cost more
-    # Python than the rest of a cancel outside the lock, and PostgreSQL planned it anew
-    # each time (docs/BENCHMARKS.md, "Indexes that only cost").
+    # On the engine's prepared cursor: through the ORM the query was 4-5 % of the engine's
+    # Python at eight threads, most of it compiling, and PostgreSQL planned it anew each
+    # time (docs/BENCHMARKS.md, "Indexes that only cost").
     with sql_cursor() as statement:
         statement.execute(_ORDER_OF_SQL, [order_id, user.pk])
         found = statement.fetchone()
