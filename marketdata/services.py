@@ -5,6 +5,7 @@ Trading itself lives in orders.services, which calls `book_levels_apply` and
 tape (`manage.py rebuild_candles`, `manage.py seed_history`).
 """
 
+import functools
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -111,20 +112,12 @@ def bucket_start(moment: datetime, interval: str) -> datetime:
     return EPOCH + (moment - EPOCH) // length * length
 
 
-def _upsert_sql(rows: int) -> str:
-    key = (rows, connection.vendor)
-    if key not in _upserts:
-        _upserts[key] = _build_upsert(rows)
-    return _upserts[key]
-
-
-_upserts: dict = {}
-
-
-def _build_upsert(rows: int) -> str:
-    """One multi-row upsert into the candle table. Every assignment reads the row as it was
-    before (both databases), and each keeps the bucket's aggregate whatever order the
-    rows arrive in: the lower first trade id brings its open, the higher last id its close."""
+@functools.cache
+def _upsert_sql(rows: int, vendor: str) -> str:
+    """One multi-row upsert into the candle table, in `vendor`'s SQL (built once per shape).
+    Every assignment reads the row as it was before (both databases), and each keeps the
+    bucket's aggregate whatever order the rows arrive in: the lower first trade id brings
+    its open, the higher last id its close."""
     quote = connection.ops.quote_name
     table = quote(Candle._meta.db_table)
     columns = ", ".join(quote(Candle._meta.get_field(name).column) for name in CANDLE_FIELDS)
@@ -187,7 +180,7 @@ def candles_record(*, market: Market, trades: Sequence[Trade]) -> None:
     # The engine's prepared cursor: through Django's, PostgreSQL parsed and planned the
     # upsert anew for every trade (docs/BENCHMARKS.md, "Indexes that only cost").
     with sql.cursor() as cursor:
-        cursor.execute(_upsert_sql(len(buckets)), params)
+        cursor.execute(_upsert_sql(len(buckets), connection.vendor), params)
 
 
 def _bucket_sql(column: str, seconds: int) -> str:

@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from marketdata.api import market_by_symbol
 from marketdata.models import Market, Side
 from orders.events import fill_payload, order_payload
-from orders.models import Fill, Order, OrderStatus, OrderType, TimeInForce
+from orders.models import MAX_ID, Fill, Order, OrderStatus, OrderType, TimeInForce
 from orders.selectors import fills_for_user, orders_open_for_user
 from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
 from quantumtrades.core.api import (
@@ -36,8 +36,6 @@ from quantumtrades.core.errors import NotFound
 from quantumtrades.core.money import money, money_text
 
 SYMBOL_MAX = Market._meta.get_field("symbol").max_length
-# Ids past a bigint name no order; answering 404 early keeps them away from the database.
-MAX_ID = 2**63 - 1
 
 
 def _decimal(**kwargs):

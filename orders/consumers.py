@@ -45,7 +45,6 @@ from accounts.models import User
 from marketdata.api import market_by_symbol
 from marketdata.consumers import MarketDataConsumer
 from orders.api import (
-    MAX_ID,
     OrderAmendInput,
     OrderPlaceInput,
     order_amend_arguments,
@@ -53,6 +52,7 @@ from orders.api import (
     order_place_arguments,
     result_data,
 )
+from orders.models import MAX_ID
 from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
 from quantumtrades.core import unavailable
 from quantumtrades.core.api import ApiRateThrottle, input_error, loads_strict

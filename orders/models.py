@@ -43,6 +43,8 @@ OPEN_STATUSES = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 IN_BOOK = Q(status__in=OPEN_STATUSES)
 # Orders that can still be cancelled or amended and hold funds: the book's, and pending stops.
 ACTIVE_STATUSES = (OrderStatus.PENDING, *OPEN_STATUSES)
+# Ids past a bigint name no order; answering 404 early keeps them away from the database.
+MAX_ID = 2**63 - 1
 
 
 class OrderQuerySet(models.QuerySet):

@@ -56,6 +56,7 @@ from quantumtrades.core.sql import cursor as sql_cursor
 from .events import FillCreated, OrderChanged
 from .models import (
     ACTIVE_STATUSES,
+    MAX_ID,
     OPEN_STATUSES,
     PRICED_TYPES,
     STOP_TYPES,
@@ -1308,6 +1309,9 @@ def _refuse_done(status: str) -> None:
         raise Conflict(f"The order is {status}, no longer open.", code="ORDER_NOT_OPEN")
 
 
+_ORDER_OF_SQL = f"SELECT market_id, status FROM {Order._meta.db_table} WHERE id = %s AND user_id = %s"
+
+
 def _order_of(user: User, order_id) -> tuple[int, str]:
     """(market id, status) of one of the user's orders, read without the book lock.
 
@@ -1322,7 +1326,7 @@ def _order_of(user: User, order_id) -> tuple[int, str]:
         order_id = int(order_id)
     except (TypeError, ValueError):
         raise NotFound("No such order.") from None
-    if not 0 < order_id < 2**63:  # no such id fits the table's bigint
+    if not 0 < order_id <= MAX_ID:
         raise NotFound("No such order.")
     # On the engine's prepared cursor: through the ORM the query was 4-5 % of the engine's
     # Python at eight threads, most of it compiling, and PostgreSQL planned it anew each
@@ -1332,10 +1336,7 @@ def _order_of(user: User, order_id) -> tuple[int, str]:
         found = statement.fetchone()
     if found is None:
         raise NotFound("No such order.")
-    return tuple(found)
-
-
-_ORDER_OF_SQL = f"SELECT market_id, status FROM {Order._meta.db_table} WHERE id = %s AND user_id = %s"
+    return found
 
 
 def order_cancel(*, user: User, order_id: int) -> Order:

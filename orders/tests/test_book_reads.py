@@ -69,7 +69,7 @@ def generic_plans():
         statement.execute("RESET plan_cache_mode")
 
 
-def orders_read(command, table="orders_order") -> int:
+def rows_read(command, table="orders_order") -> int:
     """Rows of `table` that `command` read, by index or by scan, as PostgreSQL counts them
     in the transaction (the engine runs in a savepoint of it)."""
     with transaction.atomic():
@@ -89,7 +89,7 @@ def test_an_order_reads_the_top_of_the_book_not_the_history(long_history, generi
     sell(bob, "1", at="101")  # one ask, so a buy has something to look at
     place = lambda: order_place(user=bob, market="QTX-USD", side=side, price=Decimal("100.5"), quantity="1")  # noqa: E731
 
-    rows = orders_read(place)
+    rows = rows_read(place)
 
     # The look at the book, the makers' balances and the new order itself: a handful of rows,
     # against the thousands of the market's history.
@@ -101,7 +101,7 @@ def test_an_order_that_trades_reads_only_what_it_meets(long_history, generic_pla
         sell(bob, "1", at=price)
     buy_through = lambda: order_place(user=alice, market="QTX-USD", side="buy", price=Decimal("102"), quantity="2")  # noqa: E731
 
-    rows = orders_read(buy_through)
+    rows = rows_read(buy_through)
 
     assert alice.fills.count() == 2
     assert rows < 30, rows
@@ -130,7 +130,7 @@ def test_an_order_locks_the_balances_it_needs_not_every_traders(many_traders, ge
     cross = "101" if side == "buy" else "99"
     take = lambda: order_place(user=alice, market="QTX-USD", side=side, price=Decimal(cross), quantity="1")  # noqa: E731
 
-    rows = orders_read(take, table="accounts_balance")
+    rows = rows_read(take, table="accounts_balance")
 
     assert alice.fills.count() == 1
     # The taker's, the maker's and the fee account's balances, several of them read more
