@@ -50,11 +50,16 @@ if os.environ.get("SIMULATE_MARKET_RATE"):
 
 # A server process holds thousands of long-lived objects (sockets, their protocols, the
 # hub's books). Full collections walk all of them and stall the live streams for 100-200 ms
-# (shared/bench/README.md): move what startup allocated out of the collector's reach and
-# collect the young generation less often, which makes full collections rare.
+# (shared/bench/README.md): move what startup allocated out of the collector's reach, and
+# make full collections rare. The young generation stays small, though: every API request
+# leaves about a hundred objects in reference cycles (Django's and DRF's request, view and
+# response point at each other), and a young collection stops the whole process for as
+# long as it takes to walk them. Collected 50,000 at a time, that was 40-70 ms every few
+# seconds under order load, in every request then in flight; 5,000 at a time, 2-6 ms
+# (docs/BENCHMARKS.md, "Collector pauses").
 gc.collect()
 gc.freeze()
-gc.set_threshold(50_000, 20, 100)
+gc.set_threshold(5_000, 20, 100)
 
 # The GIL's switch interval stays Python's default (5 ms). A shorter one, meant to hand the
 # GIL back sooner to a thread that holds a book lock, only made more context switches per
