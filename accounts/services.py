@@ -12,7 +12,7 @@ rows are always locked together, in ascending (user, asset) order, by `balances_
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from quantumtrades.core.errors import InsufficientFunds, InvalidInput
 from quantumtrades.core.events import publish_on_commit
-from quantumtrades.core.money import MONEY_MAX, ZERO, decimal_places
+from quantumtrades.core.money import MONEY_MAX, ZERO, money_checked
 from quantumtrades.core.sql import for_update, insert_rows, select_models, update_and_insert_rows, update_rows
 
 from .events import BalanceChanged
@@ -136,6 +136,13 @@ def ledger_post(
         balance = balances[posting.key]
         available = balance.available + posting.available_delta
         held = balance.held + posting.held_delta
+        if available > MONEY_MAX or held > MONEY_MAX:
+            # The column's bound: past it the database would refuse the row (numeric
+            # overflow), and that is the input's fault, not the server's.
+            raise InvalidInput(
+                f"That would take the {posting.asset_id} balance past the largest a balance holds ({MONEY_MAX}).",
+                field=field,
+            )
         if available < 0:
             raise InsufficientFunds(
                 f"Not enough {posting.asset_id} available: needs {-posting.available_delta}, has {balance.available}.",
@@ -195,21 +202,8 @@ def _post_one(posting: Posting) -> LedgerEntry:
 
 
 def _checked_amount(amount, *, allow_negative=False) -> Decimal:
-    if not isinstance(amount, Decimal):
-        try:
-            amount = Decimal(str(amount))
-        except InvalidOperation:
-            # "ten", None: bad input from a door, never an exception that escapes as a 500.
-            raise InvalidInput("Amount must be a decimal number.", field="amount") from None
-    if not amount.is_finite():
-        raise InvalidInput("Amount must be a finite number.", field="amount")
-    if amount == 0 or (amount < 0 and not allow_negative):
-        raise InvalidInput(
-            "Amount must be positive." if not allow_negative else "Amount must not be zero.", field="amount"
-        )
-    if decimal_places(amount) > 8 or abs(amount) > MONEY_MAX:
-        raise InvalidInput("Amount has too many digits.", field="amount")
-    return amount
+    # "ten", None, NaN: bad input from a door, never an exception that escapes as a 500.
+    return money_checked(amount, "amount", signed=allow_negative)
 
 
 @transaction.atomic

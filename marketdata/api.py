@@ -11,7 +11,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketdata.models import Market, Side
+from marketdata.models import SYMBOL_MAX_LENGTH, Market, Side, is_symbol
 from marketdata.selectors import (
     DEFAULT_DEPTH,
     INTERVALS,
@@ -34,7 +34,6 @@ from quantumtrades.core.api import query_parameter as param
 from quantumtrades.core.errors import InvalidInput, NotFound
 from quantumtrades.core.money import money_text
 
-SYMBOL_MAX = Market._meta.get_field("symbol").max_length
 # Recent trades that come with a book snapshot.
 SNAPSHOT_TRADES = 50
 MAX_TRADES = 500
@@ -131,7 +130,7 @@ class CandlesQuery(QuerySerializer):
 
 
 class SnapshotQuery(QuerySerializer):
-    symbol = StrictCharField(max_length=SYMBOL_MAX)
+    symbol = StrictCharField(max_length=SYMBOL_MAX_LENGTH)
     depth = QueryIntegerField(required=False, min_value=1, max_value=MAX_DEPTH)
 
 
@@ -182,10 +181,10 @@ def levels_data(levels) -> list:
 def market_by_symbol(symbol: str, *, field=None) -> Market:
     """The market called `symbol`: NotFound for a path, InvalidInput when `field` names a parameter."""
     market = None
-    if isinstance(symbol, str) and len(symbol) <= SYMBOL_MAX and symbol.isprintable():
+    if is_symbol(symbol):
         market = Market.objects.filter(symbol=symbol).first()
     if market is None:
-        message = f"There is no market {symbol[:SYMBOL_MAX]!r}."
+        message = f"There is no market {symbol[:SYMBOL_MAX_LENGTH]!r}."
         raise InvalidInput(message, field=field) if field else NotFound(message)
     return market
 

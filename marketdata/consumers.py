@@ -25,16 +25,16 @@ every frame once and writes it to the sockets; a consumer parses what its client
   ADDRESS_NOT_ALLOWED, SESSION_ENDED (the web session that signed the socket in was signed out:
   it acts for nobody from then on),
   RATE_LIMITED, STREAM_INTERRUPTED (private events may have been missed: re-read them over
-  REST), SLOW_CONSUMER (then closed with 1013). Other errors keep the connection.
+  REST), SLOW_CONSUMER (then closed). Other errors keep the connection.
 - limits: frames of at most MAX_MESSAGE_BYTES, MESSAGE_RATE per second (burst
-  MESSAGE_BURST; MAX_REFUSED refused in a row close the socket with 1008), MAX_SYMBOLS
-  markets per socket.
+  MESSAGE_BURST; MAX_REFUSED refused in a row close the socket), MAX_SYMBOLS markets per
+  socket.
+- the server closes a socket only with the codes of `quantumtrades.core.websocket.CloseCode`.
 """
 
 import asyncio
 import json
 import logging
-import re
 import time
 
 from channels.consumer import get_handler_name
@@ -45,9 +45,10 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts import keys, security
+from quantumtrades.core.websocket import CloseCode
 
 from . import streams
-from .models import Interval
+from .models import Interval, is_symbol
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ MAX_MESSAGE_BYTES = 4096
 # Client messages per second per socket, and the burst allowed above it.
 MESSAGE_RATE = 10.0
 MESSAGE_BURST = 20
-# Messages refused for rate in a row before the socket is closed (1008, policy violation).
+# Messages refused for rate in a row before the socket is closed (CloseCode.RATE_LIMITED).
 MAX_REFUSED = 50
 MAX_SYMBOLS = 20
 # How often a socket authenticated with an API key checks that the key is still usable.
@@ -67,7 +68,6 @@ SESSION_CHECK_SECONDS = 10.0
 CHANNELS = ("book", "trades", "ticker", "candles", "orders")
 PUBLIC_CHANNELS = {"book", "trades", "ticker", "candles"}
 INTERVALS = tuple(Interval.values)
-SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,23}$")
 # An alias with no channel layer: sockets get their frames from the hub, so none of them
 # opens a layer channel (a Redis subscription) of its own.
 NO_CHANNEL_LAYER = "streams.none"
@@ -114,6 +114,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = NO_CHANNEL_LAYER
     hub = None
     sink = None
+    closed = False
 
     async def dispatch(self, message):
         # Channels hops to a thread before every handler to close stale database
@@ -163,10 +164,24 @@ class StreamConsumer(AsyncWebsocketConsumer):
             )
 
     async def session_ended(self):
-        """A page's socket closes (4001: no reconnect); the page's next request logs in again."""
-        await self.close(code=4001)
+        """A page's socket closes for good; the page's next request logs in again."""
+        await self.close(code=CloseCode.SESSION_ENDED)
+
+    async def close(self, code=None, reason=None):
+        """Close once, and leave the hub now rather than when the client acknowledges:
+        a client that never answers the close must not stay subscribed meanwhile."""
+        if self.closed:
+            return
+        self.closed = True
+        self.leave()
+        # A plain int: autobahn refuses any other type, an IntEnum included.
+        await super().close(code=int(code) if code is not None else None, reason=reason)
 
     async def disconnect(self, code):
+        self.closed = True
+        self.leave()
+
+    def leave(self):
         self.unwatch()
         if self.hub is not None and self.sink is not None:
             self.hub.detach(self.sink)
@@ -187,12 +202,14 @@ class MarketDataConsumer(StreamConsumer):
         self.watch_session()
 
     async def receive(self, text_data=None, bytes_data=None):
+        if self.closed:
+            return  # frames that were on their way when the server closed
         message, problem = self.read(text_data)
         if not self.admit(message):
             self.refused += 1
             if self.refused > MAX_REFUSED:
                 self.error("RATE_LIMITED", "Too many messages; closing.")
-                await self.close(code=1008)
+                await self.close(code=CloseCode.RATE_LIMITED)
             elif self.refused == 1:
                 self.error("RATE_LIMITED", f"At most {MESSAGE_RATE:g} messages per second; ignored.")
             return
@@ -263,7 +280,7 @@ class MarketDataConsumer(StreamConsumer):
             raise RequestError("BAD_REQUEST", 'The book, trades, ticker and candles channels need "symbols".')
         if len(symbols) > MAX_SYMBOLS:
             raise RequestError("BAD_REQUEST", f"At most {MAX_SYMBOLS} symbols.")
-        bad = [s for s in symbols if not SYMBOL.match(s)]
+        bad = [s for s in symbols if not is_symbol(s)]
         if bad:
             raise RequestError("UNKNOWN_SYMBOL", f"There is no market {bad[0][:24]!r}.")
         return channels, symbols
@@ -437,9 +454,9 @@ class LiveConsumer(StreamConsumer):
         market = None
         if symbol is not None:
             try:
-                market = await self.hub.market(symbol) if SYMBOL.match(symbol) else None
+                market = await self.hub.market(symbol) if is_symbol(symbol) else None
             except streams.StreamUnavailable:
-                return await self.close(code=1013)
+                return await self.close(code=CloseCode.TRY_AGAIN_LATER)
             if market is None:
                 return await self.close()  # before accept: the handshake is refused (403)
         await self.accept()
@@ -453,8 +470,7 @@ class LiveConsumer(StreamConsumer):
                 await self.hub.attach_overview(self.sink, user_id)
         except Exception:
             log.exception("stream: could not start a page socket")
-            self.hub.detach(self.sink)
-            await self.close(code=1011)  # htmx reconnects after a pause
+            await self.close(code=CloseCode.INTERNAL_ERROR)  # the page reconnects after a pause
 
     async def connect_private(self):
         user_id = _session_user_id(self.scope)
@@ -468,9 +484,9 @@ class LiveConsumer(StreamConsumer):
             await self.hub.attach_user_page(self.sink, user_id)
         except Exception:
             log.exception("stream: could not start a private page socket")
-            self.hub.detach(self.sink)
-            await self.close(code=1011)
+            await self.close(code=CloseCode.INTERNAL_ERROR)
 
     async def receive(self, text_data=None, bytes_data=None):
-        if not self.bucket.take():
-            await self.close(code=1008)
+        # Pages send nothing: a socket that floods is closed for good.
+        if not self.closed and not self.bucket.take():
+            await self.close(code=CloseCode.RATE_LIMITED)

@@ -1,9 +1,22 @@
+import re
+
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
 from accounts.models import Asset
 from quantumtrades.core.money import MONEY_DECIMAL_PLACES, MoneyField, RateField, decimal_places
+
+# What a market symbol may be, everywhere one is read (paths, queries, socket messages): a
+# symbol outside it names no market, and never reaches the database.
+SYMBOL_MAX_LENGTH = 24
+SYMBOL_FORMAT = rf"[A-Z0-9][A-Z0-9._-]{{0,{SYMBOL_MAX_LENGTH - 1}}}"
+SYMBOL = re.compile(SYMBOL_FORMAT)
+
+
+def is_symbol(text) -> bool:
+    return isinstance(text, str) and SYMBOL.fullmatch(text) is not None
 
 
 class Market(models.Model):
@@ -17,7 +30,11 @@ class Market(models.Model):
         TRADING = "trading"
         HALTED = "halted"
 
-    symbol = models.CharField(max_length=24, unique=True)
+    symbol = models.CharField(
+        max_length=SYMBOL_MAX_LENGTH,
+        unique=True,
+        validators=[RegexValidator(f"^{SYMBOL_FORMAT}$", "Capital letters, digits and . _ - (e.g. QTX-USD).")],
+    )
     base = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="+")
     quote = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="+")
     tick_size = MoneyField(help_text="Prices are whole multiples of this.")

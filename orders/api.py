@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketdata.api import market_by_symbol
-from marketdata.models import Market, Side
+from marketdata.models import SYMBOL_MAX_LENGTH, Side
 from orders.events import fill_payload, order_payload
 from orders.models import MAX_ID, Fill, Order, OrderStatus, OrderType, TimeInForce
 from orders.selectors import fills_for_user, orders_open_for_user
@@ -34,8 +34,6 @@ from quantumtrades.core.api import (
 from quantumtrades.core.api import query_parameter as param
 from quantumtrades.core.errors import NotFound
 from quantumtrades.core.money import money, money_text
-
-SYMBOL_MAX = Market._meta.get_field("symbol").max_length
 
 
 def _decimal(**kwargs):
@@ -104,7 +102,7 @@ class OrderResultSerializer(serializers.Serializer):
 class OrderPlaceInput(StrictSerializer):
     """A new order. No other fields are accepted; decimals travel as strings."""
 
-    symbol = StrictCharField(max_length=SYMBOL_MAX, help_text="The market, e.g. QTX-USD.")
+    symbol = StrictCharField(max_length=SYMBOL_MAX_LENGTH, help_text="The market, e.g. QTX-USD.")
     side = StrictChoiceField(choices=Side.choices)
     type = StrictChoiceField(choices=OrderType.choices, required=False, default=OrderType.LIMIT)
     price = DecimalInputField(required=False, allow_null=True, help_text="limit and stop_limit orders only.")
@@ -164,12 +162,12 @@ def order_amend_arguments(data: dict) -> dict:
 
 
 class OrderFilter(QuerySerializer):
-    symbol = StrictCharField(max_length=SYMBOL_MAX, required=False)
+    symbol = StrictCharField(max_length=SYMBOL_MAX_LENGTH, required=False)
     status = StrictChoiceField(choices=OrderStatus.choices, required=False)
 
 
 class SymbolFilter(QuerySerializer):
-    symbol = StrictCharField(max_length=SYMBOL_MAX, required=False)
+    symbol = StrictCharField(max_length=SYMBOL_MAX_LENGTH, required=False)
 
 
 SYMBOL_PARAMETER = param("symbol", "Only this market, e.g. QTX-USD.", example="QTX-USD")

@@ -82,6 +82,11 @@ MIDDLEWARE = [
     "quantumtrades.core.unavailable.DatabaseUnavailableMiddleware",
 ]
 
+# The largest request body any route takes: forms and the admin's posts are a few KiB, API
+# bodies at most 64 KiB (quantumtrades/core/api.py). Past it the ASGI handler answers 413
+# without reading the body (quantumtrades/core/handlers.py); nginx refuses past 1 MiB too.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+
 # Requests one server process works on at once, each in one of as many kept threads
 # (quantumtrades/core/handlers.py); more requests wait their turn in the event loop.
 REQUEST_THREADS = env.int("REQUEST_THREADS", default=4)

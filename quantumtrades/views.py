@@ -9,6 +9,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views import defaults
 
+from marketdata.streams import open_sockets
 from quantumtrades.core import unavailable
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ async def _check_channel_layer():
 
 async def healthz(request):
     """200 when the database, the channel layer and (on Redis) the cache answer, 503 naming
-    what is down."""
+    what is down; with the number of sockets this process holds open."""
     checks = {}
     try:
         await sync_to_async(_check_database, thread_sensitive=True)()
@@ -69,7 +70,8 @@ async def healthz(request):
         # once that the layer went away (marketdata.streams.layer_health).
         checks["channel_layer"] = f"error: {exc.__class__.__name__}"
     healthy = all(value == "ok" for value in checks.values())
-    response = JsonResponse({"status": "ok" if healthy else "degraded", **checks}, status=200 if healthy else 503)
+    body = {"status": "ok" if healthy else "degraded", **checks, "sockets": open_sockets()}
+    response = JsonResponse(body, status=200 if healthy else 503)
     # Django logs every 5xx as an ERROR; this 503 is the answer asked for, not a failure.
     response._has_been_logged = True
     return response

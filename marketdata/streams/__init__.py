@@ -46,7 +46,7 @@ Where each part lives (read them in this order):
 The consumers (`marketdata.consumers`) and the orders app use the names exported here.
 """
 
-from .hub import Hub, StreamUnavailable, get_hub, stop_hub
+from .hub import Hub, StreamUnavailable, get_hub, open_sockets, stop_hub
 from .market import MarketStream, TapeTrade, stats_key
 from .options import DEFAULTS, GROUP, dumps, option, utc_now_text
 from .publishing import (
@@ -78,6 +78,7 @@ __all__ = [
     "dumps",
     "get_hub",
     "layer_health",
+    "open_sockets",
     "option",
     "publish_events",
     "publisher",

@@ -11,6 +11,8 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
+from quantumtrades.core.websocket import CloseCode
+
 from ..models import Market
 from ..subscription import Subscription
 from . import publishing
@@ -44,6 +46,13 @@ async def stop_hub() -> None:
         hub = publishing.hubs.pop(asyncio.get_running_loop(), None)
     if hub is not None:
         await hub.stop()
+
+
+def open_sockets() -> int:
+    """The sockets attached to this process's hubs (`/healthz` reports it)."""
+    with publishing.hubs_lock:
+        hubs = list(publishing.hubs.values())
+    return sum(len(hub.sinks) for hub in hubs if not hub.stopped)
 
 
 class StreamUnavailable(Exception):
@@ -186,7 +195,7 @@ class Hub:
         Books and trades heal from the database. Private events missed meanwhile cannot be
         replayed, so integrators on `orders` are told to re-read them over REST, and
         signed-in pages get their private fragments afresh (`register_user_fragments`; with
-        none registered their sockets are closed with 1012 and htmx reconnects).
+        none registered their sockets are closed with RESTART and the pages reconnect).
         """
         for market in list(self.markets.values()):
             if market.seq is not None:
@@ -212,7 +221,7 @@ class Hub:
             for sink in list(sinks):
                 sink.closing = True
                 self.detach(sink)
-                asyncio.ensure_future(sink.consumer.close(code=1012))
+                asyncio.ensure_future(sink.consumer.close(code=CloseCode.RESTART))
 
     async def _tick(self):
         """Housekeeping: sockets that caught up, heartbeats, audits, token expiry."""

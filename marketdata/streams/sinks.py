@@ -6,6 +6,8 @@ import functools
 import logging
 import struct
 
+from quantumtrades.core.websocket import CloseCode
+
 from .options import dumps
 
 log = logging.getLogger(__name__)
@@ -219,5 +221,5 @@ class Sink:
             self._writer = asyncio.ensure_future(self._drain())
         if self._writer is not None:
             await asyncio.wait([self._writer], timeout=5)
-        # 1013 "try again later": htmx's ws extension reconnects on it.
-        await self.consumer.close(code=1013)
+        # "Try again later": a page reconnects and starts from the current state.
+        await self.consumer.close(code=CloseCode.TRY_AGAIN_LATER)

@@ -22,6 +22,7 @@ from decimal import Decimal, InvalidOperation
 
 from django.core.cache import caches
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from django.urls import Resolver404, resolve
 from django.views.decorators.csrf import csrf_exempt
@@ -36,7 +37,7 @@ from rest_framework.throttling import BaseThrottle
 
 from quantumtrades.core import unavailable
 from quantumtrades.core.cache import ResilientRedisCache, count_in
-from quantumtrades.core.errors import InvalidInput, ServiceError
+from quantumtrades.core.errors import InvalidInput, ServiceError, error_body
 from quantumtrades.core.money import MONEY_DECIMAL_PLACES, MONEY_MAX, decimal_places
 
 log = logging.getLogger(__name__)
@@ -382,10 +383,6 @@ CODES = [
 ]
 
 
-def error_body(code, message, field=None) -> dict:
-    return {"error": {"code": code, "message": message, "field": field}}
-
-
 def _first_error(detail, prefix=None):
     """(field, message) of the first error in a DRF ValidationError's detail."""
     if isinstance(detail, dict):
@@ -440,6 +437,9 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        # Django's own limit, met by whatever reads the body first (DRF's parsers do).
+        exc = PayloadTooLarge()
 
     if isinstance(exc, ServiceError | exceptions.ValidationError):
         status_code, error = input_error(exc)

@@ -40,3 +40,8 @@ class Conflict(ServiceError):
 
     status = 409
     code = "CONFLICT"
+
+
+def error_body(code, message, field=None) -> dict:
+    """The one error shape every HTTP answer uses: {"error": {"code", "message", "field"}}."""
+    return {"error": {"code": code, "message": message, "field": field}}

@@ -14,17 +14,38 @@ response. Async views still work (Django calls them through `async_to_sync`, whi
 in this event loop). A process works on at most `threads` requests at once; the others wait
 in the event loop, which costs nothing, instead of adding threads that only fight over the
 GIL and the book lock.
+
+A body larger than DATA_UPLOAD_MAX_MEMORY_SIZE is refused here, 413, before it is read into
+a file: Django would only refuse it later, from whatever first reads `request.body`, and
+under the REST API that was a 500.
 """
 
 import asyncio
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import SyncToAsync
+from django.conf import settings
 from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers import base
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.http import HttpResponse, JsonResponse
 from django.urls import set_script_prefix
+
+from quantumtrades.core.errors import error_body
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def body_too_large(path: str) -> HttpResponse:
+    """413: the API's error shape under /api/, a line of text elsewhere."""
+    message = f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
+    if path.startswith("/api/"):
+        return JsonResponse(error_body("PAYLOAD_TOO_LARGE", message), status=413)
+    return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
 
 
 class SyncASGIHandler(ASGIHandler):
@@ -38,8 +59,11 @@ class SyncASGIHandler(ASGIHandler):
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         try:
-            body_file = await self.read_body(receive)
+            body_file = await self.read_body(receive, scope)
         except RequestAborted:
+            return
+        except BodyTooLarge:
+            await self.send_response(body_too_large(scope["path"]), send)
             return
         # Waiting for a slot here rather than in the executor's queue keeps the order in
         # which requests arrived and lets a request whose client went away drop out.
@@ -48,6 +72,32 @@ class SyncASGIHandler(ASGIHandler):
         await self.send_response(response, send)
         if response.streaming:
             await SyncToAsync(response.close, thread_sensitive=False, executor=self.executor)()
+
+    async def read_body(self, receive, scope=None):
+        """Django's `read_body`, refusing a body past the limit: by its Content-Length at
+        once, or as soon as a body sent without one passes it."""
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        length = dict((scope or {}).get("headers", ())).get(b"content-length", b"")
+        if limit is not None and length.isdigit() and int(length) > limit:
+            raise BodyTooLarge()
+        # Closed with the response (`respond`), as Django's own read_body leaves it.
+        body_file = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b")  # noqa: SIM115
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                body_file.close()
+                raise RequestAborted()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if limit is not None and size > limit:
+                body_file.close()
+                raise BodyTooLarge()
+            body_file.write(chunk)
+            if not message.get("more_body", False):
+                break
+        body_file.seek(0)
+        return body_file
 
     def respond(self, scope, body_file):
         """The request, start to finish, in a worker thread: what WSGIHandler.__call__ does."""

@@ -5,9 +5,11 @@ Every amount (balances, ledger deltas, prices, quantities, fees) is a Decimal st
 the satoshi and keep every value representable in SQLite's embedded default as well.
 """
 
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 
 from django.db import models
+
+from quantumtrades.core.errors import InvalidInput
 
 MONEY_MAX_DIGITS = 28
 MONEY_DECIMAL_PLACES = 8
@@ -55,3 +57,24 @@ def money(value: Decimal) -> Decimal:
 def money_text(value: Decimal | None) -> str | None:
     """A Decimal as JSON carries it: a plain string, never an exponent ("0.00000000", not "0E-8")."""
     return None if value is None else format(value, "f")
+
+
+def money_checked(value, field: str, *, signed: bool = False) -> Decimal:
+    """`value` as an amount a MoneyField can store, or InvalidInput naming `field`: a
+    finite decimal, positive (or, `signed`, non-zero), at most MONEY_DECIMAL_PLACES places
+    and at most MONEY_MAX. Never rounds."""
+    if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
+        raise InvalidInput(f"{field} must be a decimal number written as a string.", field=field)
+    try:
+        amount = value if isinstance(value, Decimal) else Decimal(value)
+    except (InvalidOperation, ValueError):
+        raise InvalidInput(f"{field} must be a decimal number.", field=field) from None
+    if not amount.is_finite():
+        raise InvalidInput(f"{field} must be a finite number.", field=field)
+    if amount == 0 or (amount < 0 and not signed):
+        raise InvalidInput(f"{field} must {'not be zero' if signed else 'be positive'}.", field=field)
+    if abs(amount) > MONEY_MAX:
+        raise InvalidInput(f"{field} is too large: at most {MONEY_MAX}.", field=field)
+    if decimal_places(amount) > MONEY_DECIMAL_PLACES:
+        raise InvalidInput(f"{field} has more than {MONEY_DECIMAL_PLACES} decimal places.", field=field)
+    return amount

@@ -1,9 +1,27 @@
-"""WebSocket origin validation shared by every socket path."""
+"""What every socket path shares: the origin check and the codes the server closes with."""
 
+from enum import IntEnum
 from urllib.parse import urlparse
 
 from channels.security.websocket import OriginValidator, WebsocketDenier
 from django.conf import settings
+
+
+class CloseCode(IntEnum):
+    """Why the server closed a socket (docs/API.md, "Close codes").
+
+    A server may only send 1000 or a code from 3000 to 4999 (RFC 6455, 7.4.2): daphne's
+    WebSocket protocol raises on anything else, and the client then sees 1011 after a
+    traceback in the server's log. So the platform's reasons are 4000 plus the RFC's code
+    for the same reason where one exists. Pages reconnect after RESTART, INTERNAL_ERROR
+    and TRY_AGAIN_LATER (static/js/app.js) and stay closed after the others.
+    """
+
+    SESSION_ENDED = 4001  # the web session was signed out: the page's next request logs in
+    RATE_LIMITED = 4008  # the client kept sending faster than the socket's limit
+    INTERNAL_ERROR = 4011  # the server could not start the stream
+    RESTART = 4012  # the stream restarts: reconnect at once
+    TRY_AGAIN_LATER = 4013  # too far behind, or a market that cannot be read right now
 
 
 class OriginCheck(OriginValidator):

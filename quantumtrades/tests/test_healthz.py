@@ -32,6 +32,7 @@ def test_healthz_answers_ok_when_database_and_channel_layer_answer(client):
         "status": "ok",
         "database": "ok",
         "channel_layer": "ok",
+        "sockets": 0,
         **({"cache": "ok"} if "cache" in body else {}),
     }
 

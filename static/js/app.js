@@ -49,8 +49,11 @@
     if (leaving) return;
     liveState("closed");
     var code = evt.detail.event.code;
-    // The extension reconnects after 1006/1011/1012/1013 itself; 4xxx is the server saying no.
-    if ([1006, 1011, 1012, 1013].indexOf(code) >= 0 || code >= 4000) return;
+    // The extension reconnects after 1006/1011/1012/1013 itself. Of the server's own codes
+    // (quantumtrades/core/websocket.py, CloseCode) 4011, 4012 and 4013 mean "come back",
+    // the other 4xxx "no": a signed-out session (4001) or a socket that flooded (4008).
+    if ([1006, 1011, 1012, 1013].indexOf(code) >= 0) return;
+    if (code >= 4000 && [4011, 4012, 4013].indexOf(code) < 0) return;
     var socketElt = evt.target;
     var wrapper = evt.detail.socketWrapper;
     attempts += 1;

@@ -8,6 +8,7 @@ import pytest
 from rest_framework_simplejwt.tokens import AccessToken
 
 from marketdata import consumers, streams
+from quantumtrades.core.websocket import CloseCode
 
 from .stream_support import (  # noqa: F401  (fixtures)
     ORIGIN,
@@ -67,7 +68,7 @@ def test_a_flood_is_refused_and_then_closed(market, monkeypatch):
             closed = await ws.communicator.receive_output(5)
             while closed["type"] != "websocket.close":
                 closed = await ws.communicator.receive_output(5)
-            assert closed["code"] == 1008
+            assert closed["code"] == CloseCode.RATE_LIMITED
 
     run(body)
 

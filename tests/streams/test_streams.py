@@ -16,6 +16,7 @@ from marketdata import streams
 from marketdata.events import BookChanged
 from marketdata.selectors import BookSnapshot, book_snapshot, candle_tails, ticker, trades_recent
 from marketdata.templatetags.market_fragments import book_ladder
+from quantumtrades.core.websocket import CloseCode
 
 from .stream_support import (  # noqa: F401  (fixtures)
     Book,
@@ -129,7 +130,7 @@ def test_a_slow_socket_skips_to_the_latest_book_and_a_stuck_one_is_closed(alice,
             error = await ws.until(of_type("error"))
             assert error["code"] == "SLOW_CONSUMER"
             closed = await ws.communicator.receive_output(5)
-            assert closed == {"type": "websocket.close", "code": 1013}
+            assert closed == {"type": "websocket.close", "code": CloseCode.TRY_AGAIN_LATER}
 
     run(body)
 
