@@ -6,8 +6,9 @@ class MarketdataConfig(AppConfig):
 
     def ready(self):
         from quantumtrades.core.events import subscribe
+        from quantumtrades.core.streams import publish_events
 
-        from . import streams
+        from . import streams  # noqa: F401  (registers the market streams' knobs)
 
         # Committed events go to the live streams; the publisher never blocks the engine.
-        subscribe(streams.publish_events)
+        subscribe(publish_events)

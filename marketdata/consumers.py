@@ -45,6 +45,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts import keys, security
+from quantumtrades.core.streams import utc_now_text
 from quantumtrades.core.websocket import CloseCode
 
 from . import streams
@@ -260,7 +261,7 @@ class MarketDataConsumer(StreamConsumer):
         self.sink.send_message({"type": "error", "code": code, "message": message})
 
     async def on_ping(self, message):
-        reply = {"type": "pong", "time": streams.utc_now_text()}
+        reply = {"type": "pong", "time": utc_now_text()}
         if isinstance(message.get("id"), int | str) and len(str(message["id"])) <= 64:
             reply["id"] = message["id"]
         self.sink.send_message(reply)

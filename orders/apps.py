@@ -5,7 +5,7 @@ class OrdersConfig(AppConfig):
     name = "orders"
 
     def ready(self):
-        from marketdata import streams
+        from quantumtrades.core import streams
         from quantumtrades.core.events import subscribe
 
         from . import live

@@ -5,7 +5,7 @@ fill, a cancel, an expiry, a stop that triggered), on every page they have open.
 The engine publishes events after commit (`quantumtrades.core.events`); `on_events` gets them
 as one batch per command, works out which of each user's fragments changed, renders those
 once per user (in a thread of its own, off the request that committed), and hands the HTML to the user's page sockets
-(`marketdata.streams.stream_to_user`). The pages render the same partials on first load
+(`quantumtrades.core.streams.stream_to_user`). The pages render the same partials on first load
 and when a socket (re)connects, so what arrives later always replaces like with like.
 Toasts are news, not state: they go out once, with the change that made them, and a
 socket that (re)connects gets none of the past.
@@ -24,9 +24,9 @@ from django.template.loader import render_to_string
 
 from accounts.events import BalanceChanged
 from accounts.models import User
-from marketdata import streams
 from marketdata.models import Market
 from marketdata.streams import option
+from quantumtrades.core import streams
 
 from .events import FillCreated, OrderChanged
 from .portfolio import my_levels, portfolio_valuation
@@ -67,7 +67,7 @@ def private_fragments(user, kinds=ALL_KINDS, *, request=None) -> str:
 
 def user_fragments(user_id: int) -> str:
     """All of a trader's private fragments as they are now: what a page socket gets when it
-    (re)connects (registered with `marketdata.streams.register_user_fragments`)."""
+    (re)connects (registered with `quantumtrades.core.streams.register_user_fragments`)."""
     user = User.objects.filter(pk=user_id, is_active=True).first()
     return private_fragments(user) if user is not None else ""
 

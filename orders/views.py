@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
 from accounts.decorators import login_required_page
-from marketdata import streams
+from marketdata import streams  # option: the market pages' knobs
 from marketdata.models import Market, Side
 from marketdata.selectors import INTERVALS, book_snapshot, candle_tails, candles, ticker, trades_recent
 from quantumtrades.core.errors import ServiceError

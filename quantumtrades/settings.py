@@ -223,7 +223,7 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# Live streams (marketdata.streams.DEFAULTS lists every knob): the least time between two
+# Live streams (quantumtrades.core.streams.options and marketdata.streams.options list every knob): the least time between two
 # book updates of a market on /ws, between two renders of page fragments, and between two
 # messages of a process's publisher.
 STREAMS = {

@@ -67,7 +67,7 @@ async def healthz(request):
         checks["channel_layer"] = "ok"
     except Exception as exc:
         # Not logged: a balancer asks every few seconds, and the streams already said
-        # once that the layer went away (marketdata.streams.layer_health).
+        # once that the layer went away (quantumtrades.core.streams.layer_health).
         checks["channel_layer"] = f"error: {exc.__class__.__name__}"
     healthy = all(value == "ok" for value in checks.values())
     body = {"status": "ok" if healthy else "degraded", **checks, "sockets": open_sockets()}

@@ -11,14 +11,13 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
+from quantumtrades.core.streams import GROUP, Frame, Sink, dumps, option, publishing, utc_now_text
+from quantumtrades.core.streams.messages import Batch, Item
+from quantumtrades.core.streams.subscription import Subscription
 from quantumtrades.core.websocket import CloseCode
 
 from ..models import Market
-from ..subscription import Subscription
-from . import publishing
 from .market import MarketStream
-from .options import GROUP, dumps, option, utc_now_text
-from .sinks import Frame, Sink
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +79,7 @@ class Hub:
         self.overview_new = set()  # overview sockets waiting for their first frame
         self.tasks = set()
         self.listener = None
-        self.subscription = None  # Redis pub/sub: marketdata.subscription.Subscription
+        self.subscription = None  # Redis pub/sub: quantumtrades.core.streams.subscription
         self.audit_failing = False
         self.gave_up_waiting = False
         self.book_interval = option("BOOK_INTERVAL")
@@ -321,26 +320,26 @@ class Hub:
 
     # Incoming ----------------------------------------------------------------------------
 
-    def receive_items(self, items):
+    def receive_items(self, items: list[Item]):
         if self.stopped:
             return
         for item in items:
             self.stats_items += 1
             try:
-                kind = item.get("k")
-                if kind == "b":
+                kind = item["kind"]
+                if kind == "batch":
                     self._on_batch(item)
-                elif kind == "u":
-                    frame = Frame(item["h"])
-                    for sink in list(self.user_pages.get(item["u"], ())):
+                elif kind == "user_fragments":
+                    frame = Frame(item["html"])
+                    for sink in list(self.user_pages.get(item["user_id"], ())):
                         sink.send(frame)
-                elif kind == "r":
+                elif kind == "resync":
                     self.resync_all(interrupted=True)
             except Exception:
                 log.exception("stream: could not apply %r", item)
 
-    def _on_batch(self, item):
-        for message in item["pub"]:
+    def _on_batch(self, item: Batch):
+        for message in item["public"]:
             market = self.markets.get(message.get("market_id"))
             if market is None:
                 continue  # no socket here watches it; a first subscriber loads it fresh
@@ -349,7 +348,7 @@ class Hub:
                 market.on_book(message)
             elif kind == "trade":
                 market.on_trade(message)
-        for user_id, message in item["prv"]:
+        for user_id, message in item["private"]:
             sinks = self.private.get(user_id)
             if sinks:
                 frame = Frame(dumps(message))

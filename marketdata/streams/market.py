@@ -12,11 +12,11 @@ from channels.db import database_sync_to_async
 from django.template.loader import render_to_string
 
 from quantumtrades.core.money import ZERO, money, money_text
+from quantumtrades.core.streams import Frame, dumps, option, utc_now_text
 
 from .. import selectors
 from ..models import Market, Trade
-from .options import dumps, option, utc_now_text
-from .sinks import Frame
+from . import options  # noqa: F401  (registers the market streams' knobs)
 
 log = logging.getLogger(__name__)
 

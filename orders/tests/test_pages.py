@@ -483,7 +483,7 @@ def test_a_page_socket_starts_from_all_private_fragments(market, alice):
 
 
 def test_the_streams_know_how_to_render_a_page_sockets_private_fragments():
-    from marketdata import streams
+    from quantumtrades.core import streams
 
     assert streams.publishing.user_fragments is live.user_fragments
 

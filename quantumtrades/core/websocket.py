@@ -47,7 +47,7 @@ class OriginCheck(OriginValidator):
 
     async def __call__(self, scope, receive, send):
         # The server's own send, before any middleware wraps it: the live streams write
-        # pre-rendered frames through it (marketdata.streams.daphne_protocol).
+        # pre-rendered frames through it (quantumtrades.core.streams.daphne).
         scope = {**scope, "server_send": send}
         origin = dict(scope.get("headers", [])).get(b"origin")
         if origin is None:

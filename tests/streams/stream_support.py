@@ -27,6 +27,7 @@ from marketdata import streams
 from marketdata.selectors import book_snapshot
 from orders.services import order_place
 from quantumtrades.asgi import application
+from quantumtrades.core import streams as transport
 from tests.factories import fee_account, qtx_usd_market
 
 ORIGIN = (b"origin", b"http://testserver")
@@ -52,7 +53,7 @@ def fast_streams_fixture(settings):
         layer["CONFIG"] = {**layer["CONFIG"], "prefix": f"qt.test.{uuid.uuid4().hex[:8]}."}
         settings.CHANNEL_LAYERS = {"default": layer}
     yield
-    streams.publisher.flush(2.0)
+    transport.publisher.flush(2.0)
 
 
 @pytest.fixture(name="market")

@@ -7,7 +7,8 @@ import json
 import pytest
 from rest_framework_simplejwt.tokens import AccessToken
 
-from marketdata import consumers, streams
+from marketdata import consumers
+from quantumtrades.core import streams as transport
 from quantumtrades.core.websocket import CloseCode
 
 from .stream_support import (  # noqa: F401  (fixtures)
@@ -207,7 +208,7 @@ def test_a_market_page_gets_every_fragment_then_the_changes(alice, market):
 def test_stream_to_user_reaches_only_that_users_pages(alice, bob, market, monkeypatch):
     # What a page gets on connecting (registered by the orders app in production).
     monkeypatch.setattr(
-        streams.publishing, "user_fragments", lambda user_id: f'<div id="who" hx-swap-oob="true">{user_id}</div>'
+        transport.publishing, "user_fragments", lambda user_id: f'<div id="who" hx-swap-oob="true">{user_id}</div>'
     )
     alice_cookie, bob_cookie = session_cookie(alice), session_cookie(bob)
 
@@ -220,8 +221,8 @@ def test_stream_to_user_reaches_only_that_users_pages(alice, bob, market, monkey
             assert f'<div id="who" hx-swap-oob="true">{alice.pk}</div>' in await a.settle()
             assert f'<div id="who" hx-swap-oob="true">{bob.pk}</div>' in await b.settle()
             assert 'id="who"' not in await anonymous.settle()
-            assert streams.user_is_watching(alice.pk) and streams.user_is_watching(bob.pk)
-            streams.stream_to_user(alice.pk, '<div id="open-orders" hx-swap-oob="true">mine</div>')
+            assert transport.user_is_watching(alice.pk) and transport.user_is_watching(bob.pk)
+            transport.stream_to_user(alice.pk, '<div id="open-orders" hx-swap-oob="true">mine</div>')
             assert await a.receive_text() == '<div id="open-orders" hx-swap-oob="true">mine</div>'
             assert await b.quiet(0.3)
             assert await anonymous.quiet(0.1)
@@ -231,7 +232,7 @@ def test_stream_to_user_reaches_only_that_users_pages(alice, bob, market, monkey
 
 def test_a_page_without_a_socket_of_its_own_hears_only_the_traders_private_news(alice, market, monkeypatch):
     monkeypatch.setattr(
-        streams.publishing, "user_fragments", lambda user_id: f'<div id="who" hx-swap-oob="true">{user_id}</div>'
+        transport.publishing, "user_fragments", lambda user_id: f'<div id="who" hx-swap-oob="true">{user_id}</div>'
     )
 
     cookie = session_cookie(alice)
@@ -242,9 +243,9 @@ def test_a_page_without_a_socket_of_its_own_hears_only_the_traders_private_news(
             # no market data.
             first = await mine.receive_text()
             assert first + await mine.settle() == f'<div id="who" hx-swap-oob="true">{alice.pk}</div>'
-            assert streams.user_is_watching(alice.pk)
+            assert transport.user_is_watching(alice.pk)
             toast = '<div hx-swap-oob="beforeend:#toasts"><div class="toast">Sold</div></div>'
-            streams.stream_to_user(alice.pk, toast)
+            transport.stream_to_user(alice.pk, toast)
             assert await mine.receive_text() == toast
         # Nobody's private stream without a session: the handshake is refused.
         anonymous = Socket("/ws/live/me/", headers=[ORIGIN])

@@ -16,6 +16,7 @@ from marketdata import streams
 from marketdata.events import BookChanged
 from marketdata.selectors import BookSnapshot, book_snapshot, candle_tails, ticker, trades_recent
 from marketdata.templatetags.market_fragments import book_ladder
+from quantumtrades.core import streams as transport
 from quantumtrades.core.websocket import CloseCode
 
 from .stream_support import (  # noqa: F401  (fixtures)
@@ -38,7 +39,7 @@ pytestmark = [pytest.mark.timeout(60)]
 def lossy(monkeypatch):
     """`lose(n)`: the next n commands' book changes (and the rest of their batch) never
     reach the channel layer."""
-    real_put = streams.publisher.put
+    real_put = transport.publisher.put
     pending = {"lose": 0}
 
     def put(item):
@@ -47,7 +48,7 @@ def lossy(monkeypatch):
             return
         real_put(item)
 
-    monkeypatch.setattr(streams.publisher, "put", put)
+    monkeypatch.setattr(transport.publisher, "put", put)
     return lambda n=1: pending.update(lose=n)
 
 
@@ -106,7 +107,7 @@ def test_a_lost_last_change_is_found_by_the_audit(alice, market, lossy):
 
 def test_a_slow_socket_skips_to_the_latest_book_and_a_stuck_one_is_closed(alice, bob, market, monkeypatch):
     backlog = {"bytes": 0}
-    monkeypatch.setattr(streams.Sink, "pending_bytes", lambda sink: backlog["bytes"])
+    monkeypatch.setattr(transport.Sink, "pending_bytes", lambda sink: backlog["bytes"])
 
     async def body():
         async with Socket() as ws:
@@ -145,9 +146,9 @@ def test_a_dead_channel_layer_never_fails_an_order(alice, market, settings, monk
             "CONFIG": {"hosts": [{"address": f"redis://127.0.0.1:{dead_port}/0", "socket_connect_timeout": 1}]},
         }
     }
-    publisher = streams.Publisher()
-    monkeypatch.setattr(streams.publishing, "publisher", publisher)
-    monkeypatch.setattr(streams.publishing, "layer_health", streams.LayerHealth())
+    publisher = transport.Publisher()
+    monkeypatch.setattr(transport.publishing, "publisher", publisher)
+    monkeypatch.setattr(transport.publishing, "layer_health", transport.LayerHealth())
     from orders.services import order_place
 
     with caplog.at_level(logging.WARNING, logger="marketdata.streams"):
@@ -172,7 +173,7 @@ def unsent_layer(settings):
 @pytest.mark.usefixtures("unsent_layer")
 def test_the_publisher_drops_the_oldest_batches_when_full_and_says_so(settings, monkeypatch, caplog):
     settings.STREAMS = {**settings.STREAMS, "PUBLISH_QUEUE": 5}
-    publisher = streams.Publisher()
+    publisher = transport.Publisher()
     sent = []
 
     async def record(payloads):
@@ -184,22 +185,22 @@ def test_the_publisher_drops_the_oldest_batches_when_full_and_says_so(settings, 
         publisher.put(("user_html", user_id, "<div id='x'></div>"))
     assert len(publisher._items) == 5
     with caplog.at_level(logging.WARNING, logger="marketdata.streams"):
-        streams.Publisher._start(publisher)
+        transport.Publisher._start(publisher)
         publisher._wake.set()
         assert publisher.flush(5.0)
-    assert [p["u"] for p in sent if p["k"] == "u"] == [7, 8, 9, 10, 11]
-    assert {"k": "r"} in sent, "hubs are asked to resync"
+    assert [p["user_id"] for p in sent if p["kind"] == "user_fragments"] == [7, 8, 9, 10, 11]
+    assert {"kind": "resync"} in sent, "hubs are asked to resync"
     assert any("dropped the 7 oldest" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.usefixtures("unsent_layer")
 def test_the_publisher_sends_the_first_batch_at_once_and_a_burst_after_it_in_one_message(settings, monkeypatch):
     settings.STREAMS = {**settings.STREAMS, "PUBLISH_INTERVAL": 0.5}
-    publisher = streams.Publisher()
+    publisher = transport.Publisher()
     messages = []
 
     async def record(payloads):
-        messages.append((time.monotonic(), [p["u"] for p in payloads if p["k"] == "u"]))
+        messages.append((time.monotonic(), [p["user_id"] for p in payloads if p["kind"] == "user_fragments"]))
 
     monkeypatch.setattr(publisher, "_send", record)
     started = time.monotonic()
@@ -241,9 +242,9 @@ class Broken:
 
 
 def test_events_are_sorted_by_their_fields_not_their_classes(caplog):
-    [payload] = streams.publishing.wire_items([("events", 1.5, [Public(7), Private(3, 7), Broken()])])
-    assert payload["pub"] == [{"type": "trade", "id": 1, "market_id": 7}]
-    assert payload["prv"] == [[3, {"type": "order", "id": 2}]]
+    [payload] = transport.publishing.wire_items([("events", 1.5, [Public(7), Private(3, 7), Broken()])])
+    assert payload["public"] == [{"type": "trade", "id": 1, "market_id": 7}]
+    assert payload["private"] == [(3, {"type": "order", "id": 2})]
     assert "Broken" in caplog.text
 
 

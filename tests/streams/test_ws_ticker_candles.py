@@ -4,10 +4,10 @@ message when trades change it; conflated, and built once per change for every su
 import pytest
 from channels.db import database_sync_to_async
 
-from marketdata import streams
 from marketdata.models import Candle
 from marketdata.selectors import ticker
 from marketdata.streams import market as market_stream
+from quantumtrades.core import streams as transport
 from tests.streams.stream_support import (  # noqa: F401  (fixtures)
     Socket,
     alice_fixture,
@@ -146,7 +146,7 @@ def test_unsubscribe_stops_them_and_bad_subscriptions_are_refused(alice, bob, ma
 
 def test_a_slow_socket_gets_the_latest_ticker_once_it_has_drained(alice, bob, market, monkeypatch):
     backlog = {"bytes": 0}
-    monkeypatch.setattr(streams.Sink, "pending_bytes", lambda sink: backlog["bytes"])
+    monkeypatch.setattr(transport.Sink, "pending_bytes", lambda sink: backlog["bytes"])
 
     async def body():
         async with Socket() as ws:

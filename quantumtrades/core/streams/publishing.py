@@ -1,4 +1,4 @@
-"""Publishing: from the engine's committed events to the channel layer, without blocking."""
+"""Publishing: from committed events to the channel layer, without blocking the committer."""
 
 import asyncio
 import atexit
@@ -13,6 +13,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
 
+from .messages import RESYNC, Batch, Item, UserFragments, streams_message
 from .options import GROUP, option
 
 log = logging.getLogger(__name__)
@@ -23,9 +24,8 @@ log = logging.getLogger(__name__)
 def publish_events(batch: list) -> None:
     """Event bus subscriber (`quantumtrades.core.events`): one command's events, after commit.
 
-    Never blocks and never raises into the engine. Events are read generically: each has
-    `as_message()`; one with a `user_id` is private to that user, one with a `market_id`
-    is public (this app must not import `orders`, whose events these partly are).
+    Never blocks and never raises into the engine. Events are `messages.PublicEvent` or
+    `messages.PrivateEvent`, told apart by their attributes: the streams import no app.
     """
     publisher.put(("events", time.time(), batch))
 
@@ -91,14 +91,15 @@ def mark_present(user_ids) -> None:
     cache.set_many({_presence_key(user_id): 1 for user_id in user_ids}, timeout=option("PRESENCE_TTL"))
 
 
-def wire_items(items) -> list:
-    """Queue entries as channel-layer payloads: plain JSON-like data (msgpack over Redis)."""
+def wire_items(entries) -> list[Item]:
+    """Queue entries as the items of a `messages.StreamsMessage`. Runs in the publisher's
+    thread, so the committing thread never spends its time formatting messages."""
     out = []
-    for item in items:
-        if item[0] == "events":
-            _, committed, batch = item
+    for entry in entries:
+        if entry[0] == "events":
+            _, committed, events = entry
             public, private = [], []
-            for event in batch:
+            for event in events:
                 try:
                     message = event.as_message()
                 except Exception:
@@ -106,15 +107,15 @@ def wire_items(items) -> list:
                     continue
                 user_id = getattr(event, "user_id", None)
                 if user_id is not None:
-                    private.append([user_id, message])
+                    private.append((user_id, message))
                 elif getattr(event, "market_id", None) is not None:
                     public.append({**message, "market_id": event.market_id})
             if public or private:
-                out.append({"k": "b", "t": committed, "pub": public, "prv": private})
-        elif item[0] == "user_html":
-            out.append({"k": "u", "u": item[1], "h": item[2]})
-        elif item[0] == "resync":
-            out.append({"k": "r"})
+                out.append(Batch(kind="batch", committed=committed, public=public, private=private))
+        elif entry[0] == "user_html":
+            out.append(UserFragments(kind="user_fragments", user_id=entry[1], html=entry[2]))
+        elif entry[0] == "resync":
+            out.append(RESYNC)
     return out
 
 
@@ -154,10 +155,6 @@ class LayerHealth:
 
 
 layer_health = LayerHealth()
-
-
-class StreamUnavailable(Exception):
-    """A market's book could not be read (the database is down); try again."""
 
 
 def layer_is_local(layer) -> bool:
@@ -221,7 +218,7 @@ class Publisher:
             woken = self._wake.wait(option("PUBLISH_RETRY") if self._down_since is not None else None)
             if not woken:
                 with contextlib.suppress(Exception):
-                    loop.run_until_complete(self._send([{"k": "r"}]))
+                    loop.run_until_complete(self._send([RESYNC]))
                 continue
             pause = self._sent_at + option("PUBLISH_INTERVAL") - time.monotonic()
             if pause > 0:
@@ -259,8 +256,7 @@ class Publisher:
         for start in range(0, len(payloads), chunk):
             try:
                 await asyncio.wait_for(
-                    layer.group_send(GROUP, {"type": "streams.items", "items": payloads[start : start + chunk]}),
-                    timeout,
+                    layer.group_send(GROUP, streams_message(payloads[start : start + chunk])), timeout
                 )
             except Exception as exc:
                 self._lost += len(payloads) - start
@@ -275,12 +271,10 @@ class Publisher:
             self._down_since = None
             self._lost = 0
             layer_health.back()
-            if any(payload.get("k") == "r" for payload in payloads):
+            if any(payload["kind"] == "resync" for payload in payloads):
                 return
             try:
-                await asyncio.wait_for(
-                    layer.group_send(GROUP, {"type": "streams.items", "items": [{"k": "r"}]}), timeout
-                )
+                await asyncio.wait_for(layer.group_send(GROUP, streams_message([RESYNC])), timeout)
             except Exception:
                 log.warning("stream: could not announce the resync; hubs find the gap by sequence")
 

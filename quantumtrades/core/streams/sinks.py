@@ -2,12 +2,12 @@
 
 import asyncio
 import collections
-import functools
 import logging
 import struct
 
 from quantumtrades.core.websocket import CloseCode
 
+from .daphne import DaphneSocket
 from .options import dumps
 
 log = logging.getLogger(__name__)
@@ -40,20 +40,6 @@ class Frame:
         return self._wire
 
 
-def daphne_protocol(send):
-    """The daphne (autobahn) protocol behind an ASGI `send`, if that is what it is.
-
-    Daphne's websocket `send` is `functools.partial(server.handle_reply, protocol)`. With
-    the protocol a frame is written to the transport without a coroutine per socket, and
-    the bytes still queued for a socket can be read (daphne's ASGI send never blocks).
-    """
-    if isinstance(send, functools.partial) and getattr(send.func, "__name__", "") == "handle_reply":
-        protocol = send.args[0] if len(send.args) == 1 else None
-        if hasattr(protocol, "sendMessage") and hasattr(protocol, "transport"):
-            return protocol
-    return None
-
-
 class Sink:
     """One socket as the hub sees it: where its frames go and how far behind it is."""
 
@@ -69,8 +55,7 @@ class Sink:
         "market",
         "page_user",
         "private_user",
-        "protocol",
-        "raw",
+        "socket",
         "stats",
         "trades",
         "_outbox",
@@ -83,8 +68,8 @@ class Sink:
         self.consumer = consumer
         # "api" (/ws JSON), "page" (/ws/live/<symbol>/), "overview" (/ws/live/), "private" (/ws/live/me/)
         self.kind = kind
-        self.protocol = daphne_protocol(consumer.scope.get("server_send"))
-        self.raw = None  # whether pre-built wire frames may go straight to the transport
+        # Written directly when daphne serves it (the fast path), else through ASGI.
+        self.socket = DaphneSocket.of(consumer.scope.get("server_send"))
         self.behind = False
         self.closing = False
         self.books = set()  # MarketStreams whose book this socket follows
@@ -99,16 +84,7 @@ class Sink:
         self._writer = None
 
     def pending_bytes(self) -> int:
-        protocol = self.protocol
-        if protocol is None:
-            return self._outbox_bytes
-        transport = protocol.transport
-        try:
-            # Twisted's FileDescriptor write buffer (dataBuffer from offset, plus the
-            # writes not yet joined into it).
-            return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
-        except (AttributeError, TypeError):
-            return 0
+        return self._outbox_bytes if self.socket is None else self.socket.pending_bytes()
 
     def send(self, frame: Frame, *, droppable: bool = False) -> bool:
         """Queue a frame. A droppable (conflatable) frame is refused while the socket is behind."""
@@ -123,58 +99,17 @@ class Sink:
                 self.behind = True
                 self.hub.behind.add(self)
             return False
-        protocol = self.protocol
-        if protocol is None:
+        socket = self.socket
+        if socket is None:
             self._outbox.append(frame)
             self._outbox_bytes += len(frame.data)
             if self._writer is None:
                 self._writer = asyncio.ensure_future(self._drain())
             return True
-        if protocol.state != protocol.STATE_OPEN:
+        if not socket.open:
             return False
-        if self.raw is None:
-            # Autobahn would send exactly these bytes: no compression, no server-side
-            # masking, no automatic fragmentation were negotiated or configured.
-            self.raw = (
-                getattr(protocol, "_perMessageCompress", True) is None
-                and getattr(protocol, "maskServerFrames", True) is False
-                and not getattr(protocol, "autoFragmentSize", True)
-                and hasattr(protocol, "send_queue")
-            )
-        if self.raw and protocol.send_state == protocol.SEND_STATE_GROUND and not protocol.send_queue:
-            self._write_wire(protocol.transport, frame.wire)
-        else:
-            protocol.sendMessage(frame.data)
+        socket.send(frame.data, frame.wire)
         return True
-
-    @staticmethod
-    def _write_wire(transport, data: bytes):
-        """Write to the socket at once when Twisted holds nothing back for it.
-
-        Twisted's `write` only buffers, then arms the reactor for writability and writes
-        on the next turn: two epoll changes and a callback per frame and socket, most of
-        the cost of a delivery. With its buffer empty, the kernel takes a small frame
-        whole; whatever it does not take goes to Twisted's buffer behind it, in order.
-        """
-        sock = getattr(transport, "socket", None)
-        if (
-            sock is None
-            or transport._tempDataLen
-            or transport.offset != len(transport.dataBuffer)
-            or transport.disconnecting
-            or getattr(transport, "TLS", False)
-        ):
-            transport.write(data)
-            return
-        try:
-            sent = sock.send(data)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            transport.write(data)  # a broken connection: Twisted notices and closes it
-            return
-        if sent < len(data):
-            transport.write(data[sent:])
 
     async def _drain(self):
         # ASGI servers other than daphne (and tests): one writer task per socket.
@@ -207,17 +142,17 @@ class Sink:
                     }
                 )
             )
-            if self.protocol is None:
+            if self.socket is None:
                 self._outbox.append(frame)
                 self._outbox_bytes += len(frame.data)
-            elif self.protocol.state == self.protocol.STATE_OPEN:
-                self.protocol.sendMessage(frame.data)
+            elif self.socket.open:
+                self.socket.send(frame.data, frame.wire)  # behind the rest, in the socket's buffer
         self.closing = True
         self.hub.detach(self)
         asyncio.ensure_future(self._close())
 
     async def _close(self):
-        if self.protocol is None and self._outbox and self._writer is None:
+        if self.socket is None and self._outbox and self._writer is None:
             self._writer = asyncio.ensure_future(self._drain())
         if self._writer is not None:
             await asyncio.wait([self._writer], timeout=5)
