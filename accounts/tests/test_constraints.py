@@ -7,7 +7,6 @@ validation, inside its own `atomic()` block so the test's transaction survives i
 from decimal import Decimal
 
 import pytest
-from django.apps import apps
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
 from accounts.models import Asset, Balance, LedgerEntry, User
@@ -22,11 +21,6 @@ def alice():
 
 
 @pytest.fixture
-def bob():
-    return User.objects.create_user(username="bob")
-
-
-@pytest.fixture
 def usd():
     return Asset.objects.create(code="USD", name="US Dollar")
 
@@ -35,30 +29,6 @@ def usd():
 def alice_usd(alice, usd):
     balance_deposit(user=alice, asset=usd, amount=Decimal("100"))
     return Balance.objects.get(user=alice, asset=usd)
-
-
-@pytest.fixture
-def market(usd):
-    # accounts sits below marketdata and orders: its tests reach them through the app
-    # registry rather than by importing them.
-    Market = apps.get_model("marketdata", "Market")
-    qtx = Asset.objects.create(code="QTX", name="QuantumTrades Token")
-    return Market.objects.create(
-        symbol="QTX-USD", base=qtx, quote=usd, tick_size=Decimal("0.01"), lot_size=Decimal("0.01"), min_notional=1
-    )
-
-
-def place_order(*, user, market, client_order_id):
-    Order = apps.get_model("orders", "Order")
-    return Order.objects.create(
-        user=user,
-        market=market,
-        client_order_id=client_order_id,
-        side="buy",
-        price=Decimal("10.00"),
-        quantity=Decimal("1"),
-        remaining_quantity=Decimal("1"),
-    )
 
 
 # --- Balance ----------------------------------------------------------------------------
@@ -78,32 +48,6 @@ def test_database_refuses_negative_held(alice_usd):
 
     alice_usd.refresh_from_db()
     assert alice_usd.held == Decimal("0")
-
-
-# --- Order ------------------------------------------------------------------------------
-
-
-def test_database_refuses_a_repeated_client_order_id_from_one_user(alice, market):
-    place_order(user=alice, market=market, client_order_id="alice-1")
-
-    with pytest.raises(IntegrityError), transaction.atomic():
-        place_order(user=alice, market=market, client_order_id="alice-1")
-
-    assert apps.get_model("orders", "Order").objects.filter(user=alice).count() == 1
-
-
-def test_two_users_may_use_the_same_client_order_id(alice, bob, market):
-    place_order(user=alice, market=market, client_order_id="my-order-1")
-    place_order(user=bob, market=market, client_order_id="my-order-1")
-
-    assert apps.get_model("orders", "Order").objects.filter(client_order_id="my-order-1").count() == 2
-
-
-def test_orders_without_client_order_id_may_repeat(alice, market):
-    place_order(user=alice, market=market, client_order_id=None)
-    place_order(user=alice, market=market, client_order_id=None)
-
-    assert apps.get_model("orders", "Order").objects.filter(user=alice, client_order_id=None).count() == 2
 
 
 # --- Ledger -----------------------------------------------------------------------------

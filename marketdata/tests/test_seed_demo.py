@@ -6,7 +6,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.apps import apps
 from django.conf import settings
 from django.core.management import call_command
 
@@ -81,13 +80,6 @@ def test_demo_trader_alice_can_log_in():
     alice = User.objects.get(username="alice")
     assert alice.is_active
     assert alice.check_password(DEMO_PASSWORD)
-
-
-def test_seed_places_no_orders():
-    seed()
-
-    # orders sits above marketdata: reached through the app registry, not imported.
-    assert apps.get_model("orders", "Order").objects.count() == 0
 
 
 @pytest.mark.parametrize("symbol", ["QTX-USD", "BTC-USD", "ETH-USD"])

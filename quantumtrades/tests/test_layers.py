@@ -1,148 +1,92 @@
-"""The project's floors, read from the import lines of every module.
+"""The floors of the house where import-linter cannot see them.
 
-    quantumtrades.core       the ground floor: imports no app and no wiring
-    accounts <- marketdata <- orders
-                             each app imports the ground floor and the apps below it
-    quantumtrades (the rest) the wiring: settings, urls, asgi, routing, views; the only
-                             code that imports every app
-
-An app's tests, migrations and management commands are the app: a test that needs a
-higher app lives in `tests/` (or in the higher app). Importing a module of `tests/` counts
-as importing everything that module imports, transitively. Every import counts, including
-those inside functions, so the shape cannot drift back through a lazy import.
+`lint-imports` (the layers contract in pyproject.toml, run by CI and `make lint`) checks
+every import, chains through `tests/` included. What it cannot see is a higher app reached
+by name rather than by import: `apps.get_model("orders", "Order")`, `import_string(...)`,
+a model field pointing at "orders.Order", or a template of a lower app that extends or
+includes one of a higher app. Those are checked here, from the source.
 """
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT = ("accounts", "marketdata", "orders", "quantumtrades")
-SUPPORT = "tests"  # the whole-stack tests and their support modules
-CORE = "quantumtrades.core"
-WIRING = "quantumtrades"
 APPS = ("accounts", "marketdata", "orders")  # lowest first
+CORE = "quantumtrades/core"
+# Calls whose first text argument names an app (label, dotted path or "app.Model").
+BY_NAME = {"get_model", "import_string", "import_module", "ForeignKey", "OneToOneField", "ManyToManyField"}
+TEMPLATE_TAG = re.compile(r"""{%\s*(?:extends|include)\s+["']([a-z_]+)/""")
 
 
-def floor_of(module: str) -> str | None:
-    """The floor a dotted module name stands on, or None for one outside the project."""
-    if module == CORE or module.startswith(CORE + "."):
-        return CORE
-    top = module.split(".")[0]
-    return top if top in PROJECT else None
+def floor_of(path: Path) -> int | None:
+    """0 for the ground floor, 1.. for the apps (lowest first), None for the wiring."""
+    relative = path.relative_to(ROOT).as_posix()
+    if relative.startswith(CORE + "/"):
+        return 0
+    top = relative.split("/")[0]
+    if top == "templates":
+        top = relative.split("/")[1]
+    return APPS.index(top) + 1 if top in APPS else None
 
 
-def allowed(importer: str) -> set[str]:
-    if importer == CORE:
-        return {CORE}
-    if importer == WIRING:
-        return {CORE, WIRING, *APPS}
-    return {CORE, *APPS[: APPS.index(importer) + 1]}
+def named_apps(source: str):
+    """(line, app) of every app a module names in a call that reaches it by name."""
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        name = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
+        if name not in BY_NAME or not node.args:
+            continue
+        first = node.args[0]
+        if isinstance(first, ast.Constant) and isinstance(first.value, str):
+            app = re.split(r"[./]", first.value)[0]
+            if app in APPS:
+                yield node.lineno, app
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
+def wrong_references(path: Path, source: str) -> list[str]:
+    floor = floor_of(path)
+    if floor is None:
+        return []
+    found = named_apps(source) if path.suffix == ".py" else _template_apps(source)
+    return [
+        f"{path.relative_to(ROOT)}:{line} reaches {app}"
+        for line, app in found
+        if APPS.index(app) + 1 > floor and path.parent.name != "migrations"
+    ]
 
 
-def imported_modules(path: Path, source: str):
-    """(line, dotted name) of every import in a module's source, relative ones resolved."""
-    name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(source, filename=str(path))):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                yield node.lineno, alias.name
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - node.level + 1]
-                prefix = ".".join(base + ([node.module] if node.module else []))
-            else:
-                prefix = node.module
-            # `from x import y` may import the module x.y (`from quantumtrades import core`):
-            # judge each name as a module; its floor is x's floor otherwise.
-            for alias in node.names:
-                yield node.lineno, f"{prefix}.{alias.name}"
+def _template_apps(source: str):
+    for number, line in enumerate(source.splitlines(), 1):
+        for app in TEMPLATE_TAG.findall(line):
+            if app in APPS:
+                yield number, app
 
 
-def project_modules():
-    for top in PROJECT:
-        yield from sorted((ROOT / top).rglob("*.py"))
-
-
-def support_module(target: str, names) -> str:
-    """`tests.api_support.client_for` -> `tests.api_support`: the module an import reads."""
-    return target if target in names else target.rpartition(".")[0]
-
-
-def support_floors() -> dict[str, set[str]]:
-    """For each module of `tests/`: the floors it reaches, through other support modules too."""
-    imports = {
-        module_name(path): [target for _, target in imported_modules(path, path.read_text())]
-        for path in sorted((ROOT / SUPPORT).rglob("*.py"))
-    }
-    reach = {name: {floor_of(target) for target in targets} - {None} for name, targets in imports.items()}
-    uses = {
-        name: {support_module(target, imports) for target in targets if target.split(".")[0] == SUPPORT}
-        for name, targets in imports.items()
-    }
-    changed = True
-    while changed:
-        changed = False
-        for name, used in uses.items():
-            for other in used:
-                extra = reach.get(other, set()) - reach[name]
-                if extra:
-                    reach[name] |= extra
-                    changed = True
-    return reach
-
-
-def test_every_import_follows_the_floors():
-    support = support_floors()
-    wrong = []
-    for path in project_modules():
-        importer = floor_of(module_name(path))
-        for line, target in imported_modules(path, path.read_text()):
-            if target.split(".")[0] == SUPPORT:
-                floors = support.get(support_module(target, support), set())
-            else:
-                floors = {floor_of(target)} - {None}
-            for floor in sorted(floors):
-                if floor not in allowed(importer):
-                    wrong.append(
-                        f"{path.relative_to(ROOT)}:{line} imports {target} ({importer} may not import {floor})"
-                    )
-    assert not wrong, "imports against the floors:\n" + "\n".join(wrong)
+def test_no_lower_floor_reaches_a_higher_app_by_name():
+    paths = [*(p for top in (*APPS, CORE) for p in sorted((ROOT / top).rglob("*.py")))]
+    paths += sorted((ROOT / "templates").rglob("*.html"))
+    wrong = [reference for path in paths for reference in wrong_references(path, path.read_text())]
+    assert not wrong, "lower floors reaching higher apps by name:\n" + "\n".join(wrong)
 
 
 @pytest.mark.parametrize(
-    ("source", "where", "expected"),
+    ("where", "source", "expected"),
     [
-        ("from orders.services import order_place\n", "marketdata/x.py", "orders"),
-        ("from ..streams import hub\n", "marketdata/tests/x.py", None),
-        ("from quantumtrades import settings\n", "accounts/x.py", "quantumtrades"),
-        ("from quantumtrades.core import sql\n", "accounts/x.py", None),
-        ("def f():\n    import marketdata.models\n", "quantumtrades/core/x.py", "marketdata"),
-        ("from quantumtrades.core.money import money\n", "quantumtrades/core/api.py", None),
-        ("from accounts.models import User\n", "quantumtrades/urls_x.py", None),
+        ("accounts/tests/x.py", 'Order = apps.get_model("orders", "Order")\n', ["orders"]),
+        ("marketdata/x.py", 'f = import_string("orders.services.order_place")\n', ["orders"]),
+        ("accounts/models.py", 'm = models.ForeignKey("marketdata.Market", on_delete=None)\n', ["marketdata"]),
+        ("quantumtrades/core/x.py", 'apps.get_model("accounts", "User")\n', ["accounts"]),
+        ("orders/x.py", 'apps.get_model("marketdata", "Market")\n', []),
+        ("quantumtrades/urls.py", 'import_module("orders.urls")\n', []),
+        ("templates/marketdata/x.html", '{% include "orders/private.html" %}\n', ["orders"]),
+        ("templates/orders/x.html", '{% extends "marketdata/fragments.html" %}\n', []),
     ],
 )
-def test_the_rule_sees_an_arrow_against_it(source, where, expected):
-    """The checker itself: a wrong arrow is found (lazy and relative imports too), a right one is not."""
-    path = ROOT / where
-    importer = floor_of(module_name(path))
-    floors = {floor_of(target) for _, target in imported_modules(path, source)} - {None}
-    found = sorted(floor for floor in floors if floor not in allowed(importer))
-    assert found == ([expected] if expected else [])
-
-
-def test_a_support_module_carries_what_it_imports():
-    """`tests.api_support` builds orders, so an accounts test that imports it reaches orders."""
-    floors = support_floors()
-    assert {"accounts", "orders"} <= floors["tests.api_support"]
-    assert "orders" not in allowed("accounts")
+def test_the_check_sees_a_reference_against_the_floors(where, source, expected):
+    """The checker itself: a higher app named from below is found; downward names are not."""
+    found = [reference.rsplit(" ", 1)[1] for reference in wrong_references(ROOT / where, source)]
+    assert found == expected
