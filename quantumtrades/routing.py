@@ -1,8 +1,5 @@
-"""Every WebSocket path of the platform, gathered from the apps that serve them.
-
-The first pattern that matches wins: orders' /ws (market data plus order entry) stands in
-front of marketdata's, which serves the same protocol without order entry.
-"""
+"""Every WebSocket path of the platform, gathered from the apps that serve them: orders'
+/ws (market data and order entry, docs/API.md) and marketdata's page sockets (/ws/live/)."""
 
 from marketdata.routing import websocket_urlpatterns as marketdata_patterns
 from orders.routing import websocket_urlpatterns as orders_patterns
