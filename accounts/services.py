@@ -2,9 +2,9 @@
 
 A balance changes only through `ledger_post`, which applies a list of postings to rows
 the caller has locked with `balances_lock`, refuses any that would go negative, and writes
-one LedgerEntry per posting. The named services below (deposit, withdraw, hold, release,
-adjust) are the doors for single movements; the matching engine builds its postings
-(hold, release, trade, fee) and posts them in one go while it holds the market lock.
+one LedgerEntry per posting. Deposits (the paper grant) and operators' adjustments are the
+named doors for single movements; the matching engine builds its postings (hold, release,
+trade, fee) and posts them in one go while it holds the market lock.
 
 Lock order (DESIGN section 2): a caller that also locks a market locks it first; balance
 rows are always locked together, in ascending (user, asset) order, by `balances_lock`.
@@ -223,24 +223,6 @@ def balance_deposit(*, user: User, asset: Asset | str, amount, reference="", rea
 
 
 @transaction.atomic
-def balance_withdraw(
-    *, user: User, asset: Asset | str, amount, reference="", reason="", created_by=None
-) -> LedgerEntry:
-    amount = _checked_amount(amount)
-    return _post_one(
-        Posting(
-            user.pk,
-            _code(asset),
-            Kind.WITHDRAWAL,
-            available_delta=-amount,
-            reference=reference,
-            reason=reason,
-            created_by_id=created_by.pk if created_by else None,
-        )
-    )
-
-
-@transaction.atomic
 def balance_adjust(*, user: User, asset: Asset | str, amount, reason: str, created_by: User) -> LedgerEntry:
     """An operator's correction: a positive amount credits, a negative one debits available funds."""
     amount = _checked_amount(amount, allow_negative=True)
@@ -256,18 +238,6 @@ def balance_adjust(*, user: User, asset: Asset | str, amount, reason: str, creat
             created_by_id=created_by.pk,
         )
     )
-
-
-@transaction.atomic
-def balance_hold(*, user: User, asset: Asset | str, amount, reference="") -> LedgerEntry:
-    amount = _checked_amount(amount)
-    return _post_one(Posting(user.pk, _code(asset), Kind.HOLD, -amount, amount, reference=reference))
-
-
-@transaction.atomic
-def balance_release(*, user: User, asset: Asset | str, amount, reference="") -> LedgerEntry:
-    amount = _checked_amount(amount)
-    return _post_one(Posting(user.pk, _code(asset), Kind.RELEASE, amount, -amount, reference=reference))
 
 
 @transaction.atomic
