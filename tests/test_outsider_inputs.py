@@ -2,6 +2,7 @@
 documented shape, and nothing is written."""
 
 import asyncio
+import base64
 import json
 from decimal import Decimal
 
@@ -151,3 +152,12 @@ def test_the_largest_balance_a_column_holds_can_still_be_reached(alice, as_opera
 
     assert response.status_code == 200, response.content
     assert Decimal(response.json()["total"]) == MONEY_MAX
+
+
+@pytest.mark.parametrize("position", ["abc", "-1", "1.5", "9" * 30, ""])
+@pytest.mark.parametrize("path", ["/api/orders", "/api/orders/open", "/api/trades/history", "/api/user/transactions"])
+def test_a_cursor_whose_position_is_no_id_is_400(as_alice, path, position):
+    # A cursor is base64 of "o=<offset>&r=<reverse>&p=<position>"; one made by hand reached the query.
+    cursor = base64.b64encode(f"p={position}".encode()).decode()
+
+    assert_error(as_alice.get(path, {"cursor": cursor}), 400, "INVALID", "cursor")

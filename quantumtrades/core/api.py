@@ -29,7 +29,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema_field
 from rest_framework import exceptions, serializers, status
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -506,6 +506,11 @@ class PageQuery(QuerySerializer):
     page_size = QueryIntegerField(required=False, min_value=1, max_value=200)
 
 
+# The largest id a row can have (a bigint), and a cursor that DRF could not decode.
+MAX_ROW_ID = 2**63 - 1
+BAD_CURSOR = Cursor(offset=0, reverse=False, position="")
+
+
 class ApiPagination(CursorPagination):
     """Keyset pages of a list, newest first by id: `{next, previous, results}`.
 
@@ -530,9 +535,15 @@ class ApiPagination(CursorPagination):
 
     def decode_cursor(self, request):
         try:
-            return super().decode_cursor(request)
+            cursor = super().decode_cursor(request)
         except exceptions.NotFound:
-            raise InvalidInput("cursor is not one that a next or previous link gave.", field="cursor") from None
+            cursor = BAD_CURSOR
+        # DRF checks the offset and the direction but hands the position (an id) to the
+        # query as it came: one made by hand ("p=abc") was a 500.
+        position = cursor.position if cursor is not None else None
+        if position is not None and not (re.fullmatch(r"[0-9]{1,19}", position) and int(position) <= MAX_ROW_ID):
+            raise InvalidInput("cursor is not one that a next or previous link gave.", field="cursor")
+        return cursor
 
     def get_schema_operation_parameters(self, view):
         return [
