@@ -8,12 +8,13 @@ from decimal import Decimal
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
+from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.db import connection
 from django.test import Client
 
 from accounts.models import Balance, LedgerEntry
-from quantumtrades.asgi import django_asgi_app
+from quantumtrades.asgi import application, django_asgi_app
 from quantumtrades.core.money import MONEY_MAX
 from tests.api_support import *  # noqa: F403
 from tests.api_support import assert_error, balances_of
@@ -161,3 +162,14 @@ def test_a_cursor_whose_position_is_no_id_is_400(as_alice, path, position):
     cursor = base64.b64encode(f"p={position}".encode()).decode()
 
     assert_error(as_alice.get(path, {"cursor": cursor}), 400, "INVALID", "cursor")
+
+
+@pytest.mark.parametrize("path", ["/ws/nope", "/ws//", "/wsx", "/ws/live/QTX-USD/extra/", "/"])
+def test_a_socket_to_a_path_with_no_consumer_is_refused_at_the_handshake(path):
+    async def handshake():
+        communicator = WebsocketCommunicator(application, path)
+        connected, _ = await communicator.connect(timeout=5)
+        return connected
+
+    # No route used to raise in the application: daphne logged a traceback for each.
+    assert asyncio.run(handshake()) is False
