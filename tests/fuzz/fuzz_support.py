@@ -86,6 +86,8 @@ ODD_STRINGS = [
     "QTX-USD?",
     "A" * 25,
 ]
+# Percent-encodings that are no UTF-8, or decode to NUL, a slash, a newline, a direction mark.
+PERCENT_JUNK = ["%00", "%ff", "%C0%80", "%ED%A0%80", "%ZZ", "%", "%2F", "%25", "%E2%80%AE", "%0A", "%20", "+", "%2B"]
 # Text a JSON body can carry but Python can hardly encode: lone surrogates, as escapes.
 SURROGATE_ESCAPES = ["\\ud800", "\\udfff", "a\\ud83d", "\\udc80QTX-USD"]
 

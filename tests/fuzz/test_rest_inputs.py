@@ -42,6 +42,7 @@ from tests.api_support import client_for
 
 from .fuzz_support import (
     GOOD_DECIMALS,
+    PERCENT_JUNK,
     LogWatch,
     check_error_shape,
     content_type,
@@ -149,9 +150,6 @@ def parameter_value(schema: dict, name: str, known: dict) -> st.SearchStrategy[s
         st.sampled_from(["1.5", "1e3", " 1", "1 ", "+1", "0x1", "９", "-0", "00001", "1" * 30, "true", "null"]),
     )
     return st.one_of(st.sampled_from(good), junk) if good else junk
-
-
-PERCENT_JUNK = ["%00", "%ff", "%C0%80", "%ED%A0%80", "%ZZ", "%", "%2F", "%25", "%E2%80%AE", "%0A", "%20", "+", "%2B"]
 
 
 def query_strategy(operation: dict, known: dict) -> st.SearchStrategy[str]:
