@@ -276,7 +276,8 @@ class QueryIntegerField(serializers.IntegerField):
     }
 
     def to_internal_value(self, data):
-        if not isinstance(data, str) or not re.fullmatch(r"[0-9]{1,18}", data):
+        # 19 digits reach the largest bigint (2**63 - 1); the bounds refuse what is past it.
+        if not isinstance(data, str) or not re.fullmatch(r"[0-9]{1,19}", data):
             self.fail("invalid")
         return int(data)
 
@@ -552,7 +553,7 @@ class ApiPagination(CursorPagination):
                 "required": False,
                 "in": "query",
                 "description": "Where the page starts: copy it from a response's next or previous link.",
-                "schema": {"type": "string", "maxLength": 200},
+                "schema": {"type": "string", "minLength": 1, "maxLength": 200},
             },
             {
                 "name": "page_size",
@@ -577,11 +578,11 @@ def query_parameter(name, description, *, schema=None, enum=None, required=False
     )
 
 
-def symbol_path_parameter():
-    """The market symbol in a path, e.g. /api/markets/QTX-USD."""
+def symbol_path_parameter(schema=None):
+    """The market symbol in a path, e.g. /api/markets/QTX-USD (`schema`: its raw schema, default string)."""
     return OpenApiParameter(
         "symbol",
-        OpenApiTypes.STR,
+        schema or OpenApiTypes.STR,
         OpenApiParameter.PATH,
         description="The market, e.g. QTX-USD.",
         examples=[OpenApiExample("QTX-USD", value="QTX-USD")],
