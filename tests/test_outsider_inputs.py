@@ -173,3 +173,12 @@ def test_a_socket_to_a_path_with_no_consumer_is_refused_at_the_handshake(path):
 
     # No route used to raise in the application: daphne logged a traceback for each.
     assert asyncio.run(handshake()) is False
+
+
+@pytest.mark.parametrize("method", ["options", "post", "put", "delete", "patch"])
+@pytest.mark.parametrize("path", ["/api/docs/", "/api/schema/"])
+def test_the_api_docs_answer_other_methods_without_a_server_error(anon, path, method):
+    # OPTIONS on Swagger UI's page rendered DRF's metadata through a template it has not: a 500.
+    response = getattr(anon, method)(path)
+
+    assert response.status_code < 500, response.content[:300]
