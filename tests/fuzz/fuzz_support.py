@@ -339,6 +339,19 @@ def fingerprint() -> dict:
     }
 
 
+class Fingerprints:
+    """The fingerprint before each request is the one after the request before it (nothing
+    else writes meanwhile), so each request reads it once."""
+
+    def __init__(self):
+        self.last = fingerprint()
+
+    def next(self) -> tuple[dict, dict]:
+        """(before, after) of the request just made."""
+        before, self.last = self.last, fingerprint()
+        return before, self.last
+
+
 # --- The log --------------------------------------------------------------------------------------
 
 
