@@ -500,7 +500,9 @@ class TransactionsView(generics.ListAPIView):
         tags=["user"],
         summary="My ledger: every change to my balances, newest first",
         parameters=[
-            query_parameter("asset", "Only this asset, e.g. USD."),
+            query_parameter(
+                "asset", "Only this asset, e.g. USD.", schema={"type": "string", "minLength": 1, "maxLength": 12}
+            ),
             query_parameter("kind", "Only this kind of entry.", enum=LedgerEntry.Kind.values),
         ],
         responses={200: LedgerEntrySerializer(many=True), **error_responses(400, 401, 404, 429)},

@@ -11,7 +11,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketdata.models import SYMBOL_MAX_LENGTH, Market, Side, is_symbol
+from marketdata.models import SYMBOL_FORMAT, SYMBOL_MAX_LENGTH, Market, Side, is_symbol
 from marketdata.selectors import (
     DEFAULT_DEPTH,
     INTERVALS,
@@ -33,6 +33,18 @@ from quantumtrades.core.api import (
 from quantumtrades.core.api import query_parameter as param
 from quantumtrades.core.errors import InvalidInput, NotFound
 from quantumtrades.core.money import money_text
+
+# A market's symbol as the schema gives it: the API answers any other text as no market.
+SYMBOL_SCHEMA = {"type": "string", "pattern": f"^{SYMBOL_FORMAT}$", "maxLength": SYMBOL_MAX_LENGTH}
+
+
+@extend_schema_field({**SYMBOL_SCHEMA, "example": "QTX-USD"})
+class SymbolField(StrictCharField):
+    """A market's symbol in a body or a query."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_length=SYMBOL_MAX_LENGTH, **kwargs)
+
 
 # Recent trades that come with a book snapshot.
 SNAPSHOT_TRADES = 50
@@ -130,7 +142,7 @@ class CandlesQuery(QuerySerializer):
 
 
 class SnapshotQuery(QuerySerializer):
-    symbol = StrictCharField(max_length=SYMBOL_MAX_LENGTH)
+    symbol = SymbolField()
     depth = QueryIntegerField(required=False, min_value=1, max_value=MAX_DEPTH)
 
 
@@ -213,7 +225,7 @@ class MarketView(PublicView):
         operation_id="markets_retrieve",
         tags=["market data"],
         summary="One market: trading rules, status and 24-hour ticker",
-        parameters=[symbol_path_parameter()],
+        parameters=[symbol_path_parameter(SYMBOL_SCHEMA)],
         responses={200: MarketSerializer, **error_responses(401, 404, 429)},
     )
     def get(self, request, symbol):
@@ -226,12 +238,12 @@ class MarketTradesView(PublicView):
         tags=["market data"],
         summary="The public tape: recent trades, newest first",
         parameters=[
-            symbol_path_parameter(),
+            symbol_path_parameter(SYMBOL_SCHEMA),
             param("limit", "How many trades (default 50).", schema={"type": "integer", "minimum": 1, "maximum": 500}),
             param(
                 "before",
                 "Only trades older than this trade id: page down the tape with the last id of the previous page.",
-                schema={"type": "integer", "minimum": 1},
+                schema={"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
             ),
         ],
         responses={200: TradeSerializer(many=True), **error_responses(400, 401, 404, 429)},
@@ -249,7 +261,7 @@ class MarketCandlesView(PublicView):
         tags=["market data"],
         summary="OHLCV candles, oldest first (buckets without trades are left out)",
         parameters=[
-            symbol_path_parameter(),
+            symbol_path_parameter(SYMBOL_SCHEMA),
             param("interval", "Bucket length (default 1m).", enum=list(INTERVALS)),
             param(
                 "limit",
@@ -285,7 +297,7 @@ class BookSnapshotView(PublicView):
         tags=["market data"],
         summary="The order book's top levels, its sequence and the recent trades",
         parameters=[
-            param("symbol", "The market, e.g. QTX-USD.", required=True, example="QTX-USD"),
+            param("symbol", "The market, e.g. QTX-USD.", schema=SYMBOL_SCHEMA, required=True, example="QTX-USD"),
             param(
                 "depth",
                 f"Levels per side (default {DEFAULT_DEPTH}).",

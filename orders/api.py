@@ -15,8 +15,8 @@ from rest_framework import generics, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketdata.api import market_by_symbol
-from marketdata.models import SYMBOL_MAX_LENGTH, Side
+from marketdata.api import SYMBOL_SCHEMA, SymbolField, market_by_symbol
+from marketdata.models import Side
 from orders.events import fill_payload, order_payload
 from orders.models import MAX_ID, Fill, Order, OrderStatus, OrderType, TimeInForce
 from orders.selectors import fills_for_user, orders_open_for_user
@@ -102,7 +102,7 @@ class OrderResultSerializer(serializers.Serializer):
 class OrderPlaceInput(StrictSerializer):
     """A new order. No other fields are accepted; decimals travel as strings."""
 
-    symbol = StrictCharField(max_length=SYMBOL_MAX_LENGTH, help_text="The market, e.g. QTX-USD.")
+    symbol = SymbolField(help_text="The market, e.g. QTX-USD.")
     side = StrictChoiceField(choices=Side.choices)
     type = StrictChoiceField(choices=OrderType.choices, required=False, default=OrderType.LIMIT)
     price = DecimalInputField(required=False, allow_null=True, help_text="limit and stop_limit orders only.")
@@ -162,15 +162,15 @@ def order_amend_arguments(data: dict) -> dict:
 
 
 class OrderFilter(QuerySerializer):
-    symbol = StrictCharField(max_length=SYMBOL_MAX_LENGTH, required=False)
+    symbol = SymbolField(required=False)
     status = StrictChoiceField(choices=OrderStatus.choices, required=False)
 
 
 class SymbolFilter(QuerySerializer):
-    symbol = StrictCharField(max_length=SYMBOL_MAX_LENGTH, required=False)
+    symbol = SymbolField(required=False)
 
 
-SYMBOL_PARAMETER = param("symbol", "Only this market, e.g. QTX-USD.", example="QTX-USD")
+SYMBOL_PARAMETER = param("symbol", "Only this market, e.g. QTX-USD.", schema=SYMBOL_SCHEMA, example="QTX-USD")
 STATUS_PARAMETER = param("status", "Only orders in this status.", enum=OrderStatus.values)
 
 

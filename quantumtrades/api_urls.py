@@ -19,10 +19,13 @@ urlpatterns = [
     # Swagger UI under the site's Content-Security-Policy: the split view serves its start-up
     # script as a file of its own (?script), so no inline script is needed; its page keeps
     # one inline <style> of drf-spectacular's template, allowed on this page only (a
-    # developer page with no user content on it).
+    # developer page with no user content on it). GET only: DRF's OPTIONS answer would be
+    # rendered through the page's template renderer, which has no template for it (a 500).
     path(
         "docs/",
-        csp_update({"style-src": [UNSAFE_INLINE]})(SpectacularSwaggerSplitView.as_view(url_name="api-schema")),
+        csp_update({"style-src": [UNSAFE_INLINE]})(
+            SpectacularSwaggerSplitView.as_view(url_name="api-schema", http_method_names=["get", "head"])
+        ),
         name="api-docs",
     ),
     # Accounts

@@ -2,17 +2,19 @@
 documented shape, and nothing is written."""
 
 import asyncio
+import base64
 import json
 from decimal import Decimal
 
 import pytest
 from asgiref.testing import ApplicationCommunicator
+from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.db import connection
 from django.test import Client
 
 from accounts.models import Balance, LedgerEntry
-from quantumtrades.asgi import django_asgi_app
+from quantumtrades.asgi import application, django_asgi_app
 from quantumtrades.core.money import MONEY_MAX
 from tests.api_support import *  # noqa: F403
 from tests.api_support import assert_error, balances_of
@@ -151,3 +153,32 @@ def test_the_largest_balance_a_column_holds_can_still_be_reached(alice, as_opera
 
     assert response.status_code == 200, response.content
     assert Decimal(response.json()["total"]) == MONEY_MAX
+
+
+@pytest.mark.parametrize("position", ["abc", "-1", "1.5", "9" * 30, ""])
+@pytest.mark.parametrize("path", ["/api/orders", "/api/orders/open", "/api/trades/history", "/api/user/transactions"])
+def test_a_cursor_whose_position_is_no_id_is_400(as_alice, path, position):
+    # A cursor is base64 of "o=<offset>&r=<reverse>&p=<position>"; one made by hand reached the query.
+    cursor = base64.b64encode(f"p={position}".encode()).decode()
+
+    assert_error(as_alice.get(path, {"cursor": cursor}), 400, "INVALID", "cursor")
+
+
+@pytest.mark.parametrize("path", ["/ws/nope", "/ws//", "/wsx", "/ws/live/QTX-USD/extra/", "/"])
+def test_a_socket_to_a_path_with_no_consumer_is_refused_at_the_handshake(path):
+    async def handshake():
+        communicator = WebsocketCommunicator(application, path)
+        connected, _ = await communicator.connect(timeout=5)
+        return connected
+
+    # No route used to raise in the application: daphne logged a traceback for each.
+    assert asyncio.run(handshake()) is False
+
+
+@pytest.mark.parametrize("method", ["options", "post", "put", "delete", "patch"])
+@pytest.mark.parametrize("path", ["/api/docs/", "/api/schema/"])
+def test_the_api_docs_answer_other_methods_without_a_server_error(anon, path, method):
+    # OPTIONS on Swagger UI's page rendered DRF's metadata through a template it has not: a 500.
+    response = getattr(anon, method)(path)
+
+    assert response.status_code < 500, response.content[:300]

@@ -29,7 +29,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema_field
 from rest_framework import exceptions, serializers, status
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -276,7 +276,8 @@ class QueryIntegerField(serializers.IntegerField):
     }
 
     def to_internal_value(self, data):
-        if not isinstance(data, str) or not re.fullmatch(r"[0-9]{1,18}", data):
+        # 19 digits reach the largest bigint (2**63 - 1); the bounds refuse what is past it.
+        if not isinstance(data, str) or not re.fullmatch(r"[0-9]{1,19}", data):
             self.fail("invalid")
         return int(data)
 
@@ -506,6 +507,11 @@ class PageQuery(QuerySerializer):
     page_size = QueryIntegerField(required=False, min_value=1, max_value=200)
 
 
+# The largest id a row can have (a bigint), and a cursor that DRF could not decode.
+MAX_ROW_ID = 2**63 - 1
+BAD_CURSOR = Cursor(offset=0, reverse=False, position="")
+
+
 class ApiPagination(CursorPagination):
     """Keyset pages of a list, newest first by id: `{next, previous, results}`.
 
@@ -530,9 +536,15 @@ class ApiPagination(CursorPagination):
 
     def decode_cursor(self, request):
         try:
-            return super().decode_cursor(request)
+            cursor = super().decode_cursor(request)
         except exceptions.NotFound:
-            raise InvalidInput("cursor is not one that a next or previous link gave.", field="cursor") from None
+            cursor = BAD_CURSOR
+        # DRF checks the offset and the direction but hands the position (an id) to the
+        # query as it came: one made by hand ("p=abc") was a 500.
+        position = cursor.position if cursor is not None else None
+        if position is not None and not (re.fullmatch(r"[0-9]{1,19}", position) and int(position) <= MAX_ROW_ID):
+            raise InvalidInput("cursor is not one that a next or previous link gave.", field="cursor")
+        return cursor
 
     def get_schema_operation_parameters(self, view):
         return [
@@ -541,7 +553,7 @@ class ApiPagination(CursorPagination):
                 "required": False,
                 "in": "query",
                 "description": "Where the page starts: copy it from a response's next or previous link.",
-                "schema": {"type": "string", "maxLength": 200},
+                "schema": {"type": "string", "minLength": 1, "maxLength": 200},
             },
             {
                 "name": "page_size",
@@ -566,11 +578,11 @@ def query_parameter(name, description, *, schema=None, enum=None, required=False
     )
 
 
-def symbol_path_parameter():
-    """The market symbol in a path, e.g. /api/markets/QTX-USD."""
+def symbol_path_parameter(schema=None):
+    """The market symbol in a path, e.g. /api/markets/QTX-USD (`schema`: its raw schema, default string)."""
     return OpenApiParameter(
         "symbol",
-        OpenApiTypes.STR,
+        schema or OpenApiTypes.STR,
         OpenApiParameter.PATH,
         description="The market, e.g. QTX-USD.",
         examples=[OpenApiExample("QTX-USD", value="QTX-USD")],

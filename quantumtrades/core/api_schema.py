@@ -15,9 +15,51 @@ class ApiAutoSchema(AutoSchema):
         return super()._get_paginator() if self.method == "GET" else None
 
 
+# Request bodies that must name at least one of their fields (an amendment changes something).
+AT_LEAST_ONE_FIELD = {"PatchedOrderAmendInputRequest"}
+# Answers any operation can give, whatever its input: a body past the server's limit is
+# refused before routing (quantumtrades.core.handlers), an Accept the API cannot answer.
+EVERY_OPERATION = {
+    "406": "The Accept header asks for something other than application/json.",
+    "413": "The request body is larger than the server takes.",
+}
+RESPONSE_HEADERS = {
+    "401": {
+        "WWW-Authenticate": {
+            "description": "How to authenticate: Bearer (an access token) or Api-Key.",
+            "required": True,
+            "schema": {"type": "string", "minLength": 1},
+        }
+    },
+    "429": {
+        "Retry-After": {
+            "description": "Seconds to wait before trying again.",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
+
+
 def schema_strict_requests(result, generator, request, public):
-    """Say in the schema what StrictSerializer does: request bodies take no other fields."""
+    """Say in the schema what the API does: request bodies take no other fields (StrictSerializer)
+    and an amendment names at least one; every operation may answer 406 and 413; a 401 says
+    how to authenticate and a 429 when to retry, in their headers."""
     for name, component in result.get("components", {}).get("schemas", {}).items():
         if name.endswith("Request") and component.get("type") == "object":
             component["additionalProperties"] = False
+        if name in AT_LEAST_ONE_FIELD:
+            component["minProperties"] = 1
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+            if body.get("schema", {}).get("$ref", "").rsplit("/", 1)[-1] in AT_LEAST_ONE_FIELD:
+                operation["requestBody"]["required"] = True
+            responses = operation.setdefault("responses", {})
+            for status, description in EVERY_OPERATION.items():
+                responses.setdefault(status, {"content": error, "description": description})
+            for status, headers in RESPONSE_HEADERS.items():
+                if status in responses:
+                    responses[status]["headers"] = headers
     return result

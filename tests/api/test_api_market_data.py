@@ -154,6 +154,14 @@ def test_the_tape_pages_back_by_trade_id(anon, alice, bob, market):
     assert [trade["id"] for trade in first + older] == everything[:4]
 
 
-@pytest.mark.parametrize("before", ["0", "x", "-5"])
+@pytest.mark.parametrize("before", ["0", "x", "-5", str(2**63), "9" * 20])
 def test_a_bad_tape_cursor_is_400(anon, market, before):
     assert_error(anon.get("/api/markets/QTX-USD/trades", {"before": before}), 400, field="before")
+
+
+def test_the_tape_pages_back_from_the_largest_id_the_schema_allows(anon, market):
+    # The schema's maximum (2**63 - 1) has 19 digits; the parameter once took 18 at most.
+    response = anon.get("/api/markets/QTX-USD/trades", {"before": str(2**63 - 1)})
+
+    assert response.status_code == 200, response.content
+    assert response.json() == []
