@@ -67,61 +67,90 @@ def order_validate(
 ) -> OrderRequest:
     """Check an order against the market's rules without touching the book.
 
-    The REST API, the order ticket, `/ws` and the engine all use this one function, so an
-    order refused in one place is refused everywhere with the same words.
+    The checks run in a fixed order and the first that fails names the field: a client
+    sees the same error for the same order whichever door it came through.
     """
     if side not in Side.values:
         raise InvalidInput("side must be 'buy' or 'sell'.", field="side")
     if type not in OrderType.values:
         raise InvalidInput("type must be 'limit', 'market', 'stop_limit' or 'stop_market'.", field="type")
-    if type in STOP_TYPES:
-        if stop_price is None:
-            raise InvalidInput("A stop order needs a stop_price.", field="stop_price")
-        stop_price = amount(stop_price, "stop_price")
-        multiple_of(stop_price, market.tick_size, "stop_price", "tick size")
-        if post_only:
-            raise InvalidInput("A stop order cannot be post only.", field="post_only")
-    elif stop_price is not None:
-        raise InvalidInput("Only stop orders take a stop_price.", field="stop_price")
-    if time_in_force is None:
-        time_in_force = TimeInForce.GTC if type in PRICED_TYPES else TimeInForce.IOC
-    if time_in_force not in TimeInForce.values:
-        raise InvalidInput("time_in_force must be GTC, IOC or FOK.", field="time_in_force")
+    stop_price = _stop_price_of(market, type, stop_price, post_only)
+    time_in_force = _time_in_force_of(type, time_in_force)
     if not isinstance(post_only, bool):
         raise InvalidInput("post_only must be true or false.", field="post_only")
     quantity = amount(quantity, "quantity")
     multiple_of(quantity, market.lot_size, "quantity", "lot size")
     if type in PRICED_TYPES:
-        if price is None:
-            raise InvalidInput(f"A {type.replace('_', '-')} order needs a price.", field="price")
-        price = amount(price, "price")
-        multiple_of(price, market.tick_size, "price", "tick size")
-        notional = price * quantity
-        if notional > MONEY_MAX:
-            raise InvalidInput("price x quantity is too large.", field="quantity")
-        if notional < market.min_notional:
-            raise InvalidInput(
-                f"price x quantity is {notional.normalize():f}, below the minimum notional "
-                f"of {market.min_notional.normalize():f} {market.quote_id}.",
-                field="quantity",
-            )
+        price = _limit_price_of(market, type, price, quantity)
     else:
-        if price is not None:
-            raise InvalidInput(f"A {type.replace('_', '-')} order takes no price.", field="price")
-        if time_in_force == TimeInForce.GTC:
-            raise InvalidInput("A market order never rests: use IOC or FOK.", field="time_in_force")
-        if post_only:
-            raise InvalidInput("Only limit orders can be post only.", field="post_only")
-        if type == OrderType.STOP_MARKET:
-            stop_market_notional_check(market, stop_price, quantity)
+        _market_order_check(market, type, price, time_in_force, post_only, stop_price, quantity)
     if post_only and time_in_force != TimeInForce.GTC:
         raise InvalidInput("A post-only order rests in the book: use GTC.", field="post_only")
-    if client_order_id is not None:
-        if not isinstance(client_order_id, str) or not 1 <= len(client_order_id) <= 64:
-            raise InvalidInput("client_order_id must be a string of 1 to 64 characters.", field="client_order_id")
-        if not client_order_id.isprintable():
-            raise InvalidInput("client_order_id must be printable text.", field="client_order_id")
+    _client_order_id_check(client_order_id)
     return OrderRequest(market, side, type, quantity, price, time_in_force, post_only, client_order_id, stop_price)
+
+
+def _stop_price_of(market: Market, type: str, stop_price, post_only) -> Decimal | None:
+    """A stop order's stop price, checked; only stop orders have one."""
+    if type not in STOP_TYPES:
+        if stop_price is not None:
+            raise InvalidInput("Only stop orders take a stop_price.", field="stop_price")
+        return None
+    if stop_price is None:
+        raise InvalidInput("A stop order needs a stop_price.", field="stop_price")
+    stop_price = amount(stop_price, "stop_price")
+    multiple_of(stop_price, market.tick_size, "stop_price", "tick size")
+    if post_only:
+        raise InvalidInput("A stop order cannot be post only.", field="post_only")
+    return stop_price
+
+
+def _time_in_force_of(type: str, time_in_force) -> str:
+    """The order's time in force: GTC for a priced order, IOC for a market one, unless given."""
+    if time_in_force is None:
+        time_in_force = TimeInForce.GTC if type in PRICED_TYPES else TimeInForce.IOC
+    if time_in_force not in TimeInForce.values:
+        raise InvalidInput("time_in_force must be GTC, IOC or FOK.", field="time_in_force")
+    return time_in_force
+
+
+def _limit_price_of(market: Market, type: str, price, quantity: Decimal) -> Decimal:
+    """A limit or stop-limit order's price, checked with its notional."""
+    if price is None:
+        raise InvalidInput(f"A {type.replace('_', '-')} order needs a price.", field="price")
+    price = amount(price, "price")
+    multiple_of(price, market.tick_size, "price", "tick size")
+    notional = price * quantity
+    if notional > MONEY_MAX:
+        raise InvalidInput("price x quantity is too large.", field="quantity")
+    if notional < market.min_notional:
+        raise InvalidInput(
+            f"price x quantity is {notional.normalize():f}, below the minimum notional "
+            f"of {market.min_notional.normalize():f} {market.quote_id}.",
+            field="quantity",
+        )
+    return price
+
+
+def _market_order_check(market: Market, type: str, price, time_in_force: str, post_only, stop_price, quantity) -> None:
+    """A market or stop-market order has no price and never rests."""
+    if price is not None:
+        raise InvalidInput(f"A {type.replace('_', '-')} order takes no price.", field="price")
+    if time_in_force == TimeInForce.GTC:
+        raise InvalidInput("A market order never rests: use IOC or FOK.", field="time_in_force")
+    if post_only:
+        raise InvalidInput("Only limit orders can be post only.", field="post_only")
+    if type == OrderType.STOP_MARKET:
+        stop_market_notional_check(market, stop_price, quantity)
+
+
+def _client_order_id_check(client_order_id) -> None:
+    if client_order_id is None:
+        return
+    if not isinstance(client_order_id, str) or not 1 <= len(client_order_id) <= 64:
+        raise InvalidInput("client_order_id must be a string of 1 to 64 characters.", field="client_order_id")
+    if not client_order_id.isprintable():
+        raise InvalidInput("client_order_id must be printable text.", field="client_order_id")
 
 
 def stop_market_notional_check(market: Market, stop_price: Decimal, quantity: Decimal) -> None:
