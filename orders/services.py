@@ -14,7 +14,7 @@ from django.db import IntegrityError
 from accounts.models import User
 from marketdata.models import Market, Side
 from quantumtrades.core.errors import Conflict, InvalidInput, NotFound, ServiceError
-from quantumtrades.core.money import MONEY_MAX, ZERO, money
+from quantumtrades.core.money import ZERO, money
 from quantumtrades.core.sql import cursor as sql_cursor
 from quantumtrades.core.sql import select_models
 
@@ -25,6 +25,7 @@ from .engine.matching import execute
 from .engine.rules import (
     MARKET_RULES,
     OrderRequest,
+    amend_terms_check,
     amount,
     fee_for,
     hold_for,
@@ -305,20 +306,7 @@ def _amend(user, market_id, order_id, new_price, new_quantity, new_stop_price=No
         raise InvalidInput("Only stop orders have a stop_price.", field="stop_price")
     price = new_price if new_price is not None else order.price
     quantity = new_quantity if new_quantity is not None else order.quantity
-    if quantity <= order.filled_quantity:
-        raise InvalidInput(
-            f"The new quantity must exceed the {order.filled_quantity.normalize():f} already filled.",
-            field="quantity",
-        )
-    remaining = quantity - order.filled_quantity
-    # The same ceiling as `order_validate`: past it the hold can not even be computed.
-    if price * quantity > MONEY_MAX:
-        raise InvalidInput("price x quantity is too large.", field="quantity")
-    if price * remaining < market.min_notional:
-        raise InvalidInput(
-            f"price x remaining quantity is below the minimum notional of {market.min_notional.normalize():f}.",
-            field="quantity",
-        )
+    remaining = amend_terms_check(market, order, price, quantity)
     if price == order.price and quantity == order.quantity:
         command.lock_balances({user.pk})
         command.finish(None)

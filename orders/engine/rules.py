@@ -199,6 +199,39 @@ def refuse_done(status: str) -> None:
         raise Conflict(f"The order is {status}, no longer open.", code="ORDER_NOT_OPEN")
 
 
+def amend_terms_check(market: Market, order: Order, price: Decimal, quantity: Decimal) -> Decimal:
+    """Check a resting order's new terms; return its new remaining quantity."""
+    if quantity <= order.filled_quantity:
+        raise InvalidInput(
+            f"The new quantity must exceed the {order.filled_quantity.normalize():f} already filled.",
+            field="quantity",
+        )
+    remaining = quantity - order.filled_quantity
+    # The same ceiling as `order_validate`: past it the hold can not even be computed.
+    if price * quantity > MONEY_MAX:
+        raise InvalidInput("price x quantity is too large.", field="quantity")
+    if price * remaining < market.min_notional:
+        raise InvalidInput(
+            f"price x remaining quantity is below the minimum notional of {market.min_notional.normalize():f}.",
+            field="quantity",
+        )
+    return remaining
+
+
+def stop_amend_terms_check(market: Market, type: str, price, stop_price: Decimal, quantity: Decimal) -> None:
+    """Check a pending stop's new terms as a new stop's would be."""
+    if type == OrderType.STOP_MARKET:
+        stop_market_notional_check(market, stop_price, quantity)
+        return
+    if price * quantity > MONEY_MAX:
+        raise InvalidInput("price x quantity is too large.", field="quantity")
+    if price * quantity < market.min_notional:
+        raise InvalidInput(
+            f"price x quantity is below the minimum notional of {market.min_notional.normalize():f}.",
+            field="quantity",
+        )
+
+
 # --- Holds and fees ----------------------------------------------------------------------
 
 

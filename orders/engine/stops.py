@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING
 
 from marketdata.models import Market, Side, Trade
 from quantumtrades.core.errors import Conflict, InvalidInput
-from quantumtrades.core.money import MONEY_MAX
 from quantumtrades.core.sql import cursor as sql_cursor
 from quantumtrades.core.sql import select_models
 
 from ..models import Order, OrderStatus, OrderType
 from .matching import execute
-from .rules import insufficient, order_hold, stop_market_notional_check
+from .rules import insufficient, order_hold, stop_amend_terms_check
 
 if TYPE_CHECKING:
     from .command import Command
@@ -62,16 +61,7 @@ def amend(command: "Command", order: Order, new_price, new_quantity, new_stop_pr
     keeps_place = price == order.price and stop_price == order.stop_price and quantity <= order.quantity
     if not keeps_place and not market.is_trading:
         raise Conflict(f"{market.symbol} is halted: orders can be cancelled, not re-priced.", code="MARKET_HALTED")
-    if order.type == OrderType.STOP_MARKET:
-        stop_market_notional_check(market, stop_price, quantity)
-    else:
-        if price * quantity > MONEY_MAX:
-            raise InvalidInput("price x quantity is too large.", field="quantity")
-        if price * quantity < market.min_notional:
-            raise InvalidInput(
-                f"price x quantity is below the minimum notional of {market.min_notional.normalize():f}.",
-                field="quantity",
-            )
+    stop_amend_terms_check(market, order.type, price, stop_price, quantity)
     if stop_price != order.stop_price:
         _refuse_crossed_stop(market, order.side, stop_price)
     balances = command.lock_balances({order.user_id})
