@@ -244,39 +244,14 @@ class Command:
         """Write everything the stage did and bump the book sequence (book lock held).
 
         The ids of new rows are known before anything is written (a new order's with the
-        lock, see `begin`; trades' and fills' in one query here), so on PostgreSQL every
-        write goes out in one pipeline and its answers are read after it: one round trip,
-        whatever the stage did, the look for the pending stops its trades crossed
-        included. Returns the stage's taker fills.
+        lock, see `begin`; trades' and fills' in one query, `_ids_and_fees`), so on
+        PostgreSQL every write goes out in one pipeline and its answers are read after it:
+        one round trip, whatever the stage did, the look for the pending stops its trades
+        crossed included. Returns the stage's taker fills.
         """
+        self._ids_and_fees(taker)
         balances = self.balances
         market = self.market
-        fee_key = (self.fee_user_id(), market.quote_id) if self.fee_total else None
-        if self.trades or fee_key:
-            # The trades' and fills' ids, and the fee account's balance, in one round trip.
-            # Every command on a market in that quote asset credits that one balance row:
-            # locked with the book lock, it made commands on different markets wait for
-            # each other's whole transaction. Locked here, only a command that charges a
-            # fee takes it, for the rest of its transaction only. Taken after the
-            # command's other balances, it is the one lock out of (user, asset) order: a
-            # deadlock it meets (a triggered stop waiting on a balance that a command of
-            # another market holds while it waits for the fee) is detected and retried.
-            with connection.wrap_database_errors, pipeline():
-                ids = allocate_ids({Trade: len(self.trades), Fill: len(self.fills)}, later=True)
-                fee = balances_lock_for([fee_key[0]], [fee_key[1]]) if fee_key and fee_key not in balances else None
-            ids = ids()
-            if fee is not None:
-                balances.update(fee())
-                if fee_key not in balances:  # the fee account's first fee in this asset
-                    balances.update(balances_lock([fee_key]))
-        if fee_key:
-            reference = f"{market.symbol}#{self.seq}"
-            self.post(*fee_key, Kind.FEE, available=self.fee_total, reference=reference)
-        if self.trades:
-            for trade, trade_id in zip(self.trades, ids[Trade], strict=True):
-                trade.pk, trade.taker_order_id = trade_id, taker.pk
-            for index, (fill, fill_id) in enumerate(zip(self.fills, ids[Fill], strict=True)):
-                fill.pk, fill.trade = fill_id, self.trades[index // 2]
         inserting = taker is not None and taker._state.adding
         if taker is not None and not inserting:
             self.changed_orders[taker.pk] = taker
@@ -316,6 +291,38 @@ class Command:
         self.balance_events.update({(event.user_id, event.asset): event for event in balance_events})
         self._stage()
         return taker_fills
+
+    def _ids_and_fees(self, taker: Order | None) -> None:
+        """Before the stage's writes: number its trades and fills, and credit its fees to
+        the fee account, whose balance is locked here (with the ids, one round trip)."""
+        balances = self.balances
+        market = self.market
+        fee_key = (self.fee_user_id(), market.quote_id) if self.fee_total else None
+        if self.trades or fee_key:
+            # The trades' and fills' ids, and the fee account's balance, in one round trip.
+            # Every command on a market in that quote asset credits that one balance row:
+            # locked with the book lock, it made commands on different markets wait for
+            # each other's whole transaction. Locked here, only a command that charges a
+            # fee takes it, for the rest of its transaction only. Taken after the
+            # command's other balances, it is the one lock out of (user, asset) order: a
+            # deadlock it meets (a triggered stop waiting on a balance that a command of
+            # another market holds while it waits for the fee) is detected and retried.
+            with connection.wrap_database_errors, pipeline():
+                ids = allocate_ids({Trade: len(self.trades), Fill: len(self.fills)}, later=True)
+                fee = balances_lock_for([fee_key[0]], [fee_key[1]]) if fee_key and fee_key not in balances else None
+            ids = ids()
+            if fee is not None:
+                balances.update(fee())
+                if fee_key not in balances:  # the fee account's first fee in this asset
+                    balances.update(balances_lock([fee_key]))
+        if fee_key:
+            reference = f"{market.symbol}#{self.seq}"
+            self.post(*fee_key, Kind.FEE, available=self.fee_total, reference=reference)
+        if self.trades:
+            for trade, trade_id in zip(self.trades, ids[Trade], strict=True):
+                trade.pk, trade.taker_order_id = trade_id, taker.pk
+            for index, (fill, fill_id) in enumerate(zip(self.fills, ids[Fill], strict=True)):
+                fill.pk, fill.trade = fill_id, self.trades[index // 2]
 
     # Events ----------------------------------------------------------------------------
 

@@ -50,15 +50,7 @@ def execute(command: "Command", taker: Order, *, new: bool, triggered: bool = Fa
     hold_asset = market.quote_id if taker.side == Side.BUY else market.base_id
     available = balances[(taker.user_id, hold_asset)].available + taker.held
 
-    budget, needed = None, ZERO
-    if taker.type in PRICED_TYPES:
-        needed = hold_for(market=market, side=taker.side, price=taker.price, quantity=taker.remaining_quantity)
-    elif taker.side == Side.BUY:
-        # A market buy spends at most what is available; a triggered stop-market buy at
-        # most what it held (see rules.STOP_MARKET_BUY_MARGIN).
-        budget = taker.held if triggered else available
-    else:
-        needed = taker.remaining_quantity
+    budget, needed = _spending(market, taker, available, triggered)
     if available < needed:
         if not triggered:
             raise insufficient(hold_asset, needed, available)
@@ -85,11 +77,28 @@ def execute(command: "Command", taker: Order, *, new: bool, triggered: bool = Fa
         and not command.met_own_order
         and available >= needed
     )
+    _rest_or_expire(command, taker, rests)
+    return command.flush(taker) if triggered else command.finish(taker)
+
+
+def _spending(market, taker: Order, available: Decimal, triggered: bool) -> tuple[Decimal | None, Decimal]:
+    """(budget, needed): what a market buy may spend, or what any other order needs available."""
+    if taker.type in PRICED_TYPES:
+        return None, hold_for(market=market, side=taker.side, price=taker.price, quantity=taker.remaining_quantity)
+    if taker.side == Side.BUY:
+        # A market buy spends at most what is available; a triggered stop-market buy at
+        # most what it held (see rules.STOP_MARKET_BUY_MARGIN).
+        return (taker.held if triggered else available), ZERO
+    return None, taker.remaining_quantity
+
+
+def _rest_or_expire(command: "Command", taker: Order, rests: bool) -> None:
+    """Put what is left of `taker` in the book, holding for it, or expire it."""
     if rests:
         command.hold(
             taker,
             hold_for(
-                market=market,
+                market=command.market,
                 side=taker.side,
                 price=taker.price,
                 quantity=taker.remaining_quantity,
@@ -101,7 +110,6 @@ def execute(command: "Command", taker: Order, *, new: bool, triggered: bool = Fa
     elif taker.remaining_quantity > 0:
         taker.status = OrderStatus.EXPIRED
     taker.updated_at = command.now
-    return command.flush(taker) if triggered else command.finish(taker)
 
 
 def _fills_completely(market, taker: Order, makers: list[Order], budget) -> bool:
