@@ -4,7 +4,7 @@ Each command works on one market's book in one database transaction, as the engi
 says (`orders/engine/__init__.py`: the steps of a command, the lock order, which module
 does what). This module holds the doors and what each command does under the book lock;
 the rules, the transactions, the working state, matching and stops are the engine's.
-What other code needs of the engine it imports from here.
+Callers import the commands from here, and the few rules they need too (`__all__`).
 """
 
 from dataclasses import dataclass, field, fields
@@ -59,7 +59,7 @@ class OrderResult:
     stops_due: bool = False
 
 
-# --- Place -------------------------------------------------------------------------------
+# --- Place ----------------------------------------------------------------------------
 
 
 def order_place(
@@ -165,7 +165,7 @@ def _place(user: User, request: OrderRequest) -> OrderResult:
     return OrderResult(order=taker, fills=fills, created=True, stops_due=command.stops_due)
 
 
-# --- Cancel ------------------------------------------------------------------------------
+# --- One of the user's orders, to cancel or amend -------------------------------------
 
 _ORDER_OF_SQL = f"SELECT market_id, status FROM {Order._meta.db_table} WHERE id = %s AND user_id = %s"
 
@@ -205,6 +205,9 @@ def _locked_order(command: Command, user: User, order_id: int) -> Order:
     order.market = command.market
     refuse_done(order.status)
     return order
+
+
+# --- Cancel ---------------------------------------------------------------------------
 
 
 def order_cancel(*, user: User, order_id: int) -> Order:
@@ -256,7 +259,7 @@ def _cancel_all_in(user: User, market_id: int) -> list[Order]:
     return orders
 
 
-# --- Amend -------------------------------------------------------------------------------
+# --- Amend ----------------------------------------------------------------------------
 
 
 def order_amend(*, user: User, order_id: int, price=None, quantity=None, stop_price=None) -> OrderResult:
@@ -342,7 +345,7 @@ def _amend(user, market_id, order_id, new_price, new_quantity, new_stop_price=No
     return OrderResult(order=order, fills=fills, created=False, stops_due=command.stops_due)
 
 
-# --- Stops left for later ----------------------------------------------------------------
+# --- Stops left for later -------------------------------------------------------------
 
 
 def _stops_due_run(market_id: int) -> None:

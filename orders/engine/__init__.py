@@ -19,7 +19,7 @@ Every command runs in one database transaction and follows the same steps:
 7. After commit, publish what happened (`quantumtrades.core.events`).
 
 Lock order everywhere: (1) one market row, (2) balance rows, ascending (user, asset),
-the fee account's last. Never the other way. Every lock is taken in `command`.
+the fee account's last. Never the other way. Every `FOR UPDATE` is in `command`.
 
 The modules, each one part of a command:
 
@@ -31,11 +31,13 @@ The modules, each one part of a command:
   account's id), and how to forget it.
 - `transactions`: the transaction a command runs in. Retried on deadlock or
   serialization failure; shared, each command in a savepoint, with the commands queued
-  behind it on the same market (`book_command`). Steps 2 to 7 run inside it.
+  behind it on the same market (`book_command`). Steps 2 to 6 run inside it, step 7
+  after its commit.
 - `command`: `Command`, the working state of one command under the book lock: the
   locks (steps 2 and 4), the reads of the book, the postings, the one pipeline that
-  writes a stage (step 5) and the events (step 7). A check that needs the book runs on
-  it, after `Command.begin`.
+  writes a stage (step 5) and the events (step 7). A check that needs the book (the
+  last trade, a user's resting orders) runs once `Command.begin` has the lock, as
+  `stops` refuses a stop that the last trade already reached.
 - `matching`: one order against the book (step 3): post-only, funds, fill-or-kill,
   price-time priority, self-trade prevention, how each trade settles, and what rests
   or expires.
@@ -43,5 +45,6 @@ The modules, each one part of a command:
   command's trades crossed, triggering them (step 6) and the cascade's bound.
 
 Imports point one way: `command` -> `stops` -> `matching` -> `rules`, and each may use
-`caches` and `transactions`; `orders.services` imports them all, nothing here imports it.
+`caches` and `transactions` (`stops` and `matching` name `Command` in annotations only);
+`orders.services` imports them all, and nothing here imports it.
 """

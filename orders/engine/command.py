@@ -1,11 +1,11 @@
 """The working state of one command while it holds the book lock: the locks, the reads of
 the book, the postings, and the one pipeline that writes it all.
 
-Every lock the engine takes is taken here, in the lock order: the market row first
-(`Command.begin`), then balance rows, all of them in one statement in ascending (user,
-asset) order (`begin` for a new order and the makers of its first look at the book,
-`lock_balances` for the rest), and the fee account's balance last, only when a fee is
-charged (`flush`).
+Every row the engine locks (`SELECT ... FOR UPDATE`) is locked here, in the lock order:
+the market row first (`Command.begin`), then balance rows, in one statement in ascending
+(user, asset) order (`begin` for a new order and the makers of its first look at the
+book, `lock_balances` for the rest), and the fee account's balance last, only when a
+fee is charged (`_ids_and_fees`).
 
 A command works in stages: its own order's matching, then each stop its trades trigger
 (`stops`). A stage is planned in memory (`matching`) and written by `flush` in one round

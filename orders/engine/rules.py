@@ -3,7 +3,7 @@
 Pure rules: no database, no lock, nothing remembered. The REST API, the order ticket,
 `/ws` and the engine all judge an order here, so an order refused in one place is refused
 everywhere with the same words. A check that needs the book (the last trade, the resting
-orders) runs in the command, under the book lock; what it compares with is decided here.
+orders) runs in the command, under the book lock.
 
 Money (DESIGN section 3): a buy holds price x quantity plus the taker fee in the quote
 asset; a sell holds the quantity in the base asset. Fees are charged in the quote asset
@@ -50,7 +50,7 @@ class OrderRequest:
     stop_price: Decimal | None = None
 
 
-# --- A new order -------------------------------------------------------------------------
+# --- A new order ----------------------------------------------------------------------
 
 
 def order_validate(
@@ -190,7 +190,7 @@ def multiple_of(amount: Decimal, step: Decimal, name: str, rule: str) -> None:
         raise InvalidInput(f"{name} must be a multiple of the {rule} {step.normalize():f}.", field=name)
 
 
-# --- An order in the book ----------------------------------------------------------------
+# --- An order in the book -------------------------------------------------------------
 
 
 def refuse_done(status: str) -> None:
@@ -232,7 +232,7 @@ def stop_amend_terms_check(market: Market, type: str, price, stop_price: Decimal
         )
 
 
-# --- Holds and fees ----------------------------------------------------------------------
+# --- Holds and fees -------------------------------------------------------------------
 
 
 def hold_for(*, market: Market, side: str, price: Decimal | None, quantity: Decimal) -> Decimal:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 MAX_TRIGGERS_PER_COMMAND = 100
 
 
-# --- A pending stop ----------------------------------------------------------------------
+# --- A pending stop -------------------------------------------------------------------
 
 
 def accept(command: "Command", order: Order) -> None:
@@ -110,7 +110,7 @@ def _last_price(market: Market) -> Decimal | None:
     return found[0].price if found else None
 
 
-# --- Triggering --------------------------------------------------------------------------
+# --- Triggering -----------------------------------------------------------------------
 
 
 def crossed(command: "Command", low: Decimal | None, high: Decimal | None, *, later: bool = False):
