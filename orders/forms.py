@@ -7,8 +7,8 @@ from django import forms
 from marketdata.models import Market, Side
 from quantumtrades.core.errors import ServiceError
 
+from .engine.rules import OrderRequest, order_validate
 from .models import STOP_TYPES, OrderStatus, OrderType, TimeInForce
-from .services import OrderRequest, order_validate
 
 
 class ServiceErrorsMixin:

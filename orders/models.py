@@ -12,7 +12,7 @@ class OrderType(models.TextChoices):
     LIMIT = "limit"
     MARKET = "market"
     # Stop orders wait off the book (status pending) until a trade prints at or through
-    # their stop price, then act as a limit order or a market order (orders.services).
+    # their stop price, then act as a limit order or a market order (orders.engine.stops).
     STOP_LIMIT = "stop_limit", "Stop limit"
     STOP_MARKET = "stop_market", "Stop market"
 

@@ -10,8 +10,8 @@ from accounts.selectors import Breach, ledger_breaches, summed, supply_breaches
 from marketdata.models import BookLevel, Market, Side
 from quantumtrades.core.money import MONEY_QUANTUM, ZERO, MoneyField
 
+from .engine.rules import order_hold
 from .models import Fill, Order
-from .services import order_hold
 
 
 def orders_open_for_user(user, market=None):

@@ -14,8 +14,8 @@ from marketdata.models import Market, Side
 from marketdata.selectors import BookSnapshot
 from quantumtrades.core.money import ZERO, money
 
+from .engine.rules import OrderRequest, fee_for, hold_for, stop_hold_for
 from .models import STOP_TYPES, OrderType, TimeInForce
-from .services import OrderRequest, fee_for, hold_for, stop_hold_for
 
 
 @dataclass(frozen=True)

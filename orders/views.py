@@ -28,11 +28,12 @@ from quantumtrades.core.errors import ServiceError
 from quantumtrades.core.money import money_text
 from quantumtrades.core.pagination import keyset_id, keyset_page
 
+from .engine.rules import stop_market_buy_price
 from .forms import AmendForm, OrderHistoryFilter, OrderTicketForm
 from .live import ALL_KINDS, BALANCES, ORDERS, private_context, private_fragments
 from .models import Order, OrderType
 from .portfolio import ledger_for_user, order_history_for_user, portfolio_valuation
-from .services import order_amend, order_cancel, order_place, stop_market_buy_price
+from .services import order_amend, order_cancel, order_place
 from .ticket import SIZE_FRACTIONS, parse_price, ticket_estimate, ticket_size
 
 # The first render shows what the live stream pushes later: the same depth, tape, candles.

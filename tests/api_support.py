@@ -16,7 +16,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import Balance, User
 from accounts.services import balance_deposit
-from orders import services as engine
+from orders.engine import caches
 from orders.models import Order
 from tests.factories import qtx_usd_market
 
@@ -61,10 +61,10 @@ def fees(db):
     """The fee account. Migration accounts.0002 creates it, but a `transaction=True` test
     flushes the database, so it is made again when missing, and the engine's cache of its
     id (per database name) is cleared either way."""
-    engine._fee_account_cache.clear()
+    caches._fee_account_cache.clear()
     user, _ = User.objects.get_or_create(username=django_settings.FEE_ACCOUNT_USERNAME, defaults={"is_active": False})
     yield user
-    engine._fee_account_cache.clear()
+    caches._fee_account_cache.clear()
 
 
 @pytest.fixture

@@ -6,14 +6,14 @@ from django.conf import settings
 
 from accounts.models import Asset, User
 from marketdata.models import Market
-from orders import services
+from orders.engine import caches
 
 
 def fee_account() -> User:
     """The fee account. Migration accounts.0002 creates it, but a `transaction=True` test
     flushes the database, so it is recreated when missing; the engine's per-database cache
     of its id is cleared for the same reason."""
-    services._fee_account_cache.clear()
+    caches._fee_account_cache.clear()
     return User.objects.get_or_create(username=settings.FEE_ACCOUNT_USERNAME, defaults={"is_active": False})[0]
 
 

@@ -12,7 +12,7 @@ from django.db import connection
 
 from accounts.models import Asset
 from marketdata.models import Market
-from orders import services
+from orders.engine import caches
 from quantumtrades.core import events
 from tests.factories import fee_account, qtx_usd_market
 
@@ -24,7 +24,7 @@ def fees(db):
     """The fee account (recreated after a transactional test's flush)."""
     user = fee_account()
     yield user
-    services._fee_account_cache.clear()
+    caches._fee_account_cache.clear()
 
 
 @pytest.fixture

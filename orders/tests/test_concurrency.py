@@ -190,13 +190,13 @@ def test_the_same_client_order_id_from_ten_threads_places_one_order(market, alic
 
 
 def test_commands_grouped_in_one_transaction_keep_their_own_results(market, monkeypatch, published):
-    """Commands that queue on one market share a transaction (orders.services._MarketQueue):
+    """Commands that queue on one market share a transaction (orders.engine.transactions._MarketQueue):
     a refused one leaves no trace, the others stand, and each gets its own answer."""
-    from orders import services
+    from orders.engine import command, transactions
 
     sizes = []
-    run_group = services._run_group
-    monkeypatch.setattr(services, "_run_group", lambda group: sizes.append(len(group)) or run_group(group))
+    run_group = transactions._run_group
+    monkeypatch.setattr(transactions, "_run_group", lambda group: sizes.append(len(group)) or run_group(group))
     rich = [trader(f"rich{n}", USD="1000", QTX="10") for n in range(6)]
     poor = [trader(f"poor{n}", USD="1") for n in range(6)]
     seq_before = market.__class__.objects.get(pk=market.pk).book_seq
@@ -218,7 +218,7 @@ def test_commands_grouped_in_one_transaction_keep_their_own_results(market, monk
     assert market.__class__.objects.get(pk=market.pk).book_seq == seq_before + 12
     assert Order.objects.count() == 12 and len({r.order.pk for r in accepted}) == 12
     priorities = sorted(Order.objects.values_list("priority", flat=True))
-    assert priorities == [seq * services.PRIORITY_SLOTS for seq in range(seq_before + 1, seq_before + 13)]
+    assert priorities == [seq * command.PRIORITY_SLOTS for seq in range(seq_before + 1, seq_before + 13)]
     # Each accepted command published its own batch after the commit, in sequence.
     seqs = [event.seq for batch in published for event in batch if event.__class__.__name__ == "BookChanged"]
     assert sorted(seqs) == list(range(seq_before + 1, seq_before + 13))

@@ -154,7 +154,7 @@ class ReferenceExchange:
     def stop_hold_needed(self, order):
         price = order.price
         if order.type == "stop_market" and order.side == "buy":
-            # The stop price plus 5%, rounded up to the tick (orders.services.STOP_MARKET_BUY_MARGIN).
+            # The stop price plus 5%, rounded up to the tick (orders.engine.rules.STOP_MARKET_BUY_MARGIN).
             price = (order.stop_price * D("1.05") / TICK).to_integral_value(rounding=ROUND_CEILING) * TICK
         return self.hold_needed(order.side, price, order.remaining)
 

@@ -14,7 +14,7 @@ import pytest
 from marketdata.events import BookChanged
 from marketdata.models import BookLevel, Market, Trade
 from marketdata.services import market_halt, market_resume
-from orders import services
+from orders.engine import rules
 from orders.events import OrderChanged
 from orders.models import Order
 from orders.selectors import reconcile
@@ -88,7 +88,7 @@ def test_a_stop_market_buy_holds_for_its_stop_price_plus_the_margin(tape_at_100,
     stop_buy(alice, "2", stop="101")
 
     # 101 + 5% = 106.05 a unit: 212.10, plus 0.2% fee reserve 0.4242.
-    assert D("0.05") == services.STOP_MARKET_BUY_MARGIN
+    assert D("0.05") == rules.STOP_MARKET_BUY_MARGIN
     assert held(alice, "USD") == D("212.5242")
 
 
@@ -278,7 +278,7 @@ def test_a_cascade_runs_in_one_command(tape_at_100, alice, bob, carol, dave):
 def test_a_cascade_past_the_bound_continues_in_the_commands_that_follow(
     tape_at_100, alice, bob, carol, dave, monkeypatch
 ):
-    monkeypatch.setattr(services, "MAX_TRIGGERS_PER_COMMAND", 2)
+    monkeypatch.setattr("orders.engine.stops.MAX_TRIGGERS_PER_COMMAND", 2)
     stops = [stop_sell(owner, "1", stop="99") for owner in (alice, dave, alice, dave, alice)]
     for price in ("99", "98", "97", "96", "95", "94"):
         buy(bob, "1", at=price)

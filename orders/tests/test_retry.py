@@ -15,9 +15,10 @@ from django.db import OperationalError, connection, models, transaction
 
 from accounts.models import Balance
 from marketdata.models import Market
+from orders.engine.command import Command
+from orders.engine.transactions import MAX_ATTEMPTS, _Queued, _retrying, _run_group
 from orders.models import Order
 from orders.selectors import reconcile
-from orders.services import MAX_ATTEMPTS, _Command, _Queued, _retrying, _run_group
 from quantumtrades.core.errors import Conflict
 
 from .stories import buy
@@ -47,7 +48,7 @@ def failing(times, sqlstate):
 
 @pytest.fixture
 def retries(caplog):
-    caplog.set_level(logging.INFO, logger="orders.services")
+    caplog.set_level(logging.INFO, logger="orders.engine.transactions")
     return lambda: [record for record in caplog.records if "retrying" in record.getMessage()]
 
 
@@ -155,17 +156,17 @@ def test_inside_a_callers_transaction_a_deadlock_is_not_retried(retries):
 @pytest.mark.django_db(transaction=True)
 def test_a_refused_command_of_a_group_leaves_no_writes_and_nothing_to_run_on_commit(market):
     # Commands queued on one market share a transaction, each in a savepoint (`_run_group`)
-    # that it opens with the book lock, as every book command starts (`_Command.begin`).
+    # that it opens with the book lock, as every book command starts (`Command.begin`).
     ran = []
 
     def accepted(name):
-        _Command.begin(market.pk)
+        Command.begin(market.pk)
         Market.objects.filter(pk=market.pk).update(book_seq=models.F("book_seq") + 1)
         transaction.on_commit(lambda: ran.append(name))
         return name
 
     def refused(name):
-        _Command.begin(market.pk)
+        Command.begin(market.pk)
         Market.objects.filter(pk=market.pk).update(book_seq=models.F("book_seq") + 100)
         transaction.on_commit(lambda: ran.append(name))
         raise Conflict("refused")

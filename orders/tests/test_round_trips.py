@@ -15,7 +15,8 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
-from orders.services import _place, _Queued, _run_group, order_validate
+from orders.engine.transactions import _Queued, _run_group
+from orders.services import _place, order_validate
 
 from .stories import buy, sell
 

@@ -1,0 +1,261 @@
+"""One order against the book: what it may trade, at which prices, and how each trade
+settles (book lock held).
+
+`execute` takes an order through its matching: post-only, funds, fill-or-kill, the trades
+(`match`), then what rests or expires. `match` walks the resting orders best first, price
+then time, and stops at the first order of the taker's own user: self-trade prevention
+expires the rest of the taker and leaves the maker untouched. `_trade` settles one trade
+in memory, as postings, fills and a trade for the command to write.
+"""
+
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from accounts.models import LedgerEntry
+from marketdata.models import Side, Trade
+from quantumtrades.core.errors import Conflict
+from quantumtrades.core.money import MONEY_QUANTUM, ZERO, money
+
+from ..models import OPEN_STATUSES, PRICED_TYPES, Fill, Order, OrderStatus, TimeInForce
+from .rules import fee_for, hold_for, insufficient, order_reference
+
+if TYPE_CHECKING:
+    from .command import Command
+
+Kind = LedgerEntry.Kind
+
+
+def execute(command: "Command", taker: Order, *, new: bool, triggered: bool = False) -> list[Fill]:
+    """Match `taker` against the book, hold for what rests, write it all (book lock held).
+
+    `taker.held` is what the order already holds (an amended order, a triggered stop); a
+    new order holds nothing yet. A triggered stop's stage is written, not finished: the
+    command that triggered it finishes (`stops.run_crossed`). It trades on what it held
+    since acceptance and is never refused: what it cannot pay for expires.
+    """
+    market = command.market
+    command.met_own_order = False
+    opposite = Side.SELL if taker.side == Side.BUY else Side.BUY
+    makers = command.resting(opposite, taker.price, taker.remaining_quantity)
+
+    if taker.post_only and makers:
+        if new:
+            taker.status = OrderStatus.REJECTED
+            return command.finish(taker)
+        raise Conflict(
+            "The new price would take liquidity, which a post-only order may not.", code="POST_ONLY_WOULD_TAKE"
+        )
+
+    balances = command.lock_balances({taker.user_id, *(m.user_id for m in makers)})
+    hold_asset = market.quote_id if taker.side == Side.BUY else market.base_id
+    available = balances[(taker.user_id, hold_asset)].available + taker.held
+
+    budget, needed = _spending(market, taker, available, triggered)
+    if available < needed:
+        if not triggered:
+            raise insufficient(hold_asset, needed, available)
+        # Only when the market's fees rose since the stop was accepted: it cannot pay.
+        makers = []
+
+    if taker.time_in_force == TimeInForce.FOK and not _fills_completely(market, taker, makers, budget):
+        makers = []  # kill: no trade at all
+    # An amended order gives back its old hold first; what still rests is held again below.
+    if taker.held:
+        command.release(taker, taker.held)
+    filled = match(command, taker, makers, budget=budget)
+    if budget is not None and filled == 0 and makers and not command.met_own_order and not triggered:
+        # There was something to buy, but not even one lot of it was affordable (fee included,
+        # or the message would claim a need below what is available).
+        one_lot = money(makers[0].price * market.lot_size)
+        raise insufficient(hold_asset, one_lot + fee_for(one_lot, market.taker_fee), available)
+
+    # Self-trade prevention: having met its owner's resting order, the rest expires.
+    rests = (
+        taker.type in PRICED_TYPES
+        and taker.time_in_force == TimeInForce.GTC
+        and taker.remaining_quantity > 0
+        and not command.met_own_order
+        and available >= needed
+    )
+    _rest_or_expire(command, taker, rests)
+    return command.flush(taker) if triggered else command.finish(taker)
+
+
+def _spending(market, taker: Order, available: Decimal, triggered: bool) -> tuple[Decimal | None, Decimal]:
+    """(budget, needed): what a market buy may spend, or what any other order needs available."""
+    if taker.type in PRICED_TYPES:
+        return None, hold_for(market=market, side=taker.side, price=taker.price, quantity=taker.remaining_quantity)
+    if taker.side == Side.BUY:
+        # A market buy spends at most what is available; a triggered stop-market buy at
+        # most what it held (see rules.STOP_MARKET_BUY_MARGIN).
+        return (taker.held if triggered else available), ZERO
+    return None, taker.remaining_quantity
+
+
+def _rest_or_expire(command: "Command", taker: Order, rests: bool) -> None:
+    """Put what is left of `taker` in the book, holding for it, or expire it."""
+    if rests:
+        command.hold(
+            taker,
+            hold_for(
+                market=command.market,
+                side=taker.side,
+                price=taker.price,
+                quantity=taker.remaining_quantity,
+            ),
+        )
+        command.level_deltas[(taker.side, taker.price)] += taker.remaining_quantity
+        if taker.status not in OPEN_STATUSES:
+            taker.status = OrderStatus.OPEN
+    elif taker.remaining_quantity > 0:
+        taker.status = OrderStatus.EXPIRED
+    taker.updated_at = command.now
+
+
+def _fills_completely(market, taker: Order, makers: list[Order], budget) -> bool:
+    """Whether `taker` would fill completely against `makers`: fill-or-kill's test."""
+    wanted, budget_left = taker.remaining_quantity, budget
+    for maker in makers:
+        if maker.user_id == taker.user_id:
+            return False
+        quantity = min(wanted, maker.remaining_quantity)
+        if budget_left is not None:
+            quantity = min(quantity, _affordable(market, maker.price, budget_left))
+            notional = money(maker.price * quantity)
+            budget_left -= notional + fee_for(notional, market.taker_fee)
+            if quantity < min(wanted, maker.remaining_quantity):
+                return False
+        wanted -= quantity
+        if wanted <= 0:
+            return True
+    return wanted <= 0
+
+
+def match(command: "Command", taker: Order, makers: list[Order], *, budget: Decimal | None = None) -> Decimal:
+    """Trade `taker` against `makers` (best first) in memory; return the quantity filled.
+
+    Stops at the first maker owned by the taker's user (self-trade prevention), and,
+    for a market buy, where `budget` (quote funds) runs out.
+    """
+    market = command.market
+    filled = ZERO
+    for maker in makers:
+        # `_trade` has already taken earlier fills off the taker's remaining quantity.
+        remaining = taker.remaining_quantity
+        if remaining <= 0:
+            break
+        if maker.user_id == taker.user_id:
+            command.met_own_order = True
+            break
+        quantity = min(remaining, maker.remaining_quantity)
+        if budget is not None:
+            quantity = min(quantity, _affordable(market, maker.price, budget))
+            if quantity <= 0:
+                break
+            notional = money(maker.price * quantity)
+            budget -= notional + fee_for(notional, market.taker_fee)
+        _trade(command, taker, maker, quantity)
+        filled += quantity
+    return filled
+
+
+def _affordable(market, price: Decimal, budget: Decimal) -> Decimal:
+    """The largest whole number of lots a market buy can pay for at `price`, fee included."""
+    lot = market.lot_size
+    # An upper bound to count down from: the fee charged rounds down, by less than one
+    # quantum, so a budget up to one quantum short of the exact-fee cost still pays.
+    lots = ((budget + MONEY_QUANTUM) / (price * (1 + market.taker_fee))) // lot
+    quantity = money(lots * lot)
+    while quantity > 0:
+        notional = money(price * quantity)
+        if notional + fee_for(notional, market.taker_fee) <= budget:
+            return quantity
+        quantity -= lot
+    return ZERO
+
+
+def _trade(command: "Command", taker: Order, maker: Order, quantity: Decimal) -> None:
+    """Settle one trade of `quantity` at the maker's price, in the command's stage."""
+    market = command.market
+    price = maker.price
+    notional = money(price * quantity)
+    taker_fee = fee_for(notional, market.taker_fee)
+    maker_fee = fee_for(notional, market.maker_fee)
+    base, quote = market.base_id, market.quote_id
+    now = command.now
+    post = command.post
+
+    # The maker: its hold pays for its side of the trade, the rest of the hold that
+    # this quantity no longer needs is released.
+    old_hold = maker.held
+    _apply_fill(maker, quantity, notional, now)
+    maker.held = hold_for(
+        market=market,
+        side=maker.side,
+        price=maker.price,
+        quantity=maker.remaining_quantity,
+    )
+    maker_ref = order_reference(maker)
+    if maker.side == Side.BUY:
+        spent = notional + maker_fee
+        released = old_hold - maker.held - spent
+        post(maker.user_id, quote, Kind.TRADE, held=-notional, reference=maker_ref)
+        post(maker.user_id, quote, Kind.FEE, held=-maker_fee, reference=maker_ref)
+        post(maker.user_id, quote, Kind.RELEASE, available=released, held=-released, reference=maker_ref)
+        post(maker.user_id, base, Kind.TRADE, available=quantity, reference=maker_ref)
+    else:
+        post(maker.user_id, base, Kind.TRADE, held=-quantity, reference=maker_ref)
+        post(maker.user_id, quote, Kind.TRADE, available=notional, reference=maker_ref)
+        post(maker.user_id, quote, Kind.FEE, available=-maker_fee, reference=maker_ref)
+
+    # The taker settles from available funds (its hold was checked, see `rules`).
+    _apply_fill(taker, quantity, notional, now)
+    taker_ref = order_reference(taker)
+    if taker.side == Side.BUY:
+        post(taker.user_id, quote, Kind.TRADE, available=-notional, reference=taker_ref)
+        post(taker.user_id, quote, Kind.FEE, available=-taker_fee, reference=taker_ref)
+        post(taker.user_id, base, Kind.TRADE, available=quantity, reference=taker_ref)
+    else:
+        post(taker.user_id, base, Kind.TRADE, available=-quantity, reference=taker_ref)
+        post(taker.user_id, quote, Kind.TRADE, available=notional, reference=taker_ref)
+        post(taker.user_id, quote, Kind.FEE, available=-taker_fee, reference=taker_ref)
+
+    command.fee_total += taker_fee + maker_fee
+    command.level_deltas[(maker.side, maker.price)] -= quantity
+    command.changed_orders[maker.pk] = maker
+    trade = Trade(
+        market=market,
+        price=price,
+        quantity=quantity,
+        taker_side=taker.side,
+        maker_order_id=maker.pk,
+        taker_order_id=0,  # set once the taker is saved
+        seq=command.seq,
+        created_at=now,
+    )
+    command.trades.append(trade)
+    for order, role, fee in ((taker, Fill.Role.TAKER, taker_fee), (maker, Fill.Role.MAKER, maker_fee)):
+        command.fills.append(
+            Fill(
+                order=order,
+                user_id=order.user_id,
+                market=market,
+                side=order.side,
+                role=role,
+                price=price,
+                quantity=quantity,
+                fee=fee,
+                created_at=now,
+            )
+        )
+
+
+def _apply_fill(order: Order, quantity: Decimal, notional: Decimal, now) -> None:
+    order.filled_quantity += quantity
+    order.remaining_quantity -= quantity
+    order.filled_notional += notional
+    if order.remaining_quantity == 0:
+        order.status = OrderStatus.FILLED
+    else:
+        order.status = OrderStatus.PARTIALLY_FILLED
+    order.updated_at = now  # the command's time, as every change it makes

@@ -1,0 +1,297 @@
+"""What an order must satisfy before it meets the book, what it holds and what it pays.
+
+Pure rules: no database, no lock, nothing remembered. The REST API, the order ticket,
+`/ws` and the engine all judge an order here, so an order refused in one place is refused
+everywhere with the same words. A check that needs the book (the last trade, the resting
+orders) runs in the command, under the book lock.
+
+Money (DESIGN section 3): a buy holds price x quantity plus the taker fee in the quote
+asset; a sell holds the quantity in the base asset. Fees are charged in the quote asset
+(the buyer pays notional + fee, the seller receives notional - fee) and credited to the
+fee account. Fees actually charged round down, held fee reserves round up, so what an
+order holds always covers what it can still spend. What executes at once settles
+straight from available funds, after the whole order's hold was checked, so price
+improvement is never held; what rests is held until it fills, is cancelled or expires.
+A stop order holds from acceptance what it will need once triggered (`stop_hold_for`).
+"""
+
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
+
+from marketdata.models import Market, Side
+from quantumtrades.core.errors import Conflict, InsufficientFunds, InvalidInput
+from quantumtrades.core.money import MONEY_MAX, decimal_places, money, money_ceil, money_floor
+
+from ..models import ACTIVE_STATUSES, PRICED_TYPES, STOP_TYPES, Order, OrderStatus, OrderType, TimeInForce
+
+# A stop-market buy has no price to size its hold by. It holds for its quantity at its
+# stop price plus this margin (rounded up to the tick), plus the fee reserve; once
+# triggered it buys, as a market order, what that hold pays for: when the price gaps past
+# the margin it fills less, never more than it held, and what it does not spend is released.
+STOP_MARKET_BUY_MARGIN = Decimal("0.05")
+# The market's fields `order_validate` judges an order by. The engine checks an order
+# against a copy of the market read before the book lock, and again under the lock when
+# one of these changed meanwhile.
+MARKET_RULES = ("tick_size", "lot_size", "min_notional")
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    """A validated order: every field checked against the market's rules."""
+
+    market: Market
+    side: str
+    type: str
+    quantity: Decimal
+    price: Decimal | None
+    time_in_force: str
+    post_only: bool
+    client_order_id: str | None
+    stop_price: Decimal | None = None
+
+
+# --- A new order ----------------------------------------------------------------------
+
+
+def order_validate(
+    *,
+    market: Market,
+    side,
+    type=OrderType.LIMIT,
+    quantity,
+    price=None,
+    time_in_force=None,
+    post_only=False,
+    client_order_id=None,
+    stop_price=None,
+) -> OrderRequest:
+    """Check an order against the market's rules without touching the book.
+
+    The checks run in a fixed order and the first that fails names the field: a client
+    sees the same error for the same order whichever door it came through.
+    """
+    if side not in Side.values:
+        raise InvalidInput("side must be 'buy' or 'sell'.", field="side")
+    if type not in OrderType.values:
+        raise InvalidInput("type must be 'limit', 'market', 'stop_limit' or 'stop_market'.", field="type")
+    stop_price = _stop_price_of(market, type, stop_price, post_only)
+    time_in_force = _time_in_force_of(type, time_in_force)
+    if not isinstance(post_only, bool):
+        raise InvalidInput("post_only must be true or false.", field="post_only")
+    quantity = amount(quantity, "quantity")
+    multiple_of(quantity, market.lot_size, "quantity", "lot size")
+    if type in PRICED_TYPES:
+        price = _limit_price_of(market, type, price, quantity)
+    else:
+        _market_order_check(market, type, price, time_in_force, post_only, stop_price, quantity)
+    if post_only and time_in_force != TimeInForce.GTC:
+        raise InvalidInput("A post-only order rests in the book: use GTC.", field="post_only")
+    _client_order_id_check(client_order_id)
+    return OrderRequest(market, side, type, quantity, price, time_in_force, post_only, client_order_id, stop_price)
+
+
+def _stop_price_of(market: Market, type: str, stop_price, post_only) -> Decimal | None:
+    """A stop order's stop price, checked; only stop orders have one."""
+    if type not in STOP_TYPES:
+        if stop_price is not None:
+            raise InvalidInput("Only stop orders take a stop_price.", field="stop_price")
+        return None
+    if stop_price is None:
+        raise InvalidInput("A stop order needs a stop_price.", field="stop_price")
+    stop_price = amount(stop_price, "stop_price")
+    multiple_of(stop_price, market.tick_size, "stop_price", "tick size")
+    if post_only:
+        raise InvalidInput("A stop order cannot be post only.", field="post_only")
+    return stop_price
+
+
+def _time_in_force_of(type: str, time_in_force) -> str:
+    """The order's time in force: GTC for a priced order, IOC for a market one, unless given."""
+    if time_in_force is None:
+        time_in_force = TimeInForce.GTC if type in PRICED_TYPES else TimeInForce.IOC
+    if time_in_force not in TimeInForce.values:
+        raise InvalidInput("time_in_force must be GTC, IOC or FOK.", field="time_in_force")
+    return time_in_force
+
+
+def _limit_price_of(market: Market, type: str, price, quantity: Decimal) -> Decimal:
+    """A limit or stop-limit order's price, checked with its notional."""
+    if price is None:
+        raise InvalidInput(f"A {type.replace('_', '-')} order needs a price.", field="price")
+    price = amount(price, "price")
+    multiple_of(price, market.tick_size, "price", "tick size")
+    notional = price * quantity
+    if notional > MONEY_MAX:
+        raise InvalidInput("price x quantity is too large.", field="quantity")
+    if notional < market.min_notional:
+        raise InvalidInput(
+            f"price x quantity is {notional.normalize():f}, below the minimum notional "
+            f"of {market.min_notional.normalize():f} {market.quote_id}.",
+            field="quantity",
+        )
+    return price
+
+
+def _market_order_check(market: Market, type: str, price, time_in_force: str, post_only, stop_price, quantity) -> None:
+    """A market or stop-market order has no price and never rests."""
+    if price is not None:
+        raise InvalidInput(f"A {type.replace('_', '-')} order takes no price.", field="price")
+    if time_in_force == TimeInForce.GTC:
+        raise InvalidInput("A market order never rests: use IOC or FOK.", field="time_in_force")
+    if post_only:
+        raise InvalidInput("Only limit orders can be post only.", field="post_only")
+    if type == OrderType.STOP_MARKET:
+        stop_market_notional_check(market, stop_price, quantity)
+
+
+def _client_order_id_check(client_order_id) -> None:
+    if client_order_id is None:
+        return
+    if not isinstance(client_order_id, str) or not 1 <= len(client_order_id) <= 64:
+        raise InvalidInput("client_order_id must be a string of 1 to 64 characters.", field="client_order_id")
+    if not client_order_id.isprintable():
+        raise InvalidInput("client_order_id must be printable text.", field="client_order_id")
+
+
+def stop_market_notional_check(market: Market, stop_price: Decimal, quantity: Decimal) -> None:
+    """A stop-market order is judged at its stop price: the price it expects to trade near."""
+    if stop_market_buy_price(market, stop_price) * quantity > MONEY_MAX:
+        raise InvalidInput("stop_price x quantity is too large.", field="quantity")
+    notional = stop_price * quantity
+    if notional < market.min_notional:
+        raise InvalidInput(
+            f"stop_price x quantity is {notional.normalize():f}, below the minimum notional "
+            f"of {market.min_notional.normalize():f} {market.quote_id}.",
+            field="quantity",
+        )
+
+
+def amount(value, name) -> Decimal:
+    """`value` as a positive amount at the money precision, or the error that names `name`."""
+    if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
+        raise InvalidInput(f"{name} must be a decimal number written as a string.", field=name)
+    try:
+        number = Decimal(value) if not isinstance(value, Decimal) else value
+    except (InvalidOperation, ValueError):
+        raise InvalidInput(f"{name} must be a decimal number.", field=name) from None
+    if not number.is_finite():
+        raise InvalidInput(f"{name} must be a finite number.", field=name)
+    if number <= 0:
+        raise InvalidInput(f"{name} must be positive.", field=name)
+    if number > MONEY_MAX:
+        raise InvalidInput(f"{name} is too large.", field=name)
+    if decimal_places(number) > 8:
+        raise InvalidInput(f"{name} has more than 8 decimal places.", field=name)
+    return money(number)
+
+
+def multiple_of(amount: Decimal, step: Decimal, name: str, rule: str) -> None:
+    if amount % step != 0:
+        raise InvalidInput(f"{name} must be a multiple of the {rule} {step.normalize():f}.", field=name)
+
+
+# --- An order in the book -------------------------------------------------------------
+
+
+def refuse_done(status: str) -> None:
+    """Only an order in the book or a pending stop can still be cancelled or amended."""
+    if status not in ACTIVE_STATUSES:
+        raise Conflict(f"The order is {status}, no longer open.", code="ORDER_NOT_OPEN")
+
+
+def amend_terms_check(market: Market, order: Order, price: Decimal, quantity: Decimal) -> Decimal:
+    """Check a resting order's new terms; return its new remaining quantity."""
+    if quantity <= order.filled_quantity:
+        raise InvalidInput(
+            f"The new quantity must exceed the {order.filled_quantity.normalize():f} already filled.",
+            field="quantity",
+        )
+    remaining = quantity - order.filled_quantity
+    # The same ceiling as `order_validate`: past it the hold can not even be computed.
+    if price * quantity > MONEY_MAX:
+        raise InvalidInput("price x quantity is too large.", field="quantity")
+    if price * remaining < market.min_notional:
+        raise InvalidInput(
+            f"price x remaining quantity is below the minimum notional of {market.min_notional.normalize():f}.",
+            field="quantity",
+        )
+    return remaining
+
+
+def stop_amend_terms_check(market: Market, type: str, price, stop_price: Decimal, quantity: Decimal) -> None:
+    """Check a pending stop's new terms as a new stop's would be."""
+    if type == OrderType.STOP_MARKET:
+        stop_market_notional_check(market, stop_price, quantity)
+        return
+    if price * quantity > MONEY_MAX:
+        raise InvalidInput("price x quantity is too large.", field="quantity")
+    if price * quantity < market.min_notional:
+        raise InvalidInput(
+            f"price x quantity is below the minimum notional of {market.min_notional.normalize():f}.",
+            field="quantity",
+        )
+
+
+# --- Holds and fees -------------------------------------------------------------------
+
+
+def hold_for(*, market: Market, side: str, price: Decimal | None, quantity: Decimal) -> Decimal:
+    """What a resting order of `quantity` at `price` must hold: DESIGN section 2.
+
+    The fee reserve is at the higher of the market's two rates: the order may take
+    liquidity when it arrives, and pays the maker fee out of its hold when it rests.
+    """
+    if side == Side.SELL:
+        return quantity
+    notional = money(price * quantity)
+    return notional + money_ceil(notional * max(market.taker_fee, market.maker_fee))
+
+
+def fee_for(notional: Decimal, rate: Decimal) -> Decimal:
+    return money_floor(notional * rate)
+
+
+def stop_market_buy_price(market: Market, stop_price: Decimal) -> Decimal:
+    """The price a pending stop-market buy holds for (STOP_MARKET_BUY_MARGIN above its stop)."""
+    ticks = (stop_price * (1 + STOP_MARKET_BUY_MARGIN) / market.tick_size).to_integral_value(rounding=ROUND_CEILING)
+    return money(ticks * market.tick_size)
+
+
+def stop_hold_for(
+    *, market: Market, side: str, type: str, price: Decimal | None, stop_price: Decimal, quantity: Decimal
+) -> Decimal:
+    """What a pending stop order of `quantity` holds: what it will need once triggered.
+
+    A stop-limit holds like the limit order it becomes; a stop-market sell its quantity;
+    a stop-market buy as if it were a limit buy at `stop_market_buy_price`.
+    """
+    if type == OrderType.STOP_MARKET and side == Side.BUY:
+        price = stop_market_buy_price(market, stop_price)
+    return hold_for(market=market, side=side, price=price, quantity=quantity)
+
+
+def order_hold(order: Order) -> Decimal:
+    """What an order in the book or a pending stop must hold now (`reconcile` checks it)."""
+    if order.status == OrderStatus.PENDING:
+        return stop_hold_for(
+            market=order.market,
+            side=order.side,
+            type=order.type,
+            price=order.price,
+            stop_price=order.stop_price,
+            quantity=order.remaining_quantity,
+        )
+    return hold_for(market=order.market, side=order.side, price=order.price, quantity=order.remaining_quantity)
+
+
+def insufficient(asset, needed, available) -> InsufficientFunds:
+    """The refusal of an order that needs more of `asset` than is available."""
+    return InsufficientFunds(
+        f"Not enough {asset}: the order needs {needed.normalize():f}, {available.normalize():f} is available.",
+        field="quantity",
+    )
+
+
+def order_reference(order: Order) -> str:
+    """What a ledger entry says it was for."""
+    return f"order:{order.pk}"

@@ -1,0 +1,222 @@
+"""The transaction a command runs in: retried when the database gives up on it, and shared
+with the commands queued behind it on the same market.
+
+A deadlock or serialization failure rolls the transaction back and the command is run
+again from its first statement, a bounded number of times (`_retrying`). Commands that
+queue for the same market in one process share a transaction, each in a savepoint of its
+own (`_MarketQueue`). A book command is declared with `book_command`, which does both.
+"""
+
+import logging
+import random
+import threading
+import time
+
+from django.db import OperationalError, connection, transaction
+
+from quantumtrades.core.sql import savepoint
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+# Commands of one market that may share a transaction (`book_command`).
+GROUP_MAX = 32
+
+
+def _retryable(exc: Exception) -> bool:
+    cause = exc.__cause__
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate in ("40001", "40P01"):  # serialization_failure, deadlock_detected
+        return True
+    return connection.vendor == "sqlite" and "locked" in str(exc)
+
+
+def _retrying(command):
+    """Run `command` in its own transaction; retry it on deadlock or serialization failure.
+
+    Only the outermost transaction can be retried: inside a caller's transaction the
+    failure has already aborted that transaction, so it is raised as it is.
+    """
+
+    def run(*args, **kwargs):
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                with transaction.atomic():
+                    return command(*args, **kwargs)
+            except OperationalError as exc:
+                if connection.in_atomic_block or attempt == MAX_ATTEMPTS or not _retryable(exc):
+                    raise
+                log.info("%s: retrying after %s (attempt %d)", command.__name__, exc.__cause__ or exc, attempt)
+                time.sleep(random.uniform(0, 0.005 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    run.__name__ = command.__name__
+    run.__doc__ = command.__doc__
+    run.attempts = MAX_ATTEMPTS
+    return run
+
+
+class _Queued:
+    """One command waiting its turn on a market, and then its outcome."""
+
+    def __init__(self, command, args, kwargs):
+        self.command, self.args, self.kwargs = command, args, kwargs
+        self.woken = threading.Event()
+        self.finished = False
+        self.result = self.error = None
+
+    def outcome(self):
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+class _MarketQueue:
+    """The commands on one market waiting in this process for the book lock.
+
+    Commands on a market run one at a time anyway (the book lock). Instead of each taking
+    the lock and committing in turn, the first in line takes every command queued behind it
+    (up to GROUP_MAX) into one transaction: one lock, one commit, each command in a
+    savepoint of its own, so a refused one leaves no trace and the others stand. Then it
+    wakes them with their own results, after the commit, so nothing is acknowledged that is
+    not durable, and hands the lead to the next in line. Alone in the queue, a command runs
+    exactly as before: its own transaction, no savepoint. Each command still bumps the book
+    sequence by one and publishes its own events after the commit.
+
+    Grouping pays where the lock is contended: with eight threads on one market, the book
+    lock was held twice as long per command as with one (GIL waits inside the lock, a
+    commit each), docs/BENCHMARKS.md, "Matching engine".
+    """
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.waiting: list[_Queued] = []
+        self.busy = False
+
+    def run(self, command, args, kwargs):
+        mine = _Queued(command, args, kwargs)
+        with self.lock:
+            self.waiting.append(mine)
+            leads = not self.busy
+            self.busy = True
+        if not leads:
+            if getattr(connection, "pool", None) is not None and connection.connection is not None:
+                # Another thread runs this command on its connection. Waiting with one of
+                # the pool's connections could leave the thread that leads the next group
+                # without one (with more waiting threads than the pool has connections).
+                connection.close()
+            mine.woken.wait()
+        if not mine.finished:  # first in line: run a group that starts with this command
+            with self.lock:
+                group, self.waiting = self.waiting[:GROUP_MAX], self.waiting[GROUP_MAX:]
+            try:
+                _run_group(group)
+            finally:
+                with self.lock:
+                    if self.waiting:
+                        self.waiting[0].woken.set()  # the next in line leads the next group
+                    else:
+                        self.busy = False
+                for queued in group:
+                    if queued.result is None and queued.error is None:  # the leader was interrupted
+                        queued.error = RuntimeError("the command's group stopped before running it")
+                    queued.finished = True
+                    queued.woken.set()
+        return mine.outcome()
+
+
+class _GroupState(threading.local):
+    # The markets the running group's transaction has locked (None outside a group).
+    markets = None
+    # The savepoint of the group's running command, once the command has opened it.
+    savepoint = None
+
+    def open_savepoint(self) -> None:
+        """Open the running command's savepoint, if it runs in a group and has none yet.
+        Inside `pipeline()` the SAVEPOINT waits for the pipeline's round trip."""
+        if self.markets is not None and self.savepoint is None:
+            self.savepoint = savepoint()
+            # As transaction.atomic() does: what the command registers with on_commit is
+            # dropped if it rolls back to this savepoint.
+            connection.savepoint_ids.append(self.savepoint)
+
+
+# The group this thread is running, if any: what `Command.begin` asks before it locks.
+current_group = _GroupState()
+
+
+def _run_group(group: list[_Queued]) -> None:
+    if len(group) == 1:
+        [queued] = group
+        try:
+            queued.result = _retrying(queued.command)(*queued.args, **queued.kwargs)
+        except Exception as exc:
+            queued.error = exc
+        return
+
+    def together():
+        current_group.markets = {}
+        try:
+            for queued in group:
+                queued.result = queued.error = None
+                # Each command in a savepoint, so that a refusal leaves no trace. The command
+                # opens it with its first statements, in their round trip (`Command.begin`,
+                # which every book command starts with). A savepoint is not released when
+                # its command succeeds: the commit releases them all, and a RELEASE of its
+                # own would cost each command one more round trip under the book lock. (A
+                # group stays well under the 64 subtransactions PostgreSQL caches per
+                # transaction: GROUP_MAX.)
+                current_group.savepoint = None
+                try:
+                    queued.result = queued.command(*queued.args, **queued.kwargs)
+                except OperationalError:
+                    raise  # the transaction is lost: the whole group runs again
+                except Exception as exc:
+                    queued.error = exc
+                    connection.needs_rollback = False
+                    if current_group.savepoint is not None:
+                        connection.savepoint_rollback(current_group.savepoint)
+                    # A refused command's changes to the locked market rolled back with it.
+                    current_group.markets.clear()
+                finally:
+                    if current_group.savepoint is not None:
+                        connection.savepoint_ids.pop()
+                    current_group.savepoint = None
+        finally:
+            current_group.markets = None
+
+    together.__name__ = f"group of {len(group)}"
+    try:
+        _retrying(together)()
+    except Exception as exc:
+        for queued in group:
+            queued.error = exc
+
+
+# Each market's queue in this process, by (database alias, market id).
+_queues: dict = {}
+_queues_lock = threading.Lock()
+
+
+def book_command(market_of):
+    """Run the decorated command on its market's queue (`_MarketQueue`): in a transaction
+    of its own or shared with the commands queued behind it, retried on deadlock or
+    serialization failure. `market_of(*args)` names the market. Inside a caller's
+    transaction the command runs in a savepoint of that transaction."""
+
+    def decorate(command):
+        def run(*args, **kwargs):
+            if connection.in_atomic_block:
+                with transaction.atomic():  # a savepoint: a refusal leaves the caller's transaction usable
+                    return command(*args, **kwargs)
+            key = (connection.alias, market_of(*args, **kwargs))
+            with _queues_lock:
+                queue = _queues.get(key) or _queues.setdefault(key, _MarketQueue())
+            return queue.run(command, args, kwargs)
+
+        run.__name__ = command.__name__
+        run.__doc__ = command.__doc__
+        run.__wrapped__ = command  # what the queue runs
+        return run
+
+    return decorate
