@@ -16,11 +16,11 @@ A stop order holds from acceptance what it will need once triggered (`stop_hold_
 """
 
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal
 
 from marketdata.models import Market, Side
 from quantumtrades.core.errors import Conflict, InsufficientFunds, InvalidInput
-from quantumtrades.core.money import MONEY_MAX, decimal_places, money, money_ceil, money_floor
+from quantumtrades.core.money import MONEY_MAX, money, money_ceil, money_checked, money_floor
 
 from ..models import ACTIVE_STATUSES, PRICED_TYPES, STOP_TYPES, Order, OrderStatus, OrderType, TimeInForce
 
@@ -168,21 +168,7 @@ def stop_market_notional_check(market: Market, stop_price: Decimal, quantity: De
 
 def amount(value, name) -> Decimal:
     """`value` as a positive amount at the money precision, or the error that names `name`."""
-    if isinstance(value, bool) or not isinstance(value, Decimal | int | str):
-        raise InvalidInput(f"{name} must be a decimal number written as a string.", field=name)
-    try:
-        number = Decimal(value) if not isinstance(value, Decimal) else value
-    except (InvalidOperation, ValueError):
-        raise InvalidInput(f"{name} must be a decimal number.", field=name) from None
-    if not number.is_finite():
-        raise InvalidInput(f"{name} must be a finite number.", field=name)
-    if number <= 0:
-        raise InvalidInput(f"{name} must be positive.", field=name)
-    if number > MONEY_MAX:
-        raise InvalidInput(f"{name} is too large.", field=name)
-    if decimal_places(number) > 8:
-        raise InvalidInput(f"{name} has more than 8 decimal places.", field=name)
-    return money(number)
+    return money(money_checked(value, name))
 
 
 def multiple_of(amount: Decimal, step: Decimal, name: str, rule: str) -> None:
