@@ -29,6 +29,7 @@ from marketdata.streams import option
 from quantumtrades.core import streams
 
 from .events import FillCreated, OrderChanged
+from .models import STOP_TYPES
 from .portfolio import my_levels, portfolio_valuation
 from .selectors import fills_for_user, orders_open_for_user
 
@@ -86,7 +87,6 @@ def kinds_by_user(batch) -> dict[int, set[str]]:
 
 # Order statuses a trader is told of as they happen (fills have toasts of their own).
 TOLD_STATUSES = {"cancelled": "cancelled", "expired": "expired"}
-STOP_TYPES = ("stop_limit", "stop_market")
 
 
 def toasts_by_user(batch) -> dict[int, list[dict]]:
