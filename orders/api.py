@@ -18,8 +18,8 @@ from rest_framework.views import APIView
 from marketdata.api import SYMBOL_SCHEMA, SymbolField, market_by_symbol
 from marketdata.models import Side
 from orders.events import fill_payload, order_payload
-from orders.models import MAX_ID, Fill, Order, OrderStatus, OrderType, TimeInForce
-from orders.selectors import fills_for_user, orders_open_for_user
+from orders.models import MAX_ID, Fill, OrderStatus, OrderType, TimeInForce
+from orders.selectors import fills_for_user, order_for_user, orders_for_user, orders_open_for_user
 from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
 from quantumtrades.core.api import (
     ApiPagination,
@@ -216,12 +216,9 @@ class OrdersView(TradingView, generics.ListAPIView):
 
     def get_queryset(self):
         query = OrderFilter.parse(self.request)
-        orders = Order.objects.filter(user=self.request.user).select_related("market").order_by("-id")
-        if "symbol" in query:
-            orders = orders.filter(market=market_by_symbol(query["symbol"], field="symbol"))
-        if "status" in query:
-            orders = orders.filter(status=query["status"])
-        return orders
+        market = market_by_symbol(query["symbol"], field="symbol") if "symbol" in query else None
+        statuses = [query["status"]] if "status" in query else None
+        return orders_for_user(self.request.user, market=market, statuses=statuses)
 
     @extend_schema(
         operation_id="orders_list",
@@ -324,7 +321,7 @@ class OrderView(TradingView):
         responses={200: OrderSerializer, **error_responses(401, 404, 429)},
     )
     def get(self, request, order_id):
-        order = Order.objects.filter(pk=own_order_id(order_id), user=request.user).select_related("market").first()
+        order = order_for_user(request.user, order_id)
         if order is None:
             raise NotFound("No such order.")
         return Response(order_data(order))

@@ -13,6 +13,7 @@ from marketdata.models import Candle, Interval, Market
 from quantumtrades.core.money import ZERO, money
 
 from .models import OPEN_STATUSES, Order
+from .selectors import orders_for_user
 
 # Balances are valued in this asset, at the last trade of each <asset>-USD market.
 VALUATION_ASSET = "USD"
@@ -75,14 +76,9 @@ def ledger_for_user(user):
 
 
 def order_history_for_user(user, *, market=None, status=""):
-    orders = Order.objects.filter(user=user).select_related("market").order_by("-id")
-    if market is not None:
-        orders = orders.filter(market=market)
-    if status == "open":
-        orders = orders.filter(status__in=OPEN_STATUSES)
-    elif status:
-        orders = orders.filter(status=status)
-    return orders
+    """The portfolio's order history: "open" there means in the book, partly filled or not."""
+    statuses = OPEN_STATUSES if status == "open" else [status] if status else None
+    return orders_for_user(user, market=market, statuses=statuses)
 
 
 @dataclass(frozen=True)

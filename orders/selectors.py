@@ -11,13 +11,31 @@ from marketdata.models import BookLevel, Market, Side
 from quantumtrades.core.money import MONEY_QUANTUM, ZERO, MoneyField
 
 from .engine.rules import order_hold
-from .models import Fill, Order
+from .models import MAX_ID, Fill, Order
 
 
 def orders_open_for_user(user, market=None):
     """A trader's open orders: in the book, and pending stops."""
     orders = Order.objects.active().filter(user=user).select_related("market").order_by("-id")
     return orders.filter(market=market) if market is not None else orders
+
+
+def orders_for_user(user, *, market=None, statuses=None):
+    """A trader's orders, newest first (keyset pages on the (user, -id) index)."""
+    orders = Order.objects.filter(user=user).select_related("market").order_by("-id")
+    if market is not None:
+        orders = orders.filter(market=market)
+    if statuses is not None:
+        orders = orders.filter(status__in=statuses)
+    return orders
+
+
+def order_for_user(user, order_id: int) -> Order | None:
+    """One of the trader's orders, or None: someone else's order is as missing as one
+    that never was (an id past the column's range included)."""
+    if order_id > MAX_ID:
+        return None
+    return Order.objects.filter(pk=order_id, user=user).select_related("market").first()
 
 
 def fills_for_user(user, market=None):

@@ -31,8 +31,9 @@ from quantumtrades.core.pagination import keyset_id, keyset_page
 from .engine.rules import stop_market_buy_price
 from .forms import AmendForm, OrderHistoryFilter, OrderTicketForm
 from .live import ALL_KINDS, BALANCES, ORDERS, private_context, private_fragments
-from .models import Order, OrderType
+from .models import OrderType
 from .portfolio import ledger_for_user, order_history_for_user, portfolio_valuation
+from .selectors import order_for_user
 from .services import order_amend, order_cancel, order_place
 from .ticket import SIZE_FRACTIONS, parse_price, ticket_estimate, ticket_size
 
@@ -277,7 +278,7 @@ def cancel(request, order_id):
 
 @login_required_page
 def amend(request, order_id):
-    order = Order.objects.filter(pk=order_id, user=request.user).select_related("market").first()
+    order = order_for_user(request.user, order_id)
     if order is None:
         raise Http404("No such order.")
     if request.method == "POST":
