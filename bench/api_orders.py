@@ -21,7 +21,7 @@ client as the cost of a request that does nothing.
 
 In the same run, on the same database: the engine alone (`orders.services.order_place` in
 this process, one thread: what one order costs with no HTTP), and the database ceiling
-(`../shared/bench/match_ceiling.sql` under pgbench, 1 and 16 clients). Prints a JSON document
+(`bench/ceiling/match_ceiling.sql` under pgbench, 1 and 16 clients). Prints a JSON document
 and the Markdown table of docs/BENCHMARKS.md. Every loop is bounded in time; every process
 started here is stopped by pid; only loopback addresses are used.
 """

@@ -6,7 +6,7 @@ Builds a fresh database, one market with a populated book and a few hundred fund
 traders, then runs worker threads (one PostgreSQL connection each) that send a realistic
 mix of commands straight to `orders.services`: resting limit orders, orders that cross
 the spread, and cancels. Reports commands per second and p50/p99 latency per command
-kind, then runs the database ceiling (../shared/bench/match_ceiling.sql, pgbench, same
+kind, then runs the database ceiling (bench/ceiling/match_ceiling.sql, pgbench, same
 server, same run) and prints the ratio. Nothing here is a test; figures go to
 docs/BENCHMARKS.md.
 """
@@ -26,7 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CEILING_DIR = ROOT.parent / "shared" / "bench"
+CEILING_DIR = ROOT / "bench" / "ceiling"
 BENCH_DB = "qt_bench_engine"
 CEILING_DB = "qt_bench_ceiling"
 

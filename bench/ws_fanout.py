@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Live-stream fan-out benchmark: commit-to-receipt delay at every client, gap-free share,
-CPU per delivery; the bare Channels reference (shared/bench/fanout_ceiling.py) in the same run.
+CPU per delivery; a bare Channels reference in the same run when one is given (--reference).
 
 For each point (daphne processes x subscribers N x orders per second R):
 - starts 1..k daphne processes (`quantumtrades.asgi:application`) on PostgreSQL and a
@@ -19,7 +19,7 @@ For each point (daphne processes x subscribers N x orders per second R):
 Every process it starts is stopped by PID; every wait is bounded.
 
     .venv/bin/python bench/ws_fanout.py run                        # the full grid + reference
-    .venv/bin/python bench/ws_fanout.py run --ns 1000 --rates 10 --procs 1 --no-reference
+    .venv/bin/python bench/ws_fanout.py run --ns 1000 --rates 10 --procs 1
     .venv/bin/python bench/ws_fanout.py report /tmp/ws_fanout/results.jsonl
 
 Needs PostgreSQL (--database-url, a database it may drop and create) and a redis-server
@@ -46,7 +46,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
-REFERENCE = ROOT.parent / "shared" / "bench" / "fanout_ceiling.py"
 
 
 def free_port() -> int:
@@ -673,7 +672,7 @@ class Bench:
         finally:
             if self.redis is not None:
                 self.redis.stop()
-        if not a.no_reference:
+        if a.reference:
             self.reference()
         print("\n" + HEADER)
         for r in results:
@@ -681,13 +680,14 @@ class Bench:
 
     def reference(self):
         a = self.a
-        if not REFERENCE.exists():
-            print(f"# reference not found at {REFERENCE}", flush=True)
+        reference = Path(a.reference)
+        if not reference.exists():
+            print(f"# reference not found at {reference}", flush=True)
             return
         ref_out = Path(a.workdir) / "reference.jsonl"
         argv = [
             sys.executable,
-            str(REFERENCE),
+            str(reference),
             "run",
             "--layers",
             "pubsub",
@@ -717,7 +717,7 @@ class Bench:
             str(free_port()),
         ]
         print("# reference:", " ".join(argv), flush=True)
-        subprocess.run(argv, cwd=REFERENCE.parent, timeout=a.reference_budget + 600)
+        subprocess.run(argv, cwd=reference.parent, timeout=a.reference_budget + 600)
 
 
 HEADER = (
@@ -766,7 +766,10 @@ def main():
     r.add_argument("--daphne-uvloop", action="store_true")
     r.add_argument("--profile", action="store_true", help="cProfile each daphne into --workdir")
     r.add_argument("--budget", type=float, default=1500.0, help="s for all points of the streams")
-    r.add_argument("--no-reference", action="store_true")
+    r.add_argument(
+        "--reference",
+        help="a bare Channels fan-out benchmark (run, --layers, --modes, --ns ...) to run after the streams",
+    )
     r.add_argument("--reference-count", type=int, default=200)
     r.add_argument("--reference-budget", type=float, default=600.0)
     c = sub.add_parser("client")

@@ -111,7 +111,7 @@ def toasts_by_user(batch) -> dict[int, list[dict]]:
         elif isinstance(event, OrderChanged):
             order = event.order
             kind = TOLD_STATUSES.get(order["status"])
-            # A stop's trigger and its first move share the command's time (DESIGN section 2).
+            # A stop's trigger and its first move share the command's time (orders/engine/stops.py).
             triggered = order.get("triggered_at")
             if order["type"] in STOP_TYPES and order["status"] != "pending" and triggered == order["updated_at"]:
                 toasts[event.user_id].append({"kind": "triggered", **_order_facts(order)})

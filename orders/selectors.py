@@ -1,4 +1,4 @@
-"""Reads over orders and fills, and the order-side invariants of DESIGN section 3."""
+"""Reads over orders and fills, and the order-side invariants of docs/ARCHITECTURE.md, "Money"."""
 
 from collections import defaultdict
 
@@ -118,5 +118,5 @@ def book_breaches() -> list[Breach]:
 
 
 def reconcile() -> list[Breach]:
-    """All four invariants of DESIGN section 3; an empty list means the books balance."""
+    """All four invariants (docs/ARCHITECTURE.md, "Money"); an empty list means the books balance."""
     return ledger_breaches() + supply_breaches() + held_breaches() + book_breaches()

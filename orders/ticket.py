@@ -28,7 +28,7 @@ class Estimate:
     expires_quantity: Decimal  # neither trades nor rests (IOC/FOK/market remainder)
     fee: Decimal  # in the quote asset: taker fee on what takes, maker fee on what rests
     total: Decimal  # a buy's cost in quote (fees included), a sell's proceeds in quote (fees deducted)
-    hold: Decimal  # what placing it needs available now (DESIGN section 2)
+    hold: Decimal  # what placing it needs available now (orders/engine/rules.py)
     average_price: Decimal | None  # of the part that trades at once
     post_only_would_take: bool
     fok_would_kill: bool

@@ -1,4 +1,4 @@
-"""The REST API's URL table (DESIGN section 4), mounted at /api/.
+"""The REST API's URL table (docs/API.md), mounted at /api/.
 
 Paths have no trailing slash, as in the design; anything else under /api/ answers 404
 in the API's error shape (the last route).

@@ -50,7 +50,7 @@ if os.environ.get("SIMULATE_MARKET_RATE"):
 
 # A server process holds thousands of long-lived objects (sockets, their protocols, the
 # hub's books). Full collections walk all of them and stall the live streams for 100-200 ms
-# (shared/bench/README.md): move what startup allocated out of the collector's reach, and
+# (docs/BENCHMARKS.md, "Live streams"): move what startup allocated out of the collector's reach, and
 # make full collections rare. The young generation stays small, though: every API request
 # leaves about a hundred objects in reference cycles (Django's and DRF's request, view and
 # response point at each other), and a young collection stops the whole process for as

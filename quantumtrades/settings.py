@@ -78,7 +78,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    # A lost database answers 503, not 500 (DESIGN section 4).
+    # A lost database answers 503, not 500 (README, "When Redis or PostgreSQL goes away").
     "quantumtrades.core.unavailable.DatabaseUnavailableMiddleware",
 ]
 

@@ -91,7 +91,7 @@ def read_stats(market: Market, chart: bool, sparkline: bool, intervals=()):
 
 
 def ticker_message(symbol: str, ticker) -> dict:
-    """/ws `ticker`: the 24-hour ticker (DESIGN section 5)."""
+    """/ws `ticker`: the 24-hour ticker (docs/API.md, "Server messages")."""
     return {
         "type": "ticker",
         "symbol": symbol,
@@ -105,7 +105,7 @@ def ticker_message(symbol: str, ticker) -> dict:
 
 
 def candle_message(symbol: str, candle) -> dict:
-    """/ws `candle`: the current candle of one interval (DESIGN section 5)."""
+    """/ws `candle`: the current candle of one interval (docs/API.md, "Server messages")."""
     return {
         "type": "candle",
         "symbol": symbol,

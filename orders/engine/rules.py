@@ -5,7 +5,7 @@ Pure rules: no database, no lock, nothing remembered. The REST API, the order ti
 everywhere with the same words. A check that needs the book (the last trade, the resting
 orders) runs in the command, under the book lock.
 
-Money (DESIGN section 3): a buy holds price x quantity plus the taker fee in the quote
+Money (docs/ARCHITECTURE.md, "Money"): a buy holds price x quantity plus the taker fee in the quote
 asset; a sell holds the quantity in the base asset. Fees are charged in the quote asset
 (the buyer pays notional + fee, the seller receives notional - fee) and credited to the
 fee account. Fees actually charged round down, held fee reserves round up, so what an
@@ -222,7 +222,7 @@ def stop_amend_terms_check(market: Market, type: str, price, stop_price: Decimal
 
 
 def hold_for(*, market: Market, side: str, price: Decimal | None, quantity: Decimal) -> Decimal:
-    """What a resting order of `quantity` at `price` must hold: DESIGN section 2.
+    """What a resting order of `quantity` at `price` must hold (docs/API.md, "Orders").
 
     The fee reserve is at the higher of the market's two rates: the order may take
     liquidity when it arrives, and pays the maker fee out of its hold when it rests.

@@ -1,4 +1,4 @@
-"""Stop orders (DESIGN section 2): accepted as pending, off the book, holding what they
+"""Stop orders (docs/API.md, "Orders"): accepted as pending, off the book, holding what they
 will need; triggered by the command whose trade reaches their stop price.
 
 A pending stop is accepted (`accept`) and amended (`amend`) under the book lock like any
@@ -86,7 +86,7 @@ def amend(command: "Command", order: Order, new_price, new_quantity, new_stop_pr
 
 def _refuse_crossed_stop(market: Market, side: str, stop_price: Decimal) -> None:
     """A stop that the last trade already reached would trigger at once: refuse it, so the
-    trader places the limit or market order they mean instead (DESIGN section 2)."""
+    trader places the limit or market order they mean instead (docs/API.md, "Orders")."""
     last = _last_price(market)
     if last is None:
         return

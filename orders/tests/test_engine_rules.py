@@ -1,4 +1,4 @@
-"""What the matching engine promises traders (DESIGN section 2), one rule per story.
+"""What the matching engine promises traders (docs/API.md, "Orders"), one rule per story.
 
 alice, bob and carol each start with 10,000 USD, 100 QTX and 2 BTC. QTX-USD charges the
 maker 0.1% and the taker 0.2%, in USD. After every story the books must still balance:

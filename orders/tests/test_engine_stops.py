@@ -1,4 +1,4 @@
-"""Stop orders (DESIGN section 2): they wait off the book, holding their funds, until a
+"""Stop orders (docs/API.md, "Orders"): they wait off the book, holding their funds, until a
 trade prints at or through their stop price, and then trade as a limit or market order in
 the same command, in the order they were accepted.
 

@@ -1,6 +1,6 @@
 """What every API door shares: strict input, one error shape, pagination, throttles.
 
-The REST API (DESIGN section 4) is a thin door onto the services. This module holds the
+The REST API (docs/API.md) is a thin door onto the services. This module holds the
 pieces that make it strict and uniform, so the apps' `api.py` files hold only their views:
 
 - `StrictJSONParser` reads numbers as Decimal (never float) and keeps NaN, Infinity and
@@ -8,7 +8,7 @@ pieces that make it strict and uniform, so the apps' `api.py` files hold only th
 - strict fields and `StrictSerializer`: wrong types, unknown fields and malformed decimals
   are refused with a sentence that names the field;
 - `exception_handler`: every error, from a service or from DRF, becomes
-  `{"error": {"code", "message", "field"}}` with the status of DESIGN section 4;
+  `{"error": {"code", "message", "field"}}` with the status docs/API.md ("Errors") gives;
 - `ApiPagination` and the throttles, which count in the shared cache (Redis when set).
 """
 

@@ -2,7 +2,7 @@
 
 The cache holds only counters that guard the doors (API throttles, login lockout); losing
 them for a while must not close the doors. So Redis is an accelerator here, never a single
-point of failure (DESIGN section 4):
+point of failure (README, "When Redis or PostgreSQL goes away"):
 
 - django-redis keeps one connection pool per process, shared by every request. Django's
   own RedisCache is built per request context under ASGI and opened a new connection (and

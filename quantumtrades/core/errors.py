@@ -1,7 +1,7 @@
 """Errors that services raise and every door (API, pages, WebSocket) reports the same way.
 
 Each carries a stable machine code, a sentence for people, the input field it concerns
-(if any) and the HTTP status the REST API answers with: DESIGN section 4.
+(if any) and the HTTP status the REST API answers with (docs/API.md, "Errors").
 """
 
 

@@ -1,4 +1,4 @@
-"""A database that went away costs the requests in flight a 503, never a 500 (DESIGN section 4).
+"""A database that went away costs the requests in flight a 503, never a 500 (README, "When Redis or PostgreSQL goes away").
 
 A PostgreSQL restart, a failover or a connection killed by an operator reaches the code
 as Django's OperationalError or InterfaceError, from whatever query was running. Nothing

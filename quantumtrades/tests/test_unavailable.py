@@ -1,5 +1,5 @@
 """A database that goes away under a request answers 503 in the caller's shape, never 500,
-and the next request works (DESIGN section 4). On PostgreSQL the connection is really
+and the next request works (README, "When Redis or PostgreSQL goes away"). On PostgreSQL the connection is really
 killed, with pg_terminate_backend on this test's own backend only."""
 
 import json

@@ -1,4 +1,4 @@
-"""PostgreSQL connections killed under a live daphne during a burst of orders (DESIGN section 4).
+"""PostgreSQL connections killed under a live daphne during a burst of orders (README, "When Redis or PostgreSQL goes away").
 
 Only the server's own connections are touched: daphne runs with an application name of
 its own (libpq's PGAPPNAME), and the killer terminates the backends with that name on

@@ -1,4 +1,4 @@
-"""Redis stopped and started under a live daphne (DESIGN sections 4 and 5).
+"""Redis stopped and started under a live daphne (README, "When Redis or PostgreSQL goes away").
 
 The test starts a redis-server of its own on a free port (never the machine's), points
 one daphne's cache and channel layer at it, stops it, trades and reads through the

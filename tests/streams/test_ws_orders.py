@@ -1,4 +1,4 @@
-"""Order entry over /ws (DESIGN section 5): every command, every refusal, and the socket
+"""Order entry over /ws (docs/API.md, "Order entry"): every command, every refusal, and the socket
 still answering after each; the same validation, engine, idempotency, codes and throttles
 as REST. Through the whole ASGI stack (Origin check, auth, routing) with a communicator,
 on whichever layer and database are set."""

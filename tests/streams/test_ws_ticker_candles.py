@@ -1,4 +1,4 @@
-"""/ws `ticker` and `candles` (DESIGN section 5): the current state on subscribe, then a
+"""/ws `ticker` and `candles` (docs/API.md, "Server messages"): the current state on subscribe, then a
 message when trades change it; conflated, and built once per change for every subscriber."""
 
 import pytest

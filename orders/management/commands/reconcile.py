@@ -4,7 +4,7 @@ from orders.selectors import reconcile
 
 
 class Command(BaseCommand):
-    help = "Check the money invariants (DESIGN section 3); exit non-zero on any breach."
+    help = "Check the money invariants (docs/ARCHITECTURE.md, 'Money'); exit non-zero on any breach."
 
     def handle(self, *args, **options):
         breaches = reconcile()
