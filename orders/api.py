@@ -4,11 +4,9 @@ A thin door onto the matching engine (orders.services): the input serializers re
 what is malformed (types, enums, unknown fields, decimals that are not plain decimals);
 the engine's `order_validate`, which `order_place` runs first, judges the trading rules
 (tick, lot, minimum notional), so the API and the order ticket refuse an order in the
-same words. Orders and fills are rendered by `order_payload` and `fill_payload`, the
-same functions that feed the private WebSocket stream.
+same words. Orders and fills are rendered by `orders.payloads`, which also feeds `/ws`
+order entry and the private stream.
 """
-
-from decimal import Decimal
 
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import generics, serializers
@@ -17,8 +15,8 @@ from rest_framework.views import APIView
 
 from marketdata.api import SYMBOL_SCHEMA, SymbolField, market_by_symbol
 from marketdata.models import Side
-from orders.events import fill_payload, order_payload
 from orders.models import MAX_ID, Fill, OrderStatus, OrderType, TimeInForce
+from orders.payloads import fill_payload, order_payload, result_payload
 from orders.selectors import fills_for_user, order_for_user, orders_for_user, orders_open_for_user
 from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
 from quantumtrades.core.api import (
@@ -33,7 +31,6 @@ from quantumtrades.core.api import (
 )
 from quantumtrades.core.api import query_parameter as param
 from quantumtrades.core.errors import NotFound
-from quantumtrades.core.money import money, money_text
 
 
 def _decimal(**kwargs):
@@ -69,7 +66,7 @@ class OrderSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField()
 
     def to_representation(self, order):
-        return order_data(order)
+        return order_payload(order)
 
 
 class FillSerializer(serializers.Serializer):
@@ -174,28 +171,6 @@ SYMBOL_PARAMETER = param("symbol", "Only this market, e.g. QTX-USD.", schema=SYM
 STATUS_PARAMETER = param("status", "Only orders in this status.", enum=OrderStatus.values)
 
 
-AMOUNTS = ("price", "quantity", "filled_quantity", "remaining_quantity", "average_price", "stop_price")
-
-
-def order_data(order) -> dict:
-    """`order_payload`, with every amount at the database's 8 places.
-
-    An order the engine has just created still holds the model default 0 (an int) in
-    filled_quantity, which money_text writes as "0.000000"; the same order read back
-    says "0.00000000". Until the engine builds orders with Decimal zeros, this keeps
-    one spelling per amount.
-    """
-    payload = order_payload(order)
-    for key in AMOUNTS:
-        if payload[key] is not None:
-            payload[key] = money_text(money(Decimal(payload[key])))
-    return payload
-
-
-def result_data(result) -> dict:
-    return {"order": order_data(result.order), "fills": [fill_payload(fill) for fill in result.fills]}
-
-
 def own_order_id(order_id: int) -> int:
     if order_id > MAX_ID:
         raise NotFound("No such order.")
@@ -277,7 +252,7 @@ class OrdersView(TradingView, generics.ListAPIView):
     def post(self, request):
         data = OrderPlaceInput.parse_body(request)
         result = order_place(user=request.user, **order_place_arguments(data))
-        return Response(result_data(result), status=201 if result.created else 200)
+        return Response(result_payload(result), status=201 if result.created else 200)
 
     @extend_schema(
         operation_id="orders_cancel_all",
@@ -290,7 +265,7 @@ class OrdersView(TradingView, generics.ListAPIView):
         query = SymbolFilter.parse(request)
         market = market_by_symbol(query["symbol"], field="symbol") if "symbol" in query else None
         cancelled = orders_cancel_all(user=request.user, market=market)
-        return Response([order_data(order) for order in cancelled])
+        return Response([order_payload(order) for order in cancelled])
 
 
 class OpenOrdersView(generics.ListAPIView):
@@ -324,7 +299,7 @@ class OrderView(TradingView):
         order = order_for_user(request.user, order_id)
         if order is None:
             raise NotFound("No such order.")
-        return Response(order_data(order))
+        return Response(order_payload(order))
 
     @extend_schema(
         operation_id="orders_amend",
@@ -337,7 +312,7 @@ class OrderView(TradingView):
     def patch(self, request, order_id):
         data = OrderAmendInput.parse_body(request)
         result = order_amend(user=request.user, order_id=own_order_id(order_id), **order_amend_arguments(data))
-        return Response(result_data(result))
+        return Response(result_payload(result))
 
     @extend_schema(
         operation_id="orders_cancel",
@@ -346,7 +321,7 @@ class OrderView(TradingView):
         responses={200: OrderSerializer, **error_responses(401, 404, 409, 429)},
     )
     def delete(self, request, order_id):
-        return Response(order_data(order_cancel(user=request.user, order_id=own_order_id(order_id))))
+        return Response(order_payload(order_cancel(user=request.user, order_id=own_order_id(order_id))))
 
 
 class FillsView(generics.ListAPIView):

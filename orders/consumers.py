@@ -48,11 +48,10 @@ from orders.api import (
     OrderAmendInput,
     OrderPlaceInput,
     order_amend_arguments,
-    order_data,
     order_place_arguments,
-    result_data,
 )
 from orders.models import MAX_ID
+from orders.payloads import order_payload, result_payload
 from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
 from quantumtrades.core import unavailable
 from quantumtrades.core.api import ApiRateThrottle, input_error, loads_strict
@@ -230,18 +229,18 @@ def place(user, body) -> dict:
     data = _body(OrderPlaceInput, body)
     result = order_place(user=user, **order_place_arguments(data))
     # created: false when client_order_id repeated an earlier order (REST answers 200, not 201).
-    return {**result_data(result), "created": result.created}
+    return {**result_payload(result), "created": result.created}
 
 
 def amend(user, body) -> dict:
     order_id = _order_id(body)
     data = _body(OrderAmendInput, {key: value for key, value in body.items() if key != "id"})
-    return result_data(order_amend(user=user, order_id=order_id, **order_amend_arguments(data)))
+    return result_payload(order_amend(user=user, order_id=order_id, **order_amend_arguments(data)))
 
 
 def cancel(user, body) -> dict:
     _only(body, ["id"])
-    return {"order": order_data(order_cancel(user=user, order_id=_order_id(body))), "fills": []}
+    return {"order": order_payload(order_cancel(user=user, order_id=_order_id(body))), "fills": []}
 
 
 def cancel_all(user, body) -> dict:
@@ -250,7 +249,7 @@ def cancel_all(user, body) -> dict:
     if symbol is not None and not isinstance(symbol, str):
         raise InvalidInput("symbol must be a string.", field="symbol")
     market = market_by_symbol(symbol, field="symbol") if symbol is not None else None
-    return {"orders": [order_data(order) for order in orders_cancel_all(user=user, market=market)]}
+    return {"orders": [order_payload(order) for order in orders_cancel_all(user=user, market=market)]}
 
 
 COMMANDS = {"order.place": place, "order.amend": amend, "order.cancel": cancel, "order.cancel_all": cancel_all}

@@ -2,48 +2,7 @@
 
 from dataclasses import dataclass
 
-from quantumtrades.core.money import MONEY_QUANTUM, money_text
-
-
-def order_payload(order) -> dict:
-    """An order as integrators see it (REST responses and the private stream alike)."""
-    average = order.average_price
-    return {
-        "id": order.pk,
-        "client_order_id": order.client_order_id,
-        "symbol": order.market.symbol,
-        "side": order.side,
-        "type": order.type,
-        "time_in_force": order.time_in_force,
-        "post_only": order.post_only,
-        "price": money_text(order.price),
-        "quantity": money_text(order.quantity),
-        "filled_quantity": money_text(order.filled_quantity),
-        "remaining_quantity": money_text(order.remaining_quantity),
-        "average_price": money_text(average.quantize(MONEY_QUANTUM)) if average is not None else None,
-        "stop_price": money_text(order.stop_price),
-        "status": order.status,
-        # When a stop order's stop price was reached; null while it is pending (and for others).
-        "triggered_at": order.triggered_at.isoformat() if order.triggered_at else None,
-        "created_at": order.created_at.isoformat() if order.created_at else None,
-        "updated_at": order.updated_at.isoformat() if order.updated_at else None,
-    }
-
-
-def fill_payload(fill) -> dict:
-    return {
-        "id": fill.pk,
-        "order_id": fill.order_id,
-        "trade_id": fill.trade_id,
-        "symbol": fill.market.symbol,
-        "side": fill.side,
-        "role": fill.role,
-        "price": money_text(fill.price),
-        "quantity": money_text(fill.quantity),
-        "fee": money_text(fill.fee),
-        "fee_asset": fill.market.quote_id,
-        "time": fill.created_at.isoformat() if fill.created_at else None,
-    }
+from .payloads import fill_payload, order_payload
 
 
 @dataclass(frozen=True)
