@@ -19,7 +19,6 @@ from marketdata.selectors import (
     MAX_DEPTH,
     book_snapshot,
     candles,
-    ticker,
     trades_recent,
 )
 from quantumtrades.core.api import (
@@ -32,7 +31,8 @@ from quantumtrades.core.api import (
 )
 from quantumtrades.core.api import query_parameter as param
 from quantumtrades.core.errors import InvalidInput, NotFound
-from quantumtrades.core.money import money_text
+
+from .payloads import candle_payload, levels_payload, market_payload, tape_payload
 
 # A market's symbol as the schema gives it: the API answers any other text as no market.
 SYMBOL_SCHEMA = {"type": "string", "pattern": f"^{SYMBOL_FORMAT}$", "maxLength": SYMBOL_MAX_LENGTH}
@@ -146,50 +146,6 @@ class SnapshotQuery(QuerySerializer):
     depth = QueryIntegerField(required=False, min_value=1, max_value=MAX_DEPTH)
 
 
-# --- Rendering ---------------------------------------------------------------------------------
-
-
-def market_data(market: Market) -> dict:
-    tick = ticker(market=market)
-    return {
-        "symbol": market.symbol,
-        "base": market.base_id,
-        "quote": market.quote_id,
-        "status": market.status,
-        "tick_size": money_text(market.tick_size),
-        "lot_size": money_text(market.lot_size),
-        "min_notional": money_text(market.min_notional),
-        "maker_fee": money_text(market.maker_fee),
-        "taker_fee": money_text(market.taker_fee),
-        "ticker": {
-            "last_price": money_text(tick.last_price),
-            "open_24h": money_text(tick.open_24h),
-            "high_24h": money_text(tick.high_24h),
-            "low_24h": money_text(tick.low_24h),
-            "change_24h": money_text(tick.change_24h),
-            "change_24h_percent": money_text(tick.change_24h_percent),
-            "volume_24h": money_text(tick.volume_24h),
-            "quote_volume_24h": money_text(tick.quote_volume_24h),
-            "trades_24h": tick.trades_24h,
-        },
-    }
-
-
-def trade_data(trade, symbol) -> dict:
-    return {
-        "id": trade.pk,
-        "symbol": symbol,
-        "price": money_text(trade.price),
-        "quantity": money_text(trade.quantity),
-        "taker_side": trade.taker_side,
-        "time": trade.created_at.isoformat(),
-    }
-
-
-def levels_data(levels) -> list:
-    return [[money_text(price), money_text(quantity)] for price, quantity in levels]
-
-
 def market_by_symbol(symbol: str, *, field=None) -> Market:
     """The market called `symbol`: NotFound for a path, InvalidInput when `field` names a parameter."""
     market = None
@@ -217,7 +173,7 @@ class MarketsView(PublicView):
     )
     def get(self, request):
         markets = Market.objects.order_by("symbol")
-        return Response([market_data(market) for market in markets])
+        return Response([market_payload(market) for market in markets])
 
 
 class MarketView(PublicView):
@@ -229,7 +185,7 @@ class MarketView(PublicView):
         responses={200: MarketSerializer, **error_responses(401, 404, 429)},
     )
     def get(self, request, symbol):
-        return Response(market_data(market_by_symbol(symbol)))
+        return Response(market_payload(market_by_symbol(symbol)))
 
 
 class MarketTradesView(PublicView):
@@ -252,7 +208,7 @@ class MarketTradesView(PublicView):
         market = market_by_symbol(symbol)
         query = TradesQuery.parse(request)
         trades = trades_recent(market=market, limit=query.get("limit", 50), before=query.get("before"))
-        return Response([trade_data(trade, market.symbol) for trade in trades])
+        return Response(tape_payload(trades, market.symbol))
 
 
 class MarketCandlesView(PublicView):
@@ -275,20 +231,7 @@ class MarketCandlesView(PublicView):
         market = market_by_symbol(symbol)
         query = CandlesQuery.parse(request)
         rows = candles(market=market, interval=query.get("interval", "1m"), limit=query.get("limit", 120))
-        return Response(
-            [
-                {
-                    "start": candle.start.isoformat(),
-                    "open": money_text(candle.open),
-                    "high": money_text(candle.high),
-                    "low": money_text(candle.low),
-                    "close": money_text(candle.close),
-                    "volume": money_text(candle.volume),
-                    "trades": candle.trades,
-                }
-                for candle in rows
-            ]
-        )
+        return Response([candle_payload(candle) for candle in rows])
 
 
 class BookSnapshotView(PublicView):
@@ -315,8 +258,8 @@ class BookSnapshotView(PublicView):
             {
                 "symbol": snapshot.symbol,
                 "seq": snapshot.seq,
-                "bids": levels_data(snapshot.bids),
-                "asks": levels_data(snapshot.asks),
-                "trades": [trade_data(trade, market.symbol) for trade in trades],
+                "bids": levels_payload(snapshot.bids),
+                "asks": levels_payload(snapshot.asks),
+                "trades": tape_payload(trades, market.symbol),
             }
         )

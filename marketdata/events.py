@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from quantumtrades.core.money import money_text
+from .payloads import levels_payload, trade_message
 
 Level = tuple[Decimal, Decimal]  # (price, new total quantity); quantity 0 removes the level
 
@@ -28,8 +28,8 @@ class BookChanged:
             "symbol": self.symbol,
             "prev_seq": self.prev_seq,
             "seq": self.seq,
-            "bids": [[money_text(price), money_text(quantity)] for price, quantity in self.bids],
-            "asks": [[money_text(price), money_text(quantity)] for price, quantity in self.asks],
+            "bids": levels_payload(self.bids),
+            "asks": levels_payload(self.asks),
         }
 
 
@@ -45,12 +45,11 @@ class TradeExecuted:
     seq: int
 
     def as_message(self) -> dict:
-        return {
-            "type": "trade",
-            "symbol": self.symbol,
-            "id": self.id,
-            "price": money_text(self.price),
-            "quantity": money_text(self.quantity),
-            "taker_side": self.taker_side,
-            "time": self.time.isoformat(),
-        }
+        return trade_message(
+            id=self.id,
+            symbol=self.symbol,
+            price=self.price,
+            quantity=self.quantity,
+            taker_side=self.taker_side,
+            time=self.time,
+        )

@@ -12,10 +12,11 @@ from channels.db import database_sync_to_async
 from django.template.loader import render_to_string
 
 from quantumtrades.core.money import ZERO, money, money_text
-from quantumtrades.core.streams import Frame, dumps, option, utc_now_text
+from quantumtrades.core.streams import Frame, dumps, option
 
 from .. import selectors
 from ..models import Market, Trade
+from ..payloads import candle_message, ticker_message, trade_message
 from . import options  # noqa: F401  (registers the market streams' knobs)
 
 log = logging.getLogger(__name__)
@@ -48,15 +49,14 @@ class TapeTrade:
         return cls(trade.pk, trade.price, trade.quantity, trade.taker_side, trade.created_at)
 
     def as_message(self, symbol: str) -> dict:
-        return {
-            "type": "trade",
-            "symbol": symbol,
-            "id": self.id,
-            "price": money_text(self.price),
-            "quantity": money_text(self.quantity),
-            "taker_side": self.taker_side,
-            "time": self.created_at.isoformat(),
-        }
+        return trade_message(
+            id=self.id,
+            symbol=symbol,
+            price=self.price,
+            quantity=self.quantity,
+            taker_side=self.taker_side,
+            time=self.created_at,
+        )
 
 
 ZERO_TEXT = money_text(money(ZERO))
@@ -88,35 +88,6 @@ def read_stats(market: Market, chart: bool, sparkline: bool, intervals=()):
     )
     latest = {interval: selectors.latest_candle(market=market, interval=interval) for interval in intervals}
     return ticker, candles, spark, latest
-
-
-def ticker_message(symbol: str, ticker) -> dict:
-    """/ws `ticker`: the 24-hour ticker (docs/API.md, "Server messages")."""
-    return {
-        "type": "ticker",
-        "symbol": symbol,
-        "last": money_text(ticker.last_price),
-        "open_24h": money_text(ticker.open_24h),
-        "high_24h": money_text(ticker.high_24h),
-        "low_24h": money_text(ticker.low_24h),
-        "volume_24h": money_text(ticker.volume_24h),
-        "time": utc_now_text(),
-    }
-
-
-def candle_message(symbol: str, candle) -> dict:
-    """/ws `candle`: the current candle of one interval (docs/API.md, "Server messages")."""
-    return {
-        "type": "candle",
-        "symbol": symbol,
-        "interval": candle.interval,
-        "open_time": candle.start.isoformat().replace("+00:00", "Z"),
-        "open": money_text(candle.open),
-        "high": money_text(candle.high),
-        "low": money_text(candle.low),
-        "close": money_text(candle.close),
-        "volume": money_text(candle.volume),
-    }
 
 
 def stats_key(channel: str, interval: str | None = None) -> str:
