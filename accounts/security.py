@@ -2,9 +2,9 @@
 
 - Sessions: every web sign-in is an accounts.Session row (accounts.session_store).
   Ending one deletes the row, so its browser is signed out at its next request.
-- Refresh tokens: the API's logins. Signing out everywhere blacklists them (simplejwt's
-  blacklist), so no program keeps a way back in; access tokens already issued still
-  expire on their own (ACCESS_TOKEN_EXPIRE_MINUTES).
+- API logins (accounts.tokens): signing out everywhere ends every one, so no program
+  keeps a way back in: their refresh tokens are refused at once, their access tokens
+  within seconds (accounts.authentication), on REST and on /ws alike.
 - Two-factor login: one TOTP device per user (django-otp). Enrolment makes an
   unconfirmed device; the first good code confirms it. Only a confirmed device makes the
   login ask for a code. Codes are checked by django-otp, which refuses a code used once
@@ -18,8 +18,8 @@ import django_otp
 from django.db import transaction
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
-from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
+from . import tokens
 from .models import Session
 
 # --- Sessions -------------------------------------------------------------------------
@@ -46,14 +46,8 @@ def sessions_end_others(*, user, keep_session_key: str | None = None) -> int:
     """Sign the user out everywhere but the session kept (None: everywhere), API logins
     included. Answers how many web sessions ended."""
     deleted, _ = Session.objects.filter(user=user).exclude(session_key=keep_session_key or "").delete()
-    refresh_tokens_revoke(user=user)
+    tokens.api_logins_end(user=user)
     return deleted
-
-
-def refresh_tokens_revoke(*, user) -> None:
-    """Blacklist every refresh token of the user that is not blacklisted yet."""
-    live = OutstandingToken.objects.filter(user=user, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True)
-    BlacklistedToken.objects.bulk_create([BlacklistedToken(token=token) for token in live], ignore_conflicts=True)
 
 
 # --- Two-factor login -----------------------------------------------------------------

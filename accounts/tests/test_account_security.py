@@ -416,6 +416,20 @@ def test_sign_out_everywhere_else_ends_web_sessions_and_api_logins(dave):
     assert OutstandingToken.objects.filter(user=dave, blacklistedtoken__isnull=True).count() == 0
 
 
+def test_sign_out_everywhere_else_ends_the_api_access_tokens_at_once(dave):
+    here = browser()
+    log_in(here)
+    tokens = api_login().json()
+    program = APIClient(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+    assert program.get("/api/auth/me").status_code == 200
+
+    here.post("/accounts/sessions/", {"all": "1"})
+
+    refused = program.get("/api/auth/me")
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "TOKEN_INVALID"
+    assert "login has ended" in refused.json()["error"]["message"]
+
+
 def test_a_session_row_follows_its_user_and_last_use(dave):
     client = browser()
     log_in(client)

@@ -9,9 +9,10 @@ import pytest
 from django.contrib.auth.hashers import identify_hasher
 from django.urls import reverse
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+from rest_framework_simplejwt.tokens import AccessToken
 
-from accounts.models import Balance, User
+from accounts.models import ApiLogin, Balance, User
+from accounts.tokens import api_login_start
 from tests.api_support import *  # noqa: F403
 from tests.api_support import CONFIGURED_HASHERS, assert_error
 
@@ -240,12 +241,12 @@ def test_refresh_rotates_the_pair_and_refuses_the_old_refresh_token(anon, alice)
     first = login(anon).json()
 
     rotated = anon.post("/api/auth/refresh", {"refresh": first["refresh"]}, format="json")
-    replayed = anon.post("/api/auth/refresh", {"refresh": first["refresh"]}, format="json")
 
     assert rotated.status_code == 200
     assert set(rotated.json()) == {"access", "refresh", "expires_in"}
     assert rotated.json()["refresh"] != first["refresh"]
     assert bearer(rotated.json()["access"]).get("/api/auth/me").status_code == 200
+    replayed = anon.post("/api/auth/refresh", {"refresh": first["refresh"]}, format="json")
     assert_error(replayed, 401, code="TOKEN_INVALID", field="refresh")
 
 
@@ -270,6 +271,90 @@ def test_logout_revokes_the_refresh_token(anon, alice):
     assert response.status_code == 204
     refreshed = anon.post("/api/auth/refresh", {"refresh": tokens["refresh"]}, format="json")
     assert_error(refreshed, 401, code="TOKEN_INVALID")
+
+
+def refresh(client, token):
+    return client.post("/api/auth/refresh", {"refresh": token}, format="json")
+
+
+def test_reusing_a_rotated_refresh_token_ends_the_whole_login(anon, alice):
+    first = login(anon).json()
+    elsewhere = login(anon).json()  # another login of alice's, on another device
+    second = refresh(anon, first["refresh"]).json()
+
+    replayed = refresh(anon, first["refresh"])  # a thief's copy, or the owner's after the thief's
+
+    error = assert_error(replayed, 401, code="TOKEN_INVALID", field="refresh")
+    assert "used already" in error["message"]
+    # Every token the login gave out is dead: whoever held the rotated token holds nothing.
+    assert_error(refresh(anon, second["refresh"]), 401, code="TOKEN_INVALID", field="refresh")
+    assert_error(bearer(second["access"]).get("/api/auth/me"), 401, code="TOKEN_INVALID")
+    assert_error(bearer(first["access"]).get("/api/auth/me"), 401, code="TOKEN_INVALID")
+    assert ApiLogin.objects.get(pk=api_login_id(first["refresh"])).end_reason == "reuse"
+    # Other logins go on.
+    assert bearer(elsewhere["access"]).get("/api/auth/me").status_code == 200
+    assert refresh(anon, elsewhere["refresh"]).status_code == 200
+
+
+def test_a_refreshed_pair_belongs_to_the_same_login(anon, alice):
+    first = login(anon).json()
+
+    second = refresh(anon, first["refresh"]).json()
+
+    assert api_login_id(second["access"]) == api_login_id(second["refresh"]) == api_login_id(first["refresh"])
+
+
+def test_two_refreshes_racing_with_one_token_get_one_pair(anon, alice):
+    """The second is a reuse as far as the server can tell; the login ends (the client logs in again)."""
+    first = login(anon).json()
+
+    answers = [refresh(anon, first["refresh"]).status_code for _ in range(2)]
+
+    assert answers == [200, 401]
+
+
+def test_logout_ends_the_access_token_at_once(anon, alice):
+    tokens = login(anon).json()
+    me = bearer(tokens["access"])
+    assert me.get("/api/auth/me").status_code == 200
+
+    assert anon.post("/api/auth/logout", {"refresh": tokens["refresh"]}, format="json").status_code == 204
+
+    error = assert_error(me.get("/api/auth/me"), 401, code="TOKEN_INVALID")
+    assert (
+        error["message"]
+        == "The access token was refused: its login has ended (logged out or signed out); log in again."
+    )
+    assert_error(refresh(anon, tokens["refresh"]), 401, code="TOKEN_INVALID", field="refresh")
+
+
+def test_logout_ends_only_that_login(anon, alice):
+    phone, laptop = login(anon).json(), login(anon).json()
+
+    anon.post("/api/auth/logout", {"refresh": phone["refresh"]}, format="json")
+
+    assert bearer(laptop["access"]).get("/api/auth/me").status_code == 200
+    assert refresh(anon, laptop["refresh"]).status_code == 200
+
+
+def test_logging_out_twice_is_no_error(anon, alice):
+    tokens = login(anon).json()
+    anon.post("/api/auth/logout", {"refresh": tokens["refresh"]}, format="json")
+
+    assert anon.post("/api/auth/logout", {"refresh": tokens["refresh"]}, format="json").status_code == 204
+
+
+def test_an_access_token_that_names_no_login_is_401(alice):
+    """Every token the platform gives out names its login (the "fam" claim); a token made
+    any other way cannot be signed out, so it is refused."""
+    token = AccessToken.for_user(alice)
+
+    error = assert_error(bearer(str(token)).get("/api/auth/me"), 401, code="TOKEN_INVALID")
+    assert "belongs to no login" in error["message"]
+
+
+def api_login_id(token: str) -> str:
+    return json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["fam"]
 
 
 def test_logout_with_garbage_is_401(anon):
@@ -318,7 +403,7 @@ def test_another_scheme_than_bearer_is_not_authenticated(alice):
 
 
 def test_an_expired_token_is_401(alice):
-    token = AccessToken.for_user(alice)
+    token = api_login_start(user=alice).access_token
     token.set_exp(lifetime=-timedelta(seconds=1))
 
     error = assert_error(bearer(str(token)).get("/api/auth/me"), 401, code="TOKEN_INVALID")
@@ -326,7 +411,7 @@ def test_an_expired_token_is_401(alice):
 
 
 def test_an_unsigned_alg_none_token_is_401(alice):
-    payload = AccessToken.for_user(alice).payload
+    payload = api_login_start(user=alice).access_token.payload
     header = {"alg": "none", "typ": "JWT"}
     token = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}."
 
@@ -334,14 +419,14 @@ def test_an_unsigned_alg_none_token_is_401(alice):
 
 
 def test_a_token_signed_with_another_key_is_401(alice):
-    payload = AccessToken.for_user(alice).payload
+    payload = api_login_start(user=alice).access_token.payload
     token = jwt.encode(payload, "not-the-server-secret-but-long-enough-for-hs256", algorithm="HS256")
 
     assert_error(bearer(token).get("/api/auth/me"), 401, code="TOKEN_INVALID")
 
 
 def test_a_token_with_a_forged_user_id_is_401(alice, bob):
-    header, payload, signature = str(AccessToken.for_user(alice)).split(".")
+    header, payload, signature = str(api_login_start(user=alice).access_token).split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
     claims["user_id"] = str(bob.pk)
     forged = f"{header}.{b64(json.dumps(claims).encode())}.{signature}"
@@ -350,17 +435,29 @@ def test_a_token_with_a_forged_user_id_is_401(alice, bob):
 
 
 def test_a_refresh_token_used_as_an_access_token_is_401(alice):
-    refresh = RefreshToken.for_user(alice)
+    refresh = api_login_start(user=alice)
 
     error = assert_error(bearer(str(refresh)).get("/api/auth/me"), 401, code="TOKEN_INVALID")
     assert "wrong type" in error["message"]
 
 
 def test_a_token_of_a_deactivated_user_is_401(alice):
-    token = AccessToken.for_user(alice)
+    token = api_login_start(user=alice).access_token
     User.objects.filter(pk=alice.pk).update(is_active=False)
 
     assert_error(bearer(str(token)).get("/api/auth/me"), 401, code="TOKEN_INVALID")
+
+
+def test_a_user_saved_deactivated_is_refused_at_once_though_their_row_was_just_read(alice):
+    """The process keeps a user it authenticated for a few seconds; saving the user
+    forgets it at once (other processes: within USER_CACHE_SECONDS)."""
+    client = bearer(api_login_start(user=alice).access_token)
+    assert client.get("/api/auth/me").status_code == 200  # alice is remembered now
+
+    alice.is_active = False
+    alice.save()
+
+    assert_error(client.get("/api/auth/me"), 401, code="TOKEN_INVALID")
 
 
 # --- Throttling ---------------------------------------------------------------------------------
