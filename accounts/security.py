@@ -5,6 +5,10 @@
 - API logins (accounts.tokens): signing out everywhere ends every one, so no program
   keeps a way back in: their refresh tokens are refused at once, their access tokens
   within seconds (accounts.authentication), on REST and on /ws alike.
+- A password changed or reset is how a trader takes the account back: it also revokes
+  every API key (`credentials_revoke`), since anyone who held the password, or a session
+  opened with it, could have made one. Signing out everywhere leaves keys alone: they
+  are programs' credentials, revoked one by one on the API keys page.
 - Two-factor login: one TOTP device per user (django-otp). Enrolment makes an
   unconfirmed device; the first good code confirms it. Only a confirmed device makes the
   login ask for a code. Codes are checked by django-otp, which refuses a code used once
@@ -13,14 +17,15 @@
 
 from base64 import b32encode
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import django_otp
 from django.db import transaction
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from . import tokens
-from .models import Session
+from . import keys, tokens
+from .models import ApiKey, Session
 
 # --- Sessions -------------------------------------------------------------------------
 
@@ -48,6 +53,19 @@ def sessions_end_others(*, user, keep_session_key: str | None = None) -> int:
     deleted, _ = Session.objects.filter(user=user).exclude(session_key=keep_session_key or "").delete()
     tokens.api_logins_end(user=user)
     return deleted
+
+
+class SignedOut(NamedTuple):
+    sessions: int  # other web sessions ended
+    api_keys: int  # API keys revoked
+
+
+@transaction.atomic
+def credentials_revoke(*, user, keep_session_key: str | None = None) -> SignedOut:
+    """What a password change or reset does: every web session but the one kept ends,
+    every API login ends, and every API key is revoked."""
+    sessions = sessions_end_others(user=user, keep_session_key=keep_session_key)
+    return SignedOut(sessions, keys.api_key_revoke_all(ApiKey.objects.filter(user=user)))
 
 
 # --- Two-factor login -----------------------------------------------------------------

@@ -134,12 +134,27 @@ class PasswordChangeView(auth_views.PasswordChangeView):
     success_url = reverse_lazy("password_change")
     extra_context = {"section": "password"}
 
+    def get_context_data(self, **kwargs):
+        # The page says which keys a change revokes before the trader submits it.
+        return {**super().get_context_data(**kwargs), "api_keys": keys.api_keys_for_user(self.request.user).count()}
+
     def form_valid(self, form):
         response = super().form_valid(form)  # keeps this session signed in
-        ended = security.sessions_end_others(user=form.user, keep_session_key=self.request.session.session_key)
-        others = f" and {ended} other session{'s' if ended != 1 else ''} signed out" if ended else ""
-        messages.success(self.request, f"Password changed{others}.")
+        signed_out = security.credentials_revoke(user=form.user, keep_session_key=self.request.session.session_key)
+        messages.success(self.request, f"Password changed{_signed_out_text(signed_out)}.")
         return response
+
+
+def _signed_out_text(signed_out) -> str:
+    """ " and 1 other session signed out", ", 2 other sessions signed out and 1 API key revoked", ..."""
+    parts = []
+    if signed_out.sessions:
+        parts.append(f"{signed_out.sessions} other session{'s' if signed_out.sessions != 1 else ''} signed out")
+    if signed_out.api_keys:
+        parts.append(f"{signed_out.api_keys} API key{'s' if signed_out.api_keys != 1 else ''} revoked")
+    if not parts:
+        return ""
+    return (", " + ", ".join(parts[:-1]) + " and " if len(parts) > 1 else " and ") + parts[-1]
 
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
@@ -147,8 +162,8 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
 
     def form_valid(self, form):
         response = super().form_valid(form)
-        # Whoever knew the old password is signed out everywhere, web and API.
-        security.sessions_end_others(user=form.user)
+        # Whoever knew the old password is out everywhere: web, API logins and API keys.
+        security.credentials_revoke(user=form.user)
         return response
 
 

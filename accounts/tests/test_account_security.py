@@ -117,6 +117,78 @@ def test_a_forgotten_password_is_reset_through_the_emailed_link(dave, settings):
     assert "That link has expired" in client.get(link, follow=True).content.decode()
 
 
+def api_credentials(**key_fields):
+    """dave's API login and one API key, as his programs hold them."""
+    tokens = api_login().json()
+    bearer = {"HTTP_AUTHORIZATION": f"Bearer {tokens['access']}"}
+    key = APIClient().post("/api/keys", {"name": "bot", **key_fields}, format="json", **bearer).json()["key"]
+    return tokens, key
+
+
+def still_accepted(tokens, key) -> dict:
+    """What each credential gets now, each on its own door."""
+    return {
+        "access": APIClient(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}").get("/api/auth/me").status_code,
+        "refresh": APIClient().post("/api/auth/refresh", {"refresh": tokens["refresh"]}, format="json").status_code,
+        "key": APIClient(HTTP_AUTHORIZATION=f"Api-Key {key}").get("/api/user/balances").status_code,
+    }
+
+
+def test_the_password_page_says_a_change_revokes_the_api_keys(dave):
+    client = browser()
+    log_in(client)
+    api_credentials()
+    api_credentials()
+
+    page = client.get("/accounts/password/").content.decode()
+
+    assert "signs you out of every other session, web and API, and revokes" in page
+    assert "your 2 API keys: programs that use them will need new ones" in page
+
+
+def test_a_password_change_ends_the_api_logins_and_revokes_the_api_keys(dave):
+    client = browser()
+    log_in(client)
+    tokens, key = api_credentials()
+    assert APIClient(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}").get("/api/auth/me").status_code == 200
+
+    response = client.post(
+        "/accounts/password/",
+        {"old_password": PASSWORD, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
+        follow=True,
+    )
+
+    assert "Password changed and 1 API key revoked." in response.content.decode()
+    assert still_accepted(tokens, key) == {"access": 401, "refresh": 401, "key": 401}
+    assert "No keys yet." in client.get("/accounts/api-keys/").content.decode()
+    assert client.get("/portfolio/").status_code == 200  # this session stays
+
+
+def test_a_password_reset_ends_the_api_logins_and_revokes_the_api_keys(dave, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    tokens, key = api_credentials()
+    client = Client()
+    client.post("/accounts/password/reset/", {"email": "dave@example.com"})
+    link = re.search(r"https?://[^/\s]+(/accounts/reset/\S+/)", mail.outbox[0].body).group(1)
+    form_page = client.get(link, follow=True)
+    assert "revokes your API keys" in form_page.content.decode()
+
+    client.post(form_page.redirect_chain[-1][0], {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
+
+    assert still_accepted(tokens, key) == {"access": 401, "refresh": 401, "key": 401}
+
+
+def test_signing_out_everywhere_keeps_the_api_keys(dave):
+    """Keys are programs' credentials, revoked one by one; signing out ends logins only."""
+    here = browser()
+    log_in(here)
+    tokens, key = api_credentials()
+
+    here.post("/accounts/sessions/", {"all": "1"})
+
+    assert still_accepted(tokens, key) == {"access": 401, "refresh": 401, "key": 200}
+
+
 def test_a_reset_for_an_unknown_address_sends_nothing_and_says_the_same(db, settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     response = Client().post("/accounts/password/reset/", {"email": "nobody@example.com"}, follow=True)

@@ -9,8 +9,9 @@ from django.db import connections
 from django.test import Client as Browser
 
 from accounts.authentication import USER_CACHE_SECONDS
+from accounts.keys import api_key_create
 from accounts.tokens import api_login_start
-from marketdata.consumers import TOKEN_CHECK_SECONDS
+from marketdata.consumers import KEY_CHECK_SECONDS, TOKEN_CHECK_SECONDS
 from tests.streams.stream_support import of_type
 
 from .conftest import NEEDS_SERVERS, api_async
@@ -123,5 +124,39 @@ def test_signing_out_everywhere_takes_the_rights_of_open_sockets_on_every_server
         finally:
             for ws in sockets:
                 await ws.__aexit__(None, None, None)
+
+    run(body)
+
+
+def test_a_password_change_takes_the_rights_of_token_and_key_sockets(servers, alice):
+    server = servers.daphne()
+    tokens = api_login(alice)
+    _, key = api_key_create(user=alice, name="bot", scopes=["read", "trade"])
+    browser = Browser()
+    browser.force_login(alice)
+    new_password = "a-brand-new-passphrase-2026"
+
+    async def body():
+        token_socket = await signed_in_socket(server, tokens)
+        async with Client(f"{server.ws_url}/ws") as key_socket:
+            await key_socket.send({"type": "auth", "api_key": key})
+            await key_socket.until(of_type("authenticated"))
+            try:
+                page = await in_thread(
+                    browser.post,
+                    "/accounts/password/",
+                    {"old_password": "alice-pass-2026", "new_password1": new_password, "new_password2": new_password},
+                )
+                assert page.status_code == 302
+
+                await rights_lost(token_socket)
+                revoked = await key_socket.until(of_type("error"), timeout=KEY_CHECK_SECONDS + 5)
+                assert revoked["code"] == "API_KEY_INVALID"
+                status, _ = await api_async(
+                    "GET", f"{server.url}/api/user/balances", headers={"Authorization": f"Api-Key {key}"}
+                )
+                assert status == 401
+            finally:
+                await token_socket.__aexit__(None, None, None)
 
     run(body)
