@@ -5,12 +5,14 @@
   included). For a user with two-factor login the password only opens the second step:
   the session remembers who passed it for LOGIN_CODE_SECONDS, and `login_code` signs
   them in once a code from their authenticator app checks out.
-- Account pages: password change (and Django's reset by email), two-factor login,
-  sessions. Each calls the services of accounts.security.
+- Account pages: password change (and Django's reset by email, throttled, its links to
+  SITE_URL), two-factor login, sessions. Each calls the services of accounts.security.
 """
 
 import hashlib
+import math
 import time
+from urllib.parse import urlsplit
 
 import django_otp
 import segno
@@ -18,7 +20,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import authenticate, login
 from django.contrib.auth import views as auth_views
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -155,6 +157,39 @@ def _signed_out_text(signed_out) -> str:
     if not parts:
         return ""
     return (", " + ", ".join(parts[:-1]) + " and " if len(parts) > 1 else " and ") + parts[-1]
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset form, throttled per address and per client, its link built from
+    SITE_URL: never from the request's Host header, which whoever asks for the email
+    writes (a link to their own server would hand them the token)."""
+
+    def form_valid(self, form):
+        wait = security.password_reset_wait(request=self.request, email=form.cleaned_data["email"])
+        if wait:
+            form.add_error(None, f"Too many reset emails were asked for: try again {wait_text(wait)}.")
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        site = urlsplit(settings.SITE_URL)
+        form.save(
+            domain_override=site.netloc,
+            use_https=site.scheme == "https",
+            token_generator=self.token_generator,
+            from_email=self.from_email,
+            email_template_name=self.email_template_name,
+            subject_template_name=self.subject_template_name,
+            request=self.request,
+            html_email_template_name=self.html_email_template_name,
+            extra_email_context=self.extra_email_context,
+        )
+        return HttpResponseRedirect(self.get_success_url())
+
+
+def wait_text(seconds: int) -> str:
+    """ "in 40 seconds", "in 15 minutes": when something refused may be tried again."""
+    if seconds < 90:
+        return f"in {seconds} second{'s' if seconds != 1 else ''}"
+    minutes = math.ceil(seconds / 60)
+    return f"in {minutes} minutes"
 
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):

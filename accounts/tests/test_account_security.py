@@ -102,7 +102,7 @@ def test_a_forgotten_password_is_reset_through_the_emailed_link(dave, settings):
 
     assert response.status_code == 302 and response["Location"] == "/accounts/password/reset/sent/"
     assert len(mail.outbox) == 1 and mail.outbox[0].to == ["dave@example.com"]
-    link = re.search(r"http://testserver(/accounts/reset/\S+/)", mail.outbox[0].body).group(1)
+    link = re.search(rf"{settings.SITE_URL}(/accounts/reset/\S+/)", mail.outbox[0].body).group(1)
     form_page = client.get(link, follow=True)  # Django moves the token out of the address
     assert "Choose a new password" in form_page.content.decode()
     done = client.post(form_page.redirect_chain[-1][0], {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
@@ -195,6 +195,77 @@ def test_a_reset_for_an_unknown_address_sends_nothing_and_says_the_same(db, sett
 
     assert "If an account has that address" in response.content.decode()
     assert mail.outbox == []
+
+
+def reset(email, client=None, **meta):
+    return (client or Client(**meta)).post("/accounts/password/reset/", {"email": email})
+
+
+def reset_rates(settings, per_address, per_client):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {
+            **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+            "reset_email": f"{per_address}/hour",
+            "reset_client": f"{per_client}/hour",
+        },
+    }
+
+
+def test_the_reset_link_is_built_from_site_url_never_the_host_header(dave, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.SITE_URL = "https://trade.example.com"
+
+    response = reset("dave@example.com", HTTP_HOST="localhost:6666")
+
+    assert response.status_code == 302
+    body = mail.outbox[0].body
+    assert re.search(r"^https://trade\.example\.com/accounts/reset/\S+/$", body, re.M), body
+    assert "6666" not in body and "localhost" not in body
+
+
+def test_reset_emails_to_one_address_are_throttled_from_every_client(dave, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    rate = 5
+    reset_rates(settings, per_address=rate, per_client=20)
+
+    answers = [reset("dave@example.com", REMOTE_ADDR=f"203.0.113.{n}").status_code for n in range(1, 21)]
+
+    assert len(mail.outbox) == rate
+    assert answers == [302] * rate + [429] * (20 - rate)
+    # Spelt otherwise, it is the same address.
+    assert reset("DAVE@EXAMPLE.COM", REMOTE_ADDR="198.51.100.1").status_code == 429
+    refused = reset("dave@example.com", REMOTE_ADDR="198.51.100.2")
+    assert "Too many reset emails were asked for: try again in" in refused.content.decode()
+
+
+def test_reset_requests_from_one_client_are_throttled_whatever_the_addresses(dave, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    rate = 20
+    reset_rates(settings, per_address=5, per_client=rate)
+    client = Client(REMOTE_ADDR="203.0.113.7")
+
+    answers = [reset(f"nobody-{n}@example.com", client).status_code for n in range(rate)]
+    refused = reset("dave@example.com", client)
+
+    assert answers == [302] * rate
+    assert refused.status_code == 429 and mail.outbox == []
+    assert reset("dave@example.com", REMOTE_ADDR="198.51.100.20").status_code == 302  # from elsewhere
+    assert len(mail.outbox) == 1
+
+
+def test_a_throttled_reset_says_nothing_of_whether_the_address_has_an_account(dave, settings):
+    reset_rates(settings, per_address=1, per_client=20)
+
+    def refusal(email):
+        reset(email, REMOTE_ADDR="203.0.113.1")
+        page = reset(email, REMOTE_ADDR="203.0.113.2")
+        return page.status_code, re.search(r'<p class="error" role="alert">([^<]*)<', page.content.decode()).group(1)
+
+    known, unknown = refusal("dave@example.com"), refusal("nobody@example.com")
+
+    assert known[0] == unknown[0] == 429
+    assert re.sub(r"\d+", "N", known[1]) == re.sub(r"\d+", "N", unknown[1])
 
 
 # --- Two-factor login: enrolment -------------------------------------------------------------
