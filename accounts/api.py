@@ -9,7 +9,6 @@ seconds (accounts.authentication), not only when they expire.
 
 from django.conf import settings
 from django.contrib.auth import authenticate, password_validation
-from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError
@@ -27,6 +26,7 @@ from accounts.authentication import ApiKeyAuthentication, ApiKeyScope, JWTAuthen
 from accounts.models import ApiKey, Asset, LedgerEntry, User
 from accounts.selectors import balances_for_user
 from accounts.services import balance_adjust, user_register
+from accounts.usernames import username_normalise
 from quantumtrades.core.api import (
     ApiPagination,
     AuthRateThrottle,
@@ -108,9 +108,13 @@ class RegisterInput(StrictSerializer):
     password = StrictCharField(max_length=128, printable=False)
 
     def validate_username(self, value):
+        # Stored as Django stores every username (NFKC), checked as the model checks it.
+        value = username_normalise(value)
         try:
-            UnicodeUsernameValidator()(value)
-        except DjangoValidationError:
+            User.username_validator(value)
+        except DjangoValidationError as exc:
+            if exc.code == "mixed_scripts":
+                raise serializers.ValidationError(exc.message) from None
             raise serializers.ValidationError("may contain only letters, digits and @ . + - _") from None
         return value
 
@@ -258,7 +262,7 @@ class RegisterView(AuthView):
     )
     def post(self, request):
         data = RegisterInput.parse_body(request)
-        if User.objects.filter(username=data["username"]).exists():
+        if User.objects.named(data["username"]).exists():  # in any case: "Alice" is alice's
             raise Conflict("That username is taken.", field="username", code="USERNAME_TAKEN")
         try:
             user = user_register(username=data["username"], email=data["email"], password=data["password"])
@@ -513,7 +517,7 @@ class BalanceAdjustView(APIView):
     )
     def put(self, request):
         data = BalanceAdjustInput.parse_body(request)
-        user = User.objects.filter(username=data["username"]).first()
+        user = User.objects.named(data["username"]).first()
         if user is None:
             raise InvalidInput(f"There is no user {data['username'][:150]!r}.", field="username")
         if not Asset.objects.filter(code=data["asset"]).exists():

@@ -25,6 +25,7 @@ own account must not reset an attack on others).
 import hashlib
 import math
 import time
+import unicodedata
 
 from django.conf import settings
 from django.contrib.auth.signals import user_login_failed
@@ -48,7 +49,9 @@ def _subjects(username, ip) -> list[tuple[str, int]]:
 
 
 def _user_at(username, ip) -> str:
-    return _subject("user", f"{str(username).casefold()}\x00{ip or ''}")
+    # The name as logins find it (NFKC, any case): "ALICE" and a full-width "ａｌｉｃｅ" are
+    # alice, so their failures count against her name.
+    return _subject("user", f"{unicodedata.normalize('NFKC', str(username)).casefold()}\x00{ip or ''}")
 
 
 def _window_seconds() -> int:

@@ -2,20 +2,62 @@ import uuid
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, Value
+from django.db.models.functions import Lower
 from django.utils import timezone
 from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
 from quantumtrades.core.money import MoneyField
 
+from .usernames import UsernameValidator
+
+
+class UserManager(DjangoUserManager):
+    def named(self, username):
+        """The user named `username` in any case (at most one: User's constraint), through
+        the index of that constraint."""
+        folded = Lower(Value(self.model.normalize_username(username)))
+        return self.alias(folded_username=Lower("username")).filter(folded_username=folded)
+
+    def get_by_natural_key(self, username):
+        """Every login (web, API, admin) finds its user through this: "Alice" logs in as alice."""
+        return self.named(username).get()
+
 
 class User(AbstractUser):
-    """A trader, an operator (is_staff) or the system fee account."""
+    """A trader, an operator (is_staff) or the system fee account.
+
+    Usernames are NFKC-normalised, unique whatever their case, and written in one script
+    (accounts.usernames), so no two accounts look alike.
+    """
+
+    username_validator = UsernameValidator()
+    username = models.CharField(
+        "username",
+        max_length=150,
+        unique=True,
+        help_text="Letters of one script, digits and @ . + - _ (at most 150).",
+        validators=[username_validator],
+        error_messages={"unique": "A user with that username already exists."},
+    )
+
+    objects = UserManager()
 
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
+        constraints = [
+            # "Alice" beside "alice": refused by the database whatever door the name came
+            # through; the forms and the API say so first (USERNAME_TAKEN). Logins look
+            # names up through this index (UserManager.get_by_natural_key).
+            models.UniqueConstraint(
+                Lower("username"),
+                name="user_username_case_insensitive",
+                violation_error_message="A user with that username already exists.",
+            ),
+        ]
 
 
 class Asset(models.Model):

@@ -6,7 +6,7 @@ import pytest
 from django.contrib import admin
 
 from accounts.keys import api_key_create, api_keys_for_user
-from accounts.models import ApiLogin, Balance
+from accounts.models import ApiLogin, Balance, User
 from accounts.tokens import api_login_start
 
 CHANGELISTS = [
@@ -109,3 +109,22 @@ def test_an_operator_setting_a_traders_password_ends_her_api_logins_and_keys(cli
     assert not api_keys_for_user(alice).exists()
     assert ApiLogin.objects.filter(user=bob, ended_at__isnull=True).exists()  # nobody else's
     assert client.get("/admin/").status_code == 200  # the operator stays signed in
+
+
+@pytest.mark.parametrize("name", ["ALICE", "\u0430lice"], ids=["another case", "a Cyrillic letter"])
+def test_an_operator_cannot_add_a_look_alike_of_a_user(client, operator, alice, name):
+    client.force_login(operator)
+
+    response = client.post(
+        "/admin/accounts/user/add/",
+        {
+            "username": name,
+            "password1": "a-long-passphrase-2026",
+            "password2": "a-long-passphrase-2026",
+            "usable_password": "true",
+        },
+    )
+
+    assert response.status_code == 200  # the form again, with the error
+    assert response.context["adminform"].form.errors["username"]
+    assert not User.objects.filter(username=name).exists()

@@ -100,6 +100,30 @@ def test_register_with_a_taken_username_is_409(anon, alice):
     assert_error(register(anon, username="alice"), 409, code="USERNAME_TAKEN", field="username")
 
 
+def test_register_refuses_a_name_that_differs_only_in_case(anon, alice):
+    error = assert_error(register(anon, username="Alice"), 409, code="USERNAME_TAKEN", field="username")
+
+    assert error["message"] == "That username is taken."
+    assert User.objects.count() == 2  # alice and the fee account
+
+
+def test_register_refuses_latin_and_cyrillic_letters_in_one_name(anon, alice):
+    response = register(anon, username="\u0430lice")  # a Cyrillic "а", then Latin letters
+
+    error = assert_error(response, 400, code="INVALID", field="username")
+    assert error["message"] == "username: Use letters of one script: this name mixes Cyrillic and Latin letters."
+
+
+def test_register_stores_the_nfkc_form_of_the_name(anon, market):
+    response = register(anon, username="\uff43\uff41\uff52\uff4f\uff4c")  # "ｃａｒｏｌ"
+
+    assert response.status_code == 201 and response.json()["username"] == "carol"
+
+
+def test_register_accepts_a_name_in_another_single_script(anon, market):
+    assert register(anon, username="кэрол").json()["username"] == "кэрол"
+
+
 # --- Login -----------------------------------------------------------------------------------
 
 
@@ -112,6 +136,15 @@ def test_login_answers_access_refresh_expiry_and_user(anon, alice, settings):
     assert body["expires_in"] == settings.ACCESS_TOKEN_EXPIRE_MINUTES * 60
     assert body["user"]["username"] == "alice"
     assert bearer(body["access"]).get("/api/auth/me").json()["username"] == "alice"
+
+
+@pytest.mark.parametrize(
+    "spelt", ["ALICE", "Alice", "\uff41\uff4c\uff49\uff43\uff45"], ids=["upper", "title", "full width"]
+)
+def test_login_finds_the_username_however_it_is_spelt(anon, alice, spelt):
+    response = login(anon, username=spelt)
+
+    assert response.status_code == 200 and response.json()["user"]["username"] == "alice"
 
 
 def test_login_with_a_wrong_password_is_401(anon, alice):
@@ -148,6 +181,14 @@ def test_repeated_failed_logins_lock_the_username_with_retry_after(anon, alice, 
 
     assert_error(response, 429, code="LOGIN_LOCKED")
     assert 0 < int(response.headers["Retry-After"]) <= settings.LOGIN_LOCKOUT_MINUTES * 60
+
+
+def test_failures_count_against_the_username_however_it_is_spelt(anon, alice, settings):
+    spellings = ["alice", "ALICE", "\uff41\uff4c\uff49\uff43\uff45", "Alice", "\uff21\uff2c\uff29\uff23\uff25"]
+    for n in range(settings.LOGIN_LOCKOUT_ATTEMPTS):
+        login(anon, username=spellings[n % len(spellings)], password="wrong")
+
+    assert_error(login(anon), 429, code="LOGIN_LOCKED")
 
 
 def test_a_successful_login_clears_the_count(anon, alice, settings):
