@@ -67,6 +67,13 @@ def _subject(kind, value) -> str:
     return hashlib.sha256(f"{kind}:{value}".encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
+def wait_text(seconds: int) -> str:
+    """ "in 40 seconds", "in 15 minutes": when something refused may be tried again."""
+    if seconds < 90:
+        return f"in {seconds} second{'s' if seconds != 1 else ''}"
+    return f"in {math.ceil(seconds / 60)} minutes"
+
+
 def client_ip(request) -> str | None:
     """The client's address, as the throttles see it (honours REST_FRAMEWORK NUM_PROXIES)."""
     if request is None:

@@ -2,7 +2,7 @@
 
 - Registration goes through the `user_register` service, which deposits the paper grant.
 - Logging in is Django's LoginView (its authentication backends decide, lockout
-  included). For a user with two-factor login the password only opens the second step:
+  included; during a lockout the form says so, and when to try again). For a user with two-factor login the password only opens the second step:
   the session remembers who passed it for LOGIN_CODE_SECONDS, and `login_code` signs
   them in once a code from their authenticator app checks out.
 - Account pages: password change (and Django's reset by email, throttled, its links to
@@ -10,7 +10,6 @@
 """
 
 import hashlib
-import math
 import time
 from urllib.parse import urlsplit
 
@@ -28,9 +27,9 @@ from django.views.decorators.http import require_POST
 
 from quantumtrades.core.errors import NotFound, ServiceError
 
-from . import keys, security
+from . import keys, lockout, security
 from .decorators import login_required_page
-from .forms import ApiKeyForm, CodeForm, RegisterForm
+from .forms import ApiKeyForm, CodeForm, LoginForm, RegisterForm
 from .models import User
 from .services import user_register
 
@@ -76,6 +75,7 @@ def keep_alive(request):
 
 
 class LoginView(auth_views.LoginView):
+    form_class = LoginForm  # says when the login is locked out, and until when
     redirect_authenticated_user = True
 
     def form_valid(self, form):
@@ -167,7 +167,7 @@ class PasswordResetView(auth_views.PasswordResetView):
     def form_valid(self, form):
         wait = security.password_reset_wait(request=self.request, email=form.cleaned_data["email"])
         if wait:
-            form.add_error(None, f"Too many reset emails were asked for: try again {wait_text(wait)}.")
+            form.add_error(None, f"Too many reset emails were asked for: try again {lockout.wait_text(wait)}.")
             return self.render_to_response(self.get_context_data(form=form), status=429)
         site = urlsplit(settings.SITE_URL)
         form.save(
@@ -182,14 +182,6 @@ class PasswordResetView(auth_views.PasswordResetView):
             extra_email_context=self.extra_email_context,
         )
         return HttpResponseRedirect(self.get_success_url())
-
-
-def wait_text(seconds: int) -> str:
-    """ "in 40 seconds", "in 15 minutes": when something refused may be tried again."""
-    if seconds < 90:
-        return f"in {seconds} second{'s' if seconds != 1 else ''}"
-    minutes = math.ceil(seconds / 60)
-    return f"in {minutes} minutes"
 
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):

@@ -403,6 +403,22 @@ def test_a_locked_out_username_never_reaches_the_code_step(dave, settings):
     assert "accounts.pending_login" not in client.session
 
 
+def test_a_locked_out_web_login_says_it_is_a_lockout_and_when_to_try_again(dave, settings):
+    client = browser()
+    for _ in range(settings.LOGIN_LOCKOUT_ATTEMPTS - 1):
+        assert "Please enter a correct username and password" in log_in(client, password="wrong").content.decode()
+    locking = log_in(client, password="wrong").content.decode()  # the failure that locks it
+
+    response = log_in(client)  # the right password, while locked
+
+    minutes = settings.LOGIN_LOCKOUT_MINUTES
+    for page in (locking, response.content.decode()):
+        assert "Too many failed logins: logging in with this username from your address is locked." in page
+        assert f"Try again in {minutes} minutes." in page
+        assert "enter a correct username and password" not in page
+    assert "_auth_user_id" not in client.session
+
+
 # --- The admin ----------------------------------------------------------------------------------
 
 
