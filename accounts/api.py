@@ -110,6 +110,8 @@ class RegisterInput(StrictSerializer):
     def validate_username(self, value):
         # Stored as Django stores every username (NFKC), checked as the model checks it.
         value = username_normalise(value)
+        if len(value) > User._meta.get_field("username").max_length:  # NFKC may lengthen it
+            raise serializers.ValidationError("must be at most 150 characters long.")
         try:
             User.username_validator(value)
         except DjangoValidationError as exc:

@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.hashers import identify_hasher
 from django.urls import reverse
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import AccessToken
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from accounts.models import ApiLogin, Balance, User
 from accounts.tokens import api_login_start
@@ -118,6 +118,12 @@ def test_register_stores_the_nfkc_form_of_the_name(anon, market):
     response = register(anon, username="\uff43\uff41\uff52\uff4f\uff4c")  # "ｃａｒｏｌ"
 
     assert response.status_code == 201 and response.json()["username"] == "carol"
+
+
+def test_register_refuses_a_name_that_nfkc_makes_too_long(anon, market):
+    name = "\ufb03" * 60  # the ligature "ﬃ": 60 characters, 180 once normalised
+
+    assert_error(register(anon, username=name), 400, code="INVALID", field="username")
 
 
 def test_register_accepts_a_name_in_another_single_script(anon, market):
@@ -392,6 +398,13 @@ def test_an_access_token_that_names_no_login_is_401(alice):
 
     error = assert_error(bearer(str(token)).get("/api/auth/me"), 401, code="TOKEN_INVALID")
     assert "belongs to no login" in error["message"]
+
+
+def test_a_refresh_token_that_names_no_login_is_refused(anon, alice):
+    refresh = RefreshToken.for_user(alice)  # as the server made them before logins had families
+
+    error = assert_error(anon.post("/api/auth/refresh", {"refresh": str(refresh)}, format="json"), 401, field="refresh")
+    assert error["code"] == "TOKEN_INVALID" and "belongs to no login" in error["message"]
 
 
 def api_login_id(token: str) -> str:
