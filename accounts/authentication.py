@@ -87,6 +87,16 @@ class JWTAuthentication(authentication.JWTAuthentication):
         return user
 
 
+def login_standing(validated_token) -> bool | None:
+    """Whether an access token's login stands, from this process's copy alone (no query, so
+    an open socket may ask it often): None when the copy of its user is missing or stale,
+    and only `JWTAuthentication().get_user` can tell."""
+    entry = _recent.get(str(validated_token.get(api_settings.USER_ID_CLAIM)))
+    if entry is None or entry[0] <= time.monotonic():
+        return None
+    return validated_token.get(tokens.FAMILY_CLAIM) not in entry[2]
+
+
 class LoginEnded(exceptions.AuthenticationFailed):
     """An access token of an ended login (accounts.tokens), or of none: 401 TOKEN_INVALID."""
 

@@ -46,7 +46,7 @@ from rest_framework.exceptions import AuthenticationFailed
 from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts import keys, security
-from accounts.authentication import JWTAuthentication, LoginEnded
+from accounts.authentication import JWTAuthentication, LoginEnded, login_standing
 
 from . import streams
 from .models import Interval
@@ -68,7 +68,8 @@ KEY_CHECK_SECONDS = 10.0
 SESSION_CHECK_SECONDS = 10.0
 # How often a socket authenticated with an access token checks that the token's login
 # still stands. The check reads the process's copy of the user and their ended logins
-# (accounts.authentication, at most USER_CACHE_SECONDS old), so it costs no query.
+# (accounts.authentication, at most USER_CACHE_SECONDS old) in the event loop; only when
+# that copy is stale does it read them again, in a thread, for every socket of the user.
 TOKEN_CHECK_SECONDS = 2.0
 CHANNELS = ("book", "trades", "ticker", "candles", "orders")
 PUBLIC_CHANNELS = {"book", "trades", "ticker", "candles"}
@@ -142,14 +143,16 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     credential_watch = None
 
-    def watch(self, check, lost, what: str, every: float) -> None:
+    def watch(self, check, lost, what: str, every: float, known=None) -> None:
         """While one credential vouches for this socket, ask `check()` (in a worker thread)
         every `every` seconds whether it still does; once it does not, `await lost()`.
+        `known()`, if given, may answer first from memory (True or False; None: ask
+        `check()`), saving the trip to a thread.
 
         One credential at a time: a socket starts on its web session and may then
         authenticate with a token or an API key, so a new watch replaces the one before."""
         self.unwatch()
-        self.credential_watch = asyncio.ensure_future(self._watch(check, lost, what, every))
+        self.credential_watch = asyncio.ensure_future(self._watch(check, lost, what, every, known))
 
     def unwatch(self) -> None:
         """No credential to follow any more (a token expires by itself; the socket closed)."""
@@ -157,14 +160,16 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self.credential_watch.cancel()
             self.credential_watch = None
 
-    async def _watch(self, check, lost, what, every):
+    async def _watch(self, check, lost, what, every, known):
         while True:
             await asyncio.sleep(every)
-            try:
-                still = await database_sync_to_async(check)()
-            except Exception:  # the database is away: the next check decides
-                log.warning("stream: could not check %s", what, exc_info=True)
-                continue
+            still = known() if known is not None else None
+            if still is None:
+                try:
+                    still = await database_sync_to_async(check)()
+                except Exception:  # the database is away: the next check decides
+                    log.warning("stream: could not check %s", what, exc_info=True)
+                    continue
             if not still:
                 self.credential_watch = None
                 await lost()
@@ -431,7 +436,13 @@ class MarketDataConsumer(StreamConsumer):
         TOKEN_CHECK_SECONDS that its login stands: once it ends (logout, signing out
         everywhere, a password change) or its user is disabled, the socket stops acting
         for the user, as the token answers 401 over REST."""
-        self.watch(lambda: _token_login_stands(token), self.token_revoked, "an access token", TOKEN_CHECK_SECONDS)
+        self.watch(
+            lambda: _token_login_stands(token),
+            self.token_revoked,
+            "an access token",
+            TOKEN_CHECK_SECONDS,
+            known=lambda: login_standing(token),
+        )
 
     async def token_revoked(self):
         self.deauthenticate()
