@@ -502,6 +502,16 @@ def test_a_token_of_a_deactivated_user_is_401(alice):
     assert_error(bearer(str(token)).get("/api/auth/me"), 401, code="TOKEN_INVALID")
 
 
+def test_checking_a_token_against_its_login_costs_no_query_per_request(alice, django_assert_num_queries):
+    """The user and their ended logins are read together, then remembered for a few seconds."""
+    client = bearer(api_login_start(user=alice).access_token)
+    with django_assert_num_queries(2):  # alice's row, and her lately ended logins
+        assert client.get("/api/auth/me").status_code == 200
+
+    with django_assert_num_queries(0):
+        assert client.get("/api/auth/me").status_code == 200
+
+
 def test_a_user_saved_deactivated_is_refused_at_once_though_their_row_was_just_read(alice):
     """The process keeps a user it authenticated for a few seconds; saving the user
     forgets it at once (other processes: within USER_CACHE_SECONDS)."""
