@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.template.response import TemplateResponse
 from rest_framework_api_key.admin import APIKeyModelAdmin
@@ -11,6 +12,7 @@ from quantumtrades.core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 
 from .keys import api_key_revoke_all
 from .models import ApiKey, Asset, Balance, LedgerEntry, User
+from .security import credentials_revoke
 from .services import balance_adjust, paper_grant_deposit
 
 
@@ -47,6 +49,18 @@ class UserAdmin(DjangoUserAdmin):
         if not change:
             # Traders added by an operator start like those who register themselves.
             paper_grant_deposit(user=obj)
+
+    def user_change_password(self, request, id, form_url=""):
+        """An operator who sets a trader's password takes the account back for them, as a
+        reset does: the trader's sessions, API logins and API keys end (the operator's own
+        session stays when it is their own password)."""
+        before = User.objects.filter(pk=unquote(id)).values_list("password", flat=True).first()
+        response = super().user_change_password(request, id, form_url)
+        user = User.objects.filter(pk=unquote(id)).first()
+        if user is not None and user.password != before:
+            keep = request.session.session_key if user.pk == request.user.pk else None
+            credentials_revoke(user=user, keep_session_key=keep)
+        return response
 
 
 @admin.register(Asset)

@@ -1,15 +1,14 @@
 """REST API for accounts: registration, JWT login, refresh, logout; API keys; balances and the ledger.
 
 Thin doors (DESIGN section 4): each view checks its input with a strict serializer, calls
-one service or selector and renders the result. Tokens are simplejwt's: refresh tokens
-rotate and the used one is blacklisted, so it cannot be replayed; logout blacklists the
-given refresh token. Access tokens are short-lived (ACCESS_TOKEN_EXPIRE_MINUTES) and stay
-valid until they expire.
+one service or selector and renders the result. Each login is a family of simplejwt tokens
+(accounts.tokens): refresh tokens rotate and work once, a used one coming back ends the
+whole login, and logout ends it; an ended login's access tokens are refused within
+seconds (accounts.authentication), not only when they expire.
 """
 
 from django.conf import settings
 from django.contrib.auth import authenticate, password_validation
-from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError
@@ -19,15 +18,15 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from accounts import keys, lockout, security
+from accounts import keys, lockout, security, tokens
 from accounts.authentication import ApiKeyAuthentication, ApiKeyScope, JWTAuthentication
 from accounts.models import ApiKey, Asset, LedgerEntry, User
 from accounts.selectors import balances_for_user
 from accounts.services import balance_adjust, user_register
+from accounts.usernames import username_normalise
 from quantumtrades.core.api import (
     ApiPagination,
     AuthRateThrottle,
@@ -49,12 +48,6 @@ class InvalidCredentials(exceptions.APIException):
     status_code = status.HTTP_401_UNAUTHORIZED
     default_detail = "Wrong username or password."
     error_code = "INVALID_CREDENTIALS"
-
-
-class RefreshTokenInvalid(exceptions.APIException):
-    status_code = status.HTTP_401_UNAUTHORIZED
-    error_code = "TOKEN_INVALID"
-    field = "refresh"
 
 
 class OneTimeCodeRequired(exceptions.APIException):
@@ -115,9 +108,15 @@ class RegisterInput(StrictSerializer):
     password = StrictCharField(max_length=128, printable=False)
 
     def validate_username(self, value):
+        # Stored as Django stores every username (NFKC), checked as the model checks it.
+        value = username_normalise(value)
+        if len(value) > User._meta.get_field("username").max_length:  # NFKC may lengthen it
+            raise serializers.ValidationError("must be at most 150 characters long.")
         try:
-            UnicodeUsernameValidator()(value)
-        except DjangoValidationError:
+            User.username_validator(value)
+        except DjangoValidationError as exc:
+            if exc.code == "mixed_scripts":
+                raise serializers.ValidationError(exc.message) from None
             raise serializers.ValidationError("may contain only letters, digits and @ . + - _") from None
         return value
 
@@ -265,7 +264,7 @@ class RegisterView(AuthView):
     )
     def post(self, request):
         data = RegisterInput.parse_body(request)
-        if User.objects.filter(username=data["username"]).exists():
+        if User.objects.named(data["username"]).exists():  # in any case: "Alice" is alice's
             raise Conflict("That username is taken.", field="username", code="USERNAME_TAKEN")
         try:
             user = user_register(username=data["username"], email=data["email"], password=data["password"])
@@ -300,7 +299,7 @@ class LoginView(AuthView):
             seconds = lockout.locked_for(username, ip)
             raise LoginLocked(seconds) if seconds else InvalidCredentials()
         second_factor(user, data.get("otp"))
-        return Response({**token_pair(RefreshToken.for_user(user)), "user": user_data(user)})
+        return Response({**token_pair(tokens.api_login_start(user=user)), "user": user_data(user)})
 
 
 def second_factor(user, code) -> None:
@@ -322,48 +321,34 @@ def second_factor(user, code) -> None:
         raise OneTimeCodeThrottled(seconds) if seconds else OneTimeCodeInvalid()
 
 
-def verified_refresh(raw: str) -> RefreshToken:
-    try:
-        return RefreshToken(raw)
-    except TokenError as exc:
-        raise RefreshTokenInvalid(f"The refresh token was refused: {str(exc).rstrip('.')}.") from None
-
-
 class RefreshView(AuthView):
     @extend_schema(
         operation_id="auth_refresh",
         tags=["auth"],
-        summary="Trade a refresh token for a new pair (the old refresh token is revoked)",
+        summary="Trade a refresh token for a new pair of the same login (the refresh token works once)",
+        description="A refresh token that was used already ends its whole login: every token of it is "
+        "refused from then on (401 TOKEN_INVALID), and the client logs in again.",
         request=RefreshInput,
         responses={200: TokenPairSerializer, **error_responses(400, 401, 413, 415, 429)},
     )
     def post(self, request):
         data = RefreshInput.parse_body(request)
-        old = verified_refresh(data["refresh"])
-        user = User.objects.filter(pk=old.get(jwt_settings.USER_ID_CLAIM)).first()
-        if user is None or not user.is_active:
-            raise RefreshTokenInvalid("The refresh token's account is gone or disabled.")
-        # Rotation: the used token goes on the blacklist. get_or_create is the race guard:
-        # of two requests with one token, only the one that blacklisted it gets a new pair.
-        _, revoked_now = old.blacklist()
-        if not revoked_now:
-            raise RefreshTokenInvalid("The refresh token was refused: Token is blacklisted.")
-        return Response(token_pair(RefreshToken.for_user(user)))
+        return Response(token_pair(tokens.api_login_refresh(refresh=data["refresh"])))
 
 
 class LogoutView(AuthView):
     @extend_schema(
         operation_id="auth_logout",
         tags=["auth"],
-        summary="Revoke a refresh token",
+        summary="End the login: its refresh and access tokens are refused from then on",
         description="The refresh token itself is the credential, so a client whose access token "
-        "has expired can still log out. Access tokens already issued expire on their own.",
+        "has expired can still log out. Access tokens of the login are refused within seconds.",
         request=RefreshInput,
-        responses={204: OpenApiResponse(description="Revoked."), **error_responses(400, 401, 413, 415, 429)},
+        responses={204: OpenApiResponse(description="Logged out."), **error_responses(400, 401, 413, 415, 429)},
     )
     def post(self, request):
         data = RefreshInput.parse_body(request)
-        verified_refresh(data["refresh"]).blacklist()
+        tokens.api_login_end(refresh=data["refresh"])
         return Response(status=204)
 
 
@@ -536,7 +521,7 @@ class BalanceAdjustView(APIView):
     )
     def put(self, request):
         data = BalanceAdjustInput.parse_body(request)
-        user = User.objects.filter(username=data["username"]).first()
+        user = User.objects.named(data["username"]).first()
         if user is None:
             raise InvalidInput(f"There is no user {data['username'][:150]!r}.", field="username")
         if not Asset.objects.filter(code=data["asset"]).exists():

@@ -7,11 +7,17 @@ Python work as the view's own (docs/BENCHMARKS.md, "REST API"). Here a process k
 
 - each token it validated, until the token expires or for TOKEN_CACHE_SECONDS, whichever
   comes first: a valid signature stays valid, so nothing changes but the work;
-- each user it authenticated, for USER_CACHE_SECONDS. Saving or deleting a user forgets
-  it in that process at once (the signal below); other processes forget it when the time
-  runs out, so an account an operator deactivates stops authenticating within
-  USER_CACHE_SECONDS everywhere. (An access token itself cannot be recalled before it
-  expires, ACCESS_TOKEN_EXPIRE_MINUTES, so this adds seconds to minutes.)
+- each user it authenticated, for USER_CACHE_SECONDS, with the ids of the user's API
+  logins that ended lately (accounts.tokens). Saving or deleting a user, or ending one
+  of their logins, forgets it in that process at once (the signal below,
+  `forget_user_id`); other processes forget it when the time runs out. So an access
+  token whose login ended (logout, signing out everywhere, a password change) and an
+  account an operator deactivates stop authenticating within USER_CACHE_SECONDS
+  everywhere, at the cost of reading the user and those logins once per
+  USER_CACHE_SECONDS, not once per request.
+
+Every access token names its login (the `fam` claim); one without it was not made by
+accounts.tokens and is refused.
 """
 
 import copy
@@ -28,14 +34,14 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework_simplejwt import authentication
 from rest_framework_simplejwt.settings import api_settings
 
-from . import keys, lockout
+from . import keys, lockout, tokens
 from .models import ApiKey
 
 USER_CACHE_SECONDS = 5.0
 # Far more users than one process serves in USER_CACHE_SECONDS; past it, start again.
 MAX_CACHED_USERS = 10_000
 
-_recent: dict = {}  # user id -> (valid until, user)
+_recent: dict = {}  # user id (text, as in the token) -> (valid until, user, ids of lately ended logins)
 # A token's signature and claims are checked once; the outcome holds until the token
 # expires, so it is kept for up to a minute (never past the expiry). PyJWT's decoding was
 # as much Python work per request as all of the view's own.
@@ -60,17 +66,41 @@ class JWTAuthentication(authentication.JWTAuthentication):
         return token
 
     def get_user(self, validated_token):
-        user_id = validated_token.get(api_settings.USER_ID_CLAIM)
+        login_id = validated_token.get(tokens.FAMILY_CLAIM)
+        if not isinstance(login_id, str):
+            raise LoginEnded("it belongs to no login; log in again")
+        user_id = str(validated_token.get(api_settings.USER_ID_CLAIM))
         entry = _recent.get(user_id)
         if entry is not None and entry[0] > time.monotonic() and not api_settings.CHECK_REVOKE_TOKEN:
+            _, user, ended = entry
             # A copy: a view may change its request.user, never another request's.
-            return copy.copy(entry[1])
-        # Reads the row and refuses missing, inactive (and revoked) users, as always.
-        user = super().get_user(validated_token)
-        if len(_recent) >= MAX_CACHED_USERS:
-            _recent.clear()
-        _recent[user_id] = (time.monotonic() + USER_CACHE_SECONDS, copy.copy(user))
+            user = copy.copy(user)
+        else:
+            # Reads the row and refuses missing, inactive (and revoked) users, as always.
+            user = super().get_user(validated_token)
+            ended = tokens.api_logins_ended_lately(user.pk)
+            if len(_recent) >= MAX_CACHED_USERS:
+                _recent.clear()
+            _recent[user_id] = (time.monotonic() + USER_CACHE_SECONDS, copy.copy(user), ended)
+        if login_id in ended:
+            raise LoginEnded("its login has ended (logged out or signed out); log in again")
         return user
+
+
+def login_standing(validated_token) -> bool | None:
+    """Whether an access token's login stands, from this process's copy alone (no query, so
+    an open socket may ask it often): None when the copy of its user is missing or stale,
+    and only `JWTAuthentication().get_user` can tell."""
+    entry = _recent.get(str(validated_token.get(api_settings.USER_ID_CLAIM)))
+    if entry is None or entry[0] <= time.monotonic():
+        return None
+    return validated_token.get(tokens.FAMILY_CLAIM) not in entry[2]
+
+
+class LoginEnded(exceptions.AuthenticationFailed):
+    """An access token of an ended login (accounts.tokens), or of none: 401 TOKEN_INVALID."""
+
+    error_code = "TOKEN_INVALID"
 
 
 class JWTScheme(SimpleJWTScheme):
@@ -82,7 +112,12 @@ class JWTScheme(SimpleJWTScheme):
 @receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="accounts.authentication.forget_saved")
 @receiver(post_delete, sender=settings.AUTH_USER_MODEL, dispatch_uid="accounts.authentication.forget_deleted")
 def forget_user(sender, instance, **kwargs):
-    _recent.pop(instance.pk, None)
+    forget_user_id(instance.pk)
+
+
+def forget_user_id(user_id) -> None:
+    """Read the user (and their ended logins) again at their next request in this process."""
+    _recent.pop(str(user_id), None)
 
 
 def forget_all_users():

@@ -1,6 +1,7 @@
 from django import forms
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 
+from . import lockout
 from .keys import NAME_MAX
 from .models import User
 
@@ -13,6 +14,33 @@ class RegisterForm(UserCreationForm):
     class Meta(UserCreationForm.Meta):
         model = User
         fields = ("username", "email")
+
+
+class LoginForm(AuthenticationForm):
+    """Django's login form, which says when a login is locked out rather than calling the
+    password wrong: during a lockout the backend (accounts.backends) does not look at the
+    password, so the right one is refused too, and the trader must know to wait."""
+
+    error_messages = {
+        **AuthenticationForm.error_messages,
+        "locked": "Too many failed logins: logging in with this username from your address is locked. Try again %(when)s.",
+    }
+
+    def clean(self):
+        username = self.cleaned_data.get("username")
+        self.refuse_if_locked(username)
+        try:
+            return super().clean()
+        except forms.ValidationError:
+            self.refuse_if_locked(username)  # this failure may have been the one that locked it
+            raise
+
+    def refuse_if_locked(self, username):
+        seconds = lockout.locked_for(username, lockout.client_ip(self.request))
+        if seconds:
+            raise forms.ValidationError(
+                self.error_messages["locked"], code="locked", params={"when": lockout.wait_text(seconds)}
+            )
 
 
 class CodeForm(forms.Form):

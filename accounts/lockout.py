@@ -25,6 +25,7 @@ own account must not reset an attack on others).
 import hashlib
 import math
 import time
+import unicodedata
 
 from django.conf import settings
 from django.contrib.auth.signals import user_login_failed
@@ -48,7 +49,9 @@ def _subjects(username, ip) -> list[tuple[str, int]]:
 
 
 def _user_at(username, ip) -> str:
-    return _subject("user", f"{str(username).casefold()}\x00{ip or ''}")
+    # The name as logins find it (NFKC, any case): "ALICE" and a full-width "ａｌｉｃｅ" are
+    # alice, so their failures count against her name.
+    return _subject("user", f"{unicodedata.normalize('NFKC', str(username)).casefold()}\x00{ip or ''}")
 
 
 def _window_seconds() -> int:
@@ -62,6 +65,13 @@ def _lock_seconds() -> int:
 def _subject(kind, value) -> str:
     # Hashed: any text may arrive as a username, and cache keys must stay short and plain.
     return hashlib.sha256(f"{kind}:{value}".encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def wait_text(seconds: int) -> str:
+    """ "in 40 seconds", "in 15 minutes": when something refused may be tried again."""
+    if seconds < 90:
+        return f"in {seconds} second{'s' if seconds != 1 else ''}"
+    return f"in {math.ceil(seconds / 60)} minutes"
 
 
 def client_ip(request) -> str | None:

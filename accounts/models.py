@@ -1,18 +1,63 @@
+import uuid
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, Value
+from django.db.models.functions import Lower
+from django.utils import timezone
 from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
 from quantumtrades.core.money import MoneyField
 
+from .usernames import UsernameValidator
+
+
+class UserManager(DjangoUserManager):
+    def named(self, username):
+        """The user named `username` in any case (at most one: User's constraint), through
+        the index of that constraint."""
+        folded = Lower(Value(self.model.normalize_username(username)))
+        return self.alias(folded_username=Lower("username")).filter(folded_username=folded)
+
+    def get_by_natural_key(self, username):
+        """Every login (web, API, admin) finds its user through this: "Alice" logs in as alice."""
+        return self.named(username).get()
+
 
 class User(AbstractUser):
-    """A trader, an operator (is_staff) or the system fee account."""
+    """A trader, an operator (is_staff) or the system fee account.
+
+    Usernames are NFKC-normalised, unique whatever their case, and written in one script
+    (accounts.usernames), so no two accounts look alike.
+    """
+
+    username_validator = UsernameValidator()
+    username = models.CharField(
+        "username",
+        max_length=150,
+        unique=True,
+        help_text="Letters of one script, digits and @ . + - _ (at most 150).",
+        validators=[username_validator],
+        error_messages={"unique": "A user with that username already exists."},
+    )
+
+    objects = UserManager()
 
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
+        constraints = [
+            # "Alice" beside "alice": refused by the database whatever door the name came
+            # through; the forms and the API say so first (USERNAME_TAKEN). Logins look
+            # names up through this index (UserManager.get_by_natural_key).
+            models.UniqueConstraint(
+                Lower("username"),
+                name="user_username_case_insensitive",
+                violation_error_message="A user with that username already exists.",
+            ),
+        ]
 
 
 class Asset(models.Model):
@@ -213,3 +258,40 @@ class ApiKey(AbstractAPIKey):
     def throttle_ident(self) -> str:
         """What the API's throttles count this key's requests against (quantumtrades.core.api)."""
         return f"key{self.pk}"
+
+
+class ApiLogin(models.Model):
+    """One login on the API: a family of tokens, from `POST /api/auth/login` to its end.
+
+    Every refresh token and access token of the login carries its id (the `fam` claim;
+    accounts.tokens). Refreshing rotates the pair within the family. Ending the login
+    (logout, signing out everywhere, a password change or reset, or a refresh token used
+    twice) refuses every token of the family: its refresh tokens at once, its access
+    tokens within seconds (accounts.authentication).
+    """
+
+    class EndReason(models.TextChoices):
+        LOGOUT = "logout"
+        SIGN_OUT = "sign_out"  # signed out everywhere, a password changed or reset
+        REUSE = "reuse"  # a rotated refresh token came back: someone else holds one
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # Indexed by the index in Meta.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_logins", db_index=False
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    # When its newest refresh token expires: the login cannot outlive it.
+    expires_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=16, choices=EndReason.choices, blank=True, default="")
+
+    class Meta:
+        indexes = [
+            # A user's live logins (ending them all: ended_at IS NULL) and the ones ended
+            # lately (read with the user by accounts.authentication every few seconds).
+            models.Index(fields=["user", "ended_at"], name="apilogin_user_ended"),
+        ]
+
+    def __str__(self):
+        return f"{self.user} API login {self.pk.hex[:8]}"

@@ -2,25 +2,39 @@
 
 - Sessions: every web sign-in is an accounts.Session row (accounts.session_store).
   Ending one deletes the row, so its browser is signed out at its next request.
-- Refresh tokens: the API's logins. Signing out everywhere blacklists them (simplejwt's
-  blacklist), so no program keeps a way back in; access tokens already issued still
-  expire on their own (ACCESS_TOKEN_EXPIRE_MINUTES).
+- API logins (accounts.tokens): signing out everywhere ends every one, so no program
+  keeps a way back in: their refresh tokens are refused at once, their access tokens
+  within seconds (accounts.authentication), on REST and on /ws alike.
+- A password changed or reset is how a trader takes the account back: it also revokes
+  every API key (`credentials_revoke`), since anyone who held the password, or a session
+  opened with it, could have made one. Signing out everywhere leaves keys alone: they
+  are programs' credentials, revoked one by one on the API keys page.
+- Password reset: each request for a reset email counts against the address asked for and
+  against the client's address (`password_reset_wait`), in the API's shared throttle
+  counters: an address gets a few emails an hour however many clients ask, a client
+  a few more whatever addresses it names. Counts never depend on whether the address
+  has an account, so a refusal says nothing about it.
 - Two-factor login: one TOTP device per user (django-otp). Enrolment makes an
   unconfirmed device; the first good code confirms it. Only a confirmed device makes the
   login ask for a code. Codes are checked by django-otp, which refuses a code used once
   already and slows down repeated failures (OTP_TOTP_THROTTLE_FACTOR).
 """
 
+import hashlib
+import unicodedata
 from base64 import b32encode
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import django_otp
 from django.db import transaction
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
-from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
-from .models import Session
+from quantumtrades.core.api import WindowRateThrottle
+
+from . import keys, tokens
+from .models import ApiKey, Session
 
 # --- Sessions -------------------------------------------------------------------------
 
@@ -46,14 +60,47 @@ def sessions_end_others(*, user, keep_session_key: str | None = None) -> int:
     """Sign the user out everywhere but the session kept (None: everywhere), API logins
     included. Answers how many web sessions ended."""
     deleted, _ = Session.objects.filter(user=user).exclude(session_key=keep_session_key or "").delete()
-    refresh_tokens_revoke(user=user)
+    tokens.api_logins_end(user=user)
     return deleted
 
 
-def refresh_tokens_revoke(*, user) -> None:
-    """Blacklist every refresh token of the user that is not blacklisted yet."""
-    live = OutstandingToken.objects.filter(user=user, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True)
-    BlacklistedToken.objects.bulk_create([BlacklistedToken(token=token) for token in live], ignore_conflicts=True)
+class SignedOut(NamedTuple):
+    sessions: int  # other web sessions ended
+    api_keys: int  # API keys revoked
+
+
+@transaction.atomic
+def credentials_revoke(*, user, keep_session_key: str | None = None) -> SignedOut:
+    """What a password change or reset does: every web session but the one kept ends,
+    every API login ends, and every API key is revoked."""
+    sessions = sessions_end_others(user=user, keep_session_key=keep_session_key)
+    return SignedOut(sessions, keys.api_key_revoke_all(ApiKey.objects.filter(user=user)))
+
+
+# --- Password reset -------------------------------------------------------------------
+
+
+class PasswordResetThrottle(WindowRateThrottle):
+    """Reset emails: REST_FRAMEWORK's "reset_email" rate per address asked for (however it
+    is spelt: NFKC, any case, as Django matches it to accounts) and "reset_client" per
+    client address (NUM_PROXIES honoured, as the API's throttles count)."""
+
+    def __init__(self, email: str):
+        folded = unicodedata.normalize("NFKC", email).casefold()
+        # Hashed: cache keys stay short and say nothing of the address.
+        self.email_ident = hashlib.sha256(folded.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+    def counters(self, request, view):
+        return [("reset_email", self.email_ident), ("reset_client", self.get_ident(request))]
+
+
+def password_reset_wait(*, request, email: str) -> int:
+    """Count one request for a reset email to `email`: 0 when it may be sent, else the
+    seconds until another may be asked for."""
+    throttle = PasswordResetThrottle(email)
+    if throttle.allow_request(request, None):
+        return 0
+    return max(1, int(throttle.wait() + 0.999))
 
 
 # --- Two-factor login -----------------------------------------------------------------

@@ -2,15 +2,16 @@
 
 - Registration goes through the `user_register` service, which deposits the paper grant.
 - Logging in is Django's LoginView (its authentication backends decide, lockout
-  included). For a user with two-factor login the password only opens the second step:
+  included; during a lockout the form says so, and when to try again). For a user with two-factor login the password only opens the second step:
   the session remembers who passed it for LOGIN_CODE_SECONDS, and `login_code` signs
   them in once a code from their authenticator app checks out.
-- Account pages: password change (and Django's reset by email), two-factor login,
-  sessions. Each calls the services of accounts.security.
+- Account pages: password change (and Django's reset by email, throttled, its links to
+  SITE_URL), two-factor login, sessions. Each calls the services of accounts.security.
 """
 
 import hashlib
 import time
+from urllib.parse import urlsplit
 
 import django_otp
 import segno
@@ -18,7 +19,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import authenticate, login
 from django.contrib.auth import views as auth_views
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -26,9 +27,9 @@ from django.views.decorators.http import require_POST
 
 from quantumtrades.core.errors import NotFound, ServiceError
 
-from . import keys, security
+from . import keys, lockout, security
 from .decorators import login_required_page
-from .forms import ApiKeyForm, CodeForm, RegisterForm
+from .forms import ApiKeyForm, CodeForm, LoginForm, RegisterForm
 from .models import User
 from .services import user_register
 
@@ -74,6 +75,7 @@ def keep_alive(request):
 
 
 class LoginView(auth_views.LoginView):
+    form_class = LoginForm  # says when the login is locked out, and until when
     redirect_authenticated_user = True
 
     def form_valid(self, form):
@@ -134,12 +136,52 @@ class PasswordChangeView(auth_views.PasswordChangeView):
     success_url = reverse_lazy("password_change")
     extra_context = {"section": "password"}
 
+    def get_context_data(self, **kwargs):
+        # The page says which keys a change revokes before the trader submits it.
+        return {**super().get_context_data(**kwargs), "api_keys": keys.api_keys_for_user(self.request.user).count()}
+
     def form_valid(self, form):
         response = super().form_valid(form)  # keeps this session signed in
-        ended = security.sessions_end_others(user=form.user, keep_session_key=self.request.session.session_key)
-        others = f" and {ended} other session{'s' if ended != 1 else ''} signed out" if ended else ""
-        messages.success(self.request, f"Password changed{others}.")
+        signed_out = security.credentials_revoke(user=form.user, keep_session_key=self.request.session.session_key)
+        messages.success(self.request, f"Password changed{_signed_out_text(signed_out)}.")
         return response
+
+
+def _signed_out_text(signed_out) -> str:
+    """ " and 1 other session signed out", ", 2 other sessions signed out and 1 API key revoked", ..."""
+    parts = []
+    if signed_out.sessions:
+        parts.append(f"{signed_out.sessions} other session{'s' if signed_out.sessions != 1 else ''} signed out")
+    if signed_out.api_keys:
+        parts.append(f"{signed_out.api_keys} API key{'s' if signed_out.api_keys != 1 else ''} revoked")
+    if not parts:
+        return ""
+    return (", " + ", ".join(parts[:-1]) + " and " if len(parts) > 1 else " and ") + parts[-1]
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset form, throttled per address and per client, its link built from
+    SITE_URL: never from the request's Host header, which whoever asks for the email
+    writes (a link to their own server would hand them the token)."""
+
+    def form_valid(self, form):
+        wait = security.password_reset_wait(request=self.request, email=form.cleaned_data["email"])
+        if wait:
+            form.add_error(None, f"Too many reset emails were asked for: try again {lockout.wait_text(wait)}.")
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        site = urlsplit(settings.SITE_URL)
+        form.save(
+            domain_override=site.netloc,
+            use_https=site.scheme == "https",
+            token_generator=self.token_generator,
+            from_email=self.from_email,
+            email_template_name=self.email_template_name,
+            subject_template_name=self.subject_template_name,
+            request=self.request,
+            html_email_template_name=self.html_email_template_name,
+            extra_email_context=self.extra_email_context,
+        )
+        return HttpResponseRedirect(self.get_success_url())
 
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
@@ -147,8 +189,8 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
 
     def form_valid(self, form):
         response = super().form_valid(form)
-        # Whoever knew the old password is signed out everywhere, web and API.
-        security.sessions_end_others(user=form.user)
+        # Whoever knew the old password is out everywhere: web, API logins and API keys.
+        security.credentials_revoke(user=form.user)
         return response
 
 

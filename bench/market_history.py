@@ -270,14 +270,14 @@ def grow_ledger(total: int) -> float:
 
 def history_reads(users):
     from django.test import Client
-    from rest_framework_simplejwt.tokens import RefreshToken
 
     from accounts.models import LedgerEntry
+    from accounts.tokens import api_login_start
     from orders.models import Fill, Order
 
     reads = {}
     for name, user in users.items():
-        api = Client(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+        api = Client(HTTP_AUTHORIZATION=f"Bearer {api_login_start(user=user).access_token}")
         page = Client()
         page.force_login(user)
 

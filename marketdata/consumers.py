@@ -12,7 +12,9 @@ every frame once and writes it to the sockets; a consumer parses what its client
   snapshots; {"type": "pong", "time"[, "id"]}; {"type": "authenticated", "user": {"id",
   "username"}[, "api_key": {"id", "name", "scopes"}]} after {"type": "auth", "token"} or
   {"type": "auth", "api_key"} (an API key: its address is checked as over REST; once it is
-  revoked, error API_KEY_INVALID within KEY_CHECK_SECONDS and the socket is nobody's);
+  revoked, error API_KEY_INVALID within KEY_CHECK_SECONDS and the socket is nobody's; a
+  token: once its login ends (logout, signing out everywhere, a password change) or its
+  user is disabled, error TOKEN_REVOKED within TOKEN_CHECK_SECONDS, and the same);
 - {"type": "heartbeat", "time", "seqs": {symbol: seq}} every 20 s: the seq of each book as
   the stream has sent it, so an idle client can tell it is current;
 - a `book_snapshot` may also come unasked: after a socket fell too far behind to be sent
@@ -23,7 +25,7 @@ every frame once and writes it to the sockets; a consumer parses what its client
 - error codes: BAD_MESSAGE, BAD_JSON, MESSAGE_TOO_LARGE, UNKNOWN_TYPE, BAD_REQUEST,
   UNKNOWN_CHANNEL, UNKNOWN_SYMBOL, UNAVAILABLE, AUTH_REQUIRED, AUTH_FAILED, AUTH_EXPIRED,
   ADDRESS_NOT_ALLOWED, SESSION_ENDED (the web session that signed the socket in was signed out:
-  it acts for nobody from then on),
+  it acts for nobody from then on), TOKEN_REVOKED (the same for the access token's login),
   RATE_LIMITED, STREAM_INTERRUPTED (private events may have been missed: re-read them over
   REST), SLOW_CONSUMER (then closed). Other errors keep the connection.
 - limits: frames of at most MAX_MESSAGE_BYTES, MESSAGE_RATE per second (burst
@@ -41,10 +43,10 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from rest_framework.exceptions import AuthenticationFailed
-from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts import keys, security
+from accounts.authentication import JWTAuthentication, LoginEnded, login_standing
 from quantumtrades.core.streams import utc_now_text
 from quantumtrades.core.websocket import CloseCode
 
@@ -66,6 +68,11 @@ KEY_CHECK_SECONDS = 10.0
 # A socket signed in by its web session checks this often that the session still is: one
 # signed out (here, or from the account's Sessions page) stops acting for its user.
 SESSION_CHECK_SECONDS = 10.0
+# How often a socket authenticated with an access token checks that the token's login
+# still stands. The check reads the process's copy of the user and their ended logins
+# (accounts.authentication, at most USER_CACHE_SECONDS old) in the event loop; only when
+# that copy is stale does it read them again, in a thread, for every socket of the user.
+TOKEN_CHECK_SECONDS = 2.0
 CHANNELS = ("book", "trades", "ticker", "candles", "orders")
 PUBLIC_CHANNELS = {"book", "trades", "ticker", "candles"}
 INTERVALS = tuple(Interval.values)
@@ -99,11 +106,21 @@ class TokenBucket:
 
 
 def _user_for_token(token: str):
-    """(user id, username, expiry) of a valid access JWT; raises for anything else."""
+    """(user, validated token) of a valid access JWT whose login stands, as the REST API
+    checks it (accounts.authentication); raises for anything else."""
     authentication = JWTAuthentication()
     validated = authentication.get_validated_token(token)
-    user = authentication.get_user(validated)
-    return user.pk, user.get_username(), validated.get("exp")
+    return authentication.get_user(validated), validated
+
+
+def _token_login_stands(validated) -> bool:
+    """Whether an access token that authenticated a socket still would: its login not
+    ended, its user active."""
+    try:
+        JWTAuthentication().get_user(validated)
+    except AuthenticationFailed:
+        return False
+    return True
 
 
 def _session_user_id(scope):
@@ -128,14 +145,16 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     credential_watch = None
 
-    def watch(self, check, lost, what: str, every: float) -> None:
+    def watch(self, check, lost, what: str, every: float, known=None) -> None:
         """While one credential vouches for this socket, ask `check()` (in a worker thread)
         every `every` seconds whether it still does; once it does not, `await lost()`.
+        `known()`, if given, may answer first from memory (True or False; None: ask
+        `check()`), saving the trip to a thread.
 
         One credential at a time: a socket starts on its web session and may then
         authenticate with a token or an API key, so a new watch replaces the one before."""
         self.unwatch()
-        self.credential_watch = asyncio.ensure_future(self._watch(check, lost, what, every))
+        self.credential_watch = asyncio.ensure_future(self._watch(check, lost, what, every, known))
 
     def unwatch(self) -> None:
         """No credential to follow any more (a token expires by itself; the socket closed)."""
@@ -143,14 +162,16 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self.credential_watch.cancel()
             self.credential_watch = None
 
-    async def _watch(self, check, lost, what, every):
+    async def _watch(self, check, lost, what, every, known):
         while True:
             await asyncio.sleep(every)
-            try:
-                still = await database_sync_to_async(check)()
-            except Exception:  # the database is away: the next check decides
-                log.warning("stream: could not check %s", what, exc_info=True)
-                continue
+            still = known() if known is not None else None
+            if still is None:
+                try:
+                    still = await database_sync_to_async(check)()
+                except Exception:  # the database is away: the next check decides
+                    log.warning("stream: could not check %s", what, exc_info=True)
+                    continue
             if not still:
                 self.credential_watch = None
                 await lost()
@@ -197,6 +218,7 @@ class MarketDataConsumer(StreamConsumer):
         self.refused = 0
         self.user_id = _session_user_id(self.scope)
         self.api_key = None  # the accounts.ApiKey the socket authenticated with, if any
+        self.access_token = None  # the validated access token it authenticated with, if any
         self.hub = await streams.get_hub()
         await self.accept()
         self.sink = self.hub.attach(self, "api")
@@ -376,10 +398,12 @@ class MarketDataConsumer(StreamConsumer):
                 "BAD_REQUEST", '"token" is an access JWT from POST /api/auth/login, or send "api_key" instead.'
             )
         try:
-            user_id, username, expires = await database_sync_to_async(_user_for_token)(token)
+            user, validated = await database_sync_to_async(_user_for_token)(token)
+        except LoginEnded as exc:
+            raise RequestError("AUTH_FAILED", f"The token was refused: {exc.detail}.") from None
         except (AuthenticationFailed, TokenError):
             raise RequestError("AUTH_FAILED", "The token is not a valid access token.") from None
-        self.authenticated(user_id, username, expires=expires, api_key=None)
+        self.authenticated(user.pk, user.get_username(), expires=validated.get("exp"), api_key=None, token=validated)
 
     async def on_auth_key(self, message):
         raw = message.get("api_key")
@@ -393,11 +417,17 @@ class MarketDataConsumer(StreamConsumer):
             raise RequestError(exc.code, exc.message) from None
         self.authenticated(key.user_id, key.user.get_username(), expires=None, api_key=key)
 
-    def authenticated(self, user_id, username, *, expires, api_key):
-        """The socket acts for `user_id` from now on (with `api_key`'s scopes, if one)."""
+    def authenticated(self, user_id, username, *, expires, api_key, token=None):
+        """The socket acts for `user_id` from now on (with `api_key`'s scopes, if one;
+        `token` is the validated access token, if one)."""
         self.user_id = user_id
         self.api_key = api_key
-        self.watch_key(api_key)  # a token or key vouches from now on, not the session
+        self.access_token = token
+        # A token or key vouches from now on, not the session.
+        if token is not None:
+            self.watch_token(token)
+        else:
+            self.watch_key(api_key)
         self.sink.auth_expires = expires
         if self.sink.private_user is not None and self.sink.private_user != user_id:
             self.hub.subscribe_private(self.sink, user_id)
@@ -419,6 +449,27 @@ class MarketDataConsumer(StreamConsumer):
         self.deauthenticate()
         self.error("API_KEY_INVALID", "The API key was revoked: this socket is no longer authenticated.")
 
+    def watch_token(self, token):
+        """While the socket is authenticated with an access token, check every
+        TOKEN_CHECK_SECONDS that its login stands: once it ends (logout, signing out
+        everywhere, a password change) or its user is disabled, the socket stops acting
+        for the user, as the token answers 401 over REST."""
+        self.watch(
+            lambda: _token_login_stands(token),
+            self.token_revoked,
+            "an access token",
+            TOKEN_CHECK_SECONDS,
+            known=lambda: login_standing(token),
+        )
+
+    async def token_revoked(self):
+        self.deauthenticate()
+        self.error(
+            "TOKEN_REVOKED",
+            "The access token's login has ended (logged out, signed out everywhere or the password changed) "
+            "or its account was disabled: this socket is no longer authenticated.",
+        )
+
     async def session_ended(self):
         """The socket stays open for public data and acts for nobody any more."""
         if self.api_key is None:
@@ -426,8 +477,8 @@ class MarketDataConsumer(StreamConsumer):
             self.error("SESSION_ENDED", "The web session was signed out: this socket is no longer authenticated.")
 
     def deauthenticate(self):
-        """The socket acts for nobody any more (its key was revoked)."""
-        self.user_id = self.api_key = None
+        """The socket acts for nobody any more (its key was revoked, its token's login ended)."""
+        self.user_id = self.api_key = self.access_token = None
         self.hub.unsubscribe_private(self.sink)
         self.watch_key(None)
 

@@ -18,7 +18,9 @@ the same payloads and error codes:
 Rules of the socket:
 - Only a socket that may trade: a web session or an access token (auth with "token"), or
   an API key with the `trade` scope. A key is checked again on every command, so a
-  revoked key stops trading at once, as over REST.
+  revoked key stops trading at once, as over REST; a token's login as REST checks it
+  (accounts.authentication), so a token whose login ended stops trading within
+  USER_CACHE_SECONDS (TOKEN_REVOKED).
 - Commands from one socket run one after the other, in the order they were sent; to have
   several in flight, open several sockets.
 - A command's whole synchronous part (throttle counters, parsing, the engine, the
@@ -40,6 +42,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from rest_framework import exceptions
 
+from accounts.authentication import JWTAuthentication, LoginEnded
 from accounts.keys import api_key_reread
 from accounts.models import User
 from marketdata.api import market_by_symbol
@@ -111,8 +114,8 @@ class TradingConsumer(MarketDataConsumer):
             return True  # throttled by the API's counters instead (see the module docstring)
         return super().admit(message)
 
-    def authenticated(self, user_id, username, *, expires, api_key):
-        super().authenticated(user_id, username, expires=expires, api_key=api_key)
+    def authenticated(self, user_id, username, *, expires, api_key, token=None):
+        super().authenticated(user_id, username, expires=expires, api_key=api_key, token=token)
         self.trader, self.token_expires = None, expires
 
     async def on_order_command(self, message):
@@ -125,7 +128,7 @@ class TradingConsumer(MarketDataConsumer):
             self.check_may_trade()
             reply = await asyncio.get_running_loop().run_in_executor(executor(), self.run_command, message)
         except CommandRefused as exc:
-            if exc.error["code"] == "API_KEY_INVALID":
+            if exc.error["code"] in ("API_KEY_INVALID", "TOKEN_REVOKED"):
                 self.deauthenticate()
             return self.refuse(req_id, **exc.error)
         self.sink.send_message({"type": "order.result", "req_id": req_id, **reply})
@@ -190,6 +193,18 @@ class TradingConsumer(MarketDataConsumer):
             if key is None:
                 raise CommandRefused("API_KEY_INVALID", "The API key was refused: it is unknown or revoked.")
             return key.user
+        token = self.access_token
+        if token is not None:
+            # The token's login and user, as the REST API reads them: this process's copy,
+            # at most USER_CACHE_SECONDS old (no query per command).
+            try:
+                return JWTAuthentication().get_user(token)
+            except LoginEnded:
+                raise CommandRefused(
+                    "TOKEN_REVOKED", "The access token's login has ended: log in again and authenticate."
+                ) from None
+            except exceptions.AuthenticationFailed:
+                raise CommandRefused("NOT_AUTHENTICATED", "This socket's account is disabled.") from None
         if self.trader is None or time.monotonic() - self.trader_read_at > USER_CACHE_SECONDS:
             trader = User.objects.filter(pk=self.user_id, is_active=True).first()
             if trader is None:

@@ -10,7 +10,7 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import environ
 from csp.constants import NONE, SELF
@@ -291,6 +291,32 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="QuantumTrades <no-re
 # A reset link works for this long, and once.
 PASSWORD_RESET_TIMEOUT = env.int("PASSWORD_RESET_MINUTES", default=60) * 60
 
+
+def site_url(url: str) -> str:
+    """SITE_URL as "scheme://host[:port]": where the site is, for links that leave it."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        raise ImproperlyConfigured(f"SITE_URL must be http(s)://host[:port], not {url!r}.")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ImproperlyConfigured(f"SITE_URL is the site's root, with no path, query or fragment: {url!r}.")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def default_site_url() -> str:
+    """Development serves http://127.0.0.1:8000; in production the first ALLOWED_HOSTS name,
+    over HTTPS, when it is one plain name (never a pattern such as "*" or ".example.com")."""
+    if DEBUG:
+        return "http://127.0.0.1:8000"
+    host = ALLOWED_HOSTS[0] if ALLOWED_HOSTS else ""
+    if not host or host == "*" or host.startswith(".") or "*" in host:
+        raise ImproperlyConfigured("Set SITE_URL (e.g. https://trade.example.com) when DEBUG is off.")
+    return f"https://{host}"
+
+
+# The site's address as people reach it. Links in email (the password reset's) are built
+# from it, never from a request's Host header, which the client writes.
+SITE_URL = site_url(env.str("SITE_URL", default="") or default_site_url())
+
 # Paper-trading grant deposited for every new user, as {asset code: amount}.
 PAPER_GRANT = env.dict(
     "PAPER_GRANT", cast={"value": str}, default={"USD": "100000", "QTX": "1000", "BTC": "2", "ETH": "20"}
@@ -337,6 +363,9 @@ REST_FRAMEWORK = {
         "user": env.str("THROTTLE_USER", default="6000/minute"),
         "orders": env.str("THROTTLE_ORDERS", default="3000/minute"),
         "auth": env.str("THROTTLE_AUTH", default="60/minute"),
+        # Password-reset emails (the web's reset form): per address asked for, and per client.
+        "reset_email": env.str("THROTTLE_RESET_EMAIL", default="5/hour"),
+        "reset_client": env.str("THROTTLE_RESET_CLIENT", default="20/hour"),
     },
     # Proxies in front of the server that append to X-Forwarded-For (0: use the peer address).
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),

@@ -12,10 +12,10 @@ from decimal import Decimal
 import pytest
 from django.conf import settings as django_settings
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import Balance, User
 from accounts.services import balance_deposit
+from accounts.tokens import api_login_start
 from orders.engine import caches
 from orders.models import Order
 from tests.factories import qtx_usd_market
@@ -24,6 +24,7 @@ __all__ = [
     "CONFIGURED_HASHERS",
     "STARTING_QTX",
     "STARTING_USD",
+    "access_token",
     "alice",
     "anon",
     "api_isolation",
@@ -94,10 +95,15 @@ def operator(market):
     return User.objects.create_user(username="operator", password="operator-pass-2026", is_staff=True)
 
 
+def access_token(user) -> str:
+    """The access token of a new API login of `user`, as `POST /api/auth/login` makes one."""
+    return str(api_login_start(user=user).access_token)
+
+
 def client_for(user) -> APIClient:
     """An API client that sends `user`'s access token."""
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {access_token(user)}")
     return client
 
 

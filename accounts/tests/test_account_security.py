@@ -102,7 +102,7 @@ def test_a_forgotten_password_is_reset_through_the_emailed_link(dave, settings):
 
     assert response.status_code == 302 and response["Location"] == "/accounts/password/reset/sent/"
     assert len(mail.outbox) == 1 and mail.outbox[0].to == ["dave@example.com"]
-    link = re.search(r"http://testserver(/accounts/reset/\S+/)", mail.outbox[0].body).group(1)
+    link = re.search(rf"{settings.SITE_URL}(/accounts/reset/\S+/)", mail.outbox[0].body).group(1)
     form_page = client.get(link, follow=True)  # Django moves the token out of the address
     assert "Choose a new password" in form_page.content.decode()
     done = client.post(form_page.redirect_chain[-1][0], {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
@@ -117,12 +117,155 @@ def test_a_forgotten_password_is_reset_through_the_emailed_link(dave, settings):
     assert "That link has expired" in client.get(link, follow=True).content.decode()
 
 
+def api_credentials(**key_fields):
+    """dave's API login and one API key, as his programs hold them."""
+    tokens = api_login().json()
+    bearer = {"HTTP_AUTHORIZATION": f"Bearer {tokens['access']}"}
+    key = APIClient().post("/api/keys", {"name": "bot", **key_fields}, format="json", **bearer).json()["key"]
+    return tokens, key
+
+
+def still_accepted(tokens, key) -> dict:
+    """What each credential gets now, each on its own door."""
+    return {
+        "access": APIClient(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}").get("/api/auth/me").status_code,
+        "refresh": APIClient().post("/api/auth/refresh", {"refresh": tokens["refresh"]}, format="json").status_code,
+        "key": APIClient(HTTP_AUTHORIZATION=f"Api-Key {key}").get("/api/user/balances").status_code,
+    }
+
+
+def test_the_password_page_says_a_change_revokes_the_api_keys(dave):
+    client = browser()
+    log_in(client)
+    api_credentials()
+    api_credentials()
+
+    page = client.get("/accounts/password/").content.decode()
+
+    assert "signs you out of every other session, web and API, and revokes" in page
+    assert "your 2 API keys: programs that use them will need new ones" in page
+
+
+def test_a_password_change_ends_the_api_logins_and_revokes_the_api_keys(dave):
+    client = browser()
+    log_in(client)
+    tokens, key = api_credentials()
+    assert APIClient(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}").get("/api/auth/me").status_code == 200
+
+    response = client.post(
+        "/accounts/password/",
+        {"old_password": PASSWORD, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD},
+        follow=True,
+    )
+
+    assert "Password changed and 1 API key revoked." in response.content.decode()
+    assert still_accepted(tokens, key) == {"access": 401, "refresh": 401, "key": 401}
+    assert "No keys yet." in client.get("/accounts/api-keys/").content.decode()
+    assert client.get("/portfolio/").status_code == 200  # this session stays
+
+
+def test_a_password_reset_ends_the_api_logins_and_revokes_the_api_keys(dave, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    tokens, key = api_credentials()
+    client = Client()
+    client.post("/accounts/password/reset/", {"email": "dave@example.com"})
+    link = re.search(r"https?://[^/\s]+(/accounts/reset/\S+/)", mail.outbox[0].body).group(1)
+    form_page = client.get(link, follow=True)
+    assert "revokes your API keys" in form_page.content.decode()
+
+    client.post(form_page.redirect_chain[-1][0], {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
+
+    assert still_accepted(tokens, key) == {"access": 401, "refresh": 401, "key": 401}
+
+
+def test_signing_out_everywhere_keeps_the_api_keys(dave):
+    """Keys are programs' credentials, revoked one by one; signing out ends logins only."""
+    here = browser()
+    log_in(here)
+    tokens, key = api_credentials()
+
+    here.post("/accounts/sessions/", {"all": "1"})
+
+    assert still_accepted(tokens, key) == {"access": 401, "refresh": 401, "key": 200}
+
+
 def test_a_reset_for_an_unknown_address_sends_nothing_and_says_the_same(db, settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     response = Client().post("/accounts/password/reset/", {"email": "nobody@example.com"}, follow=True)
 
     assert "If an account has that address" in response.content.decode()
     assert mail.outbox == []
+
+
+def reset(email, client=None, **meta):
+    return (client or Client(**meta)).post("/accounts/password/reset/", {"email": email})
+
+
+def reset_rates(settings, per_address, per_client):
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {
+            **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+            "reset_email": f"{per_address}/hour",
+            "reset_client": f"{per_client}/hour",
+        },
+    }
+
+
+def test_the_reset_link_is_built_from_site_url_never_the_host_header(dave, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.SITE_URL = "https://trade.example.com"
+
+    response = reset("dave@example.com", HTTP_HOST="localhost:6666")
+
+    assert response.status_code == 302
+    body = mail.outbox[0].body
+    assert re.search(r"^https://trade\.example\.com/accounts/reset/\S+/$", body, re.M), body
+    assert "6666" not in body and "localhost" not in body
+
+
+def test_reset_emails_to_one_address_are_throttled_from_every_client(dave, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    rate = 5
+    reset_rates(settings, per_address=rate, per_client=20)
+
+    answers = [reset("dave@example.com", REMOTE_ADDR=f"203.0.113.{n}").status_code for n in range(1, 21)]
+
+    assert len(mail.outbox) == rate
+    assert answers == [302] * rate + [429] * (20 - rate)
+    # Spelt otherwise, it is the same address.
+    assert reset("DAVE@EXAMPLE.COM", REMOTE_ADDR="198.51.100.1").status_code == 429
+    refused = reset("dave@example.com", REMOTE_ADDR="198.51.100.2")
+    assert "Too many reset emails were asked for: try again in" in refused.content.decode()
+
+
+def test_reset_requests_from_one_client_are_throttled_whatever_the_addresses(dave, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    rate = 20
+    reset_rates(settings, per_address=5, per_client=rate)
+    client = Client(REMOTE_ADDR="203.0.113.7")
+
+    answers = [reset(f"nobody-{n}@example.com", client).status_code for n in range(rate)]
+    refused = reset("dave@example.com", client)
+
+    assert answers == [302] * rate
+    assert refused.status_code == 429 and mail.outbox == []
+    assert reset("dave@example.com", REMOTE_ADDR="198.51.100.20").status_code == 302  # from elsewhere
+    assert len(mail.outbox) == 1
+
+
+def test_a_throttled_reset_says_nothing_of_whether_the_address_has_an_account(dave, settings):
+    reset_rates(settings, per_address=1, per_client=20)
+
+    def refusal(email):
+        reset(email, REMOTE_ADDR="203.0.113.1")
+        page = reset(email, REMOTE_ADDR="203.0.113.2")
+        return page.status_code, re.search(r'<p class="error" role="alert">([^<]*)<', page.content.decode()).group(1)
+
+    known, unknown = refusal("dave@example.com"), refusal("nobody@example.com")
+
+    assert known[0] == unknown[0] == 429
+    assert re.sub(r"\d+", "N", known[1]) == re.sub(r"\d+", "N", unknown[1])
 
 
 # --- Two-factor login: enrolment -------------------------------------------------------------
@@ -258,6 +401,22 @@ def test_a_locked_out_username_never_reaches_the_code_step(dave, settings):
 
     assert response.status_code == 200
     assert "accounts.pending_login" not in client.session
+
+
+def test_a_locked_out_web_login_says_it_is_a_lockout_and_when_to_try_again(dave, settings):
+    client = browser()
+    for _ in range(settings.LOGIN_LOCKOUT_ATTEMPTS - 1):
+        assert "Please enter a correct username and password" in log_in(client, password="wrong").content.decode()
+    locking = log_in(client, password="wrong").content.decode()  # the failure that locks it
+
+    response = log_in(client)  # the right password, while locked
+
+    minutes = settings.LOGIN_LOCKOUT_MINUTES
+    for page in (locking, response.content.decode()):
+        assert "Too many failed logins: logging in with this username from your address is locked." in page
+        assert f"Try again in {minutes} minutes." in page
+        assert "enter a correct username and password" not in page
+    assert "_auth_user_id" not in client.session
 
 
 # --- The admin ----------------------------------------------------------------------------------
@@ -414,6 +573,20 @@ def test_sign_out_everywhere_else_ends_web_sessions_and_api_logins(dave):
     assert here.get("/portfolio/").status_code == 200
     assert APIClient().post("/api/auth/refresh", {"refresh": refresh}, format="json").status_code == 401
     assert OutstandingToken.objects.filter(user=dave, blacklistedtoken__isnull=True).count() == 0
+
+
+def test_sign_out_everywhere_else_ends_the_api_access_tokens_at_once(dave):
+    here = browser()
+    log_in(here)
+    tokens = api_login().json()
+    program = APIClient(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+    assert program.get("/api/auth/me").status_code == 200
+
+    here.post("/accounts/sessions/", {"all": "1"})
+
+    refused = program.get("/api/auth/me")
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "TOKEN_INVALID"
+    assert "login has ended" in refused.json()["error"]["message"]
 
 
 def test_a_session_row_follows_its_user_and_last_use(dave):

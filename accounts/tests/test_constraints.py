@@ -71,3 +71,8 @@ def test_postgresql_refuses_to_delete_a_ledger_entry(alice_usd):
         LedgerEntry.objects.filter(pk=entry.pk).delete()
 
     assert LedgerEntry.objects.filter(pk=entry.pk).exists()
+
+
+def test_the_database_refuses_a_username_that_differs_only_in_case(alice):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        User.objects.create_user(username="Alice")

@@ -24,8 +24,11 @@ networks = st.one_of(
 @given(network=networks, address=st.one_of(ipv4, ipv6))
 def test_an_address_is_allowed_exactly_when_it_lies_in_an_allowed_network(network, address):
     key = ApiKey(allowed_ips=keys.normalise_networks([str(network)]))
+    # An IPv4 client seen as IPv6 (::ffff:a.b.c.d) is matched as the IPv4 address it is
+    # (the test after this one).
+    client = address.ipv4_mapped if address.version == 6 and address.ipv4_mapped else address
 
-    assert keys.address_allowed(key, str(address)) == (address.version == network.version and address in network)
+    assert keys.address_allowed(key, str(address)) == (client.version == network.version and client in network)
 
 
 @settings(max_examples=100, deadline=None)

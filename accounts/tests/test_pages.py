@@ -65,6 +65,27 @@ def test_a_taken_username_is_refused_inline(client, assets, dave):
     assert "A user with that username already exists." in response.content.decode()
 
 
+def test_a_name_mixing_latin_and_cyrillic_letters_is_refused(client, assets):
+    response = register(client, username="\u0435rin")  # a Cyrillic "е", then Latin letters
+
+    assert response.status_code == 422
+    assert "Use letters of one script: this name mixes Cyrillic and Latin letters." in response.content.decode()
+    assert not User.objects.filter(username__endswith="rin").exists()
+
+
+def test_a_name_differing_only_in_case_is_refused(client, assets, dave):
+    response = register(client, username="Dave")
+
+    assert response.status_code == 422
+    assert "A user with that username already exists." in response.content.decode()
+
+
+def test_a_full_width_name_is_stored_as_the_letters_it_stands_for(client, assets):
+    register(client, username="\uff45\uff52\uff49\uff4e")  # "ｅｒｉｎ"
+
+    assert User.objects.filter(username="erin").exists()
+
+
 def test_mismatched_passwords_are_refused(client, assets):
     response = register(client, password2="something-else-2026")
 
@@ -83,6 +104,13 @@ def test_a_weak_password_is_refused(client, assets):
 def test_dave_logs_in_and_comes_back_to_the_page_he_wanted(client, dave):
     response = client.post("/accounts/login/", {"username": "dave", "password": PASSWORD, "next": "/portfolio/"})
     assert response.status_code == 302 and response["Location"] == "/portfolio/"
+
+
+def test_dave_logs_in_whatever_the_case_he_types(client, dave):
+    response = client.post("/accounts/login/", {"username": "DAVE", "password": PASSWORD})
+
+    assert response.status_code == 302
+    assert client.get("/portfolio/").context["user"] == dave
 
 
 def test_a_wrong_password_is_refused(client, dave):

@@ -5,7 +5,9 @@ from decimal import Decimal
 import pytest
 from django.contrib import admin
 
-from accounts.models import Balance
+from accounts.keys import api_key_create, api_keys_for_user
+from accounts.models import ApiLogin, Balance, User
+from accounts.tokens import api_login_start
 
 CHANGELISTS = [
     "/admin/accounts/user/",
@@ -84,3 +86,45 @@ def test_posting_a_changed_balance_changes_nothing(client, operator, trading_his
     assert response.status_code == 403
     balance.refresh_from_db()
     assert balance.available == Decimal("1000")
+
+
+def test_an_operator_setting_a_traders_password_ends_her_api_logins_and_keys(client, operator, alice, bob):
+    """As a reset does: the operator is taking the account back for her."""
+    api_login_start(user=alice)
+    api_key_create(user=alice, name="bot")
+    api_login_start(user=bob)
+    client.force_login(operator)
+
+    response = client.post(
+        f"/admin/accounts/user/{alice.pk}/password/",
+        {
+            "password1": "a-brand-new-passphrase-2026",
+            "password2": "a-brand-new-passphrase-2026",
+            "usable_password": "true",
+        },
+    )
+
+    assert response.status_code == 302
+    assert not ApiLogin.objects.filter(user=alice, ended_at__isnull=True).exists()
+    assert not api_keys_for_user(alice).exists()
+    assert ApiLogin.objects.filter(user=bob, ended_at__isnull=True).exists()  # nobody else's
+    assert client.get("/admin/").status_code == 200  # the operator stays signed in
+
+
+@pytest.mark.parametrize("name", ["ALICE", "\u0430lice"], ids=["another case", "a Cyrillic letter"])
+def test_an_operator_cannot_add_a_look_alike_of_a_user(client, operator, alice, name):
+    client.force_login(operator)
+
+    response = client.post(
+        "/admin/accounts/user/add/",
+        {
+            "username": name,
+            "password1": "a-long-passphrase-2026",
+            "password2": "a-long-passphrase-2026",
+            "usable_password": "true",
+        },
+    )
+
+    assert response.status_code == 200  # the form again, with the error
+    assert response.context["adminform"].form.errors["username"]
+    assert not User.objects.filter(username=name).exists()

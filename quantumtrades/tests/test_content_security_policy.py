@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 from django.test import Client
-from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.services import balance_deposit
+from accounts.tokens import api_login_start
 from orders.services import order_place
 
 INLINE = [
@@ -89,7 +89,7 @@ def test_the_apis_json_answers_carry_a_policy_that_allows_nothing(client, market
 def test_a_signed_in_json_answer_keeps_the_fixed_policy_and_a_page_keeps_the_sites(alice, market):
     browser = Client()
     browser.force_login(alice)
-    token = str(AccessToken.for_user(alice))
+    token = str(api_login_start(user=alice).access_token)
 
     answer = browser.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})
     page = browser.get("/")

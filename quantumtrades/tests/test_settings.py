@@ -31,6 +31,7 @@ print(json.dumps({
     "JWT_SIGNING_KEY": settings.SIMPLE_JWT["SIGNING_KEY"],
     "ACCESS_TOKEN_SECONDS": settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds(),
     "CORS_ALLOWED_ORIGINS": settings.CORS_ALLOWED_ORIGINS,
+    "SITE_URL": settings.SITE_URL,
 }, default=str))
 """
 
@@ -175,6 +176,41 @@ def test_allowed_hosts_is_a_comma_separated_list():
     values = settings_with(ALLOWED_HOSTS="trade.example.com,api.example.com")
 
     assert values["ALLOWED_HOSTS"] == ["trade.example.com", "api.example.com"]
+
+
+# --- The site's address -----------------------------------------------------------------
+
+
+def test_site_url_defaults_to_the_development_server():
+    assert settings_with()["SITE_URL"] == "http://127.0.0.1:8000"
+
+
+def test_site_url_is_read_without_a_trailing_slash():
+    assert settings_with(SITE_URL="https://trade.example.com/")["SITE_URL"] == "https://trade.example.com"
+
+
+def test_in_production_site_url_defaults_to_the_first_allowed_host_over_https():
+    values = settings_with(DEBUG="0", DJANGO_SECRET_KEY="x" * 50, ALLOWED_HOSTS="trade.example.com,web")
+
+    assert values["SITE_URL"] == "https://trade.example.com"
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"ALLOWED_HOSTS": "*"},
+        {"ALLOWED_HOSTS": ".example.com"},
+        {"SITE_URL": "https://trade.example.com/app"},
+        {"SITE_URL": "ftp://trade.example.com"},
+        {"SITE_URL": "trade.example.com"},
+    ],
+    ids=["any host", "a host pattern", "a path", "not http", "no scheme"],
+)
+def test_a_site_url_that_cannot_be_told_refuses_to_start(variables):
+    result = run_python(["-c", PRINT_SETTINGS], DEBUG="0", DJANGO_SECRET_KEY="x" * 50, **variables)
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: " in result.stderr and "SITE_URL" in result.stderr.split("ImproperlyConfigured: ")[1]
 
 
 # --- REST API --------------------------------------------------------------------------

@@ -11,7 +11,8 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from accounts.models import Balance, User
+from accounts.models import ApiLogin, Balance, User
+from accounts.tokens import api_login_start
 from tests.api_support import *  # noqa: F403
 from tests.api_support import CONFIGURED_HASHERS, assert_error
 
@@ -99,6 +100,36 @@ def test_register_with_a_taken_username_is_409(anon, alice):
     assert_error(register(anon, username="alice"), 409, code="USERNAME_TAKEN", field="username")
 
 
+def test_register_refuses_a_name_that_differs_only_in_case(anon, alice):
+    error = assert_error(register(anon, username="Alice"), 409, code="USERNAME_TAKEN", field="username")
+
+    assert error["message"] == "That username is taken."
+    assert User.objects.count() == 2  # alice and the fee account
+
+
+def test_register_refuses_latin_and_cyrillic_letters_in_one_name(anon, alice):
+    response = register(anon, username="\u0430lice")  # a Cyrillic "а", then Latin letters
+
+    error = assert_error(response, 400, code="INVALID", field="username")
+    assert error["message"] == "username: Use letters of one script: this name mixes Cyrillic and Latin letters."
+
+
+def test_register_stores_the_nfkc_form_of_the_name(anon, market):
+    response = register(anon, username="\uff43\uff41\uff52\uff4f\uff4c")  # "ｃａｒｏｌ"
+
+    assert response.status_code == 201 and response.json()["username"] == "carol"
+
+
+def test_register_refuses_a_name_that_nfkc_makes_too_long(anon, market):
+    name = "\ufb03" * 60  # the ligature "ﬃ": 60 characters, 180 once normalised
+
+    assert_error(register(anon, username=name), 400, code="INVALID", field="username")
+
+
+def test_register_accepts_a_name_in_another_single_script(anon, market):
+    assert register(anon, username="кэрол").json()["username"] == "кэрол"
+
+
 # --- Login -----------------------------------------------------------------------------------
 
 
@@ -111,6 +142,15 @@ def test_login_answers_access_refresh_expiry_and_user(anon, alice, settings):
     assert body["expires_in"] == settings.ACCESS_TOKEN_EXPIRE_MINUTES * 60
     assert body["user"]["username"] == "alice"
     assert bearer(body["access"]).get("/api/auth/me").json()["username"] == "alice"
+
+
+@pytest.mark.parametrize(
+    "spelt", ["ALICE", "Alice", "\uff41\uff4c\uff49\uff43\uff45"], ids=["upper", "title", "full width"]
+)
+def test_login_finds_the_username_however_it_is_spelt(anon, alice, spelt):
+    response = login(anon, username=spelt)
+
+    assert response.status_code == 200 and response.json()["user"]["username"] == "alice"
 
 
 def test_login_with_a_wrong_password_is_401(anon, alice):
@@ -147,6 +187,14 @@ def test_repeated_failed_logins_lock_the_username_with_retry_after(anon, alice, 
 
     assert_error(response, 429, code="LOGIN_LOCKED")
     assert 0 < int(response.headers["Retry-After"]) <= settings.LOGIN_LOCKOUT_MINUTES * 60
+
+
+def test_failures_count_against_the_username_however_it_is_spelt(anon, alice, settings):
+    spellings = ["alice", "ALICE", "\uff41\uff4c\uff49\uff43\uff45", "Alice", "\uff21\uff2c\uff29\uff23\uff25"]
+    for n in range(settings.LOGIN_LOCKOUT_ATTEMPTS):
+        login(anon, username=spellings[n % len(spellings)], password="wrong")
+
+    assert_error(login(anon), 429, code="LOGIN_LOCKED")
 
 
 def test_a_successful_login_clears_the_count(anon, alice, settings):
@@ -240,12 +288,12 @@ def test_refresh_rotates_the_pair_and_refuses_the_old_refresh_token(anon, alice)
     first = login(anon).json()
 
     rotated = anon.post("/api/auth/refresh", {"refresh": first["refresh"]}, format="json")
-    replayed = anon.post("/api/auth/refresh", {"refresh": first["refresh"]}, format="json")
 
     assert rotated.status_code == 200
     assert set(rotated.json()) == {"access", "refresh", "expires_in"}
     assert rotated.json()["refresh"] != first["refresh"]
     assert bearer(rotated.json()["access"]).get("/api/auth/me").status_code == 200
+    replayed = anon.post("/api/auth/refresh", {"refresh": first["refresh"]}, format="json")
     assert_error(replayed, 401, code="TOKEN_INVALID", field="refresh")
 
 
@@ -270,6 +318,97 @@ def test_logout_revokes_the_refresh_token(anon, alice):
     assert response.status_code == 204
     refreshed = anon.post("/api/auth/refresh", {"refresh": tokens["refresh"]}, format="json")
     assert_error(refreshed, 401, code="TOKEN_INVALID")
+
+
+def refresh(client, token):
+    return client.post("/api/auth/refresh", {"refresh": token}, format="json")
+
+
+def test_reusing_a_rotated_refresh_token_ends_the_whole_login(anon, alice):
+    first = login(anon).json()
+    elsewhere = login(anon).json()  # another login of alice's, on another device
+    second = refresh(anon, first["refresh"]).json()
+
+    replayed = refresh(anon, first["refresh"])  # a thief's copy, or the owner's after the thief's
+
+    error = assert_error(replayed, 401, code="TOKEN_INVALID", field="refresh")
+    assert "used already" in error["message"]
+    # Every token the login gave out is dead: whoever held the rotated token holds nothing.
+    assert_error(refresh(anon, second["refresh"]), 401, code="TOKEN_INVALID", field="refresh")
+    assert_error(bearer(second["access"]).get("/api/auth/me"), 401, code="TOKEN_INVALID")
+    assert_error(bearer(first["access"]).get("/api/auth/me"), 401, code="TOKEN_INVALID")
+    assert ApiLogin.objects.get(pk=api_login_id(first["refresh"])).end_reason == "reuse"
+    # Other logins go on.
+    assert bearer(elsewhere["access"]).get("/api/auth/me").status_code == 200
+    assert refresh(anon, elsewhere["refresh"]).status_code == 200
+
+
+def test_a_refreshed_pair_belongs_to_the_same_login(anon, alice):
+    first = login(anon).json()
+
+    second = refresh(anon, first["refresh"]).json()
+
+    assert api_login_id(second["access"]) == api_login_id(second["refresh"]) == api_login_id(first["refresh"])
+
+
+def test_two_refreshes_racing_with_one_token_get_one_pair(anon, alice):
+    """The second is a reuse as far as the server can tell; the login ends (the client logs in again)."""
+    first = login(anon).json()
+
+    answers = [refresh(anon, first["refresh"]).status_code for _ in range(2)]
+
+    assert answers == [200, 401]
+
+
+def test_logout_ends_the_access_token_at_once(anon, alice):
+    tokens = login(anon).json()
+    me = bearer(tokens["access"])
+    assert me.get("/api/auth/me").status_code == 200
+
+    assert anon.post("/api/auth/logout", {"refresh": tokens["refresh"]}, format="json").status_code == 204
+
+    error = assert_error(me.get("/api/auth/me"), 401, code="TOKEN_INVALID")
+    assert (
+        error["message"]
+        == "The access token was refused: its login has ended (logged out or signed out); log in again."
+    )
+    assert_error(refresh(anon, tokens["refresh"]), 401, code="TOKEN_INVALID", field="refresh")
+
+
+def test_logout_ends_only_that_login(anon, alice):
+    phone, laptop = login(anon).json(), login(anon).json()
+
+    anon.post("/api/auth/logout", {"refresh": phone["refresh"]}, format="json")
+
+    assert bearer(laptop["access"]).get("/api/auth/me").status_code == 200
+    assert refresh(anon, laptop["refresh"]).status_code == 200
+
+
+def test_logging_out_twice_is_no_error(anon, alice):
+    tokens = login(anon).json()
+    anon.post("/api/auth/logout", {"refresh": tokens["refresh"]}, format="json")
+
+    assert anon.post("/api/auth/logout", {"refresh": tokens["refresh"]}, format="json").status_code == 204
+
+
+def test_an_access_token_that_names_no_login_is_401(alice):
+    """Every token the platform gives out names its login (the "fam" claim); a token made
+    any other way cannot be signed out, so it is refused."""
+    token = AccessToken.for_user(alice)
+
+    error = assert_error(bearer(str(token)).get("/api/auth/me"), 401, code="TOKEN_INVALID")
+    assert "belongs to no login" in error["message"]
+
+
+def test_a_refresh_token_that_names_no_login_is_refused(anon, alice):
+    refresh = RefreshToken.for_user(alice)  # as the server made them before logins had families
+
+    error = assert_error(anon.post("/api/auth/refresh", {"refresh": str(refresh)}, format="json"), 401, field="refresh")
+    assert error["code"] == "TOKEN_INVALID" and "belongs to no login" in error["message"]
+
+
+def api_login_id(token: str) -> str:
+    return json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))["fam"]
 
 
 def test_logout_with_garbage_is_401(anon):
@@ -318,7 +457,7 @@ def test_another_scheme_than_bearer_is_not_authenticated(alice):
 
 
 def test_an_expired_token_is_401(alice):
-    token = AccessToken.for_user(alice)
+    token = api_login_start(user=alice).access_token
     token.set_exp(lifetime=-timedelta(seconds=1))
 
     error = assert_error(bearer(str(token)).get("/api/auth/me"), 401, code="TOKEN_INVALID")
@@ -326,7 +465,7 @@ def test_an_expired_token_is_401(alice):
 
 
 def test_an_unsigned_alg_none_token_is_401(alice):
-    payload = AccessToken.for_user(alice).payload
+    payload = api_login_start(user=alice).access_token.payload
     header = {"alg": "none", "typ": "JWT"}
     token = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}."
 
@@ -334,14 +473,14 @@ def test_an_unsigned_alg_none_token_is_401(alice):
 
 
 def test_a_token_signed_with_another_key_is_401(alice):
-    payload = AccessToken.for_user(alice).payload
+    payload = api_login_start(user=alice).access_token.payload
     token = jwt.encode(payload, "not-the-server-secret-but-long-enough-for-hs256", algorithm="HS256")
 
     assert_error(bearer(token).get("/api/auth/me"), 401, code="TOKEN_INVALID")
 
 
 def test_a_token_with_a_forged_user_id_is_401(alice, bob):
-    header, payload, signature = str(AccessToken.for_user(alice)).split(".")
+    header, payload, signature = str(api_login_start(user=alice).access_token).split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
     claims["user_id"] = str(bob.pk)
     forged = f"{header}.{b64(json.dumps(claims).encode())}.{signature}"
@@ -350,17 +489,39 @@ def test_a_token_with_a_forged_user_id_is_401(alice, bob):
 
 
 def test_a_refresh_token_used_as_an_access_token_is_401(alice):
-    refresh = RefreshToken.for_user(alice)
+    refresh = api_login_start(user=alice)
 
     error = assert_error(bearer(str(refresh)).get("/api/auth/me"), 401, code="TOKEN_INVALID")
     assert "wrong type" in error["message"]
 
 
 def test_a_token_of_a_deactivated_user_is_401(alice):
-    token = AccessToken.for_user(alice)
+    token = api_login_start(user=alice).access_token
     User.objects.filter(pk=alice.pk).update(is_active=False)
 
     assert_error(bearer(str(token)).get("/api/auth/me"), 401, code="TOKEN_INVALID")
+
+
+def test_checking_a_token_against_its_login_costs_no_query_per_request(alice, django_assert_num_queries):
+    """The user and their ended logins are read together, then remembered for a few seconds."""
+    client = bearer(api_login_start(user=alice).access_token)
+    with django_assert_num_queries(2):  # alice's row, and her lately ended logins
+        assert client.get("/api/auth/me").status_code == 200
+
+    with django_assert_num_queries(0):
+        assert client.get("/api/auth/me").status_code == 200
+
+
+def test_a_user_saved_deactivated_is_refused_at_once_though_their_row_was_just_read(alice):
+    """The process keeps a user it authenticated for a few seconds; saving the user
+    forgets it at once (other processes: within USER_CACHE_SECONDS)."""
+    client = bearer(api_login_start(user=alice).access_token)
+    assert client.get("/api/auth/me").status_code == 200  # alice is remembered now
+
+    alice.is_active = False
+    alice.save()
+
+    assert_error(client.get("/api/auth/me"), 401, code="TOKEN_INVALID")
 
 
 # --- Throttling ---------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
+from accounts.tokens import api_login_start
 from tests.api_support import *  # noqa: F403
 from tests.api_support import assert_error
 
@@ -137,13 +137,13 @@ def bad_token(kind, user) -> str | None:
     if kind == "garbage":
         return "Bearer garbage"
     if kind == "expired":
-        token = AccessToken.for_user(user)
+        token = api_login_start(user=user).access_token
         token.set_exp(lifetime=-timedelta(seconds=1))
         return f"Bearer {token}"
     if kind == "alg none":
-        return f"Bearer {_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(AccessToken.for_user(user).payload)}."
+        return f"Bearer {_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(api_login_start(user=user).access_token.payload)}."
     if kind == "refresh as access":
-        return f"Bearer {RefreshToken.for_user(user)}"
+        return f"Bearer {api_login_start(user=user)}"
     raise AssertionError(kind)
 
 

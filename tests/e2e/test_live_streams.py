@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
-from rest_framework_simplejwt.tokens import AccessToken
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from accounts.tokens import api_login_start
 from marketdata.models import Trade
 from tests.streams.stream_support import Book, of_type, session_cookie
 
@@ -70,7 +70,7 @@ def run(body, timeout=90.0):
 
 
 def token(user) -> str:
-    return str(AccessToken.for_user(user))
+    return str(api_login_start(user=user).access_token)
 
 
 async def order(server, user_token, side, price, quantity="1"):

@@ -33,9 +33,9 @@ from django.test import Client
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import given
 from hypothesis import strategies as st
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.keys import api_key_create
+from accounts.tokens import api_login_start
 from orders.services import order_place
 from tests.api_support import *  # noqa: F403
 from tests.api_support import client_for
@@ -216,7 +216,7 @@ def world(transactional_db, market, alice, bob, operator, settings):
     ]  # fmt: skip
     key, secret = api_key_create(user=bob, name="bob's bot", scopes=["read", "trade"])
     alice_key, _ = api_key_create(user=alice, name="alice's reader", scopes=["read"])
-    refresh = RefreshToken.for_user(alice)
+    refresh = api_login_start(user=alice)
     clients = {"anonymous": Client(), "alice": Client(), "bob's key": Client(), "operator": Client()}
     headers = {
         "anonymous": {},

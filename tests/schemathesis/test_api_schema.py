@@ -46,7 +46,6 @@ from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from rest_framework_simplejwt.tokens import RefreshToken
 from schemathesis import GenerationMode
 from schemathesis.checks import (
     allow_header_conformance,
@@ -67,6 +66,7 @@ from schemathesis.generation.drivers import CoverageGenerator
 from schemathesis.generation.feedback import FeedbackSources
 from schemathesis.generation.overrides import Override
 
+from accounts.tokens import api_login_start
 from tests.api_support import *  # noqa: F403
 
 EXAMPLES_PER_OPERATION = 60
@@ -124,7 +124,7 @@ def api_schema(transactional_db, market, alice, bob, settings):
 def token(alice):
     alice.is_staff = True
     alice.save(update_fields=["is_staff"])
-    return str(RefreshToken.for_user(alice).access_token)
+    return str(api_login_start(user=alice).access_token)
 
 
 def test_the_schema_lists_every_endpoint_of_the_design():

@@ -5,8 +5,8 @@
 import json
 
 import pytest
-from rest_framework_simplejwt.tokens import AccessToken
 
+from accounts.tokens import api_login_start
 from marketdata import consumers
 from quantumtrades.core import streams as transport
 from quantumtrades.core.websocket import CloseCode
@@ -133,7 +133,7 @@ def test_the_orders_channel_needs_a_user(market):
 
 
 def test_private_events_reach_only_their_owner(alice, bob, market):
-    token = str(AccessToken.for_user(alice))
+    token = str(api_login_start(user=alice).access_token)
     bob_cookie = session_cookie(bob)
 
     async def body():

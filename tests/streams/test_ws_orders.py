@@ -9,10 +9,10 @@ import time
 import pytest
 from channels.db import database_sync_to_async
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.keys import api_key_create, api_key_revoke
 from accounts.models import Balance
+from accounts.tokens import api_login_start
 from marketdata.models import Market
 from marketdata.services import market_halt
 from orders.models import Order
@@ -41,7 +41,10 @@ BUY = {"symbol": "QTX-USD", "side": "buy", "type": "limit", "price": "10.00", "q
 
 
 def token(user) -> str:
-    return str(AccessToken.for_user(user))
+    return str(api_login_start(user=user).access_token)
+
+
+async_token = database_sync_to_async(token)
 
 
 class Trader(Socket):
@@ -111,7 +114,7 @@ def make_key(user, scopes=("read", "trade"), **extra):
 def test_place_answers_the_order_with_the_req_id_as_rest_shapes_it(alice, market):
     async def body():
         async with Trader() as ws:
-            await ws.auth(token=token(alice))
+            await ws.auth(token=await async_token(alice))
             result = await place(ws, req_id="my-first", client_order_id="c-1")
             assert result["type"] == "order.result" and result["req_id"] == "my-first"
             assert set(result["order"]) == ORDER_FIELDS
@@ -125,7 +128,7 @@ def test_place_answers_the_order_with_the_req_id_as_rest_shapes_it(alice, market
 def test_a_repeated_client_order_id_answers_the_original_and_places_nothing(alice, market):
     async def body():
         async with Trader() as ws:
-            await ws.auth(token=token(alice))
+            await ws.auth(token=await async_token(alice))
             first = await place(ws, client_order_id="same")
             again = await place(ws, client_order_id="same", price="11.00")
             assert again["order"] == first["order"] and again["created"] is False
@@ -138,7 +141,7 @@ def test_a_crossing_order_answers_its_fills(alice, bob, market):
     async def body():
         await limit(bob, "sell", "10.00", "2")
         async with Trader() as ws:
-            await ws.auth(token=token(alice))
+            await ws.auth(token=await async_token(alice))
             result = await place(ws, quantity="1.50")
             assert result["order"]["status"] == "filled"
             [fill] = result["fills"]
@@ -150,7 +153,7 @@ def test_a_crossing_order_answers_its_fills(alice, bob, market):
 def test_amend_cancel_and_cancel_all(alice, market):
     async def body():
         async with Trader() as ws:
-            await ws.auth(token=token(alice))
+            await ws.auth(token=await async_token(alice))
             order = (await place(ws))["order"]
             amended = await ws.command("order.amend", id=order["id"], price="9.50", quantity="0.50")
             assert amended["type"] == "order.result"
@@ -176,7 +179,7 @@ def test_amend_cancel_and_cancel_all(alice, market):
 def test_commands_from_one_socket_are_answered_in_the_order_sent_past_the_message_rate(alice, market):
     async def body():
         async with Trader() as ws:
-            await ws.auth(token=token(alice))
+            await ws.auth(token=await async_token(alice))
             # More than the socket's burst of messages: order commands are throttled by the
             # API's counters, not by the subscribe/ping bucket.
             sent = [f"burst-{n}" for n in range(30)]
@@ -215,7 +218,7 @@ def test_many_sockets_trading_at_once_keep_the_books_balanced(alice, bob, market
 
     async def trader(user, side, n):
         async with Trader() as ws:
-            await ws.auth(token=token(user))
+            await ws.auth(token=await async_token(user))
             answers = []
             for i in range(8):
                 price = f"{10 + (i % 3 - 1) / 100:.2f}"
@@ -370,7 +373,7 @@ def test_an_unauthenticated_socket_may_not_trade(alice, market):
 def test_a_command_without_a_req_id_is_refused_by_name(alice, market):
     async def body():
         async with Trader() as ws:
-            await ws.auth(token=token(alice))
+            await ws.auth(token=await async_token(alice))
             for req_id in [None, "", 7, "x" * 65, "tab\there"]:
                 message = {"type": "order.place", **on_socket(BUY)}
                 if req_id is not None:
@@ -410,7 +413,7 @@ def test_bad_orders_are_refused_exactly_as_rest_refuses_them(alice, market, chan
 
     async def body():
         async with Trader() as ws:
-            await ws.auth(token=token(alice))
+            await ws.auth(token=await async_token(alice))
             error = await ws.refused("order.place", expected["code"], **on_socket(order))
             assert {k: error[k] for k in ("code", "message", "field")} == expected
             if field is not None:
@@ -423,7 +426,7 @@ def test_bad_orders_are_refused_exactly_as_rest_refuses_them(alice, market, chan
 def test_numbers_are_read_as_exact_decimals_and_odd_ones_refused_by_name(alice, market):
     async def body():
         async with Trader() as ws:
-            await ws.auth(token=token(alice))
+            await ws.auth(token=await async_token(alice))
             for raw, code in [
                 ('"price": 1e1', "INVALID"),
                 ('"price": NaN', "INVALID"),
@@ -452,7 +455,7 @@ def test_numbers_are_read_as_exact_decimals_and_odd_ones_refused_by_name(alice, 
 def test_insufficient_funds(alice, market):
     async def body():
         async with Trader() as ws:
-            await ws.auth(token=token(alice))
+            await ws.auth(token=await async_token(alice))
             error = await ws.refused("order.place", "INSUFFICIENT_FUNDS", **on_socket({**BUY, "quantity": "100000.00"}))
             assert error["field"] == "quantity"
 
@@ -463,7 +466,7 @@ def test_unknown_and_someone_elses_orders_are_not_found(alice, bob, market):
     async def body():
         bobs = (await limit(bob, "buy", "9.00")).order
         async with Trader() as ws:
-            await ws.auth(token=token(alice))
+            await ws.auth(token=await async_token(alice))
             for order_id in [999_999, bobs.pk, 2**63]:
                 await ws.refused("order.cancel", "NOT_FOUND", id=order_id)
                 await ws.refused("order.amend", "NOT_FOUND", id=order_id, price="9.10")
@@ -482,7 +485,7 @@ def test_unknown_and_someone_elses_orders_are_not_found(alice, bob, market):
 def test_an_order_no_longer_open_is_a_conflict(alice, market):
     async def body():
         async with Trader() as ws:
-            await ws.auth(token=token(alice))
+            await ws.auth(token=await async_token(alice))
             order = (await place(ws))["order"]
             await ws.command("order.cancel", id=order["id"])
             await ws.refused("order.cancel", "ORDER_NOT_OPEN", id=order["id"])
@@ -495,7 +498,7 @@ def test_an_order_no_longer_open_is_a_conflict(alice, market):
 def test_a_halted_market_refuses_new_orders_and_still_cancels(alice, market):
     async def body():
         async with Trader() as ws:
-            await ws.auth(token=token(alice))
+            await ws.auth(token=await async_token(alice))
             order = (await place(ws))["order"]
             await database_sync_to_async(market_halt)(market=await database_sync_to_async(Market.objects.get)())
             await ws.refused("order.place", "MARKET_HALTED", **on_socket(BUY))
@@ -514,7 +517,7 @@ def test_order_commands_are_throttled_like_rest_per_user_and_per_key(alice, mark
 
     async def body():
         async with Trader() as ws:
-            await ws.auth(token=token(alice))
+            await ws.auth(token=await async_token(alice))
             for n in range(3):
                 assert (await place(ws, price=f"9.0{n}"))["type"] == "order.result"
             error = await ws.refused("order.place", "THROTTLED", **on_socket(BUY))
@@ -535,7 +538,7 @@ def test_order_commands_are_throttled_like_rest_per_user_and_per_key(alice, mark
 def test_an_expired_token_stops_trading(alice, market, monkeypatch):
     async def body():
         async with Trader() as ws:
-            await ws.auth(token=token(alice))
+            await ws.auth(token=await async_token(alice))
             assert (await place(ws))["type"] == "order.result"
             real = time.time
             monkeypatch.setattr(time, "time", lambda: real() + 7 * 24 * 3600)
@@ -554,7 +557,7 @@ def test_a_deactivated_user_stops_trading(alice, market, monkeypatch):
 
     async def body():
         async with Trader() as ws:
-            await ws.auth(token=token(alice))
+            await ws.auth(token=await async_token(alice))
             assert (await place(ws))["type"] == "order.result"
             alice.is_active = False
             await database_sync_to_async(alice.save)()
@@ -567,7 +570,7 @@ def test_the_orders_type_travels_as_order_type(alice, bob, market):
     async def body():
         await limit(bob, "buy", "9.00", "0.50")
         async with Trader() as ws:
-            await ws.auth(token=token(alice))
+            await ws.auth(token=await async_token(alice))
             sold = await ws.command("order.place", symbol="QTX-USD", side="sell", order_type="market", quantity="1.00")
             assert (sold["order"]["type"], sold["order"]["status"]) == ("market", "expired")
             assert sold["order"]["filled_quantity"] == "0.50000000"
@@ -588,7 +591,7 @@ def test_a_stop_waits_pending_is_amended_triggers_and_is_refused_when_already_cr
         await limit(bob, "sell", "10.00", "1")
         await limit(alice, "buy", "10.00", "1")  # the last trade: 10.00
         async with Trader() as ws:
-            await ws.auth(token=token(alice))
+            await ws.auth(token=await async_token(alice))
             stop = await place(ws, type="stop_limit", stop_price="10.50", price="10.60", quantity="1.00")
             assert stop["type"] == "order.result", stop
             order = stop["order"]
@@ -622,7 +625,7 @@ def test_cancelling_a_pending_stop_releases_its_hold(alice, bob, market):
         await limit(bob, "sell", "10.00", "1")
         await limit(alice, "buy", "10.00", "1")
         async with Trader() as ws:
-            await ws.auth(token=token(alice))
+            await ws.auth(token=await async_token(alice))
             before = await database_sync_to_async(Balance.objects.get)(user=alice, asset_id="QTX")
             stop = await place(ws, side="sell", type="stop_market", price=None, stop_price="9.50", quantity="2.00")
             assert stop["order"]["status"] == "pending"
@@ -646,7 +649,7 @@ def test_an_unexpected_failure_is_answered_in_the_error_shape_and_the_socket_sta
 
     async def body():
         async with Trader() as ws:
-            await ws.auth(token=token(alice))
+            await ws.auth(token=await async_token(alice))
             await ws.refused("order.cancel_all", "INTERNAL_ERROR")
             assert (await place(ws))["type"] == "order.result"
 

@@ -16,7 +16,7 @@ from tests.streams.stream_support import (  # noqa: F401  (fixtures)
     session_cookie,
     trader,
 )
-from tests.streams.test_ws_orders import Trader, place, token
+from tests.streams.test_ws_orders import Trader, async_token, place
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -30,7 +30,7 @@ def tape_at_10(alice, bob):
 def test_a_stop_is_placed_amended_and_cancelled_over_the_socket(alice, tape_at_10):
     async def body():
         async with Trader() as ws:
-            await ws.auth(token=token(alice))
+            await ws.auth(token=await async_token(alice))
             stop = (await place(ws, type="stop_limit", stop_price="10.50", price="10.60"))["order"]
             assert (stop["type"], stop["status"], stop["stop_price"]) == ("stop_limit", "pending", "10.50000000")
 
