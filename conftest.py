@@ -7,16 +7,14 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """Throttle counters, login lockouts, remembered users and markets: no test inherits another's."""
+    """Throttle counters, login lockouts, and what the process remembers of the database
+    (users, tokens, markets, the fee account): no test inherits another's."""
     from django.core.cache import cache
 
-    from accounts.authentication import forget_all_users
-    from orders.services import forget_markets
+    from quantumtrades.core import process_caches
 
     cache.clear()
-    # Users and markets remembered per process: SQLite hands a rolled-back test's ids out again.
-    forget_all_users()
-    forget_markets()
+    process_caches.forget_all()
     yield
 
 

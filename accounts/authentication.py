@@ -34,6 +34,8 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework_simplejwt import authentication
 from rest_framework_simplejwt.settings import api_settings
 
+from quantumtrades.core.process_caches import ProcessCache
+
 from . import keys, lockout, tokens
 from .models import ApiKey
 
@@ -41,13 +43,14 @@ USER_CACHE_SECONDS = 5.0
 # Far more users than one process serves in USER_CACHE_SECONDS; past it, start again.
 MAX_CACHED_USERS = 10_000
 
-_recent: dict = {}  # user id (text, as in the token) -> (valid until, user, ids of lately ended logins)
+# user id (text, as in the token) -> (valid until, user, ids of lately ended logins)
+_recent = ProcessCache("users authenticated lately, with their ended API logins")
 # A token's signature and claims are checked once; the outcome holds until the token
 # expires, so it is kept for up to a minute (never past the expiry). PyJWT's decoding was
 # as much Python work per request as all of the view's own.
 TOKEN_CACHE_SECONDS = 60.0
 API_KEY_REALM = 'Api-Key realm="api"'
-_validated: dict = {}  # raw token -> (valid until, validated token)
+_validated = ProcessCache("access tokens validated lately")  # raw token -> (valid until, validated token)
 
 
 class JWTAuthentication(authentication.JWTAuthentication):
@@ -118,11 +121,6 @@ def forget_user(sender, instance, **kwargs):
 def forget_user_id(user_id) -> None:
     """Read the user (and their ended logins) again at their next request in this process."""
     _recent.pop(str(user_id), None)
-
-
-def forget_all_users():
-    _recent.clear()
-    _validated.clear()
 
 
 # --- API keys ----------------------------------------------------------------------------------

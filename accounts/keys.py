@@ -32,6 +32,7 @@ from rest_framework.fields import DateTimeField
 from rest_framework.throttling import BaseThrottle
 
 from quantumtrades.core.errors import InvalidInput, NotFound, ServiceError
+from quantumtrades.core.process_caches import ProcessCache
 
 from .models import ApiKey, User
 
@@ -47,7 +48,7 @@ MAX_KEYS_PER_USER = 20
 # A raw key is "<8 characters>.<32 characters>"; anything much longer is not one of ours.
 RAW_KEY_MAX = 100
 
-_last_written: dict = {}  # (key id, prefix) -> monotonic time of the last write
+_last_written = ProcessCache("API keys' last-used writes")  # (key id, prefix) -> monotonic time of the last write
 _DATE = DateTimeField()
 
 

@@ -16,9 +16,8 @@ from rest_framework.test import APIClient
 from accounts.models import Balance, User
 from accounts.services import balance_deposit
 from accounts.tokens import api_login_start
-from orders.engine import caches
 from orders.models import Order
-from tests.factories import qtx_usd_market
+from tests.factories import fee_account, qtx_usd_market
 
 __all__ = [
     "CONFIGURED_HASHERS",
@@ -59,13 +58,8 @@ def api_isolation(settings):
 
 @pytest.fixture
 def fees(db):
-    """The fee account. Migration accounts.0002 creates it, but a `transaction=True` test
-    flushes the database, so it is made again when missing, and the engine's cache of its
-    id (per database name) is cleared either way."""
-    caches._fee_account_cache.clear()
-    user, _ = User.objects.get_or_create(username=django_settings.FEE_ACCOUNT_USERNAME, defaults={"is_active": False})
-    yield user
-    caches._fee_account_cache.clear()
+    """The fee account (tests.factories.fee_account)."""
+    return fee_account()
 
 
 @pytest.fixture

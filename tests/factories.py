@@ -6,14 +6,12 @@ from django.conf import settings
 
 from accounts.models import Asset, User
 from marketdata.models import Market
-from orders.engine import caches
 
 
 def fee_account() -> User:
     """The fee account. Migration accounts.0002 creates it, but a `transaction=True` test
-    flushes the database, so it is recreated when missing; the engine's per-database cache
-    of its id is cleared for the same reason."""
-    caches._fee_account_cache.clear()
+    flushes the database, so it is recreated when missing (each test starts with the
+    engine's copy of its id forgotten: the root conftest)."""
     return User.objects.get_or_create(username=settings.FEE_ACCOUNT_USERNAME, defaults={"is_active": False})[0]
 
 

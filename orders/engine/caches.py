@@ -1,7 +1,7 @@
 """What the engine remembers between commands, in this process: the markets by symbol and
 the fee account's id. Every copy of the database's state that the engine keeps beyond a
-command is here, so the test suite, which resets them between tests, has one module to
-look at. (The markets' queues, `transactions._queues`, copy nothing: they hold the
+command is here, each a registered `ProcessCache` that the test suite forgets between
+tests. (The markets' queues, `transactions._queues`, copy nothing: they hold the
 commands waiting now.)
 
 Neither can let through what the database refuses: a market is read again under the book
@@ -15,6 +15,7 @@ from django.db import connection
 from accounts.services import fee_account
 from marketdata.models import Market
 from quantumtrades.core.errors import InvalidInput
+from quantumtrades.core.process_caches import ProcessCache
 from quantumtrades.core.sql import select_models
 
 # Markets by symbol as this process last read them: the rules an order is checked against
@@ -22,7 +23,7 @@ from quantumtrades.core.sql import select_models
 # market again and checks the order once more if its rules changed meanwhile (`_place`),
 # so a copy a few seconds old never lets through an order the current rules refuse.
 MARKET_CACHE_SECONDS = 5.0
-_markets: dict = {}
+_markets = ProcessCache("markets by symbol")
 
 
 def resolve_market(market: Market | str) -> Market:
@@ -50,7 +51,7 @@ def forget_markets() -> None:
     _markets.clear()
 
 
-_fee_account_cache: dict[str, int] = {}
+_fee_account_cache = ProcessCache("the fee account's id, per database")
 
 
 def fee_account_id() -> int:

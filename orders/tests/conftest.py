@@ -12,7 +12,6 @@ from django.db import connection
 
 from accounts.models import Asset
 from marketdata.models import Market
-from orders.engine import caches
 from quantumtrades.core import events
 from tests.factories import fee_account, qtx_usd_market
 
@@ -22,9 +21,7 @@ from .stories import STARTING_BTC, STARTING_QTX, STARTING_USD, trader
 @pytest.fixture
 def fees(db):
     """The fee account (recreated after a transactional test's flush)."""
-    user = fee_account()
-    yield user
-    caches._fee_account_cache.clear()
+    return fee_account()
 
 
 @pytest.fixture
