@@ -38,7 +38,7 @@ from quantumtrades.core.api import (
     error_responses,
     query_parameter,
 )
-from quantumtrades.core.errors import Conflict, InsufficientFunds, InvalidInput
+from quantumtrades.core.errors import Conflict, ErrorCode, InsufficientFunds, InvalidInput
 from quantumtrades.core.money import money_text
 
 # --- Errors of the auth doors ------------------------------------------------------------
@@ -47,26 +47,26 @@ from quantumtrades.core.money import money_text
 class InvalidCredentials(exceptions.APIException):
     status_code = status.HTTP_401_UNAUTHORIZED
     default_detail = "Wrong username or password."
-    error_code = "INVALID_CREDENTIALS"
+    error_code = ErrorCode.INVALID_CREDENTIALS
 
 
 class OneTimeCodeRequired(exceptions.APIException):
     status_code = status.HTTP_401_UNAUTHORIZED
     default_detail = "This account has two-factor login: send the code from the authenticator app as otp."
-    error_code = "OTP_REQUIRED"
+    error_code = ErrorCode.OTP_REQUIRED
     field = "otp"
 
 
 class OneTimeCodeInvalid(exceptions.APIException):
     status_code = status.HTTP_401_UNAUTHORIZED
     default_detail = "The one-time code was wrong or already used."
-    error_code = "OTP_INVALID"
+    error_code = ErrorCode.OTP_INVALID
     field = "otp"
 
 
 class OneTimeCodeThrottled(exceptions.APIException):
     status_code = status.HTTP_429_TOO_MANY_REQUESTS
-    error_code = "OTP_THROTTLED"
+    error_code = ErrorCode.OTP_THROTTLED
     field = "otp"
 
     def __init__(self, seconds):
@@ -77,12 +77,12 @@ class OneTimeCodeThrottled(exceptions.APIException):
 class TwoFactorSetupRequired(exceptions.APIException):
     status_code = status.HTTP_403_FORBIDDEN
     default_detail = "Staff accounts must use two-factor login: set it up on the web (Account, Two-factor login) first."
-    error_code = "TWO_FACTOR_REQUIRED"
+    error_code = ErrorCode.TWO_FACTOR_REQUIRED
 
 
 class LoginLocked(exceptions.APIException):
     status_code = status.HTTP_429_TOO_MANY_REQUESTS
-    error_code = "LOGIN_LOCKED"
+    error_code = ErrorCode.LOGIN_LOCKED
 
     def __init__(self, seconds):
         self.wait = seconds
@@ -265,11 +265,11 @@ class RegisterView(AuthView):
     def post(self, request):
         data = RegisterInput.parse_body(request)
         if User.objects.named(data["username"]).exists():  # in any case: "Alice" is alice's
-            raise Conflict("That username is taken.", field="username", code="USERNAME_TAKEN")
+            raise Conflict("That username is taken.", field="username", code=ErrorCode.USERNAME_TAKEN)
         try:
             user = user_register(username=data["username"], email=data["email"], password=data["password"])
         except IntegrityError:  # registered by a concurrent request a moment ago
-            raise Conflict("That username is taken.", field="username", code="USERNAME_TAKEN") from None
+            raise Conflict("That username is taken.", field="username", code=ErrorCode.USERNAME_TAKEN) from None
         return Response(user_data(user), status=201)
 
 

@@ -34,6 +34,7 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework_simplejwt import authentication
 from rest_framework_simplejwt.settings import api_settings
 
+from quantumtrades.core.errors import ErrorCode
 from quantumtrades.core.process_caches import ProcessCache
 
 from . import keys, lockout, tokens
@@ -103,7 +104,7 @@ def login_standing(validated_token) -> bool | None:
 class LoginEnded(exceptions.AuthenticationFailed):
     """An access token of an ended login (accounts.tokens), or of none: 401 TOKEN_INVALID."""
 
-    error_code = "TOKEN_INVALID"
+    error_code = ErrorCode.TOKEN_INVALID
 
 
 class JWTScheme(SimpleJWTScheme):
@@ -127,12 +128,12 @@ def forget_user_id(user_id) -> None:
 
 
 class ApiKeyRefused(exceptions.AuthenticationFailed):
-    error_code = "API_KEY_INVALID"
+    error_code = ErrorCode.API_KEY_INVALID
     auth_header = API_KEY_REALM
 
 
 class ApiKeyAddressRefused(exceptions.PermissionDenied):
-    error_code = "ADDRESS_NOT_ALLOWED"
+    error_code = ErrorCode.ADDRESS_NOT_ALLOWED
 
 
 class ApiKeyAuthentication(BaseAuthentication):

@@ -31,7 +31,7 @@ from django.utils import timezone
 from rest_framework.fields import DateTimeField
 from rest_framework.throttling import BaseThrottle
 
-from quantumtrades.core.errors import InvalidInput, NotFound, ServiceError
+from quantumtrades.core.errors import ErrorCode, InvalidInput, NotFound, ServiceError
 from quantumtrades.core.process_caches import ProcessCache
 
 from .models import ApiKey, User
@@ -56,14 +56,14 @@ class KeyRefused(ServiceError):
     """Unknown, revoked or malformed: answered 401, whatever the reason."""
 
     status = 401
-    code = "API_KEY_INVALID"
+    code = ErrorCode.API_KEY_INVALID
 
 
 class KeyAddressRefused(ServiceError):
     """A valid key used from outside its allowed networks."""
 
     status = 403
-    code = "ADDRESS_NOT_ALLOWED"
+    code = ErrorCode.ADDRESS_NOT_ALLOWED
 
 
 def normalise_networks(allowed_ips) -> list[str]:

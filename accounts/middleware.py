@@ -5,6 +5,8 @@ from django.http import JsonResponse
 from django.shortcuts import redirect
 from django.urls import Resolver404, resolve, reverse
 
+from quantumtrades.core.errors import ErrorCode
+
 from . import lockout
 
 
@@ -48,7 +50,7 @@ class StaffTwoFactorMiddleware:
             return JsonResponse(
                 {
                     "error": {
-                        "code": "TWO_FACTOR_REQUIRED",
+                        "code": ErrorCode.TWO_FACTOR_REQUIRED,
                         "message": "Staff accounts must sign in with a one-time code: set up two-factor login first.",
                         "field": None,
                     }

@@ -37,7 +37,7 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.tokens import RefreshToken, Token
 from rest_framework_simplejwt.utils import datetime_from_epoch
 
-from quantumtrades.core.errors import ServiceError
+from quantumtrades.core.errors import ErrorCode, ServiceError
 
 from .models import ApiLogin
 
@@ -54,7 +54,7 @@ class TokenRefused(ServiceError):
     """A refresh token that is not, or no longer, good: 401 TOKEN_INVALID."""
 
     status = 401
-    code = "TOKEN_INVALID"
+    code = ErrorCode.TOKEN_INVALID
 
     def __init__(self, message):
         super().__init__(f"The refresh token was refused: {message}", field="refresh")

@@ -47,6 +47,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts import keys, security
 from accounts.authentication import JWTAuthentication, LoginEnded, login_standing
+from quantumtrades.core.errors import ErrorCode
 from quantumtrades.core.streams import utc_now_text
 from quantumtrades.core.websocket import CloseCode
 
@@ -231,10 +232,10 @@ class MarketDataConsumer(StreamConsumer):
         if not self.admit(message):
             self.refused += 1
             if self.refused > MAX_REFUSED:
-                self.error("RATE_LIMITED", "Too many messages; closing.")
+                self.error(ErrorCode.RATE_LIMITED, "Too many messages; closing.")
                 await self.close(code=CloseCode.RATE_LIMITED)
             elif self.refused == 1:
-                self.error("RATE_LIMITED", f"At most {MESSAGE_RATE:g} messages per second; ignored.")
+                self.error(ErrorCode.RATE_LIMITED, f"At most {MESSAGE_RATE:g} messages per second; ignored.")
             return
         self.refused = 0
         if problem is not None:
@@ -242,7 +243,7 @@ class MarketDataConsumer(StreamConsumer):
         handlers = self.handlers()
         handler = handlers.get(message["type"])
         if handler is None:
-            return self.error("UNKNOWN_TYPE", f"Known types: {', '.join(handlers)}.")
+            return self.error(ErrorCode.UNKNOWN_TYPE, f"Known types: {', '.join(handlers)}.")
         try:
             await handler(message)
         except RequestError as exc:
@@ -251,17 +252,17 @@ class MarketDataConsumer(StreamConsumer):
     def read(self, text_data):
         """(the message, None) or (None, (code, message)) for a frame that is not one."""
         if text_data is None:
-            return None, ("BAD_MESSAGE", "Send JSON in text frames.")
+            return None, (ErrorCode.BAD_MESSAGE, "Send JSON in text frames.")
         if len(text_data) > MAX_MESSAGE_BYTES or (
             len(text_data) * 4 > MAX_MESSAGE_BYTES and len(text_data.encode()) > MAX_MESSAGE_BYTES
         ):
-            return None, ("MESSAGE_TOO_LARGE", f"Messages are at most {MAX_MESSAGE_BYTES} bytes.")
+            return None, (ErrorCode.MESSAGE_TOO_LARGE, f"Messages are at most {MAX_MESSAGE_BYTES} bytes.")
         try:
             message = self.decode(text_data)
         except ValueError:
-            return None, ("BAD_JSON", "The message is not valid JSON.")
+            return None, (ErrorCode.BAD_JSON, "The message is not valid JSON.")
         if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-            return None, ("BAD_MESSAGE", 'A message is a JSON object with a "type".')
+            return None, (ErrorCode.BAD_MESSAGE, 'A message is a JSON object with a "type".')
         return message, None
 
     decode = staticmethod(json.loads)
@@ -291,21 +292,23 @@ class MarketDataConsumer(StreamConsumer):
     def parse(self, message):
         channels, symbols = message.get("channels"), message.get("symbols", [])
         if not isinstance(channels, list) or not channels or not all(isinstance(c, str) for c in channels):
-            raise RequestError("BAD_REQUEST", '"channels" is a list such as ["book", "trades"].')
+            raise RequestError(ErrorCode.BAD_REQUEST, '"channels" is a list such as ["book", "trades"].')
         unknown = [c for c in channels if c not in CHANNELS]
         if unknown:
-            raise RequestError("UNKNOWN_CHANNEL", f"Unknown channel {unknown[0][:32]!r}; known: {', '.join(CHANNELS)}.")
+            raise RequestError(
+                ErrorCode.UNKNOWN_CHANNEL, f"Unknown channel {unknown[0][:32]!r}; known: {', '.join(CHANNELS)}."
+            )
         if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
-            raise RequestError("BAD_REQUEST", '"symbols" is a list such as ["QTX-USD"].')
+            raise RequestError(ErrorCode.BAD_REQUEST, '"symbols" is a list such as ["QTX-USD"].')
         channels = list(dict.fromkeys(channels))
         symbols = list(dict.fromkeys(symbols))
         if PUBLIC_CHANNELS.intersection(channels) and not symbols:
-            raise RequestError("BAD_REQUEST", 'The book, trades, ticker and candles channels need "symbols".')
+            raise RequestError(ErrorCode.BAD_REQUEST, 'The book, trades, ticker and candles channels need "symbols".')
         if len(symbols) > MAX_SYMBOLS:
-            raise RequestError("BAD_REQUEST", f"At most {MAX_SYMBOLS} symbols.")
+            raise RequestError(ErrorCode.BAD_REQUEST, f"At most {MAX_SYMBOLS} symbols.")
         bad = [s for s in symbols if not is_symbol(s)]
         if bad:
-            raise RequestError("UNKNOWN_SYMBOL", f"There is no market {bad[0][:24]!r}.")
+            raise RequestError(ErrorCode.UNKNOWN_SYMBOL, f"There is no market {bad[0][:24]!r}.")
         return channels, symbols
 
     def interval(self, message, channels, *, required=True):
@@ -314,7 +317,9 @@ class MarketDataConsumer(StreamConsumer):
         if "candles" not in channels or (interval is None and not required):
             return interval
         if interval not in INTERVALS:
-            raise RequestError("BAD_REQUEST", f'The candles channel needs "interval", one of: {", ".join(INTERVALS)}.')
+            raise RequestError(
+                ErrorCode.BAD_REQUEST, f'The candles channel needs "interval", one of: {", ".join(INTERVALS)}.'
+            )
         return interval
 
     def followed(self) -> dict:
@@ -328,9 +333,9 @@ class MarketDataConsumer(StreamConsumer):
             try:
                 market = await self.hub.market(symbol)
             except streams.StreamUnavailable:
-                raise RequestError("UNAVAILABLE", f"{symbol} can not be read right now; try again.") from None
+                raise RequestError(ErrorCode.UNAVAILABLE, f"{symbol} can not be read right now; try again.") from None
             if market is None:
-                raise RequestError("UNKNOWN_SYMBOL", f"There is no market {symbol!r}.")
+                raise RequestError(ErrorCode.UNKNOWN_SYMBOL, f"There is no market {symbol!r}.")
             markets.append(market)
         return markets
 
@@ -338,7 +343,7 @@ class MarketDataConsumer(StreamConsumer):
         channels, symbols = self.parse(message)
         if "orders" in channels and self.user_id is None:
             raise RequestError(
-                "AUTH_REQUIRED",
+                ErrorCode.AUTH_REQUIRED,
                 'The orders channel needs a session, {"type": "auth", "token": "<access JWT>"} '
                 'or {"type": "auth", "api_key": "<key>"} first.',
             )
@@ -346,7 +351,7 @@ class MarketDataConsumer(StreamConsumer):
         markets = await self.markets(symbols if PUBLIC_CHANNELS.intersection(channels) else [])
         followed = set(self.followed()) | {m.symbol for m in markets}
         if len(followed) > MAX_SYMBOLS:
-            raise RequestError("BAD_REQUEST", f"A socket follows at most {MAX_SYMBOLS} markets.")
+            raise RequestError(ErrorCode.BAD_REQUEST, f"A socket follows at most {MAX_SYMBOLS} markets.")
         reply = {"type": "subscribed", "channels": channels, "symbols": symbols}
         if interval is not None:
             reply["interval"] = interval
@@ -395,24 +400,24 @@ class MarketDataConsumer(StreamConsumer):
         token = message.get("token")
         if not isinstance(token, str) or not token or len(token) > 2048:
             raise RequestError(
-                "BAD_REQUEST", '"token" is an access JWT from POST /api/auth/login, or send "api_key" instead.'
+                ErrorCode.BAD_REQUEST, '"token" is an access JWT from POST /api/auth/login, or send "api_key" instead.'
             )
         try:
             user, validated = await database_sync_to_async(_user_for_token)(token)
         except LoginEnded as exc:
-            raise RequestError("AUTH_FAILED", f"The token was refused: {exc.detail}.") from None
+            raise RequestError(ErrorCode.AUTH_FAILED, f"The token was refused: {exc.detail}.") from None
         except (AuthenticationFailed, TokenError):
-            raise RequestError("AUTH_FAILED", "The token is not a valid access token.") from None
+            raise RequestError(ErrorCode.AUTH_FAILED, "The token is not a valid access token.") from None
         self.authenticated(user.pk, user.get_username(), expires=validated.get("exp"), api_key=None, token=validated)
 
     async def on_auth_key(self, message):
         raw = message.get("api_key")
         if not isinstance(raw, str) or not raw:
-            raise RequestError("BAD_REQUEST", '"api_key" is a key from POST /api/keys.')
+            raise RequestError(ErrorCode.BAD_REQUEST, '"api_key" is a key from POST /api/keys.')
         try:
             key = await database_sync_to_async(keys.api_key_authenticate)(raw, self.client_address())
         except keys.KeyRefused as exc:
-            raise RequestError("AUTH_FAILED", exc.message) from None
+            raise RequestError(ErrorCode.AUTH_FAILED, exc.message) from None
         except keys.KeyAddressRefused as exc:
             raise RequestError(exc.code, exc.message) from None
         self.authenticated(key.user_id, key.user.get_username(), expires=None, api_key=key)
@@ -447,7 +452,7 @@ class MarketDataConsumer(StreamConsumer):
 
     async def key_revoked(self):
         self.deauthenticate()
-        self.error("API_KEY_INVALID", "The API key was revoked: this socket is no longer authenticated.")
+        self.error(ErrorCode.API_KEY_INVALID, "The API key was revoked: this socket is no longer authenticated.")
 
     def watch_token(self, token):
         """While the socket is authenticated with an access token, check every
@@ -465,7 +470,7 @@ class MarketDataConsumer(StreamConsumer):
     async def token_revoked(self):
         self.deauthenticate()
         self.error(
-            "TOKEN_REVOKED",
+            ErrorCode.TOKEN_REVOKED,
             "The access token's login has ended (logged out, signed out everywhere or the password changed) "
             "or its account was disabled: this socket is no longer authenticated.",
         )
@@ -474,7 +479,9 @@ class MarketDataConsumer(StreamConsumer):
         """The socket stays open for public data and acts for nobody any more."""
         if self.api_key is None:
             self.deauthenticate()
-            self.error("SESSION_ENDED", "The web session was signed out: this socket is no longer authenticated.")
+            self.error(
+                ErrorCode.SESSION_ENDED, "The web session was signed out: this socket is no longer authenticated."
+            )
 
     def deauthenticate(self):
         """The socket acts for nobody any more (its key was revoked, its token's login ended)."""

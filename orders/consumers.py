@@ -58,7 +58,7 @@ from orders.payloads import order_payload, result_payload
 from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
 from quantumtrades.core import unavailable
 from quantumtrades.core.api import ApiRateThrottle, input_error, loads_strict
-from quantumtrades.core.errors import InvalidInput, NotFound, ServiceError
+from quantumtrades.core.errors import ErrorCode, InvalidInput, NotFound, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +122,13 @@ class TradingConsumer(MarketDataConsumer):
         req_id = message.get("req_id")
         if not isinstance(req_id, str) or not 1 <= len(req_id) <= REQ_ID_MAX or not req_id.isprintable():
             return self.refuse(
-                None, "INVALID", f"req_id is required: your own text of 1 to {REQ_ID_MAX} characters.", "req_id"
+                None, ErrorCode.INVALID, f"req_id is required: your own text of 1 to {REQ_ID_MAX} characters.", "req_id"
             )
         try:
             self.check_may_trade()
             reply = await asyncio.get_running_loop().run_in_executor(executor(), self.run_command, message)
         except CommandRefused as exc:
-            if exc.error["code"] in ("API_KEY_INVALID", "TOKEN_REVOKED"):
+            if exc.error["code"] in (ErrorCode.API_KEY_INVALID, ErrorCode.TOKEN_REVOKED):
                 self.deauthenticate()
             return self.refuse(req_id, **exc.error)
         self.sink.send_message({"type": "order.result", "req_id": req_id, **reply})
@@ -141,15 +141,17 @@ class TradingConsumer(MarketDataConsumer):
     def check_may_trade(self):
         if self.user_id is None:
             raise CommandRefused(
-                "NOT_AUTHENTICATED",
+                ErrorCode.NOT_AUTHENTICATED,
                 'Order commands need a session, {"type": "auth", "token": "<access JWT>"} '
                 'or {"type": "auth", "api_key": "<key with the trade scope>"} first.',
             )
         if self.token_expires is not None and self.token_expires <= time.time():
-            raise CommandRefused("AUTH_EXPIRED", 'The access token expired; send {"type": "auth"} with a new one.')
+            raise CommandRefused(
+                ErrorCode.AUTH_EXPIRED, 'The access token expired; send {"type": "auth"} with a new one.'
+            )
         if self.api_key is not None and not self.api_key.can_trade:
             raise CommandRefused(
-                "PERMISSION_DENIED",
+                ErrorCode.PERMISSION_DENIED,
                 'This API key may only read: make one with the "trade" scope to place, amend or cancel orders.',
             )
 
@@ -167,7 +169,9 @@ class TradingConsumer(MarketDataConsumer):
             throttle = ApiRateThrottle()
             if not throttle.allow_request(SimpleNamespace(user=user, auth=self.api_key, method="POST"), ORDER_VIEW):
                 wait = max(1, int(throttle.wait() + 0.999))
-                raise CommandRefused("THROTTLED", f"Too many requests: retry in {wait} seconds.", retry_after=wait)
+                raise CommandRefused(
+                    ErrorCode.THROTTLED, f"Too many requests: retry in {wait} seconds.", retry_after=wait
+                )
             body = {key: value for key, value in message.items() if key not in ("type", "req_id")}
             return COMMANDS[message["type"]](user, body)
         except (ServiceError, exceptions.ValidationError) as exc:
@@ -182,7 +186,9 @@ class TradingConsumer(MarketDataConsumer):
             # As the REST API's handler does: said in the log, answered in the error shape,
             # and the socket stays open.
             log.exception("Unexpected error in /ws %s", message.get("type"))
-            raise CommandRefused("INTERNAL_ERROR", "Something went wrong on our side; nothing was changed.") from None
+            raise CommandRefused(
+                ErrorCode.INTERNAL_ERROR, "Something went wrong on our side; nothing was changed."
+            ) from None
         finally:
             close_old_connections()
 
@@ -191,7 +197,7 @@ class TradingConsumer(MarketDataConsumer):
             # Every command: a key revoked a moment ago trades no more (one query, with the user).
             key = api_key_reread(self.api_key)
             if key is None:
-                raise CommandRefused("API_KEY_INVALID", "The API key was refused: it is unknown or revoked.")
+                raise CommandRefused(ErrorCode.API_KEY_INVALID, "The API key was refused: it is unknown or revoked.")
             return key.user
         token = self.access_token
         if token is not None:
@@ -201,14 +207,14 @@ class TradingConsumer(MarketDataConsumer):
                 return JWTAuthentication().get_user(token)
             except LoginEnded:
                 raise CommandRefused(
-                    "TOKEN_REVOKED", "The access token's login has ended: log in again and authenticate."
+                    ErrorCode.TOKEN_REVOKED, "The access token's login has ended: log in again and authenticate."
                 ) from None
             except exceptions.AuthenticationFailed:
-                raise CommandRefused("NOT_AUTHENTICATED", "This socket's account is disabled.") from None
+                raise CommandRefused(ErrorCode.NOT_AUTHENTICATED, "This socket's account is disabled.") from None
         if self.trader is None or time.monotonic() - self.trader_read_at > USER_CACHE_SECONDS:
             trader = User.objects.filter(pk=self.user_id, is_active=True).first()
             if trader is None:
-                raise CommandRefused("NOT_AUTHENTICATED", "This socket's account is disabled.")
+                raise CommandRefused(ErrorCode.NOT_AUTHENTICATED, "This socket's account is disabled.")
             self.trader, self.trader_read_at = trader, time.monotonic()
         return self.trader
 

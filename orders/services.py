@@ -13,7 +13,7 @@ from django.db import IntegrityError
 
 from accounts.models import User
 from marketdata.models import Market, Side
-from quantumtrades.core.errors import Conflict, InvalidInput, NotFound, ServiceError
+from quantumtrades.core.errors import Conflict, ErrorCode, InvalidInput, NotFound, ServiceError
 from quantumtrades.core.money import ZERO, money
 from quantumtrades.core.sql import cursor as sql_cursor
 from quantumtrades.core.sql import select_models
@@ -94,7 +94,7 @@ def order_place(
     )
     try:
         if not market.is_trading:
-            raise Conflict(f"{market.symbol} is halted: new orders are refused.", code="MARKET_HALTED")
+            raise Conflict(f"{market.symbol} is halted: new orders are refused.", code=ErrorCode.MARKET_HALTED)
         result = _place(user, request)
     except (IntegrityError, ServiceError):
         # A repeated client_order_id is caught by its unique constraint as the new order
@@ -132,7 +132,7 @@ def _place(user: User, request: OrderRequest) -> OrderResult:
         raise InvalidInput(f"There is no market {request.market.symbol[:24]!r}.", field="symbol") from None
     market = command.market
     if not market.is_trading:
-        raise Conflict(f"{market.symbol} is halted: new orders are refused.", code="MARKET_HALTED")
+        raise Conflict(f"{market.symbol} is halted: new orders are refused.", code=ErrorCode.MARKET_HALTED)
     if any(getattr(market, rule) != getattr(request.market, rule) for rule in MARKET_RULES):
         # The rules changed since the order was checked: check it against today's.
         order_validate(
@@ -303,7 +303,7 @@ def _amend(user, market_id, order_id, new_price, new_quantity, new_stop_price=No
         if order.type in STOP_TYPES:
             raise Conflict(
                 "The stop has triggered: its stop price can no longer change.",
-                code="STOP_TRIGGERED",
+                code=ErrorCode.STOP_TRIGGERED,
                 field="stop_price",
             )
         raise InvalidInput("Only stop orders have a stop_price.", field="stop_price")
@@ -337,7 +337,9 @@ def _amend(user, market_id, order_id, new_price, new_quantity, new_stop_price=No
         return OrderResult(order=order, created=False)
 
     if market.status != Market.Status.TRADING:
-        raise Conflict(f"{market.symbol} is halted: orders can be cancelled, not re-priced.", code="MARKET_HALTED")
+        raise Conflict(
+            f"{market.symbol} is halted: orders can be cancelled, not re-priced.", code=ErrorCode.MARKET_HALTED
+        )
     # A new price or more quantity: back of the queue, and it may trade at once.
     order.price, order.quantity, order.remaining_quantity = price, quantity, remaining
     order.priority = command.priority

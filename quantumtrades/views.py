@@ -11,6 +11,7 @@ from django.views import defaults
 
 from marketdata.streams import open_sockets
 from quantumtrades.core import unavailable
+from quantumtrades.core.errors import ErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,8 @@ def server_error(request):
         unavailable.recover(exc)
         return unavailable.response_for(request)
     if request.path.startswith("/api/"):
-        body = {"error": {"code": "INTERNAL_ERROR", "message": "Something went wrong on our side.", "field": None}}
+        body = {
+            "error": {"code": ErrorCode.INTERNAL_ERROR, "message": "Something went wrong on our side.", "field": None}
+        }
         return JsonResponse(body, status=500)
     return defaults.server_error(request)

@@ -11,6 +11,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
+from quantumtrades.core.errors import ErrorCode
 from quantumtrades.core.streams import GROUP, Frame, Sink, dumps, option, publishing, utc_now_text
 from quantumtrades.core.streams.messages import Batch, Item
 from quantumtrades.core.streams.subscription import Subscription
@@ -205,7 +206,7 @@ class Hub:
             dumps(
                 {
                     "type": "error",
-                    "code": "STREAM_INTERRUPTED",
+                    "code": ErrorCode.STREAM_INTERRUPTED,
                     "message": "Live updates were interrupted; re-read /api/orders/open and /api/user/balances.",
                 }
             )
@@ -282,7 +283,7 @@ class Hub:
                 sink.send_message(
                     {
                         "type": "error",
-                        "code": "AUTH_EXPIRED",
+                        "code": ErrorCode.AUTH_EXPIRED,
                         "message": "The access token expired; send a new one and subscribe to orders again.",
                     }
                 )

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from accounts.models import LedgerEntry
 from marketdata.models import Side, Trade
-from quantumtrades.core.errors import Conflict
+from quantumtrades.core.errors import Conflict, ErrorCode
 from quantumtrades.core.money import MONEY_QUANTUM, ZERO, money
 
 from ..models import OPEN_STATUSES, PRICED_TYPES, Fill, Order, OrderStatus, TimeInForce
@@ -43,7 +43,7 @@ def execute(command: "Command", taker: Order, *, new: bool, triggered: bool = Fa
             taker.status = OrderStatus.REJECTED
             return command.finish(taker)
         raise Conflict(
-            "The new price would take liquidity, which a post-only order may not.", code="POST_ONLY_WOULD_TAKE"
+            "The new price would take liquidity, which a post-only order may not.", code=ErrorCode.POST_ONLY_WOULD_TAKE
         )
 
     balances = command.lock_balances({taker.user_id, *(m.user_id for m in makers)})

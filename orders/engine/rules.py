@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
 from marketdata.models import Market, Side
-from quantumtrades.core.errors import Conflict, InsufficientFunds, InvalidInput
+from quantumtrades.core.errors import Conflict, ErrorCode, InsufficientFunds, InvalidInput
 from quantumtrades.core.money import MONEY_MAX, money, money_ceil, money_checked, money_floor
 
 from ..models import ACTIVE_STATUSES, PRICED_TYPES, STOP_TYPES, Order, OrderStatus, OrderType, TimeInForce
@@ -182,7 +182,7 @@ def multiple_of(amount: Decimal, step: Decimal, name: str, rule: str) -> None:
 def refuse_done(status: str) -> None:
     """Only an order in the book or a pending stop can still be cancelled or amended."""
     if status not in ACTIVE_STATUSES:
-        raise Conflict(f"The order is {status}, no longer open.", code="ORDER_NOT_OPEN")
+        raise Conflict(f"The order is {status}, no longer open.", code=ErrorCode.ORDER_NOT_OPEN)
 
 
 def amend_terms_check(market: Market, order: Order, price: Decimal, quantity: Decimal) -> Decimal:

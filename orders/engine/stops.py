@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from marketdata.models import Market, Side, Trade
-from quantumtrades.core.errors import Conflict, InvalidInput
+from quantumtrades.core.errors import Conflict, ErrorCode, InvalidInput
 from quantumtrades.core.sql import cursor as sql_cursor
 from quantumtrades.core.sql import select_models
 
@@ -60,7 +60,9 @@ def amend(command: "Command", order: Order, new_price, new_quantity, new_stop_pr
     stop_price = new_stop_price if new_stop_price is not None else order.stop_price
     keeps_place = price == order.price and stop_price == order.stop_price and quantity <= order.quantity
     if not keeps_place and not market.is_trading:
-        raise Conflict(f"{market.symbol} is halted: orders can be cancelled, not re-priced.", code="MARKET_HALTED")
+        raise Conflict(
+            f"{market.symbol} is halted: orders can be cancelled, not re-priced.", code=ErrorCode.MARKET_HALTED
+        )
     stop_amend_terms_check(market, order.type, price, stop_price, quantity)
     if stop_price != order.stop_price:
         _refuse_crossed_stop(market, order.side, stop_price)

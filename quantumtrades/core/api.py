@@ -37,7 +37,7 @@ from rest_framework.throttling import BaseThrottle
 
 from quantumtrades.core import unavailable
 from quantumtrades.core.cache import ResilientRedisCache, count_in
-from quantumtrades.core.errors import InvalidInput, ServiceError, error_body
+from quantumtrades.core.errors import ErrorCode, InvalidInput, ServiceError, error_body
 from quantumtrades.core.money import MONEY_DECIMAL_PLACES, MONEY_MAX, decimal_places
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def loads_strict(text: str):
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = f"The request body is larger than {MAX_BODY_BYTES} bytes."
-    default_code = "payload_too_large"
+    error_code = ErrorCode.PAYLOAD_TOO_LARGE
 
 
 class StrictJSONParser(JSONParser):
@@ -372,15 +372,15 @@ def error_responses(*codes) -> dict:
 
 
 CODES = [
-    (exceptions.ParseError, "PARSE_ERROR"),
-    (exceptions.NotAuthenticated, "NOT_AUTHENTICATED"),
-    (exceptions.AuthenticationFailed, "TOKEN_INVALID"),
-    (exceptions.PermissionDenied, "PERMISSION_DENIED"),
-    (exceptions.NotFound, "NOT_FOUND"),
-    (exceptions.MethodNotAllowed, "METHOD_NOT_ALLOWED"),
-    (exceptions.NotAcceptable, "NOT_ACCEPTABLE"),
-    (exceptions.UnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE"),
-    (exceptions.Throttled, "THROTTLED"),
+    (exceptions.ParseError, ErrorCode.PARSE_ERROR),
+    (exceptions.NotAuthenticated, ErrorCode.NOT_AUTHENTICATED),
+    (exceptions.AuthenticationFailed, ErrorCode.TOKEN_INVALID),
+    (exceptions.PermissionDenied, ErrorCode.PERMISSION_DENIED),
+    (exceptions.NotFound, ErrorCode.NOT_FOUND),
+    (exceptions.MethodNotAllowed, ErrorCode.METHOD_NOT_ALLOWED),
+    (exceptions.NotAcceptable, ErrorCode.NOT_ACCEPTABLE),
+    (exceptions.UnsupportedMediaType, ErrorCode.UNSUPPORTED_MEDIA_TYPE),
+    (exceptions.Throttled, ErrorCode.THROTTLED),
 ]
 
 
@@ -423,7 +423,7 @@ def input_error(exc) -> tuple[int, dict]:
         message = exc.message if not exc.field or exc.field in exc.message else _named(exc.field, exc.message)
         return exc.status, error_body(exc.code, message, exc.field)["error"]
     field, message = _first_error(exc.detail)
-    return 400, error_body("INVALID", _named(field, message), field)["error"]
+    return 400, error_body(ErrorCode.INVALID, _named(field, message), field)["error"]
 
 
 def exception_handler(exc, context):
@@ -447,10 +447,11 @@ def exception_handler(exc, context):
         body = {"error": error}
     elif isinstance(exc, exceptions.APIException):
         status_code = exc.status_code
-        code = getattr(exc, "error_code", None) or next(
-            (name for cls, name in CODES if isinstance(exc, cls)), str(exc.default_code).upper()
-        )
-        if isinstance(exc, exceptions.AuthenticationFailed) and code == "TOKEN_INVALID":
+        # Every APIException names its code (error_code) or is one of CODES; any other
+        # would have a code docs/API.md does not list, so it gets the generic one.
+        fallback = ErrorCode.INVALID if status_code < 500 else ErrorCode.INTERNAL_ERROR
+        code = getattr(exc, "error_code", None) or next((name for cls, name in CODES if isinstance(exc, cls)), fallback)
+        if isinstance(exc, exceptions.AuthenticationFailed) and code == ErrorCode.TOKEN_INVALID:
             message = _token_message(exc)
         elif isinstance(exc, exceptions.NotAuthenticated):
             message = (
@@ -473,7 +474,10 @@ def exception_handler(exc, context):
         headers["Retry-After"] = str(unavailable.RETRY_AFTER_SECONDS)
     else:
         log.exception("Unexpected error in %s", context.get("view").__class__.__name__)
-        status_code, body = 500, error_body("INTERNAL_ERROR", "Something went wrong on our side; nothing was changed.")
+        status_code, body = (
+            500,
+            error_body(ErrorCode.INTERNAL_ERROR, "Something went wrong on our side; nothing was changed."),
+        )
     if status_code == 401:
         headers["WWW-Authenticate"] = getattr(exc, "auth_header", None) or BEARER
     # Imported here: REST_FRAMEWORK names this module, and rest_framework.views reads
@@ -496,7 +500,7 @@ def api_not_found(request, *args, **kwargs):
                 message += " API paths have no trailing slash."
         except Resolver404:
             pass
-    return JsonResponse(error_body("NOT_FOUND", message), status=404)
+    return JsonResponse(error_body(ErrorCode.NOT_FOUND, message), status=404)
 
 
 # --- Pagination ------------------------------------------------------------------------------

@@ -1,13 +1,74 @@
 """Errors that services raise and every door (API, pages, WebSocket) reports the same way.
 
-Each carries a stable machine code, a sentence for people, the input field it concerns
-(if any) and the HTTP status the REST API answers with (docs/API.md, "Errors").
+Each carries a stable machine code (`ErrorCode`, the one list of them), a sentence for
+people, the input field it concerns (if any) and the HTTP status the REST API answers
+with. docs/API.md ("Errors", and the socket's codes in "WebSocket") documents every code
+here, and a test holds the two lists equal.
 """
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Every `code` an error can carry, on REST, /ws and the pages' API calls."""
+
+    # 400: bad input
+    INVALID = "INVALID"  # malformed, or against the market's rules
+    INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+    PARSE_ERROR = "PARSE_ERROR"  # a body that is not JSON
+    # 401: who are you
+    NOT_AUTHENTICATED = "NOT_AUTHENTICATED"
+    TOKEN_INVALID = "TOKEN_INVALID"
+    API_KEY_INVALID = "API_KEY_INVALID"
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    OTP_REQUIRED = "OTP_REQUIRED"
+    OTP_INVALID = "OTP_INVALID"
+    # 403: not allowed
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    ADDRESS_NOT_ALLOWED = "ADDRESS_NOT_ALLOWED"
+    TWO_FACTOR_REQUIRED = "TWO_FACTOR_REQUIRED"
+    # 404, 405, 406
+    NOT_FOUND = "NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    NOT_ACCEPTABLE = "NOT_ACCEPTABLE"
+    # 409: the state does not allow it
+    ORDER_NOT_OPEN = "ORDER_NOT_OPEN"
+    MARKET_HALTED = "MARKET_HALTED"
+    POST_ONLY_WOULD_TAKE = "POST_ONLY_WOULD_TAKE"
+    STOP_TRIGGERED = "STOP_TRIGGERED"
+    USERNAME_TAKEN = "USERNAME_TAKEN"
+    # 413, 415
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    # 429: slow down
+    THROTTLED = "THROTTLED"
+    LOGIN_LOCKED = "LOGIN_LOCKED"
+    OTP_THROTTLED = "OTP_THROTTLED"
+    # 5xx: ours
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    # /ws only: the socket's own refusals and notices
+    BAD_MESSAGE = "BAD_MESSAGE"
+    BAD_JSON = "BAD_JSON"
+    MESSAGE_TOO_LARGE = "MESSAGE_TOO_LARGE"
+    UNKNOWN_TYPE = "UNKNOWN_TYPE"
+    BAD_REQUEST = "BAD_REQUEST"
+    UNKNOWN_CHANNEL = "UNKNOWN_CHANNEL"
+    UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
+    UNAVAILABLE = "UNAVAILABLE"
+    AUTH_REQUIRED = "AUTH_REQUIRED"
+    AUTH_FAILED = "AUTH_FAILED"
+    AUTH_EXPIRED = "AUTH_EXPIRED"
+    SESSION_ENDED = "SESSION_ENDED"
+    TOKEN_REVOKED = "TOKEN_REVOKED"
+    RATE_LIMITED = "RATE_LIMITED"
+    STREAM_INTERRUPTED = "STREAM_INTERRUPTED"
+    SLOW_CONSUMER = "SLOW_CONSUMER"
 
 
 class ServiceError(Exception):
     status = 400
-    code = "BAD_REQUEST"
+    code = ErrorCode.INVALID
 
     def __init__(self, message, *, field=None, code=None):
         super().__init__(message)
@@ -23,23 +84,26 @@ class ServiceError(Exception):
 class InvalidInput(ServiceError):
     """The command is malformed or breaks a trading rule; nothing was changed."""
 
-    code = "INVALID"
+    code = ErrorCode.INVALID
 
 
 class InsufficientFunds(ServiceError):
-    code = "INSUFFICIENT_FUNDS"
+    code = ErrorCode.INSUFFICIENT_FUNDS
 
 
 class NotFound(ServiceError):
     status = 404
-    code = "NOT_FOUND"
+    code = ErrorCode.NOT_FOUND
 
 
 class Conflict(ServiceError):
-    """The command is well formed but the state does not allow it (order closed, market halted)."""
+    """The command is well formed but the state does not allow it (order closed, market
+    halted): each names its own code."""
 
     status = 409
-    code = "CONFLICT"
+
+    def __init__(self, message, *, code: ErrorCode, field=None):
+        super().__init__(message, field=field, code=code)
 
 
 def error_body(code, message, field=None) -> dict:

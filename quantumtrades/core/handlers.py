@@ -33,7 +33,7 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.http import HttpResponse, JsonResponse
 from django.urls import set_script_prefix
 
-from quantumtrades.core.errors import error_body
+from quantumtrades.core.errors import ErrorCode, error_body
 
 
 class BodyTooLarge(Exception):
@@ -44,7 +44,7 @@ def body_too_large(path: str) -> HttpResponse:
     """413: the API's error shape under /api/, a line of text elsewhere."""
     message = f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
     if path.startswith("/api/"):
-        return JsonResponse(error_body("PAYLOAD_TOO_LARGE", message), status=413)
+        return JsonResponse(error_body(ErrorCode.PAYLOAD_TOO_LARGE, message), status=413)
     return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
 
 

@@ -21,10 +21,12 @@ from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.utils.deprecation import MiddlewareMixin
 
+from quantumtrades.core.errors import ErrorCode
+
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 1
-CODE = "SERVICE_UNAVAILABLE"
+CODE = ErrorCode.SERVICE_UNAVAILABLE
 MESSAGE = "The database is unavailable for a moment; nothing was changed. Try again."
 
 

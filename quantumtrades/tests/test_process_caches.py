@@ -5,7 +5,7 @@ from quantumtrades.core.process_caches import ProcessCache
 
 
 def test_every_copy_of_the_database_a_process_keeps_is_registered():
-    import accounts.authentication  # noqa: F401
+    import accounts.authentication
     import accounts.keys  # noqa: F401
     import orders.engine.caches  # noqa: F401
 

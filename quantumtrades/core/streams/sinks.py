@@ -5,6 +5,7 @@ import collections
 import logging
 import struct
 
+from quantumtrades.core.errors import ErrorCode
 from quantumtrades.core.websocket import CloseCode
 
 from .daphne import DaphneSocket
@@ -137,7 +138,7 @@ class Sink:
                 dumps(
                     {
                         "type": "error",
-                        "code": "SLOW_CONSUMER",
+                        "code": ErrorCode.SLOW_CONSUMER,
                         "message": "The connection fell too far behind and is closed; reconnect and subscribe again.",
                     }
                 )
