@@ -1,7 +1,7 @@
 from dataclasses import dataclass
 from decimal import Decimal
 
-from quantumtrades.core.money import money_text
+from .payloads import balance_payload
 
 
 @dataclass(frozen=True)
@@ -14,10 +14,4 @@ class BalanceChanged:
     held: Decimal
 
     def as_message(self) -> dict:
-        return {
-            "type": "balance",
-            "asset": self.asset,
-            "available": money_text(self.available),
-            "held": money_text(self.held),
-            "total": money_text(self.available + self.held),
-        }
+        return {"type": "balance", **balance_payload(asset=self.asset, available=self.available, held=self.held)}

@@ -17,7 +17,7 @@ CODE = re.compile(r"`([A-Z][A-Z0-9_]{2,})`")
 def documented_codes() -> set[str]:
     guide = (ROOT / "docs" / "API.md").read_text()
     errors = guide[guide.index("## 5. Errors") : guide.index("## 6. Rate limits")]
-    table = "\n".join(line for line in errors.splitlines() if line.startswith("| 4") or line.startswith("| 5"))
+    table = "\n".join(line for line in errors.splitlines() if line.startswith(("| 4", "| 5")))
     sockets = guide[guide.index("Socket error codes:") :]
     sockets = sockets[: sockets.index("\n\n")]
     return set(CODE.findall(table)) | set(CODE.findall(sockets))
