@@ -23,9 +23,9 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts import keys, lockout, security, tokens
 from accounts.authentication import ApiKeyAuthentication, ApiKeyScope, JWTAuthentication
-from accounts.models import ApiKey, Asset, LedgerEntry, User
+from accounts.models import ApiKey, LedgerEntry, User
 from accounts.payloads import balance_payload, user_payload
-from accounts.selectors import balances_for_user
+from accounts.selectors import asset_exists, balances_for_user, ledger_for_user, user_named
 from accounts.services import balance_adjust, user_register
 from accounts.usernames import username_normalise
 from quantumtrades.core.api import (
@@ -240,7 +240,7 @@ class RegisterView(AuthView):
     )
     def post(self, request):
         data = RegisterInput.parse_body(request)
-        if User.objects.named(data["username"]).exists():  # in any case: "Alice" is alice's
+        if user_named(data["username"]) is not None:  # in any case: "Alice" is alice's
             raise Conflict("That username is taken.", field="username", code=ErrorCode.USERNAME_TAKEN)
         try:
             user = user_register(username=data["username"], email=data["email"], password=data["password"])
@@ -454,12 +454,7 @@ class TransactionsView(generics.ListAPIView):
 
     def get_queryset(self):
         query = LedgerFilter.parse(self.request)
-        entries = LedgerEntry.objects.filter(user=self.request.user).order_by("-id")
-        if "asset" in query:
-            entries = entries.filter(asset_id=query["asset"])
-        if "kind" in query:
-            entries = entries.filter(kind=query["kind"])
-        return entries
+        return ledger_for_user(self.request.user, asset=query.get("asset"), kind=query.get("kind"))
 
     @extend_schema(
         operation_id="user_transactions",
@@ -502,10 +497,10 @@ class BalanceAdjustView(APIView):
     )
     def put(self, request):
         data = BalanceAdjustInput.parse_body(request)
-        user = User.objects.named(data["username"]).first()
+        user = user_named(data["username"])
         if user is None:
             raise InvalidInput(f"There is no user {data['username'][:150]!r}.", field="username")
-        if not Asset.objects.filter(code=data["asset"]).exists():
+        if not asset_exists(data["asset"]):
             raise InvalidInput(f"There is no asset {data['asset']!r}.", field="asset")
         try:
             balance_adjust(

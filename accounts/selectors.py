@@ -9,7 +9,7 @@ from django.db.models.functions import Collate
 
 from quantumtrades.core.money import ZERO, money
 
-from .models import Balance, LedgerEntry
+from .models import Asset, Balance, LedgerEntry, User
 
 # Rows per round trip when reconcile streams a table.
 STREAM_CHUNK = 5000
@@ -101,3 +101,31 @@ def supply_breaches() -> list[Breach]:
 
 def balances_for_user(user) -> list[Balance]:
     return list(Balance.objects.filter(user=user).select_related("asset").order_by("asset_id"))
+
+
+def ledger_for_user(user, *, asset=None, kind=None):
+    """A trader's statement, newest first (keyset pages on the (user, -id) index)."""
+    entries = LedgerEntry.objects.filter(user=user).order_by("-id")
+    if asset is not None:
+        entries = entries.filter(asset_id=asset)
+    if kind is not None:
+        entries = entries.filter(kind=kind)
+    return entries
+
+
+def ledger_after(user, after_id: int, limit: int) -> list[LedgerEntry]:
+    """The next `limit` entries of a trader's statement after `after_id`, oldest first."""
+    return list(LedgerEntry.objects.filter(user=user, id__gt=after_id).order_by("id")[:limit])
+
+
+def user_named(username: str) -> User | None:
+    """The user of that name, in any case (usernames are one per person whatever the case)."""
+    return User.objects.named(username).first()
+
+
+def active_user(user_id) -> User | None:
+    return User.objects.filter(pk=user_id, is_active=True).first()
+
+
+def asset_exists(code: str) -> bool:
+    return Asset.objects.filter(code=code).exists()

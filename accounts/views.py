@@ -30,7 +30,7 @@ from quantumtrades.core.errors import NotFound, ServiceError
 from . import keys, lockout, security
 from .decorators import login_required_page
 from .forms import ApiKeyForm, CodeForm, LoginForm, RegisterForm
-from .models import User
+from .selectors import active_user
 from .services import user_register
 
 # How long the second step of a two-factor login waits for its code.
@@ -94,7 +94,7 @@ class LoginView(auth_views.LoginView):
 
 def login_code(request):
     pending = request.session.get(PENDING_LOGIN)
-    user = User.objects.filter(pk=pending["user"], is_active=True).first() if pending else None
+    user = active_user(pending["user"]) if pending else None
     if user is None or pending["until"] < time.time():
         if request.session.pop(PENDING_LOGIN, None):
             messages.info(request, "Log in again: the code step timed out.")

@@ -11,7 +11,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketdata.models import SYMBOL_FORMAT, SYMBOL_MAX_LENGTH, Market, Side, is_symbol
+from marketdata.models import SYMBOL_FORMAT, SYMBOL_MAX_LENGTH, Market, Side
 from marketdata.selectors import (
     DEFAULT_DEPTH,
     INTERVALS,
@@ -19,6 +19,8 @@ from marketdata.selectors import (
     MAX_DEPTH,
     book_snapshot,
     candles,
+    market_named,
+    markets_all,
     trades_recent,
 )
 from quantumtrades.core.api import (
@@ -148,9 +150,7 @@ class SnapshotQuery(QuerySerializer):
 
 def market_by_symbol(symbol: str, *, field=None) -> Market:
     """The market called `symbol`: NotFound for a path, InvalidInput when `field` names a parameter."""
-    market = None
-    if is_symbol(symbol):
-        market = Market.objects.filter(symbol=symbol).first()
+    market = market_named(symbol)
     if market is None:
         message = f"There is no market {symbol[:SYMBOL_MAX_LENGTH]!r}."
         raise InvalidInput(message, field=field) if field else NotFound(message)
@@ -172,8 +172,7 @@ class MarketsView(PublicView):
         responses={200: MarketSerializer(many=True), **error_responses(401, 429)},
     )
     def get(self, request):
-        markets = Market.objects.order_by("symbol")
-        return Response([market_payload(market) for market in markets])
+        return Response([market_payload(market) for market in markets_all()])
 
 
 class MarketView(PublicView):

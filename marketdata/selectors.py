@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from quantumtrades.core.money import ZERO, money
 
-from .models import INTERVAL_SECONDS, BookLevel, Candle, Interval, Market, Side, Trade
+from .models import INTERVAL_SECONDS, BookLevel, Candle, Interval, Market, Side, Trade, is_symbol
 from .services import bucket_start
 
 DEFAULT_DEPTH = 50
@@ -43,6 +43,17 @@ class BookSnapshot:
         if self.best_bid is None or self.best_ask is None:
             return None
         return self.best_ask - self.best_bid
+
+
+def market_named(symbol: str) -> Market | None:
+    """The market called `symbol`, with its assets; None for any text no market can have."""
+    if not is_symbol(symbol):
+        return None
+    return Market.objects.select_related("base", "quote").filter(symbol=symbol).first()
+
+
+def markets_all() -> list[Market]:
+    return list(Market.objects.select_related("base", "quote").order_by("symbol"))
 
 
 def book_snapshot(*, market: Market, depth: int = DEFAULT_DEPTH) -> BookSnapshot:

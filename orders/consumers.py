@@ -45,6 +45,7 @@ from rest_framework import exceptions
 from accounts.authentication import JWTAuthentication, LoginEnded
 from accounts.keys import api_key_reread
 from accounts.models import User
+from accounts.selectors import active_user
 from marketdata.api import market_by_symbol
 from marketdata.consumers import MarketDataConsumer
 from orders.api import (
@@ -212,7 +213,7 @@ class TradingConsumer(MarketDataConsumer):
             except exceptions.AuthenticationFailed:
                 raise CommandRefused(ErrorCode.NOT_AUTHENTICATED, "This socket's account is disabled.") from None
         if self.trader is None or time.monotonic() - self.trader_read_at > USER_CACHE_SECONDS:
-            trader = User.objects.filter(pk=self.user_id, is_active=True).first()
+            trader = active_user(self.user_id)
             if trader is None:
                 raise CommandRefused(ErrorCode.NOT_AUTHENTICATED, "This socket's account is disabled.")
             self.trader, self.trader_read_at = trader, time.monotonic()

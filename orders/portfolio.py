@@ -7,7 +7,6 @@ from decimal import Decimal
 
 from django.db.models import OuterRef, Subquery
 
-from accounts.models import LedgerEntry
 from accounts.selectors import balances_for_user
 from marketdata.models import Candle, Interval, Market
 from quantumtrades.core.money import ZERO, money
@@ -68,11 +67,6 @@ def portfolio_valuation(user) -> Valuation:
     return Valuation(
         [BalanceRow(b.asset_id, b.available, b.held, prices.get(b.asset_id)) for b in balances_for_user(user)]
     )
-
-
-def ledger_for_user(user):
-    """A trader's statement, newest first."""
-    return LedgerEntry.objects.filter(user=user).order_by("-id")
 
 
 def order_history_for_user(user, *, market=None, status=""):

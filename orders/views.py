@@ -21,9 +21,19 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
 from accounts.decorators import login_required_page
+from accounts.selectors import ledger_after, ledger_for_user
 from marketdata import streams  # option: the market pages' knobs
 from marketdata.models import Market, Side
-from marketdata.selectors import INTERVALS, book_snapshot, candle_tails, candles, ticker, trades_recent
+from marketdata.selectors import (
+    INTERVALS,
+    book_snapshot,
+    candle_tails,
+    candles,
+    market_named,
+    markets_all,
+    ticker,
+    trades_recent,
+)
 from quantumtrades.core.errors import ServiceError
 from quantumtrades.core.money import money_text
 from quantumtrades.core.pagination import keyset_id, keyset_page
@@ -32,7 +42,7 @@ from .engine.rules import stop_market_buy_price
 from .forms import AmendForm, OrderHistoryFilter, OrderTicketForm
 from .live import ALL_KINDS, BALANCES, ORDERS, private_context, private_fragments
 from .models import OrderType
-from .portfolio import ledger_for_user, order_history_for_user, portfolio_valuation
+from .portfolio import order_history_for_user, portfolio_valuation
 from .selectors import order_for_user
 from .services import order_amend, order_cancel, order_place
 from .ticket import SIZE_FRACTIONS, parse_price, ticket_estimate, ticket_size
@@ -72,7 +82,7 @@ def market_overview_row(market: Market) -> dict:
 
 @require_GET
 def home(request):
-    rows = [market_overview_row(market) for market in Market.objects.select_related("base", "quote")]
+    rows = [market_overview_row(market) for market in markets_all()]
     return render(request, "orders/home.html", {"rows": rows})
 
 
@@ -134,7 +144,9 @@ def _market_context(request, market) -> dict:
 
 @require_GET
 def market_page(request, symbol):
-    market = get_object_or_404(Market.objects.select_related("base", "quote"), symbol=symbol)
+    market = market_named(symbol)
+    if market is None:
+        raise Http404("No such market.")
     context = _market_context(request, market)
     if request.user.is_authenticated:
         context.update(private_context(request.user))
@@ -380,7 +392,7 @@ def _ledger_csv_chunks(user):
     after = 0
     while True:
         # Keyset pages in ledger order: constant memory whatever the ledger's length.
-        entries = list(user.ledger_entries.filter(id__gt=after).order_by("id")[:CSV_BATCH])
+        entries = ledger_after(user, after, CSV_BATCH)
         if not entries:
             return
         yield "".join(

@@ -108,4 +108,5 @@ class Conflict(ServiceError):
 
 def error_body(code, message, field=None) -> dict:
     """The one error shape every HTTP answer uses: {"error": {"code", "message", "field"}}."""
-    return {"error": {"code": code, "message": message, "field": field}}
+    # str(): an ErrorCode as the plain text every renderer (JSON, the schema's YAML) writes.
+    return {"error": {"code": str(code), "message": message, "field": field}}

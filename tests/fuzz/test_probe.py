@@ -15,9 +15,9 @@ import os
 import shutil
 
 import pytest
-from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.keys import api_key_create
+from accounts.tokens import api_login_start
 from tests.e2e.conftest import (
     NEEDS_SERVERS,
     servers,  # noqa: F401  (fixture)
@@ -43,7 +43,7 @@ pytestmark = [*NEEDS_SERVERS, pytest.mark.slow]
 def test_a_probe_of_junk_gets_no_server_error_and_leaves_no_traceback_in_the_log(servers, alice):  # noqa: F811
     server = servers.daphne()
     _, secret = api_key_create(user=alice, name="probe", scopes=["read", "trade"])
-    token = str(AccessToken.for_user(alice))
+    token = str(api_login_start(user=alice).access_token)
 
     outcome = asyncio.run(
         probe(

@@ -32,9 +32,9 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from hypothesis import given
 from hypothesis import strategies as st
-from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.keys import api_key_create
+from accounts.tokens import api_login_start
 from marketdata import consumers as marketdata_consumers
 from marketdata import streams
 from marketdata.models import Interval
@@ -199,7 +199,7 @@ def world(market, alice, bob, settings, monkeypatch):
     ]  # fmt: skip
     key, secret = api_key_create(user=bob, name="bob's bot", scopes=["read", "trade"])
     reader, reader_secret = api_key_create(user=alice, name="alice's reader", scopes=["read"])
-    token = str(AccessToken.for_user(alice))
+    token = str(api_login_start(user=alice).access_token)
     ids = [result.order.pk for result in orders]
     plausible = {
         "req_id": often(
