@@ -1,6 +1,6 @@
 """REST API for accounts: registration, JWT login, refresh, logout; API keys; balances and the ledger.
 
-Thin doors (DESIGN section 4): each view checks its input with a strict serializer, calls
+Thin doors (docs/API.md): each view checks its input with a strict serializer, calls
 one service or selector and renders the result. Each login is a family of simplejwt tokens
 (accounts.tokens): refresh tokens rotate and work once, a used one coming back ends the
 whole login, and logout ends it; an ended login's access tokens are refused within

@@ -163,7 +163,7 @@ class ApiKeyAuthentication(BaseAuthentication):
 
 
 class ApiKeyScope(BasePermission):
-    """What a request made with an API key may do (DESIGN section 4).
+    """What a request made with an API key may do (docs/API.md, "API keys").
 
     `read` opens every safe method; `trade` also the order commands (views that set
     `order_commands = True`: place, amend, cancel). Anything else (making keys, operators'

@@ -9,7 +9,7 @@ its owner can tell keys apart. A key acts for its user within its scopes:
 
 `allowed_ips`, when not empty, lists the CIDR networks the key may be used from; the client
 address is the one the throttles and the login lockout see (NUM_PROXIES honoured). Keys
-never make or list keys: a stolen key cannot mint more (DESIGN section 4).
+never make or list keys: a stolen key cannot mint more (docs/API.md, "API keys").
 
 The service API (for the API, the account page and the admin):
     api_key_create(user=, name=, scopes=, allowed_ips=) -> (ApiKey, secret shown once)

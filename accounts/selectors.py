@@ -1,4 +1,4 @@
-"""Reads over balances and the ledger: statements and the money invariants of DESIGN section 3."""
+"""Reads over balances and the ledger: statements and the money invariants of docs/ARCHITECTURE.md, "Money"."""
 
 from dataclasses import dataclass
 from decimal import Decimal

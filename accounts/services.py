@@ -6,7 +6,7 @@ one LedgerEntry per posting. Deposits (the paper grant) and operators' adjustmen
 named doors for single movements; the matching engine builds its postings (hold, release,
 trade, fee) and posts them in one go while it holds the market lock.
 
-Lock order (DESIGN section 2): a caller that also locks a market locks it first; balance
+Lock order (docs/ARCHITECTURE.md, "The engine's transaction"): a caller that also locks a market locks it first; balance
 rows are always locked together, in ascending (user, asset) order, by `balances_lock`.
 """
 

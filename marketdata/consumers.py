@@ -1,10 +1,10 @@
 """WebSocket doors onto the live streams (`marketdata.streams`).
 
-`/ws` speaks JSON to integrators (DESIGN section 5); `/ws/live/<symbol>/` and `/ws/live/`
+`/ws` speaks JSON to integrators (docs/API.md, "WebSocket"); `/ws/live/<symbol>/` and `/ws/live/`
 push htmx fragments to pages. Both are thin: the process's hub owns the books, renders
 every frame once and writes it to the sockets; a consumer parses what its client says.
 
-/ws, beyond DESIGN section 5:
+/ws, in detail (docs/API.md documents each):
 - `ticker` and `candles` (with "interval": 1m, 5m, 1h or 1d) start with the market's
   current ticker or candle, then one message whenever a refresh after trades changed it
   (at most every STATS_INTERVAL: conflated, built once per market for every subscriber);

@@ -1,4 +1,4 @@
-"""Order entry over /ws: the market-data socket, plus the order commands of DESIGN section 5.
+"""Order entry over /ws: the market-data socket, plus the order commands of docs/API.md ("Order entry").
 
 `TradingConsumer` is `marketdata.consumers.MarketDataConsumer` (subscribe, auth, the
 streams) with four more message types. Each is a door onto the same engine as the REST

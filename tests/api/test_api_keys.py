@@ -1,5 +1,5 @@
 """API keys over REST: made and revoked by their owner, hashed at rest, scoped, bound to
-networks, throttled on their own (DESIGN section 4).
+networks, throttled on their own (docs/API.md, "API keys").
 
 Whole-stack: a key's `trade` scope is proven by placing orders, so these live beside the
 other end-to-end API tests rather than in accounts.
