@@ -19,7 +19,7 @@ from orders.engine.command import Command
 from orders.engine.transactions import MAX_ATTEMPTS, _Queued, _retrying, _run_group
 from orders.models import Order
 from orders.selectors import reconcile
-from quantumtrades.core.errors import Conflict
+from quantumtrades.core.errors import Conflict, ErrorCode
 
 from .stories import buy
 
@@ -169,7 +169,7 @@ def test_a_refused_command_of_a_group_leaves_no_writes_and_nothing_to_run_on_com
         Command.begin(market.pk)
         Market.objects.filter(pk=market.pk).update(book_seq=models.F("book_seq") + 100)
         transaction.on_commit(lambda: ran.append(name))
-        raise Conflict("refused")
+        raise Conflict("refused", code=ErrorCode.ORDER_NOT_OPEN)
 
     seq_before = Market.objects.get(pk=market.pk).book_seq
     group = [_Queued(accepted, ("a",), {}), _Queued(refused, ("b",), {}), _Queued(accepted, ("c",), {})]
