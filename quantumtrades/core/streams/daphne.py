@@ -51,10 +51,6 @@ class DaphneSocket:
                 return cls(protocol)
         return None
 
-    @property
-    def open(self) -> bool:
-        return self.protocol.state == self.protocol.STATE_OPEN
-
     def pending_bytes(self) -> int:
         """Bytes written to the socket that the kernel has not taken yet."""
         transport = self.protocol.transport
@@ -65,15 +61,19 @@ class DaphneSocket:
         except (AttributeError, TypeError):
             return 0
 
-    def send(self, text: bytes, wire: bytes) -> None:
+    def send(self, text: bytes, wire: bytes) -> bool:
         """Send one text message: its pre-built `wire` frame when autobahn is idle, else
-        `text` through autobahn (it is between frames of its own)."""
+        `text` through autobahn (it is between frames of its own). False once the
+        connection is no longer open."""
         protocol = self.protocol
+        if protocol.state != protocol.STATE_OPEN:
+            return False
         raw = self.raw if self.raw is not None else self._raw()
         if raw and protocol.send_state == protocol.SEND_STATE_GROUND and not protocol.send_queue:
             self._write(protocol.transport, wire)
         else:
             protocol.sendMessage(text)
+        return True
 
     @staticmethod
     def _write(transport, data: bytes):

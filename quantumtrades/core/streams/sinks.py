@@ -107,10 +107,7 @@ class Sink:
             if self._writer is None:
                 self._writer = asyncio.ensure_future(self._drain())
             return True
-        if not socket.open:
-            return False
-        socket.send(frame.data, frame.wire)
-        return True
+        return socket.send(frame.data, frame.wire)
 
     async def _drain(self):
         # ASGI servers other than daphne (and tests): one writer task per socket.
@@ -146,7 +143,7 @@ class Sink:
             if self.socket is None:
                 self._outbox.append(frame)
                 self._outbox_bytes += len(frame.data)
-            elif self.socket.open:
+            else:
                 self.socket.send(frame.data, frame.wire)  # behind the rest, in the socket's buffer
         self.closing = True
         self.hub.detach(self)
