@@ -44,6 +44,22 @@ class User(AbstractUser):
         error_messages={"unique": "A user with that username already exists."},
     )
 
+    # Market integrity (docs/API.md, "Operators"): the kill switch, the open-order limit and
+    # the dead man's switch. The engine reads them with the user's balances, under its locks.
+    trading_enabled = models.BooleanField(
+        default=True, help_text="Off: the user's orders were cancelled and new ones are refused (the kill switch)."
+    )
+    trading_disabled_reason = models.CharField(max_length=200, blank=True, default="")
+    max_open_orders = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Most orders (resting and pending stops) the user may have open at once. "
+        "Empty: the venue's default (MAX_OPEN_ORDERS, 200).",
+    )
+    # The dead man's switch: unless armed again before then, the user's open orders and
+    # pending stops are cancelled at this time (by whichever process is alive).
+    cancel_orders_at = models.DateTimeField(null=True, blank=True, editable=False)
+
     objects = UserManager()
 
     class Meta(AbstractUser.Meta):
@@ -56,6 +72,12 @@ class User(AbstractUser):
                 Lower("username"),
                 name="user_username_case_insensitive",
                 violation_error_message="A user with that username already exists.",
+            ),
+        ]
+        indexes = [
+            # The dead man's switch's sweeper reads the armed users whose time has come.
+            models.Index(
+                fields=["cancel_orders_at"], condition=Q(cancel_orders_at__isnull=False), name="user_cancel_orders_due"
             ),
         ]
 
@@ -295,3 +317,49 @@ class ApiLogin(models.Model):
 
     def __str__(self):
         return f"{self.user} API login {self.pk.hex[:8]}"
+
+
+class OperatorAction(models.Model):
+    """What an operator (or the venue itself) did, to whom or to which market, and why.
+
+    Append-only, like the ledger: written in the same transaction as the action it
+    records, never changed afterwards. `market` is the symbol, not a foreign key:
+    accounts sits below marketdata.
+    """
+
+    class Kind(models.TextChoices):
+        TRADING_DISABLED = "trading_disabled", "Trading disabled (kill switch)"
+        TRADING_ENABLED = "trading_enabled", "Trading enabled"
+        MARKET_HALTED = "market_halted", "Market halted"
+        MARKET_RESUMED = "market_resumed", "Market resumed"
+        MARKET_RULES_CHANGED = "market_rules_changed", "Market rules changed"
+        ORDER_CANCELLED = "order_cancelled", "Order cancelled"
+        BALANCE_ADJUSTED = "balance_adjusted", "Balance adjusted"
+        USER_LIMITS_CHANGED = "user_limits_changed", "User limits changed"
+
+    # Empty when the venue acted by itself (a circuit breaker, the dead man's switch).
+    operator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    kind = models.CharField(max_length=24, choices=Kind.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="operator_actions",
+        help_text="The user the action was about, if any.",
+    )
+    market = models.CharField(max_length=24, blank=True, default="", help_text="The market's symbol, if any.")
+    reason = models.TextField(blank=True, default="")
+    # What changed: {"field": [old, new], ...}, the orders cancelled, and so on.
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        who = self.operator.username if self.operator_id else "venue"
+        about = self.market or (self.user.username if self.user_id else "")
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {who}: {self.get_kind_display()} {about}".rstrip()

@@ -24,7 +24,7 @@ from quantumtrades.core.money import MONEY_MAX, ZERO, money_checked
 from quantumtrades.core.sql import for_update, insert_rows, select_models, update_and_insert_rows, update_rows
 
 from .events import BalanceChanged
-from .models import Asset, Balance, LedgerEntry, User
+from .models import Asset, Balance, LedgerEntry, OperatorAction, User
 
 Kind = LedgerEntry.Kind
 LEDGER_FIELDS = [
@@ -253,6 +253,27 @@ def paper_grant_deposit(*, user: User) -> None:
     existing = set(Asset.objects.filter(code__in=grant).values_list("code", flat=True))
     for code in sorted(existing):
         balance_deposit(user=user, asset=code, amount=grant[code], reason="paper-trading grant")
+
+
+def operator_action_record(
+    *,
+    operator: User | None,
+    kind: str,
+    reason: str = "",
+    user: User | None = None,
+    market: str = "",
+    details: dict | None = None,
+) -> OperatorAction:
+    """Record what an operator (None: the venue itself) did, and why: the audit trail the
+    admin shows. Call it inside the transaction of the action, so the two commit together."""
+    return OperatorAction.objects.create(
+        operator=operator,
+        kind=kind,
+        user=user,
+        market=market,
+        reason=(reason or "").strip(),
+        details=details or {},
+    )
 
 
 def fee_account() -> User:

@@ -1,4 +1,5 @@
 import re
+from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
@@ -29,6 +30,9 @@ class Market(models.Model):
     class Status(models.TextChoices):
         TRADING = "trading"
         HALTED = "halted"
+        # A call auction: orders rest without matching until `auction_ends_at`, then one
+        # uncross at a single price (docs/API.md, "Auctions").
+        AUCTION = "auction"
 
     symbol = models.CharField(
         max_length=SYMBOL_MAX_LENGTH,
@@ -43,6 +47,41 @@ class Market(models.Model):
     maker_fee = RateField(default=0, help_text="Fee rate for the resting side of a trade, e.g. 0.001.")
     taker_fee = RateField(default=0, help_text="Fee rate for the incoming side of a trade.")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.TRADING)
+    # Market integrity (docs/API.md, "Market rules"): every rule is checked by the engine
+    # inside the command, under the book lock.
+    price_band = RateField(
+        null=True,
+        blank=True,
+        default=Decimal("0.10"),
+        help_text="Limit prices further than this fraction from the reference price (last trade, "
+        "else the middle of the book) are refused; market orders stop there. Empty: no band.",
+    )
+    max_order_quantity = MoneyField(
+        null=True, blank=True, help_text="Largest quantity one order may have, in the base asset. Empty: no limit."
+    )
+    max_order_notional = MoneyField(
+        null=True,
+        blank=True,
+        help_text="Largest price x quantity one order may have, in the quote asset. Empty: no limit.",
+    )
+    circuit_breaker = RateField(
+        null=True,
+        blank=True,
+        default=Decimal("0.05"),
+        help_text="A trade further than this fraction from the window's reference price is not made: "
+        "the market goes into a call auction instead. Empty: no circuit breaker.",
+    )
+    circuit_window_seconds = models.PositiveIntegerField(
+        default=300, help_text="The window whose first trade is the circuit breaker's reference price."
+    )
+    auction_seconds = models.PositiveIntegerField(
+        default=30, help_text="How long a call auction collects orders before it uncrosses."
+    )
+    # When the current auction uncrosses; empty unless the status is auction.
+    auction_ends_at = models.DateTimeField(null=True, blank=True)
+    # The price of the last trade, kept by the engine with the book sequence: the price
+    # band's reference, read with the book lock at no extra cost.
+    last_price = MoneyField(null=True, blank=True, editable=False)
     # Bumped by one in every command's transaction: joins a snapshot to the stream of updates.
     book_seq = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -58,6 +97,29 @@ class Market(models.Model):
                 name="market_fee_rates_in_range",
             ),
             models.CheckConstraint(condition=~Q(base=models.F("quote")), name="market_base_differs_from_quote"),
+            models.CheckConstraint(
+                condition=Q(price_band__isnull=True) | Q(price_band__gt=0, price_band__lt=1),
+                name="market_price_band_in_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(circuit_breaker__isnull=True) | Q(circuit_breaker__gt=0, circuit_breaker__lt=1),
+                name="market_circuit_breaker_in_range",
+            ),
+            models.CheckConstraint(
+                condition=(Q(max_order_quantity__isnull=True) | Q(max_order_quantity__gt=0))
+                & (Q(max_order_notional__isnull=True) | Q(max_order_notional__gt=0)),
+                name="market_size_limits_positive",
+            ),
+            models.CheckConstraint(
+                condition=Q(circuit_window_seconds__gte=1, auction_seconds__gte=1, auction_seconds__lte=3600),
+                name="market_windows_in_range",
+            ),
+            # An auction always knows when it ends; nothing else has an end.
+            models.CheckConstraint(
+                condition=Q(status="auction", auction_ends_at__isnull=False)
+                | (~Q(status="auction") & Q(auction_ends_at__isnull=True)),
+                name="market_auction_has_end",
+            ),
         ]
 
     def __str__(self):
@@ -66,6 +128,10 @@ class Market(models.Model):
     @property
     def is_trading(self):
         return self.status == self.Status.TRADING
+
+    @property
+    def in_auction(self):
+        return self.status == self.Status.AUCTION
 
     def clean(self):
         # price x quantity must be exact in eight decimal places, so settlement never rounds.

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from marketdata.api import SYMBOL_SCHEMA, SymbolField, market_by_symbol
 from marketdata.models import Side
-from orders.models import MAX_ID, Fill, OrderStatus, OrderType, TimeInForce
+from orders.models import MAX_ID, Fill, OrderSource, OrderStatus, OrderType, SelfTradePrevention, TimeInForce
 from orders.payloads import fill_payload, order_payload, result_payload
 from orders.selectors import fills_for_user, order_for_user, orders_for_user, orders_open_for_user
 from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
@@ -50,6 +50,10 @@ class OrderSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=OrderType.choices)
     time_in_force = serializers.ChoiceField(choices=TimeInForce.choices)
     post_only = serializers.BooleanField()
+    stp = serializers.ChoiceField(choices=SelfTradePrevention.choices, help_text="Self-trade prevention.")
+    source = serializers.ChoiceField(
+        choices=OrderSource.choices, help_text="Where the order came from: web, rest, ws, fix, admin or system."
+    )
     price = _decimal(allow_null=True, help_text="Null for market and stop-market orders.")
     quantity = _decimal()
     filled_quantity = _decimal()
@@ -117,6 +121,13 @@ class OrderPlaceInput(StrictSerializer):
         help_text="Default: GTC for limit and stop-limit orders, IOC for market and stop-market orders.",
     )
     post_only = StrictBooleanField(required=False, default=False, help_text="Rejected if it would take.")
+    stp = StrictChoiceField(
+        choices=SelfTradePrevention.choices,
+        required=False,
+        default=SelfTradePrevention.EXPIRE_TAKER,
+        help_text="Self-trade prevention, on meeting a resting order of your own: expire_taker (this order's "
+        "remainder expires), expire_maker (the resting order is cancelled, matching goes on) or expire_both.",
+    )
     client_order_id = StrictCharField(
         min_length=1,
         max_length=64,
@@ -149,6 +160,7 @@ def order_place_arguments(data: dict) -> dict:
         "stop_price": data.get("stop_price"),
         "time_in_force": data.get("time_in_force"),
         "post_only": data["post_only"],
+        "stp": data["stp"],
         "client_order_id": data.get("client_order_id"),
     }
 
@@ -251,7 +263,7 @@ class OrdersView(TradingView, generics.ListAPIView):
     )
     def post(self, request):
         data = OrderPlaceInput.parse_body(request)
-        result = order_place(user=request.user, **order_place_arguments(data))
+        result = order_place(user=request.user, **order_place_arguments(data), source=OrderSource.REST)
         return Response(result_payload(result), status=201 if result.created else 200)
 
     @extend_schema(

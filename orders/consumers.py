@@ -54,7 +54,7 @@ from orders.api import (
     order_amend_arguments,
     order_place_arguments,
 )
-from orders.models import MAX_ID
+from orders.models import MAX_ID, OrderSource
 from orders.payloads import order_payload, result_payload
 from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
 from quantumtrades.core import unavailable
@@ -249,7 +249,7 @@ def place(user, body) -> dict:
     if "order_type" in body:
         body["type"] = body.pop("order_type")
     data = _body(OrderPlaceInput, body)
-    result = order_place(user=user, **order_place_arguments(data))
+    result = order_place(user=user, **order_place_arguments(data), source=OrderSource.WS)
     # created: false when client_order_id repeated an earlier order (REST answers 200, not 201).
     return {**result_payload(result), "created": result.created}
 

@@ -28,6 +28,25 @@ class TimeInForce(models.TextChoices):
     FOK = "FOK", "Fill or kill"
 
 
+class SelfTradePrevention(models.TextChoices):
+    """What happens when an order would trade with a resting order of its own user."""
+
+    EXPIRE_TAKER = "expire_taker", "Expire the incoming order"
+    EXPIRE_MAKER = "expire_maker", "Cancel the resting order, keep matching"
+    EXPIRE_BOTH = "expire_both", "Expire both"
+
+
+class OrderSource(models.TextChoices):
+    """The door an order came through."""
+
+    WEB = "web"
+    REST = "rest"
+    WS = "ws"
+    FIX = "fix"
+    ADMIN = "admin"
+    SYSTEM = "system"
+
+
 class OrderStatus(models.TextChoices):
     PENDING = "pending"  # a stop order, waiting for its trigger: holds funds, not in the book
     OPEN = "open"
@@ -78,6 +97,19 @@ class Order(models.Model):
     type = models.CharField(max_length=11, choices=OrderType.choices, default=OrderType.LIMIT)
     time_in_force = models.CharField(max_length=3, choices=TimeInForce.choices, default=TimeInForce.GTC)
     post_only = models.BooleanField(default=False)
+    stp = models.CharField(
+        "self-trade prevention",
+        max_length=12,
+        choices=SelfTradePrevention.choices,
+        default=SelfTradePrevention.EXPIRE_TAKER,
+        db_default=SelfTradePrevention.EXPIRE_TAKER,
+    )
+    source = models.CharField(
+        max_length=6, choices=OrderSource.choices, default=OrderSource.SYSTEM, db_default=OrderSource.SYSTEM
+    )
+    # The `/ws` socket (LiveSocket) that placed the order with cancel on disconnect; its
+    # orders are cancelled when it closes, or when the process holding it dies.
+    socket_id = models.BigIntegerField(null=True, blank=True, editable=False)
     price = MoneyField(null=True, blank=True, help_text="Limit price; empty for market and stop-market orders.")
     stop_price = MoneyField(null=True, blank=True, help_text="Trigger price of a stop order; empty for others.")
     quantity = MoneyField()
@@ -129,6 +161,12 @@ class Order(models.Model):
                 fields=["market", "side", "stop_price"],
                 condition=Q(status=OrderStatus.PENDING),
                 name="order_pending_stops",
+            ),
+            # Cancel on disconnect: the orders a socket placed that are still open.
+            models.Index(
+                fields=["socket_id"],
+                condition=Q(socket_id__isnull=False, status__in=ACTIVE_STATUSES),
+                name="order_socket_active",
             ),
             # Stops crossed by a command that had triggered as many as one command may; the
             # commands after it run them first. Almost always empty.
@@ -198,6 +236,24 @@ class Order(models.Model):
         if not self.filled_quantity:
             return None
         return self.filled_notional / self.filled_quantity
+
+
+class LiveSocket(models.Model):
+    """A `/ws` socket that asked for cancel on disconnect, and the process that holds it.
+
+    The process refreshes `seen_at` of its sockets every few seconds. When a socket closes
+    its orders are cancelled and its row deleted; when its process dies, the row goes
+    stale, and a sweeper in any process that is alive cancels its orders within
+    CANCEL_ON_DISCONNECT_SECONDS (docs/API.md, "Cancel on disconnect").
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    process = models.CharField(max_length=64, help_text="host:pid of the process holding the socket.")
+    seen_at = models.DateTimeField(db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"socket {self.pk} of {self.user_id} on {self.process}"
 
 
 class Fill(models.Model):

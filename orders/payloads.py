@@ -29,6 +29,8 @@ def order_payload(order) -> dict:
         "type": order.type,
         "time_in_force": order.time_in_force,
         "post_only": order.post_only,
+        "stp": order.stp,
+        "source": order.source,
         "price": _amount(order.price),
         "quantity": _amount(order.quantity),
         "filled_quantity": _amount(order.filled_quantity),

@@ -34,7 +34,17 @@ from .engine.rules import (
     refuse_done,
 )
 from .engine.transactions import book_command
-from .models import MAX_ID, OPEN_STATUSES, STOP_TYPES, Fill, Order, OrderStatus, OrderType
+from .models import (
+    MAX_ID,
+    OPEN_STATUSES,
+    STOP_TYPES,
+    Fill,
+    Order,
+    OrderSource,
+    OrderStatus,
+    OrderType,
+    SelfTradePrevention,
+)
 
 __all__ = [
     "OrderRequest",
@@ -74,8 +84,14 @@ def order_place(
     post_only=False,
     client_order_id=None,
     stop_price=None,
+    stp=SelfTradePrevention.EXPIRE_TAKER,
+    source=OrderSource.SYSTEM,
+    socket_id=None,
 ) -> OrderResult:
     """Place an order. A repeated client_order_id returns the original order (created=False).
+
+    `source` is the door it came through (web, rest, ws, fix, admin, system); `socket_id`
+    the cancel-on-disconnect socket that placed it, if any (orders.LiveSocket).
 
     A stop order (`stop_limit`, `stop_market`) is accepted as `pending`: it holds its funds
     and waits off the book for a trade at or through its stop price (`engine.stops`).
@@ -91,11 +107,12 @@ def order_place(
         post_only=post_only,
         client_order_id=client_order_id,
         stop_price=stop_price,
+        stp=stp,
     )
     try:
         if not market.is_trading:
             raise Conflict(f"{market.symbol} is halted: new orders are refused.", code=ErrorCode.MARKET_HALTED)
-        result = _place(user, request)
+        result = _place(user, request, source, socket_id)
     except (IntegrityError, ServiceError):
         # A repeated client_order_id is caught by its unique constraint as the new order
         # is written, so the usual order (a new id) costs no lookup. A repeat that the
@@ -117,8 +134,8 @@ def _existing(user, client_order_id) -> OrderResult | None:
     return OrderResult(order=order, fills=list(order.fills.select_related("market").order_by("id")), created=False)
 
 
-@book_command(lambda user, request: request.market.pk)
-def _place(user: User, request: OrderRequest) -> OrderResult:
+@book_command(lambda user, request, *rest: request.market.pk)
+def _place(user: User, request: OrderRequest, source: str, socket_id: int | None) -> OrderResult:
     # The new order's id and the first look at the book it may trade with come with the
     # lock, in the same round trip (a stop rests off the book: it only needs its id).
     look = None if request.type in STOP_TYPES else (Side.SELL if request.side == Side.BUY else Side.BUY, request.price)
@@ -149,6 +166,9 @@ def _place(user: User, request: OrderRequest) -> OrderResult:
         post_only=request.post_only,
         price=request.price,
         stop_price=request.stop_price,
+        stp=request.stp,
+        source=source,
+        socket_id=socket_id,
         quantity=request.quantity,
         remaining_quantity=request.quantity,
         # Decimal zeros at the money precision, as the database would hand them back.

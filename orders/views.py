@@ -41,7 +41,7 @@ from quantumtrades.core.pagination import keyset_id, keyset_page
 from .engine.rules import stop_market_buy_price
 from .forms import AmendForm, OrderHistoryFilter, OrderTicketForm
 from .live import ALL_KINDS, BALANCES, ORDERS, private_context, private_fragments
-from .models import OrderType
+from .models import OrderSource, OrderType
 from .portfolio import order_history_for_user, portfolio_valuation
 from .selectors import order_for_user
 from .services import order_amend, order_cancel, order_place
@@ -217,7 +217,7 @@ def ticket_submit(request, symbol):
         confirming = True
     elif form.is_valid():
         try:
-            result = order_place(user=request.user, market=market, **form.order_arguments())
+            result = order_place(user=request.user, market=market, **form.order_arguments(), source=OrderSource.WEB)
         except ServiceError as error:
             form.add_service_error(error)
             status = 422 if error.status == 400 else error.status

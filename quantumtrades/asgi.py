@@ -31,6 +31,13 @@ application = ProtocolTypeRouter(
     }
 )
 
+if settings.SCHEDULER_ENABLED:
+    # The venue's timers (auctions that end, dead man's switches, the orders of sockets
+    # whose process died) run in every server process (quantumtrades.core.scheduler).
+    from quantumtrades.core import scheduler
+
+    scheduler.start()
+
 if os.environ.get("SIMULATE_MARKET_RATE"):
     # The demo's market simulator inside this process. With the embedded in-memory channel
     # layer, events only reach sockets of the process that committed them, so a simulator

@@ -242,6 +242,16 @@ LOGOUT_REDIRECT_URL = "home"
 
 # Every login (API, web page, admin) goes through the lockout: accounts/lockout.py.
 AUTHENTICATION_BACKENDS = ["accounts.backends.LockoutModelBackend"]
+# Market integrity (docs/API.md, "Market rules"): the open orders (resting and pending
+# stops) one user may have, unless the admin sets their own limit.
+MAX_OPEN_ORDERS = env.int("MAX_OPEN_ORDERS", default=200)
+# A cancel-on-disconnect socket whose process stopped refreshing it for this long is
+# presumed dead, and its orders are cancelled by any live process.
+CANCEL_ON_DISCONNECT_SECONDS = env.int("CANCEL_ON_DISCONNECT_SECONDS", default=10)
+# Every server process runs the venue's timers (quantumtrades.core.scheduler); a process
+# that should not (a benchmark's second server, say) sets SCHEDULER=0.
+SCHEDULER_ENABLED = env.bool("SCHEDULER", default=True)
+
 LOGIN_LOCKOUT_ATTEMPTS = env.int("LOGIN_LOCKOUT_ATTEMPTS", default=5)  # failures of one username from one address
 LOGIN_LOCKOUT_IP_ATTEMPTS = env.int("LOGIN_LOCKOUT_IP_ATTEMPTS", default=50)  # failures per client address
 LOGIN_LOCKOUT_WINDOW_MINUTES = env.int("LOGIN_LOCKOUT_WINDOW_MINUTES", default=15)

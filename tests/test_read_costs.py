@@ -131,6 +131,8 @@ def quiet_market(market):
         tick_size=Decimal("0.01"),
         lot_size=Decimal("0.0001"),
         min_notional=Decimal("10"),
+        price_band=None,
+        circuit_breaker=None,
     )
 
 

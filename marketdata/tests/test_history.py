@@ -35,6 +35,8 @@ def market(db):
         tick_size=Decimal("0.01"),
         lot_size=Decimal("0.01"),
         min_notional=Decimal("1"),
+        price_band=None,
+        circuit_breaker=None,
     )
 
 

@@ -38,8 +38,8 @@ Kind = LedgerEntry.Kind
 
 # Columns the engine writes (quantumtrades.core.sql): a new order, then what a command changes.
 ORDER_INSERT_FIELDS = [
-    "user", "market", "client_order_id", "side", "type", "time_in_force", "post_only", "price", "stop_price",
-    "quantity", "filled_quantity", "remaining_quantity", "filled_notional", "held", "status", "priority",
+    "user", "market", "client_order_id", "side", "type", "time_in_force", "post_only", "stp", "source", "socket_id",
+    "price", "stop_price", "quantity", "filled_quantity", "remaining_quantity", "filled_notional", "held", "status", "priority",
     "triggered_at", "created_at", "updated_at",
 ]  # fmt: skip
 ORDER_STATE_FIELDS = [

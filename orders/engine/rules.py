@@ -22,7 +22,16 @@ from marketdata.models import Market, Side
 from quantumtrades.core.errors import Conflict, ErrorCode, InsufficientFunds, InvalidInput
 from quantumtrades.core.money import MONEY_MAX, money, money_ceil, money_checked, money_floor
 
-from ..models import ACTIVE_STATUSES, PRICED_TYPES, STOP_TYPES, Order, OrderStatus, OrderType, TimeInForce
+from ..models import (
+    ACTIVE_STATUSES,
+    PRICED_TYPES,
+    STOP_TYPES,
+    Order,
+    OrderStatus,
+    OrderType,
+    SelfTradePrevention,
+    TimeInForce,
+)
 
 # A stop-market buy has no price to size its hold by. It holds for its quantity at its
 # stop price plus this margin (rounded up to the tick), plus the fee reserve; once
@@ -48,6 +57,7 @@ class OrderRequest:
     post_only: bool
     client_order_id: str | None
     stop_price: Decimal | None = None
+    stp: str = SelfTradePrevention.EXPIRE_TAKER
 
 
 # --- A new order ----------------------------------------------------------------------
@@ -64,6 +74,7 @@ def order_validate(
     post_only=False,
     client_order_id=None,
     stop_price=None,
+    stp=SelfTradePrevention.EXPIRE_TAKER,
 ) -> OrderRequest:
     """Check an order against the market's rules without touching the book.
 
@@ -87,7 +98,9 @@ def order_validate(
     if post_only and time_in_force != TimeInForce.GTC:
         raise InvalidInput("A post-only order rests in the book: use GTC.", field="post_only")
     _client_order_id_check(client_order_id)
-    return OrderRequest(market, side, type, quantity, price, time_in_force, post_only, client_order_id, stop_price)
+    if stp not in SelfTradePrevention.values:
+        raise InvalidInput("stp must be 'expire_taker', 'expire_maker' or 'expire_both'.", field="stp")
+    return OrderRequest(market, side, type, quantity, price, time_in_force, post_only, client_order_id, stop_price, stp)
 
 
 def _stop_price_of(market: Market, type: str, stop_price, post_only) -> Decimal | None:

@@ -47,6 +47,8 @@ def btc_market(assets, fees):
         tick_size=Decimal("0.01"),
         lot_size=Decimal("0.0001"),
         min_notional=Decimal("10"),
+        price_band=None,
+        circuit_breaker=None,
         maker_fee=Decimal("0.001"),
         taker_fee=Decimal("0.002"),
     )

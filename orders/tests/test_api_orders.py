@@ -25,6 +25,8 @@ ORDER_FIELDS = {
     "type",
     "time_in_force",
     "post_only",
+    "stp",
+    "source",
     "price",
     "quantity",
     "filled_quantity",
@@ -336,6 +338,8 @@ def test_cancel_all_without_a_symbol_cancels_on_every_market(as_alice, market):
         tick_size=Decimal("0.01"),
         lot_size=Decimal("0.01"),
         min_notional=Decimal("1"),
+        price_band=None,
+        circuit_breaker=None,
     )
     place(as_alice)
     place(as_alice, symbol=other.symbol, side="sell", price="20.00")

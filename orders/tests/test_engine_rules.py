@@ -410,6 +410,8 @@ def test_a_maker_fee_above_the_taker_fee_is_covered_by_the_hold(assets, fees, ma
         tick_size=D("0.01"),
         lot_size=D("0.01"),
         min_notional=D("1"),
+        price_band=None,
+        circuit_breaker=None,
         maker_fee=D("0.003"),
         taker_fee=D("0.001"),
     )

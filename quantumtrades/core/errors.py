@@ -16,6 +16,8 @@ class ErrorCode(StrEnum):
     INVALID = "INVALID"  # malformed, or against the market's rules
     INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
     PARSE_ERROR = "PARSE_ERROR"  # a body that is not JSON
+    PRICE_OUT_OF_BAND = "PRICE_OUT_OF_BAND"  # a limit price outside the market's price band
+    ORDER_TOO_LARGE = "ORDER_TOO_LARGE"  # past the market's max_order_quantity or max_order_notional
     # 401: who are you
     NOT_AUTHENTICATED = "NOT_AUTHENTICATED"
     TOKEN_INVALID = "TOKEN_INVALID"
@@ -27,6 +29,7 @@ class ErrorCode(StrEnum):
     PERMISSION_DENIED = "PERMISSION_DENIED"
     ADDRESS_NOT_ALLOWED = "ADDRESS_NOT_ALLOWED"
     TWO_FACTOR_REQUIRED = "TWO_FACTOR_REQUIRED"
+    TRADING_DISABLED = "TRADING_DISABLED"  # the user's kill switch is on
     # 404, 405, 406
     NOT_FOUND = "NOT_FOUND"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
@@ -36,6 +39,8 @@ class ErrorCode(StrEnum):
     MARKET_HALTED = "MARKET_HALTED"
     POST_ONLY_WOULD_TAKE = "POST_ONLY_WOULD_TAKE"
     STOP_TRIGGERED = "STOP_TRIGGERED"
+    TOO_MANY_OPEN_ORDERS = "TOO_MANY_OPEN_ORDERS"
+    MARKET_IN_AUCTION = "MARKET_IN_AUCTION"  # market, IOC and FOK orders wait for continuous trading
     USERNAME_TAKEN = "USERNAME_TAKEN"
     # 413, 415
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
@@ -94,6 +99,13 @@ class InsufficientFunds(ServiceError):
 class NotFound(ServiceError):
     status = 404
     code = ErrorCode.NOT_FOUND
+
+
+class TradingDisabled(ServiceError):
+    """An operator has switched the user's trading off (the kill switch)."""
+
+    status = 403
+    code = ErrorCode.TRADING_DISABLED
 
 
 class Conflict(ServiceError):

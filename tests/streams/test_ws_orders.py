@@ -33,7 +33,7 @@ from tests.streams.stream_support import (  # noqa: F401  (fixtures)
 pytestmark = [pytest.mark.timeout(60)]
 
 ORDER_FIELDS = {
-    "id", "client_order_id", "symbol", "side", "type", "time_in_force", "post_only", "price", "quantity",
+    "id", "client_order_id", "symbol", "side", "type", "time_in_force", "post_only", "stp", "source", "price", "quantity",
     "filled_quantity", "remaining_quantity", "average_price", "stop_price", "status", "triggered_at", "created_at",
     "updated_at",
 }  # fmt: skip
