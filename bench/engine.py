@@ -1,6 +1,7 @@
 """Orders per second through the matching engine's service layer on PostgreSQL.
 
     .venv/bin/python bench/engine.py [--seconds 20] [--threads 1,8] [--pg postgresql://postgres@127.0.0.1:5432]
+    .venv/bin/python bench/engine.py --cpu 3000 [--rounds 3]
 
 Builds a fresh database, one market with a populated book and a few hundred funded
 traders, then runs worker threads (one PostgreSQL connection each) that send a realistic
@@ -9,6 +10,12 @@ the spread, and cancels. Reports commands per second and p50/p99 latency per com
 kind, then runs the database ceiling (bench/ceiling/match_ceiling.sql, pgbench, same
 server, same run) and prints the ratio. Nothing here is a test; figures go to
 docs/BENCHMARKS.md.
+
+`--cpu N` measures instead the engine's own CPU per command, which a shared machine
+disturbs far less than throughput: one thread sends one fixed stream of N commands of
+the same mix (the same seed every run), with `time.thread_time()` summed around each, so
+two trees run one after the other compare command for command. `--name` keeps two runs'
+databases apart on one server.
 """
 
 import argparse
@@ -29,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CEILING_DIR = ROOT / "bench" / "ceiling"
 BENCH_DB = "qt_bench_engine"
 CEILING_DB = "qt_bench_ceiling"
+CPU_SEED = 11
 
 
 def psql(server: str, *commands: str) -> None:
@@ -89,10 +97,37 @@ def _price(rng: random.Random, direction: int) -> Decimal:
     return Decimal(100) + direction * Decimal(rng.randint(5, 200)) / 100
 
 
+def command(market, users, rng: random.Random, mine: list):
+    """One command of the mix: 45 % orders that rest, 35 % that cross the spread, 20 %
+    cancels. Returns its kind, and a function that sends it (None: nothing to cancel)."""
+    from orders.services import order_cancel, order_place
+
+    user = rng.choice(users)
+    roll = rng.random()
+    if roll < 0.45:
+        side = rng.choice(["buy", "sell"])
+        price = _price(rng, -1 if side == "buy" else 1)
+
+        def rest():
+            result = order_place(user=user, market=market, side=side, price=price, quantity="1")
+            mine.append((user, result.order.pk))
+
+        return "rest", rest
+    if roll < 0.80:
+        side = rng.choice(["buy", "sell"])
+        price = Decimal("102.50") if side == "buy" else Decimal("97.50")
+        return "cross", lambda: order_place(
+            user=user, market=market, side=side, price=price, quantity="1", time_in_force="IOC"
+        )
+    if not mine:
+        return "cancel", None
+    owner, order_id = mine.pop(rng.randrange(len(mine)))
+    return "cancel", lambda: order_cancel(user=owner, order_id=order_id)
+
+
 def worker(market, users, seconds, seed, results, barrier):
     from django.db import connection
 
-    from orders.services import order_cancel, order_place
     from quantumtrades.core.errors import ServiceError
 
     rng = random.Random(seed)
@@ -102,33 +137,46 @@ def worker(market, users, seconds, seed, results, barrier):
     barrier.wait()
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
-        user = rng.choice(users)
-        roll = rng.random()
+        kind, send = command(market, users, rng, mine)
+        if send is None:
+            continue
         started = time.perf_counter()
         try:
-            if roll < 0.45:
-                kind = "rest"
-                side = rng.choice(["buy", "sell"])
-                result = order_place(
-                    user=user, market=market, side=side, price=_price(rng, -1 if side == "buy" else 1), quantity="1"
-                )
-                mine.append((user, result.order.pk))
-            elif roll < 0.80:
-                kind = "cross"
-                side = rng.choice(["buy", "sell"])
-                price = Decimal("102.50") if side == "buy" else Decimal("97.50")
-                order_place(user=user, market=market, side=side, price=price, quantity="1", time_in_force="IOC")
-            else:
-                kind = "cancel"
-                if not mine:
-                    continue
-                owner, order_id = mine.pop(rng.randrange(len(mine)))
-                order_cancel(user=owner, order_id=order_id)
+            send()
         except ServiceError as exc:
             errors[f"{kind}:{exc.code}"] += 1
         latencies[kind].append(time.perf_counter() - started)
     connection.close()
     results.append((latencies, errors))
+
+
+def cpu_run(market, users, commands: int) -> dict:
+    """The engine's CPU per command over one fixed stream of `commands`, from one thread."""
+    from quantumtrades.core.errors import ServiceError
+
+    rng = random.Random(CPU_SEED)
+    cpu, wall = defaultdict(list), []
+    refused = 0
+    mine = []
+    for _ in range(commands):
+        kind, send = command(market, users, rng, mine)
+        if send is None:
+            continue
+        started, started_wall = time.thread_time(), time.perf_counter()
+        try:
+            send()
+        except ServiceError:
+            refused += 1
+        cpu[kind].append(time.thread_time() - started)
+        wall.append(time.perf_counter() - started_wall)
+    every = [value for values in cpu.values() for value in values]
+    return {
+        "commands": len(every),
+        "cpu_ms_per_command": round(sum(every) / len(every) * 1000, 3),
+        "by_kind_cpu_ms": {kind: round(sum(v) / len(v) * 1000, 3) for kind, v in sorted(cpu.items())},
+        "wall_ms_per_command": round(sum(wall) / len(wall) * 1000, 3),
+        "refused": refused,
+    }
 
 
 def run(market, users, threads, seconds):
@@ -225,10 +273,16 @@ def main():
     parser.add_argument("--traders", type=int, default=300)
     parser.add_argument("--resting", type=int, default=400, help="resting orders per side before the run")
     parser.add_argument("--no-ceiling", action="store_true")
+    parser.add_argument("--cpu", type=int, metavar="N", help="measure CPU per command over N commands instead")
+    parser.add_argument("--rounds", type=int, default=1, help="--cpu: fresh worlds measured one after another")
+    parser.add_argument("--name", default="", help="a suffix for the benchmark's database names")
     parser.add_argument(
         "--switch-interval", type=float, help="sys.setswitchinterval, seconds (default: Python's, as the server)"
     )
     args = parser.parse_args()
+    if args.name:
+        global BENCH_DB, CEILING_DB
+        BENCH_DB, CEILING_DB = f"{BENCH_DB}_{args.name}", f"{CEILING_DB}_{args.name}"
     # Before commands were grouped per market, 0.2 ms let the book lock's holder back in
     # sooner; since, Python's default does as well (docs/BENCHMARKS.md, "The switch
     # interval, again"). The option stays for comparing them.
@@ -243,6 +297,17 @@ def main():
 
     market, users = build_world(args.traders, args.resting)
     connection.close()
+    if args.cpu:
+        for round_ in range(args.rounds):
+            if round_:
+                connection.close()
+                psql(args.pg, f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)", f"CREATE DATABASE {BENCH_DB}")
+                market, users = build_world(args.traders, args.resting)
+            print(json.dumps({"round": round_ + 1, **cpu_run(market, users, args.cpu)}), flush=True)
+        print(json.dumps({"machine": machine(), "reconcile_breaches": len(reconcile())}))
+        connection.close()
+        psql(args.pg, f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        return
     reports = []
     for threads in [int(t) for t in args.threads.split(",")]:
         report = run(market, users, threads, args.seconds)
