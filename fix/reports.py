@@ -34,6 +34,7 @@ SIDE = {"buy": "1", "sell": "2"}
 ORD_TYPE = {"market": "1", "limit": "2", "stop_market": "3", "stop_limit": "4"}
 TIME_IN_FORCE = {"GTC": "1", "IOC": "3", "FOK": "4"}
 ZERO = Decimal(0)
+POST_ONLY_TEXT = "POST_ONLY_WOULD_TAKE: The order would take liquidity, which a post-only order may not."
 
 _unique = itertools.count(1)
 _process_mark = f"{int(time.time()) % 100000:05d}"
@@ -122,8 +123,12 @@ def order_reports(order: dict, fills: list[dict], *, new: bool | None = None, re
     notional = filled * avg
     before = filled - sum((Decimal(f["quantity"]) for f in fills), ZERO)
     before_notional = notional - sum((Decimal(f["quantity"]) * Decimal(f["price"]) for f in fills), ZERO)
+    if new and order["status"] == "rejected":
+        # Accepted and refused by the book in the same command (post-only that would take).
+        text = POST_ONLY_TEXT if order.get("post_only") else None
+        return [report(order, exec_id=f"J{order['id']}", exec_type="8", cum=ZERO, avg=ZERO, text=text, **echo)]
     if new:
-        status = "rejected" if order["status"] == "rejected" else "open"
+        status = "open"
         if order["type"] in ("stop_limit", "stop_market") and not order.get("triggered_at"):
             status = "pending"
         out.append(report(order, exec_id=f"N{order['id']}", exec_type="0", status=status, cum=ZERO, avg=ZERO, **echo))
@@ -154,7 +159,7 @@ def order_reports(order: dict, fills: list[dict], *, new: bool | None = None, re
             )
         )
     ending = {"cancelled": ("C", "4"), "expired": ("E", "C"), "rejected": ("J", "8")}.get(order["status"])
-    if ending is not None and not (new and order["status"] == "rejected"):
+    if ending is not None:
         out.append(report(order, exec_id=f"{ending[0]}{order['id']}", exec_type=ending[1], **echo))
     return out
 

@@ -95,6 +95,8 @@ class Session:
         self.resend_asked_to = 0
         self.logged_on_at = None
         self.stream = None  # fix.gateway.Stream: the user's private stream and market data
+        self.in_command = False
+        self.held_private = []  # the stream's rounds that came while a command ran
 
     # --- The connection's life -------------------------------------------------------
 
@@ -293,7 +295,17 @@ class Session:
         if not self.may_trade:
             self.business_reject(seq, kind, 6, "PERMISSION_DENIED: a drop-copy session (read key) only receives.")
             return
-        self.deliver(await self.db(application.run, handler, self.state, message))
+        # The command's own answers go first; what the stream says meanwhile waits for them
+        # (and its duplicates of them are dropped by ExecID).
+        self.in_command = True
+        try:
+            answers = await self.db(application.run, handler, self.state, message)
+        finally:
+            self.in_command = False
+        self.deliver(answers)
+        held, self.held_private = self.held_private, []
+        for messages in held:
+            self.on_private(messages)
 
     @property
     def may_trade(self) -> bool:
@@ -560,6 +572,9 @@ class Session:
 
     def on_private(self, messages: list[dict]):
         """The `order` and `fill` messages of one round of the stream: report each change."""
+        if self.in_command:
+            self.held_private.append(messages)
+            return
         orders, fills = {}, []
         for message in messages:
             if message.get("type") == "order":
