@@ -40,37 +40,48 @@ ORDER_VIEW = SimpleNamespace(order_commands=True)
 SIDES = {"1": "buy", "2": "sell"}
 ORD_TYPES = {"1": "market", "2": "limit", "3": "stop_market", "4": "stop_limit"}
 TIMES_IN_FORCE = {"1": "GTC", "3": "IOC", "4": "FOK"}
-# The REST field a refusal names, as the FIX tag a client sent.
+# The REST field a refusal names, as the FIX field a client sent.
 FIELD_TAGS = {
-    "client_order_id": 11,
-    "symbol": 55,
-    "side": 54,
-    "type": 40,
-    "price": 44,
-    "stop_price": 99,
-    "quantity": 38,
-    "time_in_force": 59,
-    "post_only": 18,
-    "id": 37,
+    "client_order_id": "ClOrdID (11)",
+    "symbol": "Symbol (55)",
+    "side": "Side (54)",
+    "type": "OrdType (40)",
+    "price": "Price (44)",
+    "stop_price": "StopPx (99)",
+    "quantity": "OrderQty (38)",
+    "time_in_force": "TimeInForce (59)",
+    "post_only": "ExecInst (18)",
+    "id": "OrderID (37)",
 }
 
 
 class Refused(Exception):
-    """A refusal: its Text (58) is "CODE: message"."""
+    """A refusal of the gateway's own: its Text (58) is "CODE: message"."""
 
-    def __init__(self, code, message, field=None):
-        tag = FIELD_TAGS.get(field)
-        super().__init__(f"{code}: {message}" + (f" (tag {tag})" if tag else ""))
+    def __init__(self, code, message):
+        super().__init__(f"{code}: {message}")
         self.code = code
+
+
+def _in_fix_words(message: str, field) -> str:
+    """A REST sentence about a field, naming the FIX field instead ("price: ..." -> "Price (44): ...")."""
+    name = FIELD_TAGS.get(field)
+    if name is None:
+        return message
+    if message.startswith((f"{field}: ", f"{field} ")):
+        return name + message[len(field) :]
+    return f"{name}: {message}"
 
 
 def refusal_text(exc) -> str:
     """Text (58) of any refusal: the REST API's code and message, whatever raised it."""
     if isinstance(exc, Refused):
         return str(exc)
-    if isinstance(exc, ServiceError | exceptions.ValidationError):
+    if isinstance(exc, ServiceError):
+        return f"{exc.code}: {_in_fix_words(exc.message, exc.field)}"
+    if isinstance(exc, exceptions.ValidationError):
         _, error = input_error(exc)
-        return str(Refused(error["code"], error["message"], error.get("field")))
+        return f"{error['code']}: {_in_fix_words(error['message'], error.get('field'))}"
     if unavailable.is_unavailable(exc):
         unavailable.recover(exc)
         error = unavailable.error_body()["error"]
@@ -114,7 +125,7 @@ def _order_id(message) -> int | None:
     if raw is None:
         return None
     if not raw.isdigit() or int(raw) <= 0:
-        raise Refused(ErrorCode.INVALID, "OrderID (37) is the venue's order id, a positive whole number.", "id")
+        raise Refused(ErrorCode.INVALID, "OrderID (37) is the venue's order id, a positive whole number.")
     if int(raw) > MAX_ID:
         raise Refused(ErrorCode.NOT_FOUND, "No such order.")
     return int(raw)
@@ -141,33 +152,31 @@ def _target(user, message) -> Order:
 def new_order(user, message) -> list:
     body = {"symbol": message.get(55), "side": SIDES.get(message.get(54), message.get(54))}
     if message.get(11) is None:
-        raise Refused(ErrorCode.INVALID, "ClOrdID (11) is required.", "client_order_id")
+        raise Refused(ErrorCode.INVALID, "ClOrdID (11) is required.")
     body["client_order_id"] = message.get(11)
     ord_type = message.get(40)
     if ord_type not in ORD_TYPES:
-        raise Refused(ErrorCode.INVALID, "OrdType (40) is 1 (market), 2 (limit), 3 (stop) or 4 (stop limit).", "type")
+        raise Refused(ErrorCode.INVALID, "OrdType (40) is 1 (market), 2 (limit), 3 (stop) or 4 (stop limit).")
     body["type"] = ORD_TYPES[ord_type]
     _decimal_field(message, 44, "price", body)
     _decimal_field(message, 99, "stop_price", body)
     _decimal_field(message, 38, "quantity", body)
     tif = message.get(59)
     if tif == "6":
-        raise Refused(
-            ErrorCode.INVALID, "TimeInForce 6 (GTD, with ExpireTime 126) is not supported yet.", "time_in_force"
-        )
+        raise Refused(ErrorCode.INVALID, "TimeInForce 6 (GTD, with ExpireTime 126) is not supported yet.")
     if tif is not None:
         if tif not in TIMES_IN_FORCE:
-            raise Refused(ErrorCode.INVALID, "TimeInForce (59) is 1 (GTC), 3 (IOC) or 4 (FOK).", "time_in_force")
+            raise Refused(ErrorCode.INVALID, "TimeInForce (59) is 1 (GTC), 3 (IOC) or 4 (FOK).")
         body["time_in_force"] = TIMES_IN_FORCE[tif]
     exec_inst = message.get(18)
     if exec_inst is not None:
         if exec_inst.split() != ["6"]:
-            raise Refused(ErrorCode.INVALID, "ExecInst (18) may only be 6 (post-only).", "post_only")
+            raise Refused(ErrorCode.INVALID, "ExecInst (18) may only be 6 (post-only).")
         body["post_only"] = True
     if 1138 in message:
         raise Refused(ErrorCode.INVALID, "DisplayQty (1138): iceberg orders are not supported yet.")
     if 126 in message:
-        raise Refused(ErrorCode.INVALID, "ExpireTime (126): GTD orders are not supported yet.", "time_in_force")
+        raise Refused(ErrorCode.INVALID, "ExpireTime (126): GTD orders are not supported yet.")
     serializer = OrderPlaceInput(data={k: v for k, v in body.items() if v is not None})
     serializer.is_valid(raise_exception=True)
     result = order_place(user=user, **order_place_arguments(serializer.validated_data), source=OrderSource.FIX)
@@ -235,7 +244,7 @@ def mass_cancel(user, message) -> list:
     market = None
     if kind == "1":
         if not message.get(55):
-            raise Refused(ErrorCode.INVALID, "Symbol (55) is required with MassCancelRequestType 1.", "symbol")
+            raise Refused(ErrorCode.INVALID, "Symbol (55) is required with MassCancelRequestType 1.")
         market = market_by_symbol(message.get(55), field="symbol")
     cancelled = [order_payload(order) for order in orders_cancel_all(user=user, market=market)]
     out = []

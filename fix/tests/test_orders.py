@@ -95,7 +95,7 @@ def test_a_repeated_cl_ord_id_answers_with_the_original_order_and_places_nothing
         ({54: 1, 38: "1", 44: "100", 59: "6", 126: "20300101-00:00:00"}, "GTD"),
         ({54: 1, 38: "1", 44: "100", 1138: "0.5"}, "iceberg"),
         ({54: 1, 38: "1", 44: "100", 18: "A"}, "ExecInst (18)"),
-        ({54: 1, 38: "x", 44: "100"}, "(tag 38)"),
+        ({54: 1, 38: "x", 44: "100"}, "INVALID: OrderQty (38)"),
     ],
 )
 def test_a_refused_order_is_an_execution_report_rejected_with_the_rest_code_in_text(alice_fix, fields, text):
