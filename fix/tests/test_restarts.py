@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import psycopg
@@ -15,6 +16,7 @@ from django.conf import settings
 from django.db import connection
 
 from fix.models import FixSession
+from orders.models import Order
 from tests.e2e.servers import Process
 
 from .client import Client, utc_now
@@ -183,8 +185,15 @@ def test_a_lost_database_gives_refusals_and_the_session_stays_up(market, alice, 
         finally:
             with maintenance() as admin:
                 admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
-        client.new_order("with-db", "buy", "1", "90")
-        accepted = client.expect("8", timeout=30)
+        # The database is back: the pool reconnects within moments, and a refused order,
+        # sent again with the same ClOrdID, is placed once.
+        for _ in range(30):
+            client.new_order("with-db", "buy", "1", "90")
+            accepted = client.expect("8", timeout=30)
+            if accepted[150] == "0":
+                break
+            assert accepted[58].startswith("SERVICE_UNAVAILABLE: ")
+            time.sleep(1)
         client.logout()
     finally:
         gateway.stop()
@@ -193,3 +202,5 @@ def test_a_lost_database_gives_refusals_and_the_session_stays_up(market, alice, 
     assert alive[112] == "still-there"
     assert (accepted[150], accepted[11]) == ("0", "with-db")
     assert FixSession.objects.get(sender_comp_id="ALICE").next_in_seq >= 4
+    assert Order.objects.filter(client_order_id="with-db").count() == 1
+    assert not Order.objects.filter(client_order_id="no-db").exists()
