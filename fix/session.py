@@ -215,9 +215,11 @@ class Session:
             if len(self.held) >= MAX_HELD:
                 self.logout("Too many messages past a sequence gap that was never filled.")
                 return
-            self.held[seq] = message
             if message.msg_type == "2":
+                # Answered at once (FIX allows it), and only its number waits for the gap.
                 await self.process(message, seq, advance=False)
+                message = None
+            self.held[seq] = message
             if self.resend_asked_to < seq:
                 self.resend_asked_to = seq
                 self.send("2", [(7, self.next_in), (16, 0)])

@@ -245,3 +245,20 @@ def test_the_first_message_must_be_a_logon(gateway, trade_key):
     client.send("1", [(112, "hello")])
     assert client.closed()
     client.close()
+
+
+def test_a_resend_request_past_a_gap_is_answered_at_once_and_only_once(connect, trade_key):
+    alice = connect("ALICE")
+    alice.logon(trade_key)  # ours: 1
+
+    alice.send("2", [(7, 1), (16, 1)], seq=4)  # theirs 2 and 3 are missing
+    gap_fill = alice.expect("4", skip=())
+    ask = alice.expect("2", skip=())
+    alice.send("4", [(123, "Y"), (36, 4)], seq=2, poss_dup=True)
+    alice.seq = 5
+    alice.send("1", [(112, "after")])
+
+    assert (gap_fill[34], gap_fill[36]) == ("1", "2")
+    assert (ask[7], ask[16]) == ("2", "0")
+    assert alice.expect("0")[112] == "after"
+    assert [m.type for m in alice.quiet(0.3)] == []
