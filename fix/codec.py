@@ -1,9 +1,10 @@
-"""FIX 4.4 on the wire: framing, checksums and building messages, over `simplefix`.
+"""FIX 4.4 on the wire: framing, checksums, reading fields and building messages.
 
-`simplefix` parses and encodes fields; framing is done here, because a venue must tell a
-garbled message (wrong BodyLength or CheckSum: dropped, as the FIX session rules say) from
-a malformed one (a missing or bad field: answered with Reject (3)), and simplefix's parser
-does not check the checksum.
+`simplefix` builds every message the gateway sends (fields, BodyLength, CheckSum).
+Framing and reading are done here, because a venue must tell a garbled message (wrong
+BodyLength or CheckSum: dropped, as the FIX session rules say) from a malformed one (a
+bad field: answered with Reject (3), which needs the rest of the message read), and
+simplefix's parser neither checks the checksum nor reads past a tag that is not a number.
 """
 
 import datetime
@@ -74,14 +75,23 @@ def next_frame(buffer: bytearray) -> bytes | None:
 class Message:
     """A parsed message: its fields in order, and a lookup by tag (first occurrence)."""
 
-    __slots__ = ("fields", "first", "raw")
+    __slots__ = ("fields", "first", "problem", "raw")
 
     def __init__(self, raw: bytes):
-        parser = simplefix.FixParser()
-        parser.append_buffer(raw)
-        parsed = parser.get_message()
+        # Split here rather than by simplefix's parser, which raises on the first bad tag:
+        # a malformed field must still leave the message's MsgSeqNum readable, to reject it.
+        parsed = [pair.partition(b"=")[::2] for pair in raw.split(SOH)[:-1]]
         self.raw = raw
-        self.fields = [(int(tag), value.decode("latin-1")) for tag, value in parsed]
+        self.fields = []
+        # The first field that makes the message malformed: (tag text, SessionRejectReason 373).
+        self.problem = None
+        for tag, value in parsed:
+            if not tag.isdigit() or int(tag) == 0:
+                self.problem = self.problem or (tag.decode("latin-1")[:16], 0)  # invalid tag number
+                continue
+            if not value:
+                self.problem = self.problem or (tag.decode(), 4)  # tag specified without a value
+            self.fields.append((int(tag), value.decode("latin-1")))
         self.first = {}
         for tag, value in self.fields:
             self.first.setdefault(tag, value)

@@ -246,6 +246,11 @@ class Session:
         if advance:
             self.next_in = seq + 1
         kind = message.msg_type
+        if message.problem is not None:
+            tag, reason = message.problem
+            what = "is not a tag number" if reason == 0 else "has no value"
+            self.reject(seq, f"Field {tag} {what}.", tag=tag if tag.isdigit() else None, reason=reason, msg_type=kind)
+            return
         if 52 not in message:
             self.reject(seq, "SendingTime (52) is required.", tag=52, reason=1, msg_type=kind)
             return

@@ -262,3 +262,20 @@ def test_a_resend_request_past_a_gap_is_answered_at_once_and_only_once(connect, 
     assert (ask[7], ask[16]) == ("2", "0")
     assert alice.expect("0")[112] == "after"
     assert [m.type for m in alice.quiet(0.3)] == []
+
+
+@pytest.mark.parametrize(("field", "tag", "reason"), [(b"58=", "58", "4"), (b"x1=2", None, "0")])
+def test_a_field_without_a_value_or_a_tag_number_is_rejected(connect, trade_key, field, tag, reason):
+    alice = connect("ALICE")
+    alice.logon(trade_key)
+    good = frame([(35, "1"), (49, "ALICE"), (56, "QTRADES"), (34, 2), (52, utc_now()), (112, "x")])
+    body = good[good.index(b"35=") : good.rindex(b"10=")] + field + b"\x01"
+    head = b"8=FIX.4.4\x019=" + str(len(body)).encode() + b"\x01"
+    alice.send_raw(head + body + f"10={sum(head + body) % 256:03d}\x01".encode())
+    alice.seq = 3
+
+    reject = alice.expect("3")
+
+    assert (reject[45], reject[373], reject.get(371)) == ("2", reason, tag)
+    alice.send("1", [(112, "alive")])
+    assert alice.expect("0")[112] == "alive"
