@@ -226,3 +226,17 @@ def test_each_event_is_reported_once_though_both_paths_see_it(alice_fix, rest):
 
     assert [r[150] for r in reports] == ["0", "F"]
     assert alice_fix.quiet(0.8) == []
+
+
+def test_order_commands_count_against_the_keys_rest_throttle(alice_fix, settings):
+    from django.test import override_settings
+
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "orders": "2/minute"}
+    with override_settings(REST_FRAMEWORK={**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}):
+        for index in range(3):
+            alice_fix.new_order(f"t-{index}", "buy", "1", str(90 + index))
+        answers = alice_fix.reports(3)
+
+    assert [a[150] for a in answers] == ["0", "0", "8"]
+    assert answers[2][58].startswith("THROTTLED: Too many requests: retry in ")
+    assert Order.objects.filter(client_order_id__startswith="t-").count() == 2
