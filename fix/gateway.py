@@ -16,15 +16,20 @@ import asyncio
 import datetime
 import json
 import logging
+import os
+import socket
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import close_old_connections
 
 from marketdata.selectors import MAX_DEPTH
 from marketdata.streams import StreamUnavailable, get_hub
 from quantumtrades.core.errors import ErrorCode
 
+from .services import LEASE_SECONDS, fix_sessions_renew
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -45,11 +50,15 @@ class Gateway:
         self.tasks = set()
         self.server = None
         self.hub = None
+        self.renewing = None
+        # This process, as the sessions' `held_by` names it (fix.services.LEASE_SECONDS).
+        self.owner = f"{socket.gethostname()[:64]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     async def start(self):
         self.hub = await get_hub()
         self.server = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = self.server.sockets[0].getsockname()[1]
+        self.renewing = asyncio.get_running_loop().create_task(self._renew())
         log.info("FIX gateway listening on %s:%s", self.host, self.port)
 
     async def serve_forever(self):
@@ -60,6 +69,8 @@ class Gateway:
         """Stop accepting, say Logout to every session, and let their writers finish."""
         if self.server is not None:
             self.server.close()
+        if self.renewing is not None:
+            self.renewing.cancel()
         for session in list(self.sessions):
             if session.state is not None:
                 session.logout(reason)
@@ -68,6 +79,18 @@ class Gateway:
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=5.0)
         self.executor.shutdown(wait=False)
+
+    async def _renew(self):
+        """Keep this process's hold on its sessions (one UPDATE for all of them)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(LEASE_SECONDS / 3)
+            if not self.live:
+                continue
+            try:
+                await loop.run_in_executor(self.executor, _renew, self.owner)
+            except Exception as exc:
+                log.warning("FIX: could not renew the sessions' hold: %s", exc)
 
     def spawn(self, coroutine):
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -305,6 +328,14 @@ class MarketDataSubscription:
         for entry in entries:
             fields += entry
         self.stream.session.send("X", fields)
+
+
+def _renew(owner):
+    close_old_connections()
+    try:
+        fix_sessions_renew(owner=owner)
+    finally:
+        close_old_connections()
 
 
 def _num(text) -> str:

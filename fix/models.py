@@ -23,6 +23,11 @@ class FixSession(models.Model):
     # The MsgSeqNum expected next from the client (the next one we send is one past the
     # last FixMessage of this generation).
     next_in_seq = models.PositiveBigIntegerField(default=1)
+    # The gateway process holding the session's one live connection, until when: renewed
+    # while it lives, so a second gateway refuses the SenderCompID, and a crashed one's
+    # hold lapses on its own (fix.services.LEASE_SECONDS).
+    held_by = models.CharField(max_length=128, blank=True, default="")
+    held_until = models.DateTimeField(null=True, blank=True)
     logged_on_at = models.DateTimeField(null=True, blank=True)
     logged_out_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -24,6 +24,10 @@ EXEC_IDS_DAYS = 2
 # A reconnecting session is sent the reports it missed since its last message, if that
 # was at most this long ago (longer: the client asks with OrderStatusRequest).
 CATCH_UP_HOURS = 24
+# How long a gateway's hold on a session lasts unless renewed (every third of it, for all
+# of a process's sessions in one UPDATE): a crashed gateway's sessions are free again
+# after at most this long.
+LEASE_SECONDS = 6.0
 
 
 class LogonRefused(Exception):
@@ -43,13 +47,16 @@ class LogonResult:
     exec_ids: set = field(default_factory=set)
 
 
-def fix_session_logon(*, username: str, password: str, sender_comp_id: str, address, reset: bool) -> LogonResult:
+def fix_session_logon(
+    *, username: str, password: str, sender_comp_id: str, address, reset: bool, owner: str
+) -> LogonResult:
     """Authenticate a Logon (A) and bind its SenderCompID to the key; LogonRefused if not.
 
     The key is the whole `password` (554); `username` (553) must be its prefix. A key with
     the trade scope opens an order-entry session, a read key a drop-copy session. A
     SenderCompID stays bound to the key that first logged on with it, unless that key is
-    no longer usable and the new key is its user's.
+    no longer usable and the new key is its user's. `owner` (the gateway process) holds
+    the session until it logs out or stops renewing its hold.
     """
     try:
         key = api_key_authenticate(password, address)
@@ -67,6 +74,10 @@ def fix_session_logon(*, username: str, password: str, sender_comp_id: str, addr
             if bound is not None or session.user_id != key.user_id:
                 raise LogonRefused(f"PERMISSION_DENIED: SenderCompID {sender_comp_id} is bound to another API key.")
             session.api_key = key
+        now = timezone.now()
+        if session.held_by and session.held_by != owner and session.held_until and session.held_until > now:
+            raise LogonRefused(f"SenderCompID {sender_comp_id} is already logged on at another gateway.")
+        session.held_by, session.held_until = owner, now + datetime.timedelta(seconds=LEASE_SECONDS)
         session.kind = kind
         if reset:
             session.generation += 1
@@ -107,9 +118,19 @@ class Outgoing:
     exec_id: str | None = None
 
 
-def fix_messages_store(*, session_id: int, generation: int, messages: list[Outgoing], next_in_seq: int) -> None:
-    """Write messages about to be sent, and the MsgSeqNum expected next from the client."""
+def fix_messages_store(
+    *, session_id: int, generation: int, messages: list[Outgoing], next_in_seq: int, let_go: str | None = None
+) -> None:
+    """Write messages about to be sent, and the MsgSeqNum expected next from the client.
+
+    `let_go`: the gateway process letting the session go with these messages (a Logout is
+    among them), so a client that logs on again as soon as it reads the Logout is let in.
+    """
     with transaction.atomic():
+        if let_go is not None:
+            FixSession.objects.filter(pk=session_id, held_by=let_go).update(
+                held_by="", held_until=None, logged_out_at=timezone.now()
+            )
         FixMessage.objects.bulk_create(
             [
                 FixMessage(
@@ -127,12 +148,19 @@ def fix_messages_store(*, session_id: int, generation: int, messages: list[Outgo
         FixSession.objects.filter(pk=session_id).update(next_in_seq=next_in_seq)
 
 
-def fix_session_progress(*, session_id: int, next_in_seq: int, logged_out: bool = False) -> None:
-    """Record the MsgSeqNum expected next (on heartbeats and at logout)."""
-    changes = {"next_in_seq": next_in_seq}
-    if logged_out:
-        changes["logged_out_at"] = timezone.now()
-    FixSession.objects.filter(pk=session_id).update(**changes)
+def fix_session_progress(*, session_id: int, next_in_seq: int, logged_out_by: str | None = None) -> None:
+    """Record the MsgSeqNum expected next (on heartbeats), and at logout let the hold go."""
+    FixSession.objects.filter(pk=session_id).update(next_in_seq=next_in_seq)
+    if logged_out_by is not None:
+        FixSession.objects.filter(pk=session_id, held_by=logged_out_by).update(
+            held_by="", held_until=None, logged_out_at=timezone.now()
+        )
+
+
+def fix_sessions_renew(*, owner: str) -> int:
+    """Renew the hold of every session this gateway process holds (one UPDATE)."""
+    until = timezone.now() + datetime.timedelta(seconds=LEASE_SECONDS)
+    return FixSession.objects.filter(held_by=owner).update(held_until=until)
 
 
 def fix_messages_between(*, session_id: int, generation: int, begin: int, end: int) -> list[FixMessage]:

@@ -158,7 +158,10 @@ class Session:
             self.gateway.session_ended(self)
             try:
                 await self.db(
-                    fix_session_progress, session_id=self.state.session_id, next_in_seq=self.next_in, logged_out=True
+                    fix_session_progress,
+                    session_id=self.state.session_id,
+                    next_in_seq=self.next_in,
+                    logged_out_by=self.gateway.owner,
                 )
             except Exception as exc:
                 log.warning("FIX %s: could not record the logout: %s", self.sender_comp_id, exc)
@@ -350,6 +353,7 @@ class Session:
                 sender_comp_id=sender,
                 address=self.address,
                 reset=reset,
+                owner=self.gateway.owner,
             )
         except LogonRefused as exc:
             return self.refuse_logon(message, str(exc))
@@ -478,6 +482,7 @@ class Session:
                 generation=self.state.generation,
                 messages=outgoing,
                 next_in_seq=self.next_in,
+                let_go=self.gateway.owner if any(m.msg_type == "5" for m in outgoing) else None,
             )
             self.saved_in = self.next_in
         except Exception as exc:

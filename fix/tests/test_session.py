@@ -1,13 +1,17 @@
 """The session layer, driven by a hand-written initiator: logon and logout, heartbeats and
 test requests, sequence numbers, resends, resets, malformed and unsupported messages."""
 
+import datetime
 import time
 
 import pytest
+from django.utils import timezone
 
+from accounts.models import ApiKey
 from fix.models import FixMessage, FixSession
 
 from .client import Client, frame, utc_now
+from .conftest import GatewayThread
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
 
@@ -279,3 +283,39 @@ def test_a_field_without_a_value_or_a_tag_number_is_rejected(connect, trade_key,
     assert (reject[45], reject[373], reject.get(371)) == ("2", reason, tag)
     alice.send("1", [(112, "alive")])
     assert alice.expect("0")[112] == "alive"
+
+
+def test_a_second_gateway_refuses_a_session_another_holds_until_it_is_let_go(connect, trade_key):
+    first = connect("ALICE")
+    first.logon(trade_key)
+    other = GatewayThread().start()
+    try:
+        elsewhere = Client(other.port, "ALICE", seq=2)
+        elsewhere.logon(trade_key, expect=False)
+        refused = elsewhere.expect("5")
+        first.logout()
+        again = Client(other.port, "ALICE", seq=first.seq)
+        answer = again.logon(trade_key)
+        again.logout()
+        elsewhere.close()
+    finally:
+        other.stop()
+
+    assert "already logged on at another gateway" in refused[58]
+    assert answer[34] == "3"
+
+
+def test_the_hold_of_a_gateway_that_died_lapses(connect, trade_key):
+    key = ApiKey.objects.get(prefix=trade_key.split(".")[0])
+    FixSession.objects.create(
+        sender_comp_id="ALICE",
+        api_key=key,
+        user=key.user,
+        kind="order_entry",
+        held_by="gone-host:1:dead",
+        held_until=timezone.now() - datetime.timedelta(seconds=1),
+    )
+    alice = connect("ALICE")
+
+    assert alice.logon(trade_key)[34] == "1"
+    assert FixSession.objects.get(sender_comp_id="ALICE").held_by != "gone-host:1:dead"
