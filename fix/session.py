@@ -34,6 +34,7 @@ import time
 
 from django.db import close_old_connections
 
+from accounts.keys import api_key_reread
 from quantumtrades.core.errors import ErrorCode
 
 from . import application, reports
@@ -61,6 +62,9 @@ RESENT_TYPES = frozenset({"8", "9", "r", "j", "3"})
 SESSION_TYPES = frozenset({"0", "1", "2", "3", "4", "5", "A"})
 READ_SIZE = 65536
 MAX_BUFFER = 1 << 20
+# How often a session's API key is read again (a revoked key's session is logged out).
+KEY_RECHECK_SECONDS = 30.0
+KEY_REFUSED = f"{ErrorCode.API_KEY_INVALID}:"
 # Held messages past a gap: beyond this many the session logs out (a client that never resends).
 MAX_HELD = 10_000
 
@@ -316,6 +320,8 @@ class Session:
         held, self.held_private = self.held_private, []
         for messages in held:
             self.on_private(messages)
+        if any(str(dict(fields).get(58, "")).startswith(KEY_REFUSED) for _, _, fields in answers):
+            self.logout("API_KEY_INVALID: The API key was revoked; log on with another.")
 
     @property
     def may_trade(self) -> bool:
@@ -558,7 +564,7 @@ class Session:
 
     async def _timer(self):
         """Heartbeats, test requests, and the inbound number kept current in the database."""
-        last_saved = self.loop.time()
+        last_saved = key_checked = self.loop.time()
         while not self.closing:
             await asyncio.sleep(min(1.0, self.heartbeat / 4))
             now = self.loop.time()
@@ -572,6 +578,14 @@ class Session:
             elif self.test_request is not None and now - self.test_request[1] > grace:
                 self.logout("No answer to our TestRequest.")
                 return
+            if now - key_checked > KEY_RECHECK_SECONDS:
+                # A drop-copy session sends no commands: its key is read again here, so a
+                # revoked key stops receiving within this long.
+                key_checked = now
+                with contextlib.suppress(Exception):
+                    if await self.db(api_key_reread, self.state.api_key) is None:
+                        self.logout("API_KEY_INVALID: The API key was revoked; log on with another.")
+                        return
             if self.next_in != self.saved_in and now - last_saved > 5.0:
                 last_saved = now
                 try:

@@ -319,3 +319,30 @@ def test_the_hold_of_a_gateway_that_died_lapses(connect, trade_key):
 
     assert alice.logon(trade_key)[34] == "1"
     assert FixSession.objects.get(sender_comp_id="ALICE").held_by != "gone-host:1:dead"
+
+
+def test_a_revoked_key_is_refused_and_its_session_logged_out(connect, trade_key, alice):
+    from accounts.keys import api_key_revoke
+
+    client = connect("ALICE")
+    client.logon(trade_key)
+    api_key_revoke(user=alice, key_id=ApiKey.objects.get(prefix=trade_key.split(".")[0]).pk)
+
+    client.new_order("after-revoke", "buy", "1", "90")
+
+    assert client.expect("8")[58].startswith("API_KEY_INVALID: ")
+    assert client.expect("5")[58].startswith("API_KEY_INVALID: ")
+    assert client.closed()
+
+
+def test_a_revoked_read_keys_drop_copy_is_logged_out_within_the_recheck(connect, read_key, alice, monkeypatch):
+    from accounts.keys import api_key_revoke
+    from fix import session
+
+    monkeypatch.setattr(session, "KEY_RECHECK_SECONDS", 0.5)
+    copy = connect("ALICE-COPY")
+    copy.logon(read_key)
+
+    api_key_revoke(user=alice, key_id=ApiKey.objects.get(prefix=read_key.split(".")[0]).pk)
+
+    assert copy.expect("5", timeout=10)[58].startswith("API_KEY_INVALID: ")
