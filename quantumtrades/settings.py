@@ -57,6 +57,8 @@ INSTALLED_APPS = [
     "accounts",
     "marketdata",
     "orders",
+    # The FIX 4.4 gateway (manage.py fix_gateway): a door above orders.
+    "fix",
 ]
 
 MIDDLEWARE = [

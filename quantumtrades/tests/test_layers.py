@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-APPS = ("accounts", "marketdata", "orders")  # lowest first
+APPS = ("accounts", "marketdata", "orders", "fix")  # lowest first
 CORE = "quantumtrades/core"
 # Calls whose first text argument names an app (label, dotted path or "app.Model").
 BY_NAME = {"get_model", "import_string", "import_module", "ForeignKey", "OneToOneField", "ManyToManyField"}

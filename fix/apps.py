@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class FixConfig(AppConfig):
+    name = "fix"
+    verbose_name = "FIX gateway"
