@@ -92,7 +92,9 @@ def auction_indicative(*, market: Market) -> Uncross | None:
     bids, asks = [], []
     for side, price, quantity in crossing:
         (bids if side == Side.BUY else asks).append((price, quantity))
-    reference = market.last_price if market.last_price is not None else last_price(market)
+    reference = last_price(market)
+    if reference is None:
+        reference = market.last_price
     return uncross_price(bids, asks, reference)
 
 

@@ -34,13 +34,15 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from django.db import connection
+
 from accounts.models import LedgerEntry, OperatorAction
 from accounts.services import operator_action_record
 from marketdata.auction import uncross_price
 from marketdata.models import Market, Side, Trade
 from quantumtrades.core.errors import Conflict, ErrorCode
 from quantumtrades.core.money import money
-from quantumtrades.core.sql import select_models
+from quantumtrades.core.sql import answer, select_models, send
 
 from ..models import OPEN_STATUSES, Fill, Order, OrderStatus, OrderType, SelfTradePrevention, TimeInForce
 from .rules import fee_for, hold_for, insufficient, order_reference
@@ -67,22 +69,21 @@ def breaker_since(market: Market, now: datetime) -> datetime | None:
 
 
 def breaker_reference_read(market_id: int, since: datetime, *, later: bool = False):
-    """Read the trades the reference comes from: the first trade since `since`, and the
-    last trade (the reference when the window has none). Two index seeks (trade_market_time,
+    """The breaker's reference price: the first trade since `since`, else the last trade
+    (None if the market never traded). One statement, two index seeks (trade_market_time,
     trade_market_recent); with `later`, sent now and read by the returned function."""
-    first = select_models(
-        Trade,
-        "market_id = %s AND created_at >= %s",
-        [market_id, since],
-        tail="ORDER BY created_at, id LIMIT 1",
-        later=True,
+    table = Trade._meta.db_table
+    statement = send(
+        # Each side in a subquery: SQLite takes no ORDER BY/LIMIT on a compound's own members.
+        f"SELECT 1, price FROM (SELECT price FROM {table} WHERE market_id = %s AND created_at >= %s "
+        f"ORDER BY created_at, id LIMIT 1) AS first_in_window UNION ALL "
+        f"SELECT 2, price FROM (SELECT price FROM {table} WHERE market_id = %s ORDER BY id DESC LIMIT 1) AS last_trade",
+        [market_id, Trade._meta.get_field("created_at").get_db_prep_value(since, connection), market_id],
     )
-    last = select_models(Trade, "market_id = %s", [market_id], tail="ORDER BY id DESC LIMIT 1", later=True)
 
     def read() -> Decimal | None:
-        found = first(), last()  # both read: each statement's answer must be taken
-        found = found[0] or found[1]
-        return found[0].price if found else None
+        rows = sorted(answer(statement))
+        return money(Decimal(str(rows[0][1]))) if rows else None
 
     return read if later else read()
 
@@ -207,9 +208,9 @@ def uncross(command: "Command") -> bool:
     book = select_models(Order, f"market_id = %s AND {_IN_BOOK_SQL}", [market.pk], tail="ORDER BY priority")
     for order in book:
         order.market = market
-    reference = market.last_price
-    if reference is None:
-        reference = breaker_reference_read(market.pk, command.now)  # the last trade, if any
+    # The reference is the last trade (the tape's, as GET /api/markets and the streams
+    # read it for the indicative price).
+    reference = breaker_reference_read(market.pk, command.now)
     while True:
         plan = _plan(book, reference)
         price, pairs, conflict = plan if plan is not None else (None, [], None)
