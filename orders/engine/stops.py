@@ -145,13 +145,13 @@ def run_crossed(command: "Command") -> None:
     """Trigger the stops the command's trades crossed, in the order they were accepted;
     their own trades may cross more (a cascade, MAX_TRIGGERS_PER_COMMAND at most)."""
     crossed_stops = command.crossed_stops
-    if crossed_stops and command.market.in_auction:
-        # The circuit breaker stopped the command: its stops wait for the uncross, which
-        # runs every stop left marked triggered (`auction`, `orders.auctions`).
-        _defer(command)
-        return
     while crossed_stops:
         stop_id = min(crossed_stops, key=lambda pk: crossed_stops[pk].priority)
+        if command.market.in_auction:
+            # The circuit breaker stopped the command (or a stop it triggered): the rest
+            # wait for the uncross, which runs every stop left marked triggered (`auction`).
+            _defer(command)
+            return
         if command.triggered == MAX_TRIGGERS_PER_COMMAND:
             _defer(command)
             return

@@ -371,3 +371,20 @@ def test_a_market_in_auction_halts(market):
     market = status(market)
     assert market.status == Market.Status.HALTED and market.auction_ends_at is None
     assert auction_end(market_id=market.pk) is False
+
+
+def test_a_stop_that_trips_the_breaker_leaves_the_cascade_for_the_uncross(breaker_market, alice, bob, carol):
+    sell(alice, "1", at="100")
+    buy(bob, "1", at="100")
+    first = stop_buy(carol, "1", "101", at="120").order  # triggers, then meets 106: past the breaker
+    second = stop_buy(carol, "1", "101", at="125").order  # crossed too, waits for the uncross
+    sell(alice, "1", at="101")
+    sell(alice, "1", at="106")
+    buy(bob, "1", at="101")
+    market = status(breaker_market)
+    assert market.status == Market.Status.AUCTION
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == "open" and first.price == D("120")  # triggered: rests in the auction
+    assert second.status == "pending" and second.triggered_at is not None
+    clean()
