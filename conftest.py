@@ -5,6 +5,16 @@ import os
 import pytest
 
 
+def pytest_configure(config):
+    # No scheduler thread in the test process (quantumtrades.asgi starts one when a test
+    # imports the application): its jobs would run against the test database between a
+    # test's steps. Tests play a tick with `scheduler.run_due()`; a server process a test
+    # starts has its own settings.
+    from django.conf import settings
+
+    settings.SCHEDULER_ENABLED = False
+
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """Throttle counters, login lockouts, and what the process remembers of the database

@@ -8,6 +8,10 @@ every frame once and writes it to the sockets; a consumer parses what its client
 - `ticker` and `candles` (with "interval": 1m, 5m, 1h or 1d) start with the market's
   current ticker or candle, then one message whenever a refresh after trades changed it
   (at most every STATS_INTERVAL: conflated, built once per market for every subscriber);
+- `status` starts with the market's `market_status` (its status; in a call auction when
+  it ends and the indicative price and volume), then one whenever that changes: a halt, a
+  resume, a circuit breaker's auction, the uncross, and in an auction the book's changes
+  (conflated with its book updates);
 - replies: {"type": "subscribed" | "unsubscribed", "channels", "symbols"} before the
   snapshots; {"type": "pong", "time"[, "id"]}; {"type": "authenticated", "user": {"id",
   "username"}[, "api_key": {"id", "name", "scopes"}]} after {"type": "auth", "token"} or
@@ -74,8 +78,8 @@ SESSION_CHECK_SECONDS = 10.0
 # (accounts.authentication, at most USER_CACHE_SECONDS old) in the event loop; only when
 # that copy is stale does it read them again, in a thread, for every socket of the user.
 TOKEN_CHECK_SECONDS = 2.0
-CHANNELS = ("book", "trades", "ticker", "candles", "orders")
-PUBLIC_CHANNELS = {"book", "trades", "ticker", "candles"}
+CHANNELS = ("book", "trades", "ticker", "candles", "status", "orders")
+PUBLIC_CHANNELS = {"book", "trades", "ticker", "candles", "status"}
 INTERVALS = tuple(Interval.values)
 # An alias with no channel layer: sockets get their frames from the hub, so none of them
 # opens a layer channel (a Redis subscription) of its own.
@@ -303,7 +307,9 @@ class MarketDataConsumer(StreamConsumer):
         channels = list(dict.fromkeys(channels))
         symbols = list(dict.fromkeys(symbols))
         if PUBLIC_CHANNELS.intersection(channels) and not symbols:
-            raise RequestError(ErrorCode.BAD_REQUEST, 'The book, trades, ticker and candles channels need "symbols".')
+            raise RequestError(
+                ErrorCode.BAD_REQUEST, 'The book, trades, ticker, candles and status channels need "symbols".'
+            )
         if len(symbols) > MAX_SYMBOLS:
             raise RequestError(ErrorCode.BAD_REQUEST, f"At most {MAX_SYMBOLS} symbols.")
         bad = [s for s in symbols if not is_symbol(s)]
@@ -366,6 +372,8 @@ class MarketDataConsumer(StreamConsumer):
                 self.hub.subscribe_stats(self.sink, market, streams.stats_key("ticker"))
             if "candles" in channels:
                 self.hub.subscribe_stats(self.sink, market, streams.stats_key("candles", interval))
+            if "status" in channels:
+                self.hub.subscribe_stats(self.sink, market, streams.stats_key("status"))
         if "orders" in channels:
             self.hub.subscribe_private(self.sink, self.user_id)
 
@@ -385,7 +393,7 @@ class MarketDataConsumer(StreamConsumer):
                     channel, _, key_interval = key.partition(":")
                     if followed is not market or channel not in channels:
                         continue
-                    if channel == "ticker" or interval in (None, key_interval):
+                    if channel != "candles" or interval in (None, key_interval):
                         self.hub.unsubscribe_stats(self.sink, market, key)
         if "orders" in channels:
             self.hub.unsubscribe_private(self.sink)

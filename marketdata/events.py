@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from .payloads import levels_payload, trade_message
+from .payloads import levels_payload, market_status_message, trade_message
 
 Level = tuple[Decimal, Decimal]  # (price, new total quantity); quantity 0 removes the level
 
@@ -53,3 +53,22 @@ class TradeExecuted:
             taker_side=self.taker_side,
             time=self.time,
         )
+
+
+@dataclass(frozen=True)
+class MarketStatusChanged:
+    """A market's status changed: halted, resumed into an auction, a circuit breaker's
+    auction, an uncross back to trading. The streams add the indicative price and volume
+    from the book they keep (`streams.market`)."""
+
+    market_id: int
+    symbol: str
+    status: str
+    auction_ends_at: datetime | None
+
+    @classmethod
+    def of(cls, market) -> "MarketStatusChanged":
+        return cls(market.pk, market.symbol, market.status, market.auction_ends_at)
+
+    def as_message(self) -> dict:
+        return market_status_message(symbol=self.symbol, status=self.status, auction_ends_at=self.auction_ends_at)

@@ -2,11 +2,11 @@
 wherever they go: REST answers, the `/ws` messages and the events the streams carry
 (docs/API.md, "Market data" and "Server messages")."""
 
-from quantumtrades.core.money import money_text
+from quantumtrades.core.money import ZERO, money, money_text
 from quantumtrades.core.streams import utc_now_text
 
 from .models import Market
-from .selectors import ticker
+from .selectors import auction_indicative, ticker
 
 
 def levels_payload(levels) -> list:
@@ -41,8 +41,11 @@ def trade_message(**trade) -> dict:
 
 
 def market_payload(market: Market) -> dict:
-    """A market's rules, status and 24-hour ticker (GET /api/markets)."""
+    """A market's rules, status and 24-hour ticker (GET /api/markets); in an auction, its
+    indicative price and volume (null outside one)."""
     tick = ticker(market=market)
+    in_auction = market.in_auction
+    indicative = auction_indicative(market=market) if in_auction else None
     return {
         "symbol": market.symbol,
         "base": market.base_id,
@@ -53,6 +56,15 @@ def market_payload(market: Market) -> dict:
         "min_notional": money_text(market.min_notional),
         "maker_fee": money_text(market.maker_fee),
         "taker_fee": money_text(market.taker_fee),
+        "price_band": money_text(market.price_band),
+        "max_order_quantity": money_text(market.max_order_quantity),
+        "max_order_notional": money_text(market.max_order_notional),
+        "circuit_breaker": money_text(market.circuit_breaker),
+        "circuit_window_seconds": market.circuit_window_seconds,
+        "auction_seconds": market.auction_seconds,
+        "auction_ends_at": _time_text(market.auction_ends_at),
+        "indicative_price": money_text(indicative.price) if indicative else None,
+        "indicative_volume": money_text(indicative.volume if indicative else money(ZERO)) if in_auction else None,
         "ticker": {
             "last_price": money_text(tick.last_price),
             "open_24h": money_text(tick.open_24h),
@@ -65,6 +77,22 @@ def market_payload(market: Market) -> dict:
             "trades_24h": tick.trades_24h,
         },
     }
+
+
+def market_status_message(*, symbol: str, status: str, auction_ends_at=None, indicative=None) -> dict:
+    """/ws `market_status` (the `status` channel): the market's status and, in an auction,
+    when it ends and its indicative price and volume (`indicative`, a
+    `marketdata.auction.Uncross` or None when the book does not cross)."""
+    message = {"type": "market_status", "symbol": symbol, "status": status}
+    if status == Market.Status.AUCTION:
+        message["auction_ends_at"] = _time_text(auction_ends_at)
+        message["indicative_price"] = money_text(indicative.price) if indicative else None
+        message["indicative_volume"] = money_text(indicative.volume if indicative else money(ZERO))
+    return message
+
+
+def _time_text(moment) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment is not None else None
 
 
 def candle_payload(candle) -> dict:

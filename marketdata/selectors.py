@@ -10,10 +10,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
+from django.db.models import Q, Subquery
 from django.utils import timezone
 
 from quantumtrades.core.money import ZERO, money
 
+from .auction import Uncross, uncross_price
 from .models import INTERVAL_SECONDS, BookLevel, Candle, Interval, Market, Side, Trade, is_symbol
 from .services import bucket_start
 
@@ -75,6 +77,25 @@ def book_snapshot(*, market: Market, depth: int = DEFAULT_DEPTH) -> BookSnapshot
         bids = list(levels.filter(side=Side.BUY).order_by("-price").values_list("price", "quantity")[:depth])
         asks = list(levels.filter(side=Side.SELL).order_by("price").values_list("price", "quantity")[:depth])
     return BookSnapshot(symbol=market.symbol, seq=seq, bids=bids, asks=asks)
+
+
+def auction_indicative(*, market: Market) -> Uncross | None:
+    """The price and volume the market's auction would uncross at now (docs/API.md, "Call
+    auctions"), from its book levels: only those that can cross are read (bids at or above
+    the lowest ask, asks at or below the highest bid). None when nothing crosses."""
+    levels = BookLevel.objects.filter(market=market, quantity__gt=0)
+    lowest_ask = levels.filter(side=Side.SELL).order_by("price").values("price")[:1]
+    highest_bid = levels.filter(side=Side.BUY).order_by("-price").values("price")[:1]
+    crossing = levels.filter(
+        Q(side=Side.BUY, price__gte=Subquery(lowest_ask)) | Q(side=Side.SELL, price__lte=Subquery(highest_bid))
+    ).values_list("side", "price", "quantity")
+    bids, asks = [], []
+    for side, price, quantity in crossing:
+        (bids if side == Side.BUY else asks).append((price, quantity))
+    reference = last_price(market)
+    if reference is None:
+        reference = market.last_price
+    return uncross_price(bids, asks, reference)
 
 
 def tape(market: Market):

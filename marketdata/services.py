@@ -10,31 +10,147 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.utils import timezone
 
+from accounts.models import OperatorAction, User
+from accounts.services import operator_action_record
 from quantumtrades.core import sql
+from quantumtrades.core.errors import InvalidInput
+from quantumtrades.core.events import publish_on_commit
 from quantumtrades.core.money import MONEY_DECIMAL_PLACES, MONEY_QUANTUM, money
 from quantumtrades.core.sql import for_update, select_models
 
 from .models import INTERVAL_SECONDS, BookLevel, Candle, Interval, Market, Trade
 
+# The rules an operator may change (PATCH /api/markets/{symbol}, the admin), in the order
+# they are checked and audited.
+MARKET_RULE_FIELDS = (
+    "tick_size", "lot_size", "min_notional", "maker_fee", "taker_fee", "price_band", "max_order_quantity",
+    "max_order_notional", "circuit_breaker", "circuit_window_seconds", "auction_seconds",
+)  # fmt: skip
+# Open orders hold their fee reserve at the rates of the day they were accepted (and
+# `reconcile` checks them against today's): fees change only on a market without any.
+FEE_FIELDS = ("maker_fee", "taker_fee")
 
-@transaction.atomic
-def market_set_status(*, market: Market, status: str) -> Market:
-    """Halt or resume trading. Takes the book lock, so no command is half-way through."""
-    market = Market.objects.select_for_update().get(pk=market.pk)
-    if market.status != status:
-        market.status = status
-        market.save(update_fields=["status"])
+
+def market_set_status(*, market: Market, status: str, operator: User | None = None, reason: str = "") -> Market:
+    """Halt a market, or resume it: a resumed market opens with a call auction of
+    `auction_seconds` (docs/API.md, "Call auctions"), never straight into trading. Takes
+    the book lock, so no command is half-way through; audited with the operator; the
+    streams are told after commit. A market in an auction asked to trade stays in it."""
+    if status not in (Market.Status.HALTED, Market.Status.TRADING):
+        raise InvalidInput("status must be 'halted' or 'trading'.", field="status")
+    with transaction.atomic():
+        market = Market.objects.select_for_update().get(pk=market.pk)
+        if status == Market.Status.HALTED and market.status != Market.Status.HALTED:
+            market.status, market.auction_ends_at = Market.Status.HALTED, None
+            kind = OperatorAction.Kind.MARKET_HALTED
+        elif status == Market.Status.TRADING and market.status == Market.Status.HALTED:
+            market.status = Market.Status.AUCTION
+            market.auction_ends_at = timezone.now() + timedelta(seconds=market.auction_seconds)
+            kind = OperatorAction.Kind.MARKET_RESUMED
+        else:
+            return market
+        market.save(update_fields=["status", "auction_ends_at"])
+        details = {"status": market.status}
+        if market.auction_ends_at is not None:
+            details["auction_ends_at"] = market.auction_ends_at.isoformat()
+        operator_action_record(operator=operator, kind=kind, market=market.symbol, reason=reason, details=details)
+        from .events import MarketStatusChanged  # events -> payloads -> selectors -> services
+
+        publish_on_commit([MarketStatusChanged.of(market)])
     return market
 
 
-def market_halt(*, market: Market) -> Market:
-    return market_set_status(market=market, status=Market.Status.HALTED)
+def market_halt(*, market: Market, operator: User | None = None, reason: str = "") -> Market:
+    return market_set_status(market=market, status=Market.Status.HALTED, operator=operator, reason=reason)
 
 
-def market_resume(*, market: Market) -> Market:
-    return market_set_status(market=market, status=Market.Status.TRADING)
+def market_resume(*, market: Market, operator: User | None = None, reason: str = "") -> Market:
+    """Resume a halted market through a call auction."""
+    return market_set_status(market=market, status=Market.Status.TRADING, operator=operator, reason=reason)
+
+
+def market_rules_change(*, market: Market, changes: dict, operator: User | None, reason: str = "") -> Market:
+    """Change some of a market's rules (MARKET_RULE_FIELDS; None clears a nullable one),
+    checked as the model's constraints and `Market.clean` check them, under the book lock
+    and audited with {field: [old, new]}. The engine reads the rules again under the lock,
+    so the change counts at once in every process. Fees change only on a market with no
+    open orders or pending stops (FEE_FIELDS)."""
+    unknown = set(changes) - set(MARKET_RULE_FIELDS)
+    if unknown:
+        raise InvalidInput(f"{sorted(unknown)[0]} is not a market rule.", field=sorted(unknown)[0])
+    with transaction.atomic():
+        market = Market.objects.select_for_update().get(pk=market.pk)
+        before = {name: getattr(market, name) for name in MARKET_RULE_FIELDS}
+        for name, value in changes.items():
+            setattr(market, name, value)
+        changed = {name: [before[name], getattr(market, name)] for name in changes if before[name] != changes[name]}
+        if not changed:
+            return market
+        _rules_check(market)
+        if any(name in changed for name in FEE_FIELDS) and _has_active_orders(market):
+            name = next(name for name in FEE_FIELDS if name in changed)
+            raise InvalidInput(
+                "Fees can change only while the market has no open orders or pending stops: "
+                "their holds were reserved at today's rates. Halt it and cancel them first.",
+                field=name,
+            )
+        market.save(update_fields=list(changed))
+        operator_action_record(
+            operator=operator,
+            kind=OperatorAction.Kind.MARKET_RULES_CHANGED,
+            market=market.symbol,
+            reason=reason,
+            details={name: [_text(old), _text(new)] for name, (old, new) in changed.items()},
+        )
+    return market
+
+
+def _has_active_orders(market: Market) -> bool:
+    # marketdata sits below orders: the orders table by name, the statuses as orders has them.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM orders_order WHERE market_id = %s AND status IN ('pending', 'open', 'partially_filled') "
+            "LIMIT 1",
+            [market.pk],
+        )
+        return cursor.fetchone() is not None
+
+
+def _rules_check(market: Market) -> None:
+    """The model's constraints and `Market.clean`, as the API's refusals (400, naming the field)."""
+    for name in ("tick_size", "lot_size"):
+        if getattr(market, name) is None or getattr(market, name) <= 0:
+            raise InvalidInput(f"{name} must be positive.", field=name)
+    if market.min_notional is None or market.min_notional < 0:
+        raise InvalidInput("min_notional must be zero or positive.", field="min_notional")
+    for name in FEE_FIELDS:
+        rate = getattr(market, name)
+        if rate is None or not 0 <= rate < 1:
+            raise InvalidInput(f"{name} must be at least 0 and below 1.", field=name)
+    for name in ("price_band", "circuit_breaker"):
+        rate = getattr(market, name)
+        if rate is not None and not 0 < rate < 1:
+            raise InvalidInput(f"{name} must be above 0 and below 1, or null for none.", field=name)
+    for name in ("max_order_quantity", "max_order_notional"):
+        limit = getattr(market, name)
+        if limit is not None and limit <= 0:
+            raise InvalidInput(f"{name} must be positive, or null for no limit.", field=name)
+    if market.circuit_window_seconds is None or market.circuit_window_seconds < 1:
+        raise InvalidInput("circuit_window_seconds must be at least 1.", field="circuit_window_seconds")
+    if market.auction_seconds is None or not 1 <= market.auction_seconds <= 3600:
+        raise InvalidInput("auction_seconds must be from 1 to 3600.", field="auction_seconds")
+    try:
+        market.clean()
+    except ValidationError as exc:
+        raise InvalidInput(exc.messages[0], field="lot_size") from None
+
+
+def _text(value):
+    return f"{value.normalize():f}" if isinstance(value, Decimal) else value
 
 
 def market_lock(*, market_id: int, later: bool = False):

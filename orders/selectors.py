@@ -88,7 +88,10 @@ def book_breaches() -> list[Breach]:
     for market in Market.objects.all():
         best_bid = Order.objects.bids(market).values_list("price", flat=True).first()
         best_ask = Order.objects.asks(market).values_list("price", flat=True).first()
-        if best_bid is not None and best_ask is not None and best_bid >= best_ask:
+        # A call auction's book may cross (its orders rest without matching), and so may a
+        # market halted during one: the uncross undoes it.
+        crossed = best_bid is not None and best_ask is not None and best_bid >= best_ask
+        if crossed and market.is_trading:
             breaches.append(Breach(4, market.symbol, f"crossed book: bid {best_bid} >= ask {best_ask}"))
         from_orders = {
             (row["side"], row["price"]): summed(row["quantity"])

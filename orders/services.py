@@ -10,6 +10,7 @@ Callers import the commands from here, and the few rules they need too (`__all__
 from dataclasses import dataclass, field, fields
 
 from django.db import IntegrityError
+from django.utils import timezone
 
 from accounts.models import User
 from marketdata.models import Market, Side
@@ -18,7 +19,7 @@ from quantumtrades.core.money import ZERO, money
 from quantumtrades.core.sql import cursor as sql_cursor
 from quantumtrades.core.sql import select_models
 
-from .engine import stops
+from .engine import auction, stops
 from .engine.caches import forget_markets, resolve_market
 from .engine.command import Command
 from .engine.matching import execute
@@ -110,8 +111,8 @@ def order_place(
         stp=stp,
     )
     try:
-        if not market.is_trading:
-            raise Conflict(f"{market.symbol} is halted: new orders are refused.", code=ErrorCode.MARKET_HALTED)
+        # The market's status is judged under the book lock only (`_place`): this copy of
+        # the market may be seconds old, and a halt, a resume or an auction counts at once.
         result = _place(user, request, source, socket_id)
     except (IntegrityError, ServiceError):
         # A repeated client_order_id is caught by its unique constraint as the new order
@@ -142,13 +143,17 @@ def _place(user: User, request: OrderRequest, source: str, socket_id: int | None
     try:
         market = request.market
         command = Command.begin(
-            market.pk, look=look, taker=(user.pk, market.base_id, market.quote_id) if look else None, new_order=True
+            market.pk,
+            look=look,
+            taker=(user.pk, market.base_id, market.quote_id) if look else None,
+            new_order=True,
+            breaker_since=auction.breaker_since(market, timezone.now()) if look else None,
         )
     except Market.DoesNotExist:  # gone since this process last read it
         forget_markets()
         raise InvalidInput(f"There is no market {request.market.symbol[:24]!r}.", field="symbol") from None
     market = command.market
-    if not market.is_trading:
+    if market.status == Market.Status.HALTED:
         raise Conflict(f"{market.symbol} is halted: new orders are refused.", code=ErrorCode.MARKET_HALTED)
     if any(getattr(market, rule) != getattr(request.market, rule) for rule in MARKET_RULES):
         # The rules changed since the order was checked: check it against today's.
@@ -181,6 +186,8 @@ def _place(user: User, request: OrderRequest, source: str, socket_id: int | None
     if taker.type in STOP_TYPES:
         stops.accept(command, taker)
         return OrderResult(order=taker, fills=[], created=True)
+    if market.in_auction:  # rests without matching, or is refused
+        return OrderResult(order=taker, fills=auction.place(command, taker), created=True)
     fills = execute(command, taker, new=True)
     return OrderResult(order=taker, fills=fills, created=True, stops_due=command.stops_due)
 
@@ -356,13 +363,15 @@ def _amend(user, market_id, order_id, new_price, new_quantity, new_stop_price=No
         command.finish(None)
         return OrderResult(order=order, created=False)
 
-    if market.status != Market.Status.TRADING:
+    if market.status == Market.Status.HALTED:
         raise Conflict(
             f"{market.symbol} is halted: orders can be cancelled, not re-priced.", code=ErrorCode.MARKET_HALTED
         )
     # A new price or more quantity: back of the queue, and it may trade at once.
     order.price, order.quantity, order.remaining_quantity = price, quantity, remaining
     order.priority = command.priority
+    if market.in_auction:  # re-rests without matching
+        return OrderResult(order=order, fills=auction.rest(command, order), created=False)
     fills = execute(command, order, new=False)
     return OrderResult(order=order, fills=fills, created=False, stops_due=command.stops_due)
 

@@ -26,6 +26,7 @@ from marketdata import streams  # option: the market pages' knobs
 from marketdata.models import Market, Side
 from marketdata.selectors import (
     INTERVALS,
+    auction_indicative,
     book_snapshot,
     candle_tails,
     candles,
@@ -139,6 +140,8 @@ def _market_context(request, market) -> dict:
         "interval": interval,
         "intervals": list(INTERVALS),
         "book_groups": [(factor, market.tick_size * factor) for factor in BOOK_GROUPS],
+        # A call auction's banner (marketdata/fragments.html#status).
+        "indicative": auction_indicative(market=market) if market.in_auction else None,
     }
 
 

@@ -295,8 +295,8 @@ class Hub:
         if not ids:
             return
         try:
-            seqs = await database_sync_to_async(
-                lambda: dict(Market.objects.filter(pk__in=ids).values_list("pk", "book_seq"))
+            rows = await database_sync_to_async(
+                lambda: list(Market.objects.filter(pk__in=ids).values_list("pk", "book_seq", "status"))
             )()
         except Exception as exc:
             if not self.audit_failing:  # once per database outage, not every interval
@@ -304,11 +304,13 @@ class Hub:
                 log.warning("stream: audit query failed (%s: %s); books may lag", exc.__class__.__name__, exc)
             return
         self.audit_failing = False
-        for market_id, db_seq in seqs.items():
+        for market_id, db_seq, status in rows:
             market = self.markets.get(market_id)
             if market is None or market.seq is None:
                 continue
-            if db_seq <= market.seq:
+            if status != market.market.status and market.loading is None:
+                market.resync()  # a status change it missed: the reload reads the market row
+            elif db_seq <= market.seq:
                 market.suspect_seq = None
             elif not self.layer_up:
                 # No changes arrive while the layer is down: follow the database instead.
@@ -349,6 +351,8 @@ class Hub:
                 market.on_book(message)
             elif kind == "trade":
                 market.on_trade(message)
+            elif kind == "market_status":
+                market.on_status(message)
         for user_id, message in item["private"]:
             sinks = self.private.get(user_id)
             if sinks:

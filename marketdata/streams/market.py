@@ -15,8 +15,9 @@ from quantumtrades.core.money import ZERO, money, money_text
 from quantumtrades.core.streams import Frame, dumps, option
 
 from .. import selectors
+from ..auction import uncross_price
 from ..models import Market, Trade
-from ..payloads import candle_message, ticker_message, trade_message
+from ..payloads import candle_message, market_status_message, ticker_message, trade_message
 from . import options  # noqa: F401  (registers the market streams' knobs)
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,8 @@ ZERO_TEXT = money_text(money(ZERO))
 KNOWN_TRADES = 2000
 RESYNC_TRADES = 200
 SIDES = ("bids", "asks")
+# The market page's public fragments (marketdata/fragments.html), in the order they are sent.
+PAGE_FRAGMENTS = ("status", "book", "tape", "ticker", "chart")
 
 
 def read_market(market_id: int, first: bool):
@@ -132,7 +135,7 @@ class MarketStream:
         self.sparkline = []
         self.sparkline_loaded = False
         self.fragments = {}  # id -> html, current
-        self.stale = {"book", "tape", "ticker", "chart", "market_row"}
+        self.stale = {"book", "tape", "ticker", "chart", "status", "market_row"}
         self.dirty = set()
         self.stats_dirty = True
         self.stats_task = None
@@ -146,6 +149,11 @@ class MarketStream:
         # (with its message minus the time, to tell whether the next refresh changed it).
         self.stat_subs = collections.defaultdict(set)
         self.stat_frames = {}
+        # /ws status (subscribed as the "status" key of stat_subs) and the page's banner:
+        # the market's status and, in an auction, the indicative price and volume of the
+        # book this stream keeps, recomputed as it changes (`refresh_status`).
+        self.indicative = None
+        self.status_frame = None  # (message, Frame)
 
     # Loading -------------------------------------------------------------------------
 
@@ -174,6 +182,7 @@ class MarketStream:
                     return
                 self.market = market
                 self._apply_snapshot(snapshot, first)
+                self.refresh_status()
                 if not first and len(trades) == RESYNC_TRADES and trades[-1].id not in self.known_trades:
                     log.warning("stream: %s resync may have missed trades older than id %s", self.symbol, trades[-1].id)
                 self._add_trades(reversed(trades), announce=not first)
@@ -320,6 +329,8 @@ class MarketStream:
             self.flushed_seq = self.seq
             self.changes = {"bids": {}, "asks": {}}
             self.hub.stats_book_frames += 1
+            if self.market.in_auction:
+                self.refresh_status()  # the indicative price follows the book
         if self.book_new:
             self.send_snapshots()
 
@@ -349,6 +360,38 @@ class MarketStream:
             }
             self.snapshot_frame = (self.seq, Frame(dumps(message)))
         return self.snapshot_frame[1]
+
+    # Status ----------------------------------------------------------------------------
+
+    def on_status(self, message):
+        """The market's status changed (`events.MarketStatusChanged`)."""
+        ends = message.get("auction_ends_at")
+        self.market.status = message["status"]
+        self.market.auction_ends_at = datetime.fromisoformat(ends.replace("Z", "+00:00")) if ends else None
+        self.refresh_status()
+
+    def refresh_status(self):
+        """Send the `market_status` message to the status channel's subscribers and the
+        page's banner, when it differs from the last one sent. In an auction the indicative
+        price and volume are the uncross of the book as this stream has it, by the rules
+        the engine's uncross follows (`marketdata.auction`)."""
+        market = self.market
+        indicative = None
+        if market.in_auction:
+            bids = [(price, Decimal(level[1])) for price, level in self.book["bids"].items()]
+            asks = [(price, Decimal(level[1])) for price, level in self.book["asks"].items()]
+            reference = self.tape[0].price if self.tape else market.last_price
+            indicative = uncross_price(bids, asks, reference)
+        message = market_status_message(
+            symbol=self.symbol, status=market.status, auction_ends_at=market.auction_ends_at, indicative=indicative
+        )
+        if self.status_frame is not None and self.status_frame[0] == message:
+            return
+        self.indicative = indicative
+        self.status_frame = (message, Frame(dumps(message)))
+        for sink in list(self.stat_subs.get("status", ())):
+            sink.send(self.status_frame[1], droppable=True)
+        self.mark_dirty("status")
 
     # Trades ----------------------------------------------------------------------------
 
@@ -425,7 +468,7 @@ class MarketStream:
         self.page_timer = None
         if self.seq is None:
             return
-        names = [name for name in ("book", "tape", "ticker", "chart") if name in self.dirty]
+        names = [name for name in PAGE_FRAGMENTS if name in self.dirty]
         self.dirty.clear()
         if names and self.page_subs:
             self.page_flushed_at = self.loop.time()
@@ -436,7 +479,7 @@ class MarketStream:
 
     def page_frame(self) -> Frame:
         """Every public fragment of the market as it is now (first frame, catching up)."""
-        return Frame("".join(self.render(name) for name in ("book", "tape", "ticker", "chart")))
+        return Frame("".join(self.render(name) for name in PAGE_FRAGMENTS))
 
     def render(self, name) -> str:
         if name in self.stale or name not in self.fragments:
@@ -461,6 +504,8 @@ class MarketStream:
             context["trades"] = list(self.tape)
         elif name == "chart":
             context["tails"] = self.candles
+        elif name == "status":
+            context["indicative"] = self.indicative
         elif name == "market_row":
             context["candles"] = self.sparkline
         return context
@@ -533,6 +578,11 @@ class MarketStream:
 
     def send_stats_to(self, sink, key: str):
         """A new subscriber starts from the last frame; with none yet, one is read now."""
+        if key == "status":  # kept with the book: always current
+            if self.status_frame is None:
+                self.refresh_status()
+            sink.send(self.status_frame[1], droppable=True)
+            return
         previous = self.stat_frames.get(key)
         if previous is not None:
             sink.send(previous[1], droppable=True)

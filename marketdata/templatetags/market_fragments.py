@@ -5,10 +5,12 @@ first render and the live streams render the same fragments from the same partia
 """
 
 import json
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django import template
+from django.utils import timezone
 
 from quantumtrades.core.money import decimal_places
 
@@ -41,6 +43,15 @@ def market_price(value, market) -> str:
 def market_qty(value, market) -> str:
     """A quantity with the market's lot precision."""
     return _format(value, getattr(market, "lot_size", None))
+
+
+@register.filter
+def seconds_left(moment) -> int:
+    """Whole seconds from now until `moment` (0 once it has passed): an auction's countdown,
+    which the page's script then keeps ticking (static/js/market.js)."""
+    if moment is None:
+        return 0
+    return max(0, math.ceil((moment - timezone.now()).total_seconds()))
 
 
 @register.filter(name="decimal_places")

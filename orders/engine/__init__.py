@@ -43,8 +43,13 @@ The modules, each one part of a command:
   or expires.
 - `stops`: stop orders: accepting and amending a pending stop, finding the stops a
   command's trades crossed, triggering them (step 6) and the cascade's bound.
+- `auction`: call auctions: the circuit breaker `matching` asks before each trade (its
+  reference price read with the lock, step 2), the orders that rest without matching
+  while the market is in an auction, and the uncross at a single price that ends it
+  (`orders.auctions` runs it when it is due).
 
-Imports point one way: `command` -> `stops` -> `matching` -> `rules`, and each may use
-`caches` and `transactions` (`stops` and `matching` name `Command` in annotations only);
-`orders.services` imports them all, and nothing here imports it.
+Imports point one way: `command` -> `stops` -> `matching` -> `auction` -> `rules`, and each
+may use `caches` and `transactions` (`stops`, `matching` and `auction` name `Command` in
+annotations only); `orders.services` and `orders.auctions` import them, and nothing here
+imports either.
 """

@@ -13,6 +13,7 @@ trip; `finish` writes the last stage, runs the stops and registers the events.
 """
 
 from collections import defaultdict
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import connection
@@ -20,7 +21,7 @@ from django.utils import timezone
 
 from accounts.models import LedgerEntry
 from accounts.services import Posting, balances_lock, balances_lock_for, ledger_post
-from marketdata.events import BookChanged, TradeExecuted
+from marketdata.events import BookChanged, MarketStatusChanged, TradeExecuted
 from marketdata.models import Market, Side, Trade
 from marketdata.services import book_levels_apply, candles_record, market_lock
 from quantumtrades.core.events import publish_built_on_commit
@@ -29,7 +30,7 @@ from quantumtrades.core.sql import allocate_ids, insert_rows, pipeline, select_m
 
 from ..events import FillCreated, OrderChanged
 from ..models import OPEN_STATUSES, Fill, Order
-from . import stops
+from . import auction, stops
 from .caches import fee_account_id
 from .rules import order_reference
 from .transactions import current_group
@@ -87,6 +88,11 @@ class Command:
         self.slots = 0
         self._looked = None  # the first batch of `resting`, read with the lock (`begin`)
         self.new_order_id = None
+        # The circuit breaker's reference price (`auction`), read once, when first needed
+        # (with the lock, `begin`, for a new order); and whether the command changed the
+        # market's status (a circuit breaker tripped, an auction ended).
+        self.breaker_reference = auction.UNREAD
+        self.market_changed = False
         self._stage()
 
     def _stage(self):
@@ -119,6 +125,7 @@ class Command:
         look: tuple[str, Decimal | None] | None = None,
         taker: tuple[int, str, str] | None = None,
         new_order: bool = False,
+        breaker_since: datetime | None = None,
     ) -> "Command":
         """Take the book lock and start the command's working state.
 
@@ -127,7 +134,8 @@ class Command:
         with `new_order`, a new order's id (`new_order_id`); with `look` (side, limit),
         the first batch of the taker's look at the book (`resting`); with `taker` (user,
         base asset, quote asset) too, the balances of the taker and of that batch's
-        makers, locked in one ascending statement (`lock_balances`). The fee account's
+        makers, locked in one ascending statement (`lock_balances`); with `breaker_since`
+        (the start of the circuit breaker's window), its reference price (`auction`). The fee account's
         balance is locked only by a command that charges a fee, and only when it writes
         (`flush`). In a group (`transactions`), the command's savepoint goes first.
         """
@@ -135,7 +143,7 @@ class Command:
         # Locked by an earlier command of this group's transaction, whose writes (its book
         # sequence included) the market there already carries.
         held = locked[market_id] if locked is not None and market_id in locked else None
-        first = balances = ids = None
+        first = balances = ids = reference = None
         with connection.wrap_database_errors, pipeline():
             current_group.open_savepoint()  # in a group: before anything the command does
             market = (lambda: held) if held is not None else market_lock(market_id=market_id, later=True)
@@ -150,6 +158,8 @@ class Command:
                         f"SELECT user_id FROM {Order._meta.db_table} WHERE {where} {tail} LIMIT {FIRST_MAKER_BATCH}"
                     )
                     balances = balances_lock_for([user_id], assets, also=(makers, params))
+            if breaker_since is not None:
+                reference = auction.breaker_reference_read(market_id, breaker_since, later=True)
         command = cls(market())
         if locked is not None:
             locked[market_id] = command.market
@@ -159,6 +169,8 @@ class Command:
             command.balances.update(balances())
         if ids is not None:
             [command.new_order_id] = ids()[Order]
+        if reference is not None:
+            command.breaker_reference = auction.breaker_reference_of(command, breaker_since, reference)
         return command
 
     def resting(self, side: str, limit: Decimal | None, quantity: Decimal) -> list[Order]:
@@ -276,6 +288,10 @@ class Command:
             if self.trades:
                 low, high = min(t.price for t in self.trades), max(t.price for t in self.trades)
                 crossed = stops.crossed(self, low, high, later=True)
+            if self.market_changed:
+                update_rows(
+                    Market, auction.MARKET_STATE_FIELDS, [[market.pk, *_values(market, auction.MARKET_STATE_FIELDS)]]
+                )
         # The pipeline has ended: one round trip brought every answer.
         levels = levels()
         crossed = crossed() if crossed else []
@@ -320,7 +336,9 @@ class Command:
             self.post(*fee_key, Kind.FEE, available=self.fee_total, reference=reference)
         if self.trades:
             for trade, trade_id in zip(self.trades, ids[Trade], strict=True):
-                trade.pk, trade.taker_order_id = trade_id, taker.pk
+                trade.pk = trade_id
+                if taker is not None:  # an uncross names each trade's orders itself (`auction`)
+                    trade.taker_order_id = taker.pk
             for index, (fill, fill_id) in enumerate(zip(self.fills, ids[Fill], strict=True)):
                 fill.pk, fill.trade = fill_id, self.trades[index // 2]
 
@@ -356,6 +374,8 @@ class Command:
             )
             for trade in self.written_trades
         ]
+        if self.market_changed:
+            events.append(MarketStatusChanged.of(market))
         events += [OrderChanged.of(order) for order in self.written_orders.values()]
         events += [FillCreated.of(fill) for fill in self.written_fills]
         return events + list(self.balance_events.values())

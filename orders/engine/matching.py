@@ -17,6 +17,7 @@ from quantumtrades.core.errors import Conflict, ErrorCode
 from quantumtrades.core.money import MONEY_QUANTUM, ZERO, money
 
 from ..models import OPEN_STATUSES, PRICED_TYPES, Fill, Order, OrderStatus, TimeInForce
+from .auction import breaker_prefix, breaker_stops
 from .rules import fee_for, hold_for, insufficient, order_reference
 
 if TYPE_CHECKING:
@@ -57,13 +58,24 @@ def execute(command: "Command", taker: Order, *, new: bool, triggered: bool = Fa
         # Only when the market's fees rose since the stop was accepted: it cannot pay.
         makers = []
 
-    if taker.time_in_force == TimeInForce.FOK and not _fills_completely(market, taker, makers, budget):
+    if taker.time_in_force == TimeInForce.FOK and not _fills_completely(
+        market, taker, allowed := breaker_prefix(command, makers), budget
+    ):
+        if len(allowed) < len(makers) and _fills_completely(market, taker, makers, budget):
+            breaker_stops(command, makers[len(allowed)].price)  # the circuit breaker stopped it
         makers = []  # kill: no trade at all
     # An amended order gives back its old hold first; what still rests is held again below.
     if taker.held:
         command.release(taker, taker.held)
     filled = match(command, taker, makers, budget=budget)
-    if budget is not None and filled == 0 and makers and not command.met_own_order and not triggered:
+    if (
+        budget is not None
+        and filled == 0
+        and makers
+        and not command.met_own_order
+        and not triggered
+        and not command.market.in_auction
+    ):
         # There was something to buy, but not even one lot of it was affordable (fee included,
         # or the message would claim a need below what is available).
         one_lot = money(makers[0].price * market.lot_size)
@@ -152,6 +164,9 @@ def match(command: "Command", taker: Order, makers: list[Order], *, budget: Deci
             quantity = min(quantity, _affordable(market, maker.price, budget))
             if quantity <= 0:
                 break
+        if breaker_stops(command, maker.price):
+            break  # not made: the market is in a call auction from here (`auction`)
+        if budget is not None:
             notional = money(maker.price * quantity)
             budget -= notional + fee_for(notional, market.taker_fee)
         _trade(command, taker, maker, quantity)

@@ -59,7 +59,7 @@ def amend(command: "Command", order: Order, new_price, new_quantity, new_stop_pr
     quantity = new_quantity if new_quantity is not None else order.quantity
     stop_price = new_stop_price if new_stop_price is not None else order.stop_price
     keeps_place = price == order.price and stop_price == order.stop_price and quantity <= order.quantity
-    if not keeps_place and not market.is_trading:
+    if not keeps_place and market.status == Market.Status.HALTED:
         raise Conflict(
             f"{market.symbol} is halted: orders can be cancelled, not re-priced.", code=ErrorCode.MARKET_HALTED
         )
@@ -147,6 +147,11 @@ def run_crossed(command: "Command") -> None:
     crossed_stops = command.crossed_stops
     while crossed_stops:
         stop_id = min(crossed_stops, key=lambda pk: crossed_stops[pk].priority)
+        if command.market.in_auction:
+            # The circuit breaker stopped the command (or a stop it triggered): the rest
+            # wait for the uncross, which runs every stop left marked triggered (`auction`).
+            _defer(command)
+            return
         if command.triggered == MAX_TRIGGERS_PER_COMMAND:
             _defer(command)
             return

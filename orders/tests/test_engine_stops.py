@@ -10,10 +10,12 @@ quantity. `print_trade(seller, buyer, price)` puts one trade on the tape.
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from marketdata.events import BookChanged
 from marketdata.models import BookLevel, Market, Trade
 from marketdata.services import market_halt, market_resume
+from orders.auctions import auction_end
 from orders.engine import rules
 from orders.events import OrderChanged
 from orders.models import Order
@@ -344,7 +346,9 @@ def test_on_a_halted_market_stops_wait_and_can_be_cancelled(tape_at_100, market,
     assert held(dave, "QTX") == 0
     assert refreshed(kept).status == "pending"
 
-    market_resume(market=market)
+    market_resume(market=market)  # through a call auction (docs/API.md, "Call auctions")
+    Market.objects.filter(pk=market.pk).update(auction_ends_at=timezone.now())
+    assert auction_end(market_id=market.pk)
     buy(bob, "1", at="98")
     print_trade(carol, bob, "99")
     assert refreshed(kept).status == "filled"

@@ -120,3 +120,14 @@ def test_statements_of_an_order_resting_and_trading(market, alice, bob):
     # the makers' new state and the look for crossed stops.
     assert resting == 9, resting
     assert trading == 16, trading
+
+
+def test_the_circuit_breaker_costs_no_round_trip(market, alice, bob):
+    # Its reference price rides in the round trip of the lock (`Command.begin`).
+    market.circuit_breaker = Decimal("0.05")
+    market.save(update_fields=["circuit_breaker"])
+    sell(bob, "2", at="100")
+    buy(alice, "1", at="100")  # warm, and a reference price to judge by
+
+    assert round_trips(lambda: buy(alice, "1", at="98"))[0] == 4
+    assert round_trips(lambda: buy(alice, "1", at="100"))[0] == 5

@@ -65,8 +65,9 @@ def test_halt_and_resume_actions(operator_client, market):
     operator_client.post("/admin/marketdata/market/", {"action": "halt", "_selected_action": [market.pk]})
     assert Market.objects.get(pk=market.pk).status == Market.Status.HALTED
 
+    # A resumed market opens with a call auction (docs/API.md, "Call auctions").
     operator_client.post("/admin/marketdata/market/", {"action": "resume", "_selected_action": [market.pk]})
-    assert Market.objects.get(pk=market.pk).status == Market.Status.TRADING
+    assert Market.objects.get(pk=market.pk).status == Market.Status.AUCTION
 
 
 def test_cancel_action_releases_the_hold(operator_client, alice, market):

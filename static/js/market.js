@@ -460,4 +460,14 @@
     }).observe(depthCanvas);
   }
   onBook();
+
+  // A call auction's countdown (#market-status): the server renders the seconds left with
+  // each change; between changes the browser counts them down from data-ends-at.
+  function tickAuction() {
+    var clock = document.querySelector("#market-status .auction-countdown[data-ends-at]");
+    if (!clock) return;
+    var left = Math.max(0, Math.ceil((Date.parse(clock.getAttribute("data-ends-at")) - Date.now()) / 1000));
+    if (!isNaN(left)) clock.textContent = left + " s";
+  }
+  window.setInterval(tickAuction, 1000);
 })();

@@ -36,6 +36,15 @@ def test_markets_list_rules_status_and_ticker_without_a_token(anon, traded):
         "min_notional": "1.00000000",
         "maker_fee": "0.001000",
         "taker_fee": "0.002000",
+        "price_band": None,
+        "max_order_quantity": None,
+        "max_order_notional": None,
+        "circuit_breaker": None,
+        "circuit_window_seconds": 300,
+        "auction_seconds": 30,
+        "auction_ends_at": None,
+        "indicative_price": None,
+        "indicative_volume": None,
     }
     assert market["ticker"]["last_price"] == "10.00000000"
     assert market["ticker"]["volume_24h"] == "1.00000000"

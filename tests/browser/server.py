@@ -59,6 +59,14 @@ class LiveServer:
             self._postgres(f'DROP DATABASE IF EXISTS "{self.database}"', f'CREATE DATABASE "{self.database}"')
         self.manage("migrate", "--noinput")
         self.manage("seed_demo")
+        # The browser tests trade on bands of prices far from the demo's history (so that no
+        # two tests' orders meet): the demo markets' price band and circuit breaker would
+        # refuse them or stop them in an auction. A test of those rules sets them itself.
+        self.manage(
+            "shell",
+            "-c",
+            "from marketdata.models import Market; Market.objects.update(price_band=None, circuit_breaker=None)",
+        )
         log = open(self.log_path, "wb")  # noqa: SIM115 (kept open for the process's lifetime)
         self.process = subprocess.Popen(
             [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "quantumtrades.asgi:application"],

@@ -190,9 +190,9 @@ def test_a_market_page_gets_every_fragment_then_the_changes(alice, market):
         await limit(alice, "buy", "9.50", "2")
         async with Socket("/ws/live/QTX-USD/", headers=[ORIGIN]) as page:
             first = await page.receive_text()
-            for fragment_id in ("book", "tape", "ticker", "chart"):
+            for fragment_id in ("market-status", "book", "tape", "ticker", "chart"):
                 assert f'id="{fragment_id}"' in first
-            assert first.count('hx-swap-oob="true"') == 4
+            assert first.count('hx-swap-oob="true"') == 5
             assert 'data-side="buy" data-price="9.50"' in first
             await limit(alice, "buy", "9.40", "1")
             loop_text = ""
