@@ -128,7 +128,7 @@ def token(alice):
 
 
 def test_the_schema_lists_every_endpoint_of_the_design():
-    assert len(OPERATIONS) == 24
+    assert len(OPERATIONS) == 25
 
 
 def coverage_cases(operation) -> list:
