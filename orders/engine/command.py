@@ -193,7 +193,6 @@ class Command:
                 f"You already have {self.max_open_orders} open orders, the most you may have at once: "
                 "cancel some first.",
                 code=ErrorCode.TOO_MANY_OPEN_ORDERS,
-                field="quantity",
             )
 
     @property
