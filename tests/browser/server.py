@@ -59,6 +59,13 @@ class LiveServer:
             self._postgres(f'DROP DATABASE IF EXISTS "{self.database}"', f'CREATE DATABASE "{self.database}"')
         self.manage("migrate", "--noinput")
         self.manage("seed_demo")
+        # No price band and no circuit breaker, as the engine's tests have (tests.factories):
+        # the pages' tests place orders at any price; a test of a rule turns it on itself.
+        self.manage(
+            "shell",
+            "-c",
+            "from marketdata.models import Market; Market.objects.update(price_band=None, circuit_breaker=None)",
+        )
         log = open(self.log_path, "wb")  # noqa: SIM115 (kept open for the process's lifetime)
         self.process = subprocess.Popen(
             [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "quantumtrades.asgi:application"],

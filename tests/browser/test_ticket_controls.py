@@ -1,5 +1,8 @@
 """The price band on the ticket in a real browser: shown before the trader submits, and an
-order priced outside it refused in the ticket with the band's words."""
+order priced outside it refused in the ticket with the band's words.
+
+The test server's markets have no band (tests/browser/server.py): an operator sets one on
+QTX-USD in the admin for this test, and takes it off again after."""
 
 import re
 from decimal import Decimal
@@ -7,12 +10,30 @@ from decimal import Decimal
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import PRICE
+from .conftest import PRICE, log_in
 
 pytestmark = pytest.mark.browser
 
 
-def test_the_ticket_shows_the_band_and_refuses_a_price_outside_it(trader_page):
+def set_price_band(new_context, value: str) -> None:
+    """The operator edits QTX-USD's price band in the admin ("" for none)."""
+    page = new_context().new_page()
+    log_in(page, "operator", next_path="/admin/marketdata/market/")
+    page.get_by_role("link", name="QTX-USD").click()
+    page.get_by_label("Price band").fill(value)
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator(".messagelist")).to_contain_text("was changed successfully")
+    page.context.close()
+
+
+@pytest.fixture
+def banded_market(new_context):
+    set_price_band(new_context, "0.10")
+    yield
+    set_price_band(new_context, "")
+
+
+def test_the_ticket_shows_the_band_and_refuses_a_price_outside_it(banded_market, trader_page):
     page = trader_page("/markets/QTX-USD/")
     ticket = page.locator("#ticket")
     band = page.locator("#ticket-preview [data-price-band]")
