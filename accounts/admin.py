@@ -11,9 +11,9 @@ from quantumtrades.core.errors import ServiceError
 from quantumtrades.core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 
 from .keys import api_key_revoke_all
-from .models import ApiKey, Asset, Balance, LedgerEntry, User
+from .models import ApiKey, Asset, Balance, LedgerEntry, OperatorAction, User
 from .security import credentials_revoke
-from .services import balance_adjust, paper_grant_deposit
+from .services import balance_adjust, operator_action_record, paper_grant_deposit
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -42,9 +42,28 @@ class BalanceInline(admin.TabularInline):
 
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
+    """Users, and their trading limits. The kill switch is changed only by its actions
+    ("Disable trading", "Enable trading", registered by orders' admin: they cancel orders),
+    so its flag and reason are shown here, not edited."""
+
     inlines = [BalanceInline]
+    list_display = [*DjangoUserAdmin.list_display, "trading_enabled"]
+    list_filter = [*DjangoUserAdmin.list_filter, "trading_enabled"]
+    fieldsets = [
+        *DjangoUserAdmin.fieldsets,
+        ("Trading", {"fields": ["trading_enabled", "trading_disabled_reason", "max_open_orders"]}),
+    ]
+    readonly_fields = ["trading_enabled", "trading_disabled_reason"]
 
     def save_model(self, request, obj, form, change):
+        if change and "max_open_orders" in form.changed_data:
+            # Audited with the change, in the admin's transaction for this form.
+            operator_action_record(
+                operator=request.user,
+                kind=OperatorAction.Kind.USER_LIMITS_CHANGED,
+                user=obj,
+                details={"max_open_orders": [form.initial.get("max_open_orders"), obj.max_open_orders]},
+            )
         super().save_model(request, obj, form, change)
         if not change:
             # Traders added by an operator start like those who register themselves.
@@ -131,6 +150,17 @@ class LedgerEntryAdmin(ReadOnlyAdmin):
     list_filter = ["kind", "asset"]
     search_fields = ["user__username", "reference", "reason"]
     list_select_related = ["user"]
+
+
+@admin.register(OperatorAction)
+class OperatorActionAdmin(ReadOnlyAdmin):
+    """The audit trail: who did what, to whom, when and why. Written by the actions
+    themselves, never here."""
+
+    list_display = ["created_at", "operator", "kind", "user", "market", "reason"]
+    list_filter = ["kind", "operator"]
+    search_fields = ["user__username", "operator__username", "market", "reason"]
+    list_select_related = ["operator", "user"]
 
 
 # The library's own key model is unused (accounts.ApiKey has an owner and scopes); its

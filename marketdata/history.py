@@ -128,6 +128,8 @@ def history_seed(
     else:
         _insert_rows(plan)
     candles_rebuild(market=market)
+    # The price band's reference, as the engine keeps it (book_levels_apply).
+    Market.objects.filter(pk=market.pk).update(last_price=last_trade_price(market))
     return plan
 
 

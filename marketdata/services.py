@@ -168,7 +168,14 @@ def market_lock(*, market_id: int, later: bool = False):
     return read if later else read()
 
 
-def book_levels_apply(*, market: Market, seq: int, deltas: dict[tuple[str, Decimal], Decimal], later: bool = False):
+def book_levels_apply(
+    *,
+    market: Market,
+    seq: int,
+    deltas: dict[tuple[str, Decimal], Decimal],
+    last_price: Decimal | None = None,
+    later: bool = False,
+):
     """Record the book sequence of the command that is finishing and add quantity deltas to
     the market's book levels; return (side, price, new quantity).
 
@@ -178,9 +185,16 @@ def book_levels_apply(*, market: Market, seq: int, deltas: dict[tuple[str, Decim
     statement fewer for every command. The caller holds the book lock (the market row),
     which is why read-add-write is safe. With `later=True`, a function that reads the new
     quantities is returned (`sql.pipeline`).
+
+    `last_price`, the command's last trade price when it traded, is set by the same UPDATE:
+    the price band's reference (orders.engine.rules.band_of), kept at no extra statement.
     """
     market.book_seq = seq
     seq_sql, seq_params = f"UPDATE {Market._meta.db_table} SET book_seq = %s WHERE id = %s", [seq, market.pk]
+    if last_price is not None:
+        market.last_price = last_price
+        seq_sql = f"UPDATE {Market._meta.db_table} SET book_seq = %s, last_price = %s WHERE id = %s"
+        seq_params = [seq, last_price, market.pk]
     changes = [(side, price, delta) for (side, price), delta in sorted(deltas.items()) if delta]
     if not changes or connection.vendor != "postgresql":
         with sql.cursor() as statement:

@@ -30,8 +30,10 @@ from .engine.rules import (
     amount,
     fee_for,
     hold_for,
+    market_order_size_check,
     multiple_of,
     order_validate,
+    price_band_check,
     refuse_done,
 )
 from .engine.transactions import book_command
@@ -45,6 +47,7 @@ from .models import (
     OrderStatus,
     OrderType,
     SelfTradePrevention,
+    TimeInForce,
 )
 
 __all__ = [
@@ -142,12 +145,15 @@ def _place(user: User, request: OrderRequest, source: str, socket_id: int | None
     look = None if request.type in STOP_TYPES else (Side.SELL if request.side == Side.BUY else Side.BUY, request.price)
     try:
         market = request.market
+        # An order that could rest, or a stop, counts against the user's open orders.
+        adds = request.type in STOP_TYPES or request.time_in_force == TimeInForce.GTC
         command = Command.begin(
             market.pk,
             look=look,
             taker=(user.pk, market.base_id, market.quote_id) if look else None,
             new_order=True,
             breaker_since=auction.breaker_since(market, timezone.now()) if look else None,
+            trader=(user.pk, adds),
         )
     except Market.DoesNotExist:  # gone since this process last read it
         forget_markets()
@@ -160,6 +166,13 @@ def _place(user: User, request: OrderRequest, source: str, socket_id: int | None
         order_validate(
             **{f.name: getattr(request, f.name) for f in fields(request) if f.name != "market"}, market=market
         )
+    command.trader_check(adds=adds)
+    # The price band (docs/API.md, "Market integrity"): a limit price within it; a market
+    # order's size judged at its bound. A stop's prices are judged when it triggers.
+    if request.type == OrderType.LIMIT and market.price_band is not None:
+        price_band_check(command.band, request.price)
+    elif request.type == OrderType.MARKET and market.max_order_notional is not None:
+        market_order_size_check(market, command.band, request.side, request.quantity)
     taker = Order(
         id=command.new_order_id,
         user=user,
@@ -320,9 +333,10 @@ def order_amend(*, user: User, order_id: int, price=None, quantity=None, stop_pr
 
 @book_command(lambda user, market_id, *rest: market_id)
 def _amend(user, market_id, order_id, new_price, new_quantity, new_stop_price=None) -> OrderResult:
-    command = Command.begin(market_id)
+    command = Command.begin(market_id, trader=(user.pk, False))
     market = command.market
     order = _locked_order(command, user, order_id)
+    command.trader_check()
     if order.status == OrderStatus.PENDING:
         stops.amend(command, order, new_price, new_quantity, new_stop_price)
         return OrderResult(order=order, created=False)
@@ -367,6 +381,8 @@ def _amend(user, market_id, order_id, new_price, new_quantity, new_stop_price=No
         raise Conflict(
             f"{market.symbol} is halted: orders can be cancelled, not re-priced.", code=ErrorCode.MARKET_HALTED
         )
+    if price != order.price and market.price_band is not None:
+        price_band_check(command.band, price)
     # A new price or more quantity: back of the queue, and it may trade at once.
     order.price, order.quantity, order.remaining_quantity = price, quantity, remaining
     order.priority = command.priority

@@ -14,7 +14,7 @@ from marketdata.models import Market, Side
 from marketdata.selectors import BookSnapshot
 from quantumtrades.core.money import ZERO, money
 
-from .engine.rules import OrderRequest, fee_for, hold_for, stop_hold_for
+from .engine.rules import Band, OrderRequest, band_of, fee_for, hold_for, stop_hold_for
 from .models import STOP_TYPES, OrderType, TimeInForce
 
 
@@ -117,6 +117,18 @@ def ticket_estimate(*, request: OrderRequest, snapshot: BookSnapshot) -> Estimat
         post_only_would_take=post_only_would_take,
         fok_would_kill=fok_would_kill,
     )
+
+
+def ticket_band(*, market: Market, snapshot: BookSnapshot | None) -> Band | None:
+    """The price band the ticket shows before the trader submits: around the last trade,
+    else the middle of the book (`snapshot`), as the engine will judge it (orders.engine.
+    rules.band_of); None when the market has no band or nothing to measure it from."""
+    if market.price_band is None:
+        return None
+    reference = market.last_price
+    if reference is None and snapshot is not None and snapshot.best_bid is not None and snapshot.best_ask is not None:
+        reference = money((snapshot.best_bid + snapshot.best_ask) / 2)
+    return band_of(market, reference)
 
 
 # The ticket's quick sizes: these fractions of what is available.

@@ -46,7 +46,7 @@ from .models import OrderSource, OrderType
 from .portfolio import order_history_for_user, portfolio_valuation
 from .selectors import order_for_user
 from .services import order_amend, order_cancel, order_place
-from .ticket import SIZE_FRACTIONS, parse_price, ticket_estimate, ticket_size
+from .ticket import SIZE_FRACTIONS, parse_price, ticket_band, ticket_estimate, ticket_size
 
 # The first render shows what the live stream pushes later: the same depth, tape, candles.
 BOOK_DEPTH = streams.option("PAGE_BOOK_DEPTH")
@@ -118,12 +118,17 @@ def _preview_context(request, market, form, valuation=None) -> dict:
         "size_fractions": SIZE_FRACTIONS,
     }
     context["available"] = valuation.available(spend_asset)
+    snapshot = None
     if form.is_bound and not form.is_blank and form.is_valid():
-        estimate = ticket_estimate(
-            request=form.order_request, snapshot=book_snapshot(market=market, depth=ESTIMATE_DEPTH)
-        )
+        snapshot = book_snapshot(market=market, depth=ESTIMATE_DEPTH)
+        estimate = ticket_estimate(request=form.order_request, snapshot=snapshot)
         context["estimate"] = estimate
         context["short_of_funds"] = estimate.hold > context["available"]
+    if market.price_band is not None:
+        # The band the engine will judge a limit price by: shown before the trader submits.
+        if snapshot is None and market.last_price is None:
+            snapshot = book_snapshot(market=market, depth=1)
+        context["price_band"] = ticket_band(market=market, snapshot=snapshot)
     return context
 
 

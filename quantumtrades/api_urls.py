@@ -12,6 +12,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from accounts import api as accounts_api
 from marketdata import api as marketdata_api
 from orders import api as orders_api
+from orders import operators_api
 from quantumtrades.core.api import api_not_found
 
 urlpatterns = [
@@ -50,5 +51,7 @@ urlpatterns = [
     path("orders/open", orders_api.OpenOrdersView.as_view(), name="api-orders-open"),
     path("orders/<int:order_id>", orders_api.OrderView.as_view(), name="api-order"),
     path("trades/history", orders_api.FillsView.as_view(), name="api-fills"),
+    # Operators
+    path("admin/users/<str:username>/trading", operators_api.UserTradingView.as_view(), name="api-user-trading"),
     re_path(r"^", api_not_found),
 ]

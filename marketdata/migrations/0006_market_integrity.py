@@ -5,16 +5,6 @@ from decimal import Decimal
 from django.db import migrations, models
 
 
-def last_prices(apps, schema_editor):
-    """Each market's last trade price, which the engine keeps from now on."""
-    Market = apps.get_model("marketdata", "Market")
-    Trade = apps.get_model("marketdata", "Trade")
-    for market in Market.objects.all():
-        last = Trade.objects.filter(market=market).order_by("-id").values_list("price", flat=True).first()
-        if last is not None:
-            Market.objects.filter(pk=market.pk).update(last_price=last)
-
-
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -88,5 +78,4 @@ class Migration(migrations.Migration):
             model_name='market',
             constraint=models.CheckConstraint(condition=models.Q(models.Q(('auction_ends_at__isnull', False), ('status', 'auction')), models.Q(models.Q(('status', 'auction'), _negated=True), ('auction_ends_at__isnull', True)), _connector='OR'), name='market_auction_has_end'),
         ),
-        migrations.RunPython(last_prices, migrations.RunPython.noop),
     ]

@@ -60,6 +60,8 @@ def test_history_is_n_trades_on_the_grid_over_the_last_d_days(market):
     assert times == sorted(times)
     assert before - timedelta(days=2) <= times[0] and times[-1] <= timezone.now()
     assert trades[-1].price == Decimal("100")
+    # The price band's reference, as the engine keeps it.
+    assert Market.objects.get(pk=market.pk).last_price == Decimal("100")
     # A believable walk: it wanders, but stays near the price.
     prices = {t.price for t in trades}
     assert len(prices) > 20

@@ -7,6 +7,9 @@ Every command runs in one database transaction and follows the same steps:
 1. Validate what needs no lock (`rules.order_validate`): enums, tick, lot, minimum notional.
 2. Lock the market row (`SELECT ... FOR UPDATE`): the book lock. Commands on one
    market run one at a time from here; orders of the market change only under it.
+   With the lock come the trader's standing (kill switch, active orders) and the last
+   trade price; the controls that need them run here (`Command.trader_check`, the
+   price band `Command.band`, docs/API.md "Market integrity").
 3. Read the resting orders the command may trade with and plan the trades in memory.
 4. Lock every balance the plan touches, in one statement, ascending (user, asset).
    (A new order sends steps 2 to 4 in one round trip: the lock, the first batch of
@@ -38,9 +41,9 @@ The modules, each one part of a command:
   writes a stage (step 5) and the events (step 7). A check that needs the book (the
   last trade, a user's resting orders) runs once `Command.begin` has the lock, as
   `stops` refuses a stop that the last trade already reached.
-- `matching`: one order against the book (step 3): post-only, funds, fill-or-kill,
-  price-time priority, self-trade prevention, how each trade settles, and what rests
-  or expires.
+- `matching`: one order against the book (step 3): the price band, post-only, funds,
+  fill-or-kill, price-time priority, self-trade prevention (its three modes), how each
+  trade settles, and what rests or expires.
 - `stops`: stop orders: accepting and amending a pending stop, finding the stops a
   command's trades crossed, triggering them (step 6) and the cascade's bound.
 - `auction`: call auctions: the circuit breaker `matching` asks before each trade (its

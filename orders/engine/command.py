@@ -16,23 +16,27 @@ from collections import defaultdict
 from datetime import datetime
 from decimal import Decimal
 
+from django.conf import settings
 from django.db import connection
+from django.db.models import Max, Min, Q
 from django.utils import timezone
 
-from accounts.models import LedgerEntry
+from accounts.models import LedgerEntry, User
 from accounts.services import Posting, balances_lock, balances_lock_for, ledger_post
 from marketdata.events import BookChanged, MarketStatusChanged, TradeExecuted
-from marketdata.models import Market, Side, Trade
+from marketdata.models import BookLevel, Market, Side, Trade
 from marketdata.services import book_levels_apply, candles_record, market_lock
+from quantumtrades.core import sql
+from quantumtrades.core.errors import Conflict, ErrorCode, TradingDisabled
 from quantumtrades.core.events import publish_built_on_commit
-from quantumtrades.core.money import ZERO
+from quantumtrades.core.money import ZERO, money
 from quantumtrades.core.sql import allocate_ids, insert_rows, pipeline, select_models, update_rows
 
 from ..events import FillCreated, OrderChanged
-from ..models import OPEN_STATUSES, Fill, Order
+from ..models import ACTIVE_STATUSES, OPEN_STATUSES, Fill, Order
 from . import auction, stops
 from .caches import fee_account_id
-from .rules import order_reference
+from .rules import Band, band_of, order_reference
 from .transactions import current_group
 
 Kind = LedgerEntry.Kind
@@ -62,6 +66,8 @@ assert stops.MAX_TRIGGERS_PER_COMMAND < PRIORITY_SLOTS
 
 # The book's statuses as SQL literals (see `_resting_query`).
 _IN_BOOK_SQL = "status IN (" + ", ".join(f"'{status}'" for status in OPEN_STATUSES) + ")"
+_ACTIVE_SQL = "status IN (" + ", ".join(f"'{status}'" for status in ACTIVE_STATUSES) + ")"
+_UNSET = object()
 
 
 class Command:
@@ -93,6 +99,13 @@ class Command:
         # market's status (a circuit breaker tripped, an auction ended).
         self.breaker_reference = auction.UNREAD
         self.market_changed = False
+        # The trader's standing, read with the lock (`begin`, `trader`): the kill switch,
+        # and how many active orders they have against how many they may.
+        self.trading_enabled = True
+        self.open_orders = self.max_open_orders = None
+        # The price band of the command: around the last trade as the command found it.
+        self._band = _UNSET
+        self._start_last_price = market.last_price
         self._stage()
 
     def _stage(self):
@@ -126,6 +139,7 @@ class Command:
         taker: tuple[int, str, str] | None = None,
         new_order: bool = False,
         breaker_since: datetime | None = None,
+        trader: tuple[int, bool] | None = None,
     ) -> "Command":
         """Take the book lock and start the command's working state.
 
@@ -135,7 +149,9 @@ class Command:
         the first batch of the taker's look at the book (`resting`); with `taker` (user,
         base asset, quote asset) too, the balances of the taker and of that batch's
         makers, locked in one ascending statement (`lock_balances`); with `breaker_since`
-        (the start of the circuit breaker's window), its reference price (`auction`). The fee account's
+        (the start of the circuit breaker's window), its reference price (`auction`); with
+        `trader` (user id, whether the order may rest), the trader's standing: the kill
+        switch and their open orders against their limit (`trader_check`). The fee account's
         balance is locked only by a command that charges a fee, and only when it writes
         (`flush`). In a group (`transactions`), the command's savepoint goes first.
         """
@@ -143,10 +159,12 @@ class Command:
         # Locked by an earlier command of this group's transaction, whose writes (its book
         # sequence included) the market there already carries.
         held = locked[market_id] if locked is not None and market_id in locked else None
-        first = balances = ids = reference = None
+        first = balances = ids = reference = standing = None
         with connection.wrap_database_errors, pipeline():
             current_group.open_savepoint()  # in a group: before anything the command does
             market = (lambda: held) if held is not None else market_lock(market_id=market_id, later=True)
+            if trader is not None:
+                standing = _trader_standing(*trader)
             if new_order:
                 ids = allocate_ids({Order: 1}, later=True)
             if look is not None:
@@ -171,23 +189,70 @@ class Command:
             [command.new_order_id] = ids()[Order]
         if reference is not None:
             command.breaker_reference = auction.breaker_reference_of(command, breaker_since, reference)
+        if standing is not None:
+            [row] = sql.answer(standing)
+            command.trading_enabled = bool(row[0])
+            if len(row) > 1:
+                command.open_orders, command.max_open_orders = row[1], row[2]
         return command
 
-    def resting(self, side: str, limit: Decimal | None, quantity: Decimal) -> list[Order]:
+    def trader_check(self, *, adds: bool = False) -> None:
+        """Refuse a disabled trader's order or amend; with `adds`, an order that could rest
+        (or a stop) from a trader with as many active orders as they may have, on all
+        markets (docs/API.md, "Market integrity"). Needs `begin(trader=...)`."""
+        if not self.trading_enabled:
+            raise TradingDisabled("Trading is disabled for this account: new orders and amends are refused.")
+        if adds and self.open_orders is not None and self.open_orders >= self.max_open_orders:
+            raise Conflict(
+                f"You already have {self.max_open_orders} open orders, the most you may have at once: "
+                "cancel some first.",
+                code=ErrorCode.TOO_MANY_OPEN_ORDERS,
+            )
+
+    @property
+    def band(self) -> Band | None:
+        """The market's price band in this command: around the last trade as the command
+        found it, else the middle of the book (read now, once: only a market that never
+        traded pays that query), else none."""
+        if self._band is _UNSET:
+            reference = None
+            if self.market.price_band is not None:
+                reference = self._start_last_price
+                if reference is None:
+                    reference = _book_middle(self.market.pk)
+            self._band = band_of(self.market, reference)
+        return self._band
+
+    def resting(self, side: str, limit: Decimal | None, quantity: Decimal, *, own: int | None = None) -> list[Order]:
         """Resting orders on `side` that a taker may meet, best first, enough to cover
-        `quantity` (plus the taker's own orders met on the way, which stop it)."""
+        `quantity` (plus the taker's own orders met on the way, which stop it; those of
+        user `own` do not count, as self-trade prevention cancels them and goes on)."""
         found, covered, offset, size = [], ZERO, 0, FIRST_MAKER_BATCH
         looked, self._looked = self._looked, None
         while covered < quantity:
             if offset == 0 and looked is not None and looked[0] == (side, limit):
                 batch = looked[1]  # read with the book lock (`begin`)
+            elif offset == 0 and looked is not None and looked[0] == (side, None) and limit is not None:
+                # Read with the lock without a limit (a market order, before its band was
+                # known): the part within `limit`; past it, nothing further can be.
+                batch = [
+                    order
+                    for order in looked[1]
+                    if (order.price <= limit if side == Side.SELL else order.price >= limit)
+                ]
+                if len(batch) < len(looked[1]):
+                    for order in batch:
+                        order.market = self.market
+                    found.extend(batch)
+                    break
+                batch = looked[1]
             else:
                 where, params, tail = _resting_query(self.market.pk, side, limit)
                 batch = select_models(Order, where, params, tail=f"{tail} LIMIT {size} OFFSET {offset}")
             for order in batch:
                 order.market = self.market  # saves a query per order when events render it
             found.extend(batch)
-            covered += sum((order.remaining_quantity for order in batch), ZERO)
+            covered += sum((order.remaining_quantity for order in batch if order.user_id != own), ZERO)
             if len(batch) < size:
                 break
             offset += size
@@ -284,7 +349,13 @@ class Command:
                 ORDER_STATE_FIELDS,
                 ([o.pk, *_values(o, ORDER_STATE_FIELDS)] for o in self.changed_orders.values()),
             )
-            levels = book_levels_apply(market=market, seq=self.seq, deltas=self.level_deltas, later=True)
+            levels = book_levels_apply(
+                market=market,
+                seq=self.seq,
+                deltas=self.level_deltas,
+                last_price=self.trades[-1].price if self.trades else None,
+                later=True,
+            )
             if self.trades:
                 low, high = min(t.price for t in self.trades), max(t.price for t in self.trades)
                 crossed = stops.crossed(self, low, high, later=True)
@@ -395,6 +466,34 @@ def _resting_query(market_id, side, limit) -> tuple[str, list, str]:
         where += f" AND price {better} %s"
         params.append(limit)
     return where, params, f"ORDER BY price {direction}, priority"
+
+
+def _trader_standing(user_id: int, count: bool):
+    """Send the read of a user's kill switch and, with `count`, of how many active orders
+    they have (all markets) against how many they may: one statement, queued behind the
+    book lock (`Command.begin`). The count stops one past the limit, so a trader with
+    thousands of orders costs no more than one at their limit."""
+    users, orders = User._meta.db_table, Order._meta.db_table
+    if not count:
+        return sql.send(f"SELECT trading_enabled FROM {users} WHERE id = %s", [user_id])
+    limit = f"COALESCE(u.max_open_orders, {int(settings.MAX_OPEN_ORDERS)})"
+    # SQLite allows no outer column in a subquery's LIMIT: it counts them all.
+    bound = f" LIMIT {limit} + 1" if connection.vendor == "postgresql" else ""
+    return sql.send(
+        f"SELECT u.trading_enabled, (SELECT count(*) FROM (SELECT 1 FROM {orders} o "
+        f"WHERE o.user_id = u.id AND o.{_ACTIVE_SQL}{bound}) active), {limit} FROM {users} u WHERE u.id = %s",
+        [user_id],
+    )
+
+
+def _book_middle(market_id: int) -> Decimal | None:
+    """The middle of the book (best bid and best ask), or None unless both sides have orders."""
+    best = BookLevel.objects.filter(market_id=market_id, quantity__gt=0).aggregate(
+        bid=Max("price", filter=Q(side=Side.BUY)), ask=Min("price", filter=Q(side=Side.SELL))
+    )
+    if best["bid"] is None or best["ask"] is None:
+        return None
+    return money((best["bid"] + best["ask"]) / 2)
 
 
 def _values(instance, names) -> list:

@@ -1,11 +1,17 @@
 """One order against the book: what it may trade, at which prices, and how each trade
 settles (book lock held).
 
-`execute` takes an order through its matching: post-only, funds, fill-or-kill, the trades
-(`match`), then what rests or expires. `match` walks the resting orders best first, price
-then time, and stops at the first order of the taker's own user: self-trade prevention
-expires the rest of the taker and leaves the maker untouched. `_trade` settles one trade
+`execute` takes an order through its matching: the price band, post-only, funds,
+fill-or-kill, the trades (`match`), then what rests or expires. `match` walks the resting
+orders best first, price then time. Meeting an order of the taker's own user, self-trade
+prevention acts as the taker's `stp` says: `expire_taker` stops there and the rest of the
+taker expires, the maker untouched; `expire_maker` cancels the maker and goes on;
+`expire_both` cancels the maker and expires the taker's rest. `_trade` settles one trade
 in memory, as postings, fills and a trade for the command to write.
+
+A market order, or a triggered stop-market, never trades outside the market's price band
+(`Command.band`): the band's bound is its price limit, and what it could not trade there
+expires. A triggered stop-limit whose limit lies outside the band expires.
 """
 
 from decimal import Decimal
@@ -16,7 +22,7 @@ from marketdata.models import Side, Trade
 from quantumtrades.core.errors import Conflict, ErrorCode
 from quantumtrades.core.money import MONEY_QUANTUM, ZERO, money
 
-from ..models import OPEN_STATUSES, PRICED_TYPES, Fill, Order, OrderStatus, TimeInForce
+from ..models import OPEN_STATUSES, PRICED_TYPES, Fill, Order, OrderStatus, OrderType, SelfTradePrevention, TimeInForce
 from .auction import breaker_prefix, breaker_stops
 from .rules import fee_for, hold_for, insufficient, order_reference
 
@@ -37,7 +43,18 @@ def execute(command: "Command", taker: Order, *, new: bool, triggered: bool = Fa
     market = command.market
     command.met_own_order = False
     opposite = Side.SELL if taker.side == Side.BUY else Side.BUY
-    makers = command.resting(opposite, taker.price, taker.remaining_quantity)
+    limit = taker.price
+    if market.price_band is not None and command.band is not None:
+        if taker.type not in PRICED_TYPES:
+            limit = command.band.limit_for(taker.side)
+        elif triggered and taker.type == OrderType.STOP_LIMIT and not command.band.holds(taker.price):
+            # It can no longer be refused: it expires, and what it held is released.
+            command.lock_balances({taker.user_id})
+            command.release(taker, taker.held)
+            _rest_or_expire(command, taker, False)
+            return command.flush(taker)
+    own = taker.user_id if taker.stp == SelfTradePrevention.EXPIRE_MAKER else None
+    makers = command.resting(opposite, limit, taker.remaining_quantity, own=own)
 
     if taker.post_only and makers:
         if new:
@@ -68,20 +85,15 @@ def execute(command: "Command", taker: Order, *, new: bool, triggered: bool = Fa
     if taker.held:
         command.release(taker, taker.held)
     filled = match(command, taker, makers, budget=budget)
-    if (
-        budget is not None
-        and filled == 0
-        and makers
-        and not command.met_own_order
-        and not triggered
-        and not command.market.in_auction
-    ):
+    others = [maker for maker in makers if maker.user_id != taker.user_id] if budget is not None and not filled else []
+    if others and not command.met_own_order and not triggered and not market.in_auction:
         # There was something to buy, but not even one lot of it was affordable (fee included,
         # or the message would claim a need below what is available).
-        one_lot = money(makers[0].price * market.lot_size)
+        one_lot = money(others[0].price * market.lot_size)
         raise insufficient(hold_asset, one_lot + fee_for(one_lot, market.taker_fee), available)
 
-    # Self-trade prevention: having met its owner's resting order, the rest expires.
+    # Self-trade prevention (expire_taker, expire_both): having met its owner's resting
+    # order, the rest expires.
     rests = (
         taker.type in PRICED_TYPES
         and taker.time_in_force == TimeInForce.GTC
@@ -129,6 +141,8 @@ def _fills_completely(market, taker: Order, makers: list[Order], budget) -> bool
     wanted, budget_left = taker.remaining_quantity, budget
     for maker in makers:
         if maker.user_id == taker.user_id:
+            if taker.stp == SelfTradePrevention.EXPIRE_MAKER:
+                continue  # cancelled on the way, and matching goes on
             return False
         quantity = min(wanted, maker.remaining_quantity)
         if budget_left is not None:
@@ -146,8 +160,9 @@ def _fills_completely(market, taker: Order, makers: list[Order], budget) -> bool
 def match(command: "Command", taker: Order, makers: list[Order], *, budget: Decimal | None = None) -> Decimal:
     """Trade `taker` against `makers` (best first) in memory; return the quantity filled.
 
-    Stops at the first maker owned by the taker's user (self-trade prevention), and,
-    for a market buy, where `budget` (quote funds) runs out.
+    Meets an order of the taker's own user as the taker's `stp` says (self-trade
+    prevention, see the module's docstring), and, for a market buy, stops where `budget`
+    (quote funds) runs out.
     """
     market = command.market
     filled = ZERO
@@ -157,6 +172,10 @@ def match(command: "Command", taker: Order, makers: list[Order], *, budget: Deci
         if remaining <= 0:
             break
         if maker.user_id == taker.user_id:
+            if taker.stp != SelfTradePrevention.EXPIRE_TAKER:
+                _cancel_maker(command, maker)
+            if taker.stp == SelfTradePrevention.EXPIRE_MAKER:
+                continue
             command.met_own_order = True
             break
         quantity = min(remaining, maker.remaining_quantity)
@@ -172,6 +191,16 @@ def match(command: "Command", taker: Order, makers: list[Order], *, budget: Deci
         _trade(command, taker, maker, quantity)
         filled += quantity
     return filled
+
+
+def _cancel_maker(command: "Command", maker: Order) -> None:
+    """Self-trade prevention's cancel of the taker's own resting order: its hold released,
+    its level reduced, as if its owner had cancelled it."""
+    command.release(maker, maker.held)
+    command.level_deltas[(maker.side, maker.price)] -= maker.remaining_quantity
+    maker.status = OrderStatus.CANCELLED
+    maker.updated_at = command.now
+    command.changed_orders[maker.pk] = maker
 
 
 def _affordable(market, price: Decimal, budget: Decimal) -> Decimal:

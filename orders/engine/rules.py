@@ -16,7 +16,7 @@ A stop order holds from acceptance what it will need once triggered (`stop_hold_
 """
 
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from marketdata.models import Market, Side
 from quantumtrades.core.errors import Conflict, ErrorCode, InsufficientFunds, InvalidInput
@@ -41,7 +41,7 @@ STOP_MARKET_BUY_MARGIN = Decimal("0.05")
 # The market's fields `order_validate` judges an order by. The engine checks an order
 # against a copy of the market read before the book lock, and again under the lock when
 # one of these changed meanwhile.
-MARKET_RULES = ("tick_size", "lot_size", "min_notional")
+MARKET_RULES = ("tick_size", "lot_size", "min_notional", "max_order_quantity", "max_order_notional")
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,8 @@ def order_validate(
         price = _limit_price_of(market, type, price, quantity)
     else:
         _market_order_check(market, type, price, time_in_force, post_only, stop_price, quantity)
+    # A market order's notional is judged under the book lock, at its band (`market_order_size_check`).
+    size_check(market, quantity, price if type in PRICED_TYPES else stop_price)
     if post_only and time_in_force != TimeInForce.GTC:
         raise InvalidInput("A post-only order rests in the book: use GTC.", field="post_only")
     _client_order_id_check(client_order_id)
@@ -189,6 +191,90 @@ def multiple_of(amount: Decimal, step: Decimal, name: str, rule: str) -> None:
         raise InvalidInput(f"{name} must be a multiple of the {rule} {step.normalize():f}.", field=name)
 
 
+# --- Size limits and the price band ---------------------------------------------------
+
+
+def size_check(market: Market, quantity: Decimal, price: Decimal | None) -> None:
+    """An order's size against the market's `max_order_quantity` and, when it has a price
+    (a limit price, a stop-market's stop price), `max_order_notional` (docs/API.md, "Market
+    integrity")."""
+    largest = market.max_order_quantity
+    if largest is not None and quantity > largest:
+        raise InvalidInput(
+            f"quantity {quantity.normalize():f} is above this market's limit of {largest.normalize():f} "
+            f"{market.base_id} per order.",
+            field="quantity",
+            code=ErrorCode.ORDER_TOO_LARGE,
+        )
+    largest = market.max_order_notional
+    if largest is not None and price is not None and price * quantity > largest:
+        raise InvalidInput(
+            f"price x quantity is {(price * quantity).normalize():f}, above this market's limit of "
+            f"{largest.normalize():f} {market.quote_id} per order.",
+            field="quantity",
+            code=ErrorCode.ORDER_TOO_LARGE,
+        )
+
+
+@dataclass(frozen=True)
+class Band:
+    """The prices a market trades within now: its reference price x (1 +/- price_band),
+    the bounds rounded inward to the tick (docs/API.md, "Price bands")."""
+
+    reference: Decimal
+    rate: Decimal
+    low: Decimal
+    high: Decimal
+    tick: Decimal
+
+    def limit_for(self, side: str) -> Decimal:
+        """The furthest price a taker on `side` may trade at."""
+        return self.high if side == Side.BUY else self.low
+
+    def holds(self, price: Decimal) -> bool:
+        return self.low <= price <= self.high
+
+    def shown(self, price: Decimal) -> str:
+        """A price as the market quotes it: to the tick's places (90.00 for a 0.01 tick)."""
+        exponent = self.tick.normalize().as_tuple().exponent
+        return f"{price.quantize(Decimal(1).scaleb(exponent)) if exponent < 0 else price.normalize():f}"
+
+    def refusal(self, price: Decimal, name: str = "price") -> InvalidInput:
+        return InvalidInput(
+            f"{name} {self.shown(price)} is outside the price band: it must be within {self.shown(self.low)} and "
+            f"{self.shown(self.high)} ({(self.rate * 100).normalize():f}% around the reference "
+            f"{self.shown(self.reference)}).",
+            field=name,
+            code=ErrorCode.PRICE_OUT_OF_BAND,
+        )
+
+
+def band_of(market: Market, reference: Decimal | None) -> Band | None:
+    """The market's band around `reference` (the last trade, else the middle of the book),
+    or None: no band rule, or no reference to measure it from."""
+    rate = market.price_band
+    if rate is None or reference is None:
+        return None
+    tick = market.tick_size
+    low = (reference * (1 - rate) / tick).to_integral_value(rounding=ROUND_CEILING) * tick
+    high = (reference * (1 + rate) / tick).to_integral_value(rounding=ROUND_FLOOR) * tick
+    return Band(reference, rate, money(low), money(high), tick)
+
+
+def price_band_check(band: Band | None, price: Decimal | None) -> None:
+    """A limit price (a new order's, an amend's new one) must lie within the band."""
+    if band is not None and price is not None and not band.holds(price):
+        raise band.refusal(price)
+
+
+def market_order_size_check(market: Market, band: Band | None, side: str, quantity: Decimal) -> None:
+    """A market order's notional (book lock held), judged at the band's bound it may trade
+    up to, else at the last trade price, else not at all: without a reference there is no
+    price to judge it at (docs/API.md, "Market integrity")."""
+    price = band.limit_for(side) if band is not None else market.last_price
+    size_check(market, quantity, price)
+
+
 # --- An order in the book -------------------------------------------------------------
 
 
@@ -206,6 +292,7 @@ def amend_terms_check(market: Market, order: Order, price: Decimal, quantity: De
             field="quantity",
         )
     remaining = quantity - order.filled_quantity
+    size_check(market, quantity, price)
     # The same ceiling as `order_validate`: past it the hold can not even be computed.
     if price * quantity > MONEY_MAX:
         raise InvalidInput("price x quantity is too large.", field="quantity")
@@ -221,7 +308,9 @@ def stop_amend_terms_check(market: Market, type: str, price, stop_price: Decimal
     """Check a pending stop's new terms as a new stop's would be."""
     if type == OrderType.STOP_MARKET:
         stop_market_notional_check(market, stop_price, quantity)
+        size_check(market, quantity, stop_price)
         return
+    size_check(market, quantity, price)
     if price * quantity > MONEY_MAX:
         raise InvalidInput("price x quantity is too large.", field="quantity")
     if price * quantity < market.min_notional:

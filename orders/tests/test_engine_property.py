@@ -1,14 +1,21 @@
 """The engine against a reference exchange written from the rules alone.
 
 Hypothesis sends random commands from four traders to one market (limit orders in every
-time in force, post only, market orders, stop-limit and stop-market orders, cancel, cancel
-all, amend, a pending stop's stop price too) and sends each to the engine and to
+time in force, post only, market orders, stop-limit and stop-market orders, each with a
+self-trade prevention mode, cancel, cancel all, amend, a pending stop's stop price too)
+and sends each to the engine and to
 `ReferenceExchange`, a plain in-memory book in this file. After every step both must agree
 on the outcome (or the refusal), the trades (price, quantity, maker, taker), every order's
 status, remaining quantity, hold, priority, stop price and whether it triggered, every
 balance (the fee account's included) and the book sequence, and `reconcile()` must be
 clean. The reference triggers stops the plain way: after each order's trades, every pending
 stop they reached, earliest accepted first, until none is left.
+
+The market has a price band in some examples (none, or one or two ticks either side of
+the reference): the reference refuses a limit price outside it, stops a market order (or
+a triggered stop-market) at its bound and expires a triggered stop-limit priced outside
+it, the band being the one the command found (the last trade, else the middle of the
+book).
 
 Prices sit on a narrow grid around 100 so that orders cross often, quantities in steps of
 0.125 on a 0.001 lot, and the fee rates are drawn per example (a maker rate above the
@@ -69,6 +76,9 @@ TICK, LOT, MIN_NOTIONAL = D("0.01"), D("0.001"), D("15")
 PRICES = [D("99.97"), D("99.98"), D("99.99"), D("100.00"), D("100.01"), D("100.02"), D("100.03")]
 QUANTITIES = st.integers(1, 24).map(lambda n: n * D("0.125"))
 RATES = [D("0"), D("0.001"), D("0.0015"), D("0.0025"), D("0.003")]
+# Price bands: none, about one tick or two ticks either side of a reference near 100.
+BANDS = [None, None, D("0.0001"), D("0.00025")]
+STP_MODES = ["expire_taker", "expire_taker", "expire_maker", "expire_both"]
 # dave is poor: his orders run into insufficient funds and his market buys into their budget.
 TRADERS = {
     "alice": {"USD": D("1000"), "QTX": D("10")},
@@ -107,6 +117,7 @@ class RefOrder:
     status: str = "open"
     stop_price: Decimal | None = None
     triggered: bool = False
+    stp: str = "expire_taker"
 
     @property
     def filled(self):
@@ -129,8 +140,10 @@ class ReferenceExchange:
     and puts it back when a command is refused, so a refusal changes nothing.
     """
 
-    def __init__(self, maker_fee, taker_fee):
+    def __init__(self, maker_fee, taker_fee, price_band=None):
         self.maker_fee, self.taker_fee = maker_fee, taker_fee
+        self.price_band = price_band
+        self.band = None  # (low, high) of the command under way, or None
         self.balances = {
             (user, asset): [amount, D(0)] for user, funds in TRADERS.items() for asset, amount in funds.items()
         }
@@ -175,29 +188,54 @@ class ReferenceExchange:
 
     # Commands -----------------------------------------------------------------------
 
+    def band_now(self):
+        """(low, high): the band around the last trade, else the middle of the book, the
+        bounds rounded inward to the tick; None without a band or a reference."""
+        if self.price_band is None:
+            return None
+        reference = self.last_price
+        if reference is None:
+            bids, asks = self.resting("buy"), self.resting("sell")
+            if not bids or not asks:
+                return None
+            reference = ((max(o.price for o in bids) + min(o.price for o in asks)) / 2).quantize(QUANTUM)
+        low = (reference * (1 - self.price_band) / TICK).to_integral_value(rounding=ROUND_CEILING) * TICK
+        high = (reference * (1 + self.price_band) / TICK).to_integral_value(rounding=ROUND_FLOOR) * TICK
+        return low, high
+
+    def refuse_out_of_band(self, price):
+        if self.band is not None and not self.band[0] <= price <= self.band[1]:
+            event("a price outside the band refused")
+            raise Refused("InvalidInput", "PRICE_OUT_OF_BAND")
+
     def run(self, command, *args):
         balances = {key: list(funds) for key, funds in self.balances.items()}
         orders = {order_id: copy.copy(order) for order_id, order in self.orders.items()}
         seq, last_price = self.seq, self.last_price
         self.trades = []
+        self.band = self.band_now()  # the band the command finds, for all it does
         try:
             return command(*args)
         except Refused:
             self.balances, self.orders, self.seq, self.trades, self.last_price = balances, orders, seq, [], last_price
             raise
 
-    def place(self, order_id, user, side, kind, quantity, price, time_in_force, post_only, stop_price=None):
+    def place(
+        self, order_id, user, side, kind, quantity, price, time_in_force, post_only, stop_price=None, stp="expire_taker"
+    ):
         if kind in ("limit", "stop_limit") and price * quantity < MIN_NOTIONAL:
             raise Refused("InvalidInput", "INVALID")
         if kind == "stop_market" and stop_price * quantity < MIN_NOTIONAL:
             raise Refused("InvalidInput", "INVALID")
+        if kind == "limit":
+            self.refuse_out_of_band(price)
         if stop_price is not None:
             self.refuse_reached_stop(side, stop_price)
         self.seq += 1
         order = RefOrder(
             order_id, user, side, kind, time_in_force, post_only, price, quantity, quantity, self.seq * 1000
         )
-        order.stop_price = stop_price
+        order.stop_price, order.stp = stop_price, stp
         self.orders[order_id] = order
         if stop_price is not None:
             order.status = "pending"
@@ -285,6 +323,8 @@ class ReferenceExchange:
             self.release(order, order.held - self.hold_needed(order.side, price, remaining))
             order.quantity, order.remaining = quantity, remaining
             return order
+        if price != order.price:
+            self.refuse_out_of_band(price)
         moved = copy.copy(order)
         moved.price, moved.quantity, moved.remaining = price, quantity, remaining
         if order.post_only and self.crossing(moved):
@@ -350,6 +390,19 @@ class ReferenceExchange:
         stop is never refused: a stop-market buy spends at most `budget`, what it held."""
         book = [o for o in self.crossing(taker) if o is not taker]
         priced = taker.type in ("limit", "stop_limit")
+        if self.band is not None and not priced:
+            # A market order, or a triggered stop-market, never trades outside the band.
+            low, high = self.band
+            book = [o for o in book if (o.price <= high if taker.side == "buy" else o.price >= low)]
+        elif (
+            self.band is not None
+            and triggered
+            and taker.type == "stop_limit"
+            and not self.band[0] <= taker.price <= self.band[1]
+        ):
+            event("a triggered stop-limit outside the band expired")
+            taker.status = "expired"  # what it held was released when it triggered
+            return
         if not priced and taker.side == "buy":
             budget = budget if triggered else available
         elif not priced:
@@ -366,6 +419,13 @@ class ReferenceExchange:
             if taker.remaining == 0:
                 break
             if maker.user == taker.user:
+                # Self-trade prevention, as the taker's mode says.
+                if taker.stp != "expire_taker":
+                    event(f"self-trade prevention: {taker.stp}")
+                    self.release(maker, maker.held)
+                    maker.status = "cancelled"
+                if taker.stp == "expire_maker":
+                    continue
                 met_own = True
                 break
             quantity = min(taker.remaining, maker.remaining)
@@ -376,7 +436,8 @@ class ReferenceExchange:
                 budget -= self.cost(maker.price, quantity)
             self.trade(taker, maker, quantity)
             filled += quantity
-        if budget is not None and filled == 0 and book and not met_own and not triggered:
+        others = [maker for maker in book if maker.user != taker.user]
+        if budget is not None and filled == 0 and others and not met_own and not triggered:
             raise Refused("InsufficientFunds", "INSUFFICIENT_FUNDS")
 
         if taker.remaining == 0:
@@ -391,6 +452,8 @@ class ReferenceExchange:
         wanted = taker.remaining
         for maker in book:
             if maker.user == taker.user:
+                if taker.stp == "expire_maker":
+                    continue
                 return False
             quantity = min(wanted, maker.remaining)
             if budget is not None:
@@ -484,14 +547,14 @@ class EngineMatchesReference(RuleBasedStateMachine):
         transaction.set_rollback(True)
         self.atomic.__exit__(None, None, None)
 
-    @initialize(maker_fee=st.sampled_from(RATES), taker_fee=st.sampled_from(RATES))
-    def open_the_market(self, maker_fee, taker_fee):
-        Market.objects.filter(pk=self.market.pk).update(maker_fee=maker_fee, taker_fee=taker_fee)
-        self.reference = ReferenceExchange(maker_fee, taker_fee)
+    @initialize(maker_fee=st.sampled_from(RATES), taker_fee=st.sampled_from(RATES), price_band=st.sampled_from(BANDS))
+    def open_the_market(self, maker_fee, taker_fee, price_band):
+        Market.objects.filter(pk=self.market.pk).update(maker_fee=maker_fee, taker_fee=taker_fee, price_band=price_band)
+        self.reference = ReferenceExchange(maker_fee, taker_fee, price_band)
 
     # Commands -----------------------------------------------------------------------
 
-    def place(self, user, side, kind, quantity, price, time_in_force, post_only, stop_price=None):
+    def place(self, user, side, kind, quantity, price, time_in_force, post_only, stop_price=None, stp="expire_taker"):
         engine = outcome_of(
             lambda: (
                 order_place(
@@ -504,13 +567,24 @@ class EngineMatchesReference(RuleBasedStateMachine):
                     time_in_force=time_in_force,
                     post_only=post_only,
                     stop_price=stop_price,
+                    stp=stp,
                 ).order
             )
         )
         order_id = engine[1].pk if engine[0] == "ok" else -1
         expected = outcome_of(
             lambda: self.reference.run(
-                self.reference.place, order_id, user, side, kind, quantity, price, time_in_force, post_only, stop_price
+                self.reference.place,
+                order_id,
+                user,
+                side,
+                kind,
+                quantity,
+                price,
+                time_in_force,
+                post_only,
+                stop_price,
+                stp,
             )
         )
         self.compare(engine, expected)
@@ -526,13 +600,20 @@ class EngineMatchesReference(RuleBasedStateMachine):
         quantity=QUANTITIES,
         time_in_force=st.sampled_from(["GTC", "IOC", "FOK"]),
         post_only=st.booleans(),
+        stp=st.sampled_from(STP_MODES),
     )
-    def place_limit_order(self, user, side, price, quantity, time_in_force, post_only):
-        self.place(user, side, "limit", quantity, price, time_in_force, post_only and time_in_force == "GTC")
+    def place_limit_order(self, user, side, price, quantity, time_in_force, post_only, stp):
+        self.place(user, side, "limit", quantity, price, time_in_force, post_only and time_in_force == "GTC", stp=stp)
 
-    @rule(user=traders, side=sides, quantity=QUANTITIES, time_in_force=st.sampled_from(["IOC", "FOK"]))
-    def place_market_order(self, user, side, quantity, time_in_force):
-        self.place(user, side, "market", quantity, None, time_in_force, False)
+    @rule(
+        user=traders,
+        side=sides,
+        quantity=QUANTITIES,
+        time_in_force=st.sampled_from(["IOC", "FOK"]),
+        stp=st.sampled_from(STP_MODES),
+    )
+    def place_market_order(self, user, side, quantity, time_in_force, stp):
+        self.place(user, side, "market", quantity, None, time_in_force, False, stp=stp)
 
     @rule(
         user=traders,
@@ -541,15 +622,21 @@ class EngineMatchesReference(RuleBasedStateMachine):
         price=prices,
         quantity=QUANTITIES,
         time_in_force=st.sampled_from(["GTC", "GTC", "IOC", "FOK"]),
+        stp=st.sampled_from(STP_MODES),
     )
-    def place_stop_limit_order(self, user, side, stop_price, price, quantity, time_in_force):
-        self.place(user, side, "stop_limit", quantity, price, time_in_force, False, stop_price)
+    def place_stop_limit_order(self, user, side, stop_price, price, quantity, time_in_force, stp):
+        self.place(user, side, "stop_limit", quantity, price, time_in_force, False, stop_price, stp)
 
     @rule(
-        user=traders, side=sides, stop_price=prices, quantity=QUANTITIES, time_in_force=st.sampled_from(["IOC", "FOK"])
+        user=traders,
+        side=sides,
+        stop_price=prices,
+        quantity=QUANTITIES,
+        time_in_force=st.sampled_from(["IOC", "FOK"]),
+        stp=st.sampled_from(STP_MODES),
     )
-    def place_stop_market_order(self, user, side, stop_price, quantity, time_in_force):
-        self.place(user, side, "stop_market", quantity, None, time_in_force, False, stop_price)
+    def place_stop_market_order(self, user, side, stop_price, quantity, time_in_force, stp):
+        self.place(user, side, "stop_market", quantity, None, time_in_force, False, stop_price, stp)
 
     def some_order(self, data):
         """Mostly an open order; now and then any order, to meet the closed ones."""

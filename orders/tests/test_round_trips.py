@@ -82,7 +82,11 @@ def test_a_command_of_a_group_opens_its_savepoint_in_the_round_trip_of_its_lock(
     buy(alice, "1", at="99")  # warm
     place = _place.__wrapped__  # the command as the market's queue runs it
     group = [
-        _Queued(place, (alice, order_validate(market=market, side="buy", price=Decimal(at), quantity=Decimal(1))), {})
+        _Queued(
+            place,
+            (alice, order_validate(market=market, side="buy", price=Decimal(at), quantity=Decimal(1)), "system", None),
+            {},
+        )
         for at in ("97", "96", "95")
     ]
 
@@ -114,12 +118,13 @@ def test_statements_of_an_order_resting_and_trading(market, alice, bob):
     resting = statements(lambda: buy(alice, "1", at="97"))
     trading = statements(lambda: buy(alice, "1", at="100"))
 
-    # BEGIN; lock, order id, look, balances; order, balances and ledger, book levels and
-    # sequence; COMMIT. (Eleven with a statement each.) Trading adds the trades' and
-    # fills' ids with the lock of the fee account's balance, the trades, fills, candles,
-    # the makers' new state and the look for crossed stops.
-    assert resting == 9, resting
-    assert trading == 16, trading
+    # BEGIN; lock, the trader's standing (kill switch, open orders), order id, look,
+    # balances; order, balances and ledger, book levels and sequence (and last price);
+    # COMMIT. (Twelve with a statement each.) Trading adds the trades' and fills' ids with
+    # the lock of the fee account's balance, the trades, fills, candles, the makers' new
+    # state and the look for crossed stops.
+    assert resting == 10, resting
+    assert trading == 17, trading
 
 
 def test_the_circuit_breaker_costs_no_round_trip(market, alice, bob):

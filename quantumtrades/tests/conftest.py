@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from accounts.keys import api_key_create
-from accounts.models import User
+from accounts.models import OperatorAction, User
 from accounts.services import balance_deposit
 from marketdata.models import Trade
 from marketdata.services import candles_rebuild
@@ -96,3 +96,4 @@ def trading_history(alice, bob, market):
     # The engine would have kept the candles with the trade; this history was written by hand.
     candles_rebuild(market=market)
     api_key_create(user=alice, name="alice's bot", scopes=["read", "trade"])
+    OperatorAction.objects.create(kind=OperatorAction.Kind.TRADING_DISABLED, user=bob, reason="desk request")

@@ -15,6 +15,7 @@ CHANGELISTS = [
     "/admin/accounts/balance/",
     "/admin/accounts/ledgerentry/",
     "/admin/accounts/apikey/",
+    "/admin/accounts/operatoraction/",
     "/admin/marketdata/market/",
     "/admin/marketdata/trade/",
     "/admin/marketdata/candle/",

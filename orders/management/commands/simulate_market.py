@@ -18,7 +18,7 @@ from django.db import close_old_connections
 from accounts.models import User
 from marketdata.models import BookLevel, Market, Side
 from marketdata.selectors import tape
-from orders.models import Order, OrderType, TimeInForce
+from orders.models import Order, OrderSource, OrderType, TimeInForce
 from orders.services import order_cancel, order_place
 from quantumtrades.core.errors import ServiceError
 from quantumtrades.core.money import money
@@ -179,6 +179,7 @@ class Simulation:
             price=price,
             quantity=quantity,
             time_in_force=time_in_force,
+            source=OrderSource.SYSTEM,  # the venue's own simulated flow, not a trader's door
         )
 
     def _run(self, service, **kwargs) -> bool:
