@@ -18,6 +18,18 @@ def _fresh_cache():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _no_scheduler_thread():
+    """Importing the ASGI application (as the socket tests do) starts the venue's timers on
+    a thread of their own (quantumtrades.core.scheduler), which would cancel orders and
+    sweep sockets under the tests' feet: in tests, a job runs when the test says so
+    (`scheduler.run_due()`), and servers the tests start run their own."""
+    from quantumtrades.core import scheduler
+
+    scheduler.stop()
+    yield
+
+
 def pytest_sessionfinish(session, exitstatus):
     # CI's PostgreSQL and Redis run must exercise everything: a skip there is a failure.
     if os.environ.get("QT_FAIL_ON_SKIP") and exitstatus == 0:
