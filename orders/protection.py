@@ -19,8 +19,8 @@ orders are cancelled within CANCEL_ON_DISCONNECT_SECONDS of the death.
 
 How a job takes its work, so that two processes never do it twice and a process that dies
 halfway loses nothing: one conditional UPDATE claims the rows that are due (`_claim`, with
-`FOR UPDATE SKIP LOCKED` where the database has it, so a process never waits on rows
-another is taking) and moves their time forward, as a lease; the orders are then cancelled,
+`FOR NO KEY UPDATE SKIP LOCKED` where the database has it, so a process never waits on
+rows another is taking) and moves their time forward, as a lease; the orders are then cancelled,
 one book command per market as `orders_cancel_all` does; last, a second conditional
 statement ends the lease, only if the row still holds it. So a process that dies after its
 claim leaves a row that is due again once the lease runs out, and the next process cancels
@@ -190,12 +190,18 @@ def _claim(model, column: str, *, due: tuple[str, datetime], to: datetime, retur
     at most CLAIM_BATCH of them, and return (`returning`) of those: the rows this process
     now holds. One statement: the rows another process claimed at the same moment are no
     longer due when it re-checks them (PostgreSQL re-evaluates the condition on a row it
-    waited for; SQLite runs one writer at a time), and with `FOR UPDATE SKIP LOCKED` it does
-    not even wait for them."""
+    waited for; SQLite runs one writer at a time), and with `SKIP LOCKED` it does not even
+    wait for them."""
     operator, time = due
     assert operator in ("<", "<=")
     table = connection.ops.quote_name(model._meta.db_table)
-    skip_locked = " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    skip_locked = ""
+    if connection.features.has_select_for_update_skip_locked:
+        # NO KEY: a plain FOR UPDATE would also skip the rows that other transactions
+        # merely reference: every order a trader is placing holds a key-share lock on
+        # their user row until it commits, and a busy trader's switch would never fire.
+        no_key = " NO KEY" if connection.features.has_select_for_no_key_update else ""
+        skip_locked = f" FOR{no_key} UPDATE SKIP LOCKED"
     condition = f"{column} IS NOT NULL AND {column} {operator} %s"
     now_value = connection.ops.adapt_datetimefield_value(time)
     with transaction.atomic(), connection.cursor() as cursor:
