@@ -3,6 +3,14 @@
 import os
 
 import pytest
+from django.conf import settings
+
+# Importing the ASGI application (as the socket tests do, some from conftest files loaded
+# before any hook of this file would run) starts the venue's timers on a thread of their
+# own (quantumtrades.core.scheduler), which would cancel orders and sweep sockets under the
+# tests' feet. In tests a job runs when the test says so (`scheduler.run_due()`); the
+# servers that end-to-end tests start run their own.
+settings.SCHEDULER_ENABLED = False
 
 
 @pytest.fixture(autouse=True)
@@ -15,18 +23,6 @@ def _fresh_cache():
 
     cache.clear()
     process_caches.forget_all()
-    yield
-
-
-@pytest.fixture(autouse=True)
-def _no_scheduler_thread():
-    """Importing the ASGI application (as the socket tests do) starts the venue's timers on
-    a thread of their own (quantumtrades.core.scheduler), which would cancel orders and
-    sweep sockets under the tests' feet: in tests, a job runs when the test says so
-    (`scheduler.run_due()`), and servers the tests start run their own."""
-    from quantumtrades.core import scheduler
-
-    scheduler.stop()
     yield
 
 
