@@ -122,10 +122,19 @@ class TradingConsumer(MarketDataConsumer):
             # However the socket ended (the client, the server, an error in a handler), its
             # cancel-on-disconnect orders are cancelled; shielded, so that an application
             # cancelled by daphne still finishes the job in its worker thread.
-            if getattr(self, "live_sockets", None):
-                sockets, self.live_sockets = list(self.live_sockets.values()), {}
-                loop = asyncio.get_running_loop()
-                await asyncio.shield(loop.run_in_executor(executor(), _live_sockets_close, sockets))
+            if getattr(self, "live_sockets", None) or self.running is not None:
+                await asyncio.shield(self.live_sockets_close())
+
+    running = None  # the last command sent to a worker thread (a concurrent.futures.Future)
+
+    async def live_sockets_close(self):
+        # A command still running (daphne cancelled the application while it waited for
+        # it) may yet place an order of the socket: cancel after it, not before.
+        if self.running is not None and not self.running.done():
+            await asyncio.wait([asyncio.wrap_future(self.running)])
+        sockets, self.live_sockets = list(self.live_sockets.values()), {}
+        if sockets:
+            await asyncio.get_running_loop().run_in_executor(executor(), _live_sockets_close, sockets)
 
     def handlers(self) -> dict:
         return {**super().handlers(), **dict.fromkeys(ORDER_COMMANDS, self.on_order_command)}
@@ -170,7 +179,11 @@ class TradingConsumer(MarketDataConsumer):
             )
         try:
             self.check_may_trade()
-            reply = await asyncio.get_running_loop().run_in_executor(executor(), self.run_command, message)
+            # What run_in_executor does, keeping the thread's own future: when the application
+            # is cancelled, only the asyncio one is, and `live_sockets_close` can still wait
+            # for a command its thread is running.
+            self.running = executor().submit(self.run_command, message)
+            reply = await asyncio.wrap_future(self.running)
         except CommandRefused as exc:
             if exc.error["code"] in (ErrorCode.API_KEY_INVALID, ErrorCode.TOKEN_REVOKED):
                 self.deauthenticate()

@@ -7,13 +7,17 @@ client's, the server's, a lost connection) to the application; a handler that fa
 the application with an error instead, and is covered too. The death of a process is
 tests/e2e/test_cancel_on_disconnect.py."""
 
+import asyncio
+import contextlib
+import time
+
 import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from accounts.models import User
 from marketdata.consumers import MarketDataConsumer
-from orders import protection
+from orders import consumers, protection
 from orders.models import LiveSocket, Order, OrderStatus
 from orders.selectors import reconcile
 from quantumtrades.core import scheduler
@@ -223,5 +227,36 @@ def test_orders_refused_over_the_socket_leave_nothing_to_cancel(alice, market):
             assert error["type"] == "error" and error["field"] == "price"
             placed = await place(ws)
         assert await statuses(placed) == [OrderStatus.CANCELLED]
+
+    run(body)
+
+
+def test_an_application_cancelled_mid_command_cancels_the_order_that_command_places(alice, market, monkeypatch):
+    """Daphne cancels an application that outlives its close; a command may still be running
+    in its worker thread then. The order it places is cancelled after it, not missed."""
+    place_now = consumers.order_place
+
+    def slow_place(**arguments):
+        time.sleep(0.5)
+        return place_now(**arguments)
+
+    monkeypatch.setattr(consumers, "order_place", slow_place)
+
+    async def body():
+        ws = Trader()
+        await ws.__aenter__()
+        await ws.auth(token=await async_token(alice), cancel_on_disconnect=True)
+        await ws.send({"type": "order.place", "req_id": "slow", **on_socket(BUY)})
+        await asyncio.sleep(0.2)  # in its worker thread now
+        ws.communicator.future.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ws.communicator.future
+        orders = database_sync_to_async(lambda: list(Order.objects.filter(user=alice).values_list("status", flat=True)))
+        for _ in range(50):
+            if await orders() == [OrderStatus.CANCELLED]:
+                break
+            await asyncio.sleep(0.1)
+        assert await orders() == [OrderStatus.CANCELLED]
+        assert not await database_sync_to_async(LiveSocket.objects.exists)()
 
     run(body)
