@@ -310,7 +310,7 @@ def test_every_operation_refuses_junk_in_the_error_shape_and_writes_nothing(worl
             f"\nREST fuzz: {sum(counts.values())} requests over {len(counts)} operations; answers {dict(sorted(statuses.items()))}"
         )
     assert counts == {label: examples(EXAMPLES_PER_OPERATION) for label in counts}, counts
-    assert len(counts) == 24
+    assert len(counts) == 25
 
 
 def stray_path(symbol_ids):
