@@ -40,6 +40,7 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.models import User
+from quantumtrades.core import unavailable
 from quantumtrades.core.errors import InvalidInput
 
 from .models import LiveSocket, Order
@@ -90,7 +91,9 @@ def dead_mans_switches_fire() -> dict[int, list[Order]]:
     for user in User.objects.filter(pk__in=claimed):
         try:
             fired[user.pk] = orders_cancel_all(user=user)
-        except Exception:  # the others still fire; this one is due again when the lease ends
+        except Exception as exc:  # the others still fire; this one is due again when the lease ends
+            if unavailable.is_unavailable(exc):
+                raise  # the others cannot fire either: the scheduler recovers and retries
             log.exception("dead man's switch of user %s: the cancel failed", user.pk)
             continue
         # Disarmed, unless the trader armed it again meanwhile: then the new time stands.
@@ -174,7 +177,9 @@ def live_sockets_sweep() -> dict[int, list[Order]]:
     for socket_id, user_id in claimed:
         try:
             swept[socket_id] = orders_cancel_all(user=User(pk=user_id), socket_id=socket_id)
-        except Exception:
+        except Exception as exc:
+            if unavailable.is_unavailable(exc):
+                raise
             log.exception("cancel on disconnect: the orders of socket %s could not be cancelled", socket_id)
             continue
         LiveSocket.objects.filter(pk=socket_id, seen_at=now).delete()
