@@ -3,6 +3,14 @@
 import os
 
 import pytest
+from django.conf import settings
+
+# Importing the ASGI application (as the socket tests do, some from conftest files loaded
+# before any hook of this file would run) starts the venue's timers on a thread of their
+# own (quantumtrades.core.scheduler), which would cancel orders and sweep sockets under the
+# tests' feet. In tests a job runs when the test says so (`scheduler.run_due()`); the
+# servers that end-to-end tests start run their own.
+settings.SCHEDULER_ENABLED = False
 
 
 def pytest_configure(config):

@@ -5,8 +5,9 @@
 
 What it does, the way an integrator's program would:
 1. reads the market's rules (tick, lot, minimum notional) over REST (`GET /api/markets/{symbol}`);
-2. opens /ws, authenticates with the API key (`{"type": "auth", "api_key"}`), subscribes to the
-   book and to its private `orders` channel;
+2. opens /ws, authenticates with the API key and cancel on disconnect (`{"type": "auth",
+   "api_key", "cancel_on_disconnect": true}`: if the bot is killed or its connection drops,
+   the venue cancels its quotes), subscribes to the book and to its private `orders` channel;
 3. keeps the book from the snapshot and the updates, checking that each update's `prev_seq` is
    the seq it holds (on a gap it subscribes again and starts from a fresh snapshot);
 4. quotes a post-only bid and ask `--spread` ticks either side of the others' mid price (the
@@ -180,7 +181,7 @@ class Bot:
     async def run(self, url, key):
         async with connect(url, max_size=2**22) as ws:
             self.ws = ws
-            await ws.send(json.dumps({"type": "auth", "api_key": key}))
+            await ws.send(json.dumps({"type": "auth", "api_key": key, "cancel_on_disconnect": True}))
             answer = json.loads(await ws.recv())
             if answer["type"] != "authenticated":
                 raise SystemExit(f"the key was refused: {answer.get('code')}: {answer.get('message')}")

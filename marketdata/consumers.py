@@ -447,7 +447,11 @@ class MarketDataConsumer(StreamConsumer):
         reply = {"type": "authenticated", "user": {"id": user_id, "username": username}}
         if api_key is not None:
             reply["api_key"] = {"id": api_key.pk, "name": api_key.name, "scopes": list(api_key.scopes)}
-        self.sink.send_message(reply)
+        self.sink.send_message({**reply, **self.authenticated_details()})
+
+    def authenticated_details(self) -> dict:
+        """What a consumer that does more says about the socket in its "authenticated" answer."""
+        return {}
 
     def watch_key(self, api_key):
         """While the socket is authenticated with `api_key`, check every KEY_CHECK_SECONDS

@@ -8,7 +8,9 @@ same words. Orders and fills are rendered by `orders.payloads`, which also feeds
 order entry and the private stream.
 """
 
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from decimal import Decimal
+
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import generics, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,9 +19,11 @@ from marketdata.api import SYMBOL_SCHEMA, SymbolField, market_by_symbol
 from marketdata.models import Side
 from orders.models import MAX_ID, Fill, OrderSource, OrderStatus, OrderType, SelfTradePrevention, TimeInForce
 from orders.payloads import fill_payload, order_payload, result_payload
+from orders.protection import CANCEL_AFTER_MAX_SECONDS, CANCEL_AFTER_MIN_SECONDS, dead_mans_switch_arm
 from orders.selectors import fills_for_user, order_for_user, orders_for_user, orders_open_for_user
 from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
 from quantumtrades.core.api import (
+    STRICT_MESSAGES,
     ApiPagination,
     DecimalInputField,
     QuerySerializer,
@@ -168,6 +172,53 @@ def order_place_arguments(data: dict) -> dict:
 def order_amend_arguments(data: dict) -> dict:
     """`order_amend`'s keyword arguments (after user and order_id) from a parsed OrderAmendInput."""
     return {name: data.get(name) for name in ("price", "quantity", "stop_price")}
+
+
+@extend_schema_field(
+    {
+        "type": "integer",
+        "anyOf": [
+            {"enum": [0]},
+            {"minimum": CANCEL_AFTER_MIN_SECONDS, "maximum": CANCEL_AFTER_MAX_SECONDS},
+        ],
+        "example": 60,
+    }
+)
+class CancelAfterSecondsField(serializers.Field):
+    """A whole number of seconds, as a JSON number (10, or 10.0); the service judges its range."""
+
+    default_error_messages = {**STRICT_MESSAGES, "invalid": "must be a whole number."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int | Decimal):
+            self.fail("invalid")
+        if isinstance(data, Decimal):
+            if not data.is_finite() or data != data.to_integral_value():
+                self.fail("invalid")
+            data = int(data)
+        return data
+
+
+class CancelAfterInput(StrictSerializer):
+    """The dead man's switch: arm it for `seconds`, or disarm it with 0."""
+
+    seconds = CancelAfterSecondsField(
+        help_text=f"0 disarms the switch; {CANCEL_AFTER_MIN_SECONDS} to {CANCEL_AFTER_MAX_SECONDS} arms it for that "
+        "many seconds from now, replacing any earlier time."
+    )
+
+
+class CancelAfterSerializer(serializers.Serializer):
+    armed_until = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When all your open orders and pending stops will be cancelled unless you arm the switch "
+        "again before then; null when disarmed.",
+    )
+
+
+def armed_until_payload(armed_until) -> dict:
+    """The dead man's switch's answer, over REST and /ws alike."""
+    return {"armed_until": armed_until.isoformat() if armed_until is not None else None}
 
 
 class OrderFilter(QuerySerializer):
@@ -334,6 +385,26 @@ class OrderView(TradingView):
     )
     def delete(self, request, order_id):
         return Response(order_payload(order_cancel(user=request.user, order_id=own_order_id(order_id))))
+
+
+class CancelAfterView(TradingView):
+    @extend_schema(
+        operation_id="orders_cancel_after",
+        tags=["orders"],
+        summary="The dead man's switch: cancel all my orders unless I arm it again within N seconds",
+        description="Unless armed again before `armed_until`, all your open orders and pending stops, on every "
+        "market, are cancelled within a second of that time. Send it again before then (a heartbeat) to push "
+        "the time back; 0 disarms it.",
+        request=CancelAfterInput,
+        examples=[
+            OpenApiExample("Arm for a minute", request_only=True, value={"seconds": 60}),
+            OpenApiExample("Disarm", request_only=True, value={"seconds": 0}),
+        ],
+        responses={200: CancelAfterSerializer, **error_responses(400, 401, 403, 413, 415, 429)},
+    )
+    def post(self, request):
+        data = CancelAfterInput.parse_body(request)
+        return Response(armed_until_payload(dead_mans_switch_arm(user=request.user, seconds=data["seconds"])))
 
 
 class FillsView(generics.ListAPIView):

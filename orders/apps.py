@@ -1,14 +1,15 @@
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class OrdersConfig(AppConfig):
     name = "orders"
 
     def ready(self):
-        from quantumtrades.core import streams
+        from quantumtrades.core import scheduler, streams
         from quantumtrades.core.events import subscribe
 
-        from . import auctions, live
+        from . import auctions, live, protection
 
         # Traders' open orders, fills and balances follow the engine's events on their pages,
         # and a page socket that (re)connects starts from all of them as they are now.
@@ -16,3 +17,14 @@ class OrdersConfig(AppConfig):
         streams.register_user_fragments(live.user_fragments)
         # Call auctions end on time whichever server process is alive (docs/API.md).
         auctions.register()
+
+        # The dead man's switch and cancel on disconnect, in every server process. A
+        # process refreshes its own sockets before it sweeps (jobs run in this order), so
+        # one that stalled does not take its own sockets for dead.
+        scheduler.every(protection.DEAD_MANS_SWITCH_TICK, name="orders.dead_mans_switches")(
+            protection.dead_mans_switches_fire
+        )
+        scheduler.every(settings.CANCEL_ON_DISCONNECT_SECONDS / 5, name="orders.live_sockets_refresh")(
+            protection.live_sockets_refresh
+        )
+        scheduler.every(protection.SWEEP_SECONDS, name="orders.live_sockets_sweep")(protection.live_sockets_sweep)

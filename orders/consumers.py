@@ -1,7 +1,7 @@
 """Order entry over /ws: the market-data socket, plus the order commands of docs/API.md ("Order entry").
 
 `TradingConsumer` is `marketdata.consumers.MarketDataConsumer` (subscribe, auth, the
-streams) with four more message types. Each is a door onto the same engine as the REST
+streams) with five more message types. Each is a door onto the same engine as the REST
 API, checked by the same serializers, throttled by the same counters, and answered with
 the same payloads and error codes:
 
@@ -10,6 +10,8 @@ the same payloads and error codes:
     {"type": "order.cancel", "req_id", "id"}
     {"type": "order.cancel_all", "req_id", "symbol"?}
     -> {"type": "order.result", "req_id", "order", "fills"[, "created"]}  (cancel_all: "orders")
+    {"type": "order.cancel_after", "req_id", "seconds"}  (the dead man's switch)
+    -> {"type": "order.cancel_after", "req_id", "armed_until"}
     -> {"type": "error", "req_id", "code", "message", "field"}
 
 `type` names the message on every /ws message, so the order's own type (limit, market, ...),
@@ -27,6 +29,11 @@ Rules of the socket:
   payload) is one trip to one of ORDER_THREADS worker threads: the event loop never waits
   on the database, and commands from many sockets can queue on one market together, as
   REST requests do (the engine groups them).
+- Cancel on disconnect: `{"type": "auth", ..., "cancel_on_disconnect": true}` makes every
+  order the socket places from then on carry the socket's `orders.LiveSocket` (made at its
+  first order), and they are cancelled when the socket closes, however it closes, or when
+  this process dies (`orders.protection`). `false` stops it for the orders placed after;
+  an auth without the flag leaves it as it was.
 - Order commands count against the API's throttles ("user" and "orders", per user or
   per key), not against the socket's message rate (that bucket is for subscriptions and
   pings): an integrator gets the same budget on either door.
@@ -47,10 +54,13 @@ from accounts.keys import api_key_reread
 from accounts.models import User
 from accounts.selectors import active_user
 from marketdata.api import market_by_symbol
-from marketdata.consumers import MarketDataConsumer
+from marketdata.consumers import MarketDataConsumer, RequestError
+from orders import protection
 from orders.api import (
+    CancelAfterInput,
     OrderAmendInput,
     OrderPlaceInput,
+    armed_until_payload,
     order_amend_arguments,
     order_place_arguments,
 )
@@ -67,7 +77,7 @@ REQ_ID_MAX = 64
 # A socket's user is read again at most this often (an operator's deactivation reaches an
 # open socket within it), as the REST API's token authentication does.
 USER_CACHE_SECONDS = 5.0
-ORDER_COMMANDS = ("order.place", "order.amend", "order.cancel", "order.cancel_all")
+ORDER_COMMANDS = ("order.place", "order.amend", "order.cancel", "order.cancel_all", "order.cancel_after")
 # As the REST API's throttle sees an order command: an unsafe method on a trading view.
 ORDER_VIEW = SimpleNamespace(order_commands=True)
 
@@ -97,7 +107,34 @@ class TradingConsumer(MarketDataConsumer):
         self.trader = None  # the User, read in a worker thread at the first command
         self.trader_read_at = 0.0
         self.token_expires = None
+        # Cancel on disconnect: asked for (by the last auth that said), and the socket's
+        # LiveSocket per user it placed orders for (a socket may authenticate again as
+        # someone else).
+        self.cancel_on_disconnect = False
+        self.cancel_on_disconnect_asked = None
+        self.live_sockets: dict[int, int] = {}
         await super().connect()
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # However the socket ended (the client, the server, an error in a handler), its
+            # cancel-on-disconnect orders are cancelled; shielded, so that an application
+            # cancelled by daphne still finishes the job in its worker thread.
+            if getattr(self, "live_sockets", None) or self.running is not None:
+                await asyncio.shield(self.live_sockets_close())
+
+    running = None  # the last command sent to a worker thread (a concurrent.futures.Future)
+
+    async def live_sockets_close(self):
+        # A command still running (daphne cancelled the application while it waited for
+        # it) may yet place an order of the socket: cancel after it, not before.
+        if self.running is not None and not self.running.done():
+            await asyncio.wait([asyncio.wrap_future(self.running)])
+        sockets, self.live_sockets = list(self.live_sockets.values()), {}
+        if sockets:
+            await asyncio.get_running_loop().run_in_executor(executor(), _live_sockets_close, sockets)
 
     def handlers(self) -> dict:
         return {**super().handlers(), **dict.fromkeys(ORDER_COMMANDS, self.on_order_command)}
@@ -115,9 +152,24 @@ class TradingConsumer(MarketDataConsumer):
             return True  # throttled by the API's counters instead (see the module docstring)
         return super().admit(message)
 
+    async def on_auth(self, message):
+        asked = message.get("cancel_on_disconnect")
+        if asked is not None and not isinstance(asked, bool):
+            raise RequestError(ErrorCode.BAD_REQUEST, '"cancel_on_disconnect" is true or false.')
+        self.cancel_on_disconnect_asked = asked
+        try:
+            await super().on_auth(message)
+        finally:
+            self.cancel_on_disconnect_asked = None
+
     def authenticated(self, user_id, username, *, expires, api_key, token=None):
+        if self.cancel_on_disconnect_asked is not None:  # applies only once the auth succeeded
+            self.cancel_on_disconnect = self.cancel_on_disconnect_asked
         super().authenticated(user_id, username, expires=expires, api_key=api_key, token=token)
         self.trader, self.token_expires = None, expires
+
+    def authenticated_details(self) -> dict:
+        return {"cancel_on_disconnect": self.cancel_on_disconnect}
 
     async def on_order_command(self, message):
         req_id = message.get("req_id")
@@ -127,7 +179,11 @@ class TradingConsumer(MarketDataConsumer):
             )
         try:
             self.check_may_trade()
-            reply = await asyncio.get_running_loop().run_in_executor(executor(), self.run_command, message)
+            # What run_in_executor does, keeping the thread's own future: when the application
+            # is cancelled, only the asyncio one is, and `live_sockets_close` can still wait
+            # for a command its thread is running.
+            self.running = executor().submit(self.run_command, message)
+            reply = await asyncio.wrap_future(self.running)
         except CommandRefused as exc:
             if exc.error["code"] in (ErrorCode.API_KEY_INVALID, ErrorCode.TOKEN_REVOKED):
                 self.deauthenticate()
@@ -174,6 +230,8 @@ class TradingConsumer(MarketDataConsumer):
                     ErrorCode.THROTTLED, f"Too many requests: retry in {wait} seconds.", retry_after=wait
                 )
             body = {key: value for key, value in message.items() if key not in ("type", "req_id")}
+            if message["type"] == "order.place":
+                return place(user, body, socket_id=self.live_socket_for(user) if self.cancel_on_disconnect else None)
             return COMMANDS[message["type"]](user, body)
         except (ServiceError, exceptions.ValidationError) as exc:
             _, error = input_error(exc)
@@ -192,6 +250,14 @@ class TradingConsumer(MarketDataConsumer):
             ) from None
         finally:
             close_old_connections()
+
+    def live_socket_for(self, user) -> int:
+        """The socket's LiveSocket for `user`, made at the first order it places for them:
+        made before the order, so that no order of the socket goes unprotected."""
+        socket_id = self.live_sockets.get(user.pk)
+        if socket_id is None:
+            socket_id = self.live_sockets[user.pk] = protection.live_socket_open(user=user)
+        return socket_id
 
     def current_trader(self) -> User:
         if self.api_key is not None:
@@ -243,13 +309,25 @@ def _only(body, allowed):
         )
 
 
-def place(user, body) -> dict:
+def _live_sockets_close(socket_ids) -> None:
+    close_old_connections()
+    try:
+        for socket_id in socket_ids:
+            try:
+                protection.live_socket_close(socket_id=socket_id)
+            except Exception:  # the row goes stale: a sweeper cancels its orders (orders.protection)
+                log.exception("cancel on disconnect: socket %s could not be closed", socket_id)
+    finally:
+        close_old_connections()
+
+
+def place(user, body, socket_id=None) -> dict:
     if "type" in body:
         raise InvalidInput("type names the message here: send the order's type as order_type.", field="type")
     if "order_type" in body:
         body["type"] = body.pop("order_type")
     data = _body(OrderPlaceInput, body)
-    result = order_place(user=user, **order_place_arguments(data), source=OrderSource.WS)
+    result = order_place(user=user, **order_place_arguments(data), source=OrderSource.WS, socket_id=socket_id)
     # created: false when client_order_id repeated an earlier order (REST answers 200, not 201).
     return {**result_payload(result), "created": result.created}
 
@@ -274,4 +352,17 @@ def cancel_all(user, body) -> dict:
     return {"orders": [order_payload(order) for order in orders_cancel_all(user=user, market=market)]}
 
 
-COMMANDS = {"order.place": place, "order.amend": amend, "order.cancel": cancel, "order.cancel_all": cancel_all}
+def cancel_after(user, body) -> dict:
+    data = _body(CancelAfterInput, body)
+    armed_until = protection.dead_mans_switch_arm(user=user, seconds=data["seconds"])
+    # Its own answer type (overriding "order.result"): it answers no order.
+    return {"type": "order.cancel_after", **armed_until_payload(armed_until)}
+
+
+COMMANDS = {
+    "order.place": place,
+    "order.amend": amend,
+    "order.cancel": cancel,
+    "order.cancel_all": cancel_all,
+    "order.cancel_after": cancel_after,
+}

@@ -276,22 +276,28 @@ def _cancel_one(command: Command, order: Order) -> None:
     command.changed_orders[order.pk] = order
 
 
-def orders_cancel_all(*, user: User, market: Market | str | None = None) -> list[Order]:
+def orders_cancel_all(*, user: User, market: Market | str | None = None, socket_id: int | None = None) -> list[Order]:
     """Cancel all of a user's open orders and pending stops, on one market or on all (one
-    command per market)."""
+    command per market); with `socket_id`, only those that cancel-on-disconnect socket
+    placed (`orders.protection`)."""
     orders = Order.objects.active().filter(user=user)
     if market is not None:
         orders = orders.filter(market=resolve_market(market))
+    if socket_id is not None:
+        orders = orders.filter(socket_id=socket_id)
     cancelled = []
     for market_id in sorted(set(orders.values_list("market_id", flat=True))):
-        cancelled += _cancel_all_in(user, market_id)
+        cancelled += _cancel_all_in(user, market_id, socket_id)
     return cancelled
 
 
 @book_command(lambda user, market_id, *rest: market_id)
-def _cancel_all_in(user: User, market_id: int) -> list[Order]:
+def _cancel_all_in(user: User, market_id: int, socket_id: int | None = None) -> list[Order]:
     command = Command.begin(market_id)
-    orders = list(Order.objects.active().filter(user=user, market_id=market_id).order_by("id"))
+    orders = Order.objects.active().filter(user=user, market_id=market_id)
+    if socket_id is not None:
+        orders = orders.filter(socket_id=socket_id)
+    orders = list(orders.order_by("id"))
     for order in orders:
         _cancel_one(command, order)
     command.lock_balances({user.pk})

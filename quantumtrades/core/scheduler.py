@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 from django.db import close_old_connections
 
+from quantumtrades.core import unavailable
+
 log = logging.getLogger(__name__)
 
 # How often the thread wakes up to look for jobs that are due.
@@ -67,8 +69,15 @@ def run_due(*, force: bool = True) -> list[str]:
         job.next_at = now + job.seconds
         try:
             job.run()
-        except Exception:  # one failing job must not stop the others, nor the thread
-            log.exception("scheduled job %s failed", job.name)
+        except Exception as exc:  # one failing job must not stop the others, nor the thread
+            if unavailable.is_unavailable(exc):
+                # As a request that lost the database does: drop the broken connection and
+                # have the pool test its idle ones, so the next request (or job) gets a
+                # live one instead of another the database closed meanwhile.
+                unavailable.recover(exc)
+                log.warning("scheduled job %s: the database is unavailable; it runs again at its next turn", job.name)
+            else:
+                log.exception("scheduled job %s failed", job.name)
         ran.append(job.name)
     return ran
 
@@ -79,6 +88,10 @@ def _loop() -> None:
         # thread gets a fresh one, as a request would.
         close_old_connections()
         run_due(force=False)
+        # And gives it back at once, as a request does at its end: a connection held
+        # between ticks is out of the pool's sight, and one the database closed meanwhile
+        # would return to the pool after its check and fail the next request.
+        close_old_connections()
 
 
 def start() -> bool:

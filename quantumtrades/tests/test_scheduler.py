@@ -44,3 +44,21 @@ def test_the_thread_runs_jobs_until_stopped(clean_jobs):
     scheduler.stop()
     ran.clear()
     assert not ran.wait(0.6)
+
+
+def test_a_job_that_lost_the_database_recovers_as_a_request_does(clean_jobs, caplog, monkeypatch):
+    from django.db import OperationalError
+
+    from quantumtrades.core import unavailable
+
+    recovered = []
+    monkeypatch.setattr(unavailable, "recover", recovered.append)
+
+    @scheduler.every(1, name="cut off")
+    def cut_off():
+        raise OperationalError("terminating connection due to administrator command")
+
+    assert scheduler.run_due() == ["cut off"]
+    assert [str(exc) for exc in recovered] == ["terminating connection due to administrator command"]
+    assert "scheduled job cut off: the database is unavailable" in caplog.text
+    assert "Traceback" not in caplog.text  # a warning, not an error with a traceback

@@ -80,3 +80,30 @@ def test_the_bot_quotes_both_sides_follows_the_market_and_cancels_on_exit(server
     assert "filled: sell 1.00000000 @ 10.05000000" in output
     assert "cancelled 2 order(s) on QTX-USD" in output, output
     assert open_quotes(alice) == []
+
+
+def test_a_bot_killed_outright_leaves_no_quotes_behind(servers, alice, bob, market):
+    """SIGKILL: the bot cancels nothing itself. Its socket asked for cancel on disconnect, so
+    the server cancels its quotes when the connection drops."""
+    _, secret = api_key_create(user=alice, name="bot", scopes=["read", "trade"])
+    for side, price in (("buy", "9.00"), ("sell", "11.00")):
+        order_place(user=bob, market=market, side=side, price=Decimal(price), quantity=Decimal("5"))
+    daphne = servers.daphne()
+    bot = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "bot.py"), "--url", daphne.url, "--spread", "5", "--interval", "0.1"],
+        env={**os.environ, "QT_API_KEY": secret},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: len(open_quotes(alice)) == 2, what="two quotes")
+        quotes = [order.pk for order in open_quotes(alice)]
+        os.kill(bot.pid, signal.SIGKILL)
+        bot.wait(10)
+        wait_for(lambda: open_quotes(alice) == [], timeout=5, what="the quotes cancelled")
+    finally:
+        if bot.poll() is None:
+            bot.kill()
+            bot.wait(10)
+    assert set(Order.objects.filter(pk__in=quotes).values_list("status", flat=True)) == {"cancelled"}
+    assert len(open_quotes(bob)) == 2  # the others' orders stand

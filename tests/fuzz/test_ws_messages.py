@@ -6,7 +6,8 @@ Through the whole ASGI application (Origin check, session, routing to the tradin
 consumer) with channels' WebsocketCommunicator, on three sockets: an anonymous one, one
 authenticated with alice's access token, one with bob's API key (read and trade). The frames
 are drawn over the protocol (docs/API.md, section 7): every known `type` (subscribe,
-unsubscribe, ping, auth, order.place, order.amend, order.cancel, order.cancel_all) with its
+unsubscribe, ping, auth, order.place, order.amend, order.cancel, order.cancel_all,
+order.cancel_after) with its
 fields' real names and plausible or junk values (decimals with exponents, NaN, too many
 places; ids past every column; text with NUL or lone surrogates), unknown types, JSON that is
 no object, text that is no JSON, frames past the 4 KiB limit, binary frames. The socket's
@@ -14,7 +15,8 @@ message rate and the API's throttles are raised, so that the frames meet the par
 engine rather than the rate limit (tests/e2e/test_socket_floods.py covers the limit).
 
 Frames are sent one at a time, each answered before the next (the answer to a frame is the
-first pong, subscribed, unsubscribed, authenticated, order.result or error after it; stream
+first pong, subscribed, unsubscribed, authenticated, order.result, order.cancel_after or error
+after it; stream
 messages in between are checked too).
 
 Examples (hypothesis, derandomized, no example database): FRAMES (300) frames, and HANDSHAKES
@@ -70,7 +72,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 FRAMES = 300
 # What the server sends on /ws (docs/API.md, "Server messages").
-ANSWERS = {"pong", "subscribed", "unsubscribed", "authenticated", "order.result", "error"}
+ANSWERS = {"pong", "subscribed", "unsubscribed", "authenticated", "order.result", "order.cancel_after", "error"}
 STREAM_MESSAGES = {"book_snapshot", "book_update", "trade", "ticker", "candle", "order", "fill", "balance", "heartbeat"}
 SOCKETS = ("anonymous", "alice's token", "bob's key")
 
@@ -146,12 +148,13 @@ def frames(plausible: dict) -> st.SearchStrategy:
         "ping": ([], ["id"]),
         "subscribe": (["channels"], ["symbols", "interval"]),
         "unsubscribe": (["channels"], ["symbols", "interval"]),
-        "auth": ([], ["token", "api_key"]),
+        "auth": ([], ["token", "api_key", "cancel_on_disconnect"]),
         "order.place": (["req_id", "symbol", "side", "quantity"], ["order_type", "price", "stop_price",
                         "time_in_force", "post_only", "stp", "client_order_id", "type"]),
         "order.amend": (["req_id", "id"], ["price", "quantity", "stop_price"]),
         "order.cancel": (["req_id", "id"], []),
         "order.cancel_all": (["req_id"], ["symbol"]),
+        "order.cancel_after": (["req_id", "seconds"], []),
     }  # fmt: skip
     per_type = []
     for kind, (required, optional) in fields.items():
@@ -238,6 +241,11 @@ def world(market, alice, bob, settings, monkeypatch):
         "id": st.sampled_from([*ids, 0, -1, 2**63, 2**63 - 1, 10**40, "1", 1.5, True]).map(json.dumps),
         "token": st.sampled_from([token, token + "x", "a.b.c", "", "x" * 3000]).map(json.dumps),
         "api_key": st.sampled_from([secret, reader_secret, secret[:-1], f"{key.prefix}.", ".", ""]).map(json.dumps),
+        "cancel_on_disconnect": st.sampled_from(["true", "false", '"true"', "1", "null"]),
+        "seconds": often(
+            st.sampled_from([0, 5, 60, 600]).map(json.dumps),
+            [st.sampled_from(["4", "601", "-1", "1e2", "2.5", "10.0", '"30"', "true", "null", str(10**40)])],
+        ),
     }
     return plausible, {"alice's token": {"token": token}, "bob's key": {"api_key": secret}}
 
