@@ -147,17 +147,22 @@ def _place(user: User, request: OrderRequest, source: str, socket_id: int | None
         market = request.market
         # An order that could rest, or a stop, counts against the user's open orders.
         adds = request.type in STOP_TYPES or request.time_in_force == TimeInForce.GTC
+        # The circuit breaker's reference rides with the lock, unless this process knows it.
+        since = auction.breaker_since(market, timezone.now()) if look else None
+        remembered = auction.breaker_reference_remembered(market, since)
         command = Command.begin(
             market.pk,
             look=look,
             taker=(user.pk, market.base_id, market.quote_id) if look else None,
             new_order=True,
-            breaker_since=auction.breaker_since(market, timezone.now()) if look else None,
+            breaker_since=since if remembered is auction.UNREAD else None,
             trader=(user.pk, adds),
         )
     except Market.DoesNotExist:  # gone since this process last read it
         forget_markets()
         raise InvalidInput(f"There is no market {request.market.symbol[:24]!r}.", field="symbol") from None
+    if remembered is not auction.UNREAD:
+        command.breaker_reference = auction.breaker_reference_of(command, since, lambda: remembered)
     market = command.market
     if market.status == Market.Status.HALTED:
         raise Conflict(f"{market.symbol} is halted: new orders are refused.", code=ErrorCode.MARKET_HALTED)

@@ -30,11 +30,13 @@ taker): expire_taker expires it, expire_maker cancels the earlier one, expire_bo
 then the price is computed again on the rest of the book.
 """
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from django.db import connection
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from accounts.models import LedgerEntry, OperatorAction
 from accounts.services import operator_action_record
@@ -45,6 +47,7 @@ from quantumtrades.core.money import money
 from quantumtrades.core.sql import answer, select_models, send
 
 from ..models import OPEN_STATUSES, Fill, Order, OrderStatus, OrderType, SelfTradePrevention, TimeInForce
+from .caches import window_firsts
 from .rules import fee_for, hold_for, insufficient, order_reference
 
 if TYPE_CHECKING:
@@ -69,33 +72,82 @@ def breaker_since(market: Market, now: datetime) -> datetime | None:
 
 
 def breaker_reference_read(market_id: int, since: datetime, *, later: bool = False):
-    """The breaker's reference price: the first trade since `since`, else the last trade
-    (None if the market never traded). One statement, two index seeks (trade_market_time,
+    """The breaker's reference, read: (price, the time of the trade if it is the first of
+    the window, else None), or None if the market never traded. The first trade since
+    `since`, else the last trade. One statement, two index seeks (trade_market_time,
     trade_market_recent); with `later`, sent now and read by the returned function."""
     table = Trade._meta.db_table
     statement = send(
         # Each side in a subquery: SQLite takes no ORDER BY/LIMIT on a compound's own members.
-        f"SELECT 1, price FROM (SELECT price FROM {table} WHERE market_id = %s AND created_at >= %s "
-        f"ORDER BY created_at, id LIMIT 1) AS first_in_window UNION ALL "
-        f"SELECT 2, price FROM (SELECT price FROM {table} WHERE market_id = %s ORDER BY id DESC LIMIT 1) AS last_trade",
+        f"SELECT 1, price, created_at FROM (SELECT price, created_at FROM {table} WHERE market_id = %s "
+        f"AND created_at >= %s ORDER BY created_at, id LIMIT 1) AS first_in_window UNION ALL "
+        f"SELECT 2, price, NULL FROM (SELECT price FROM {table} WHERE market_id = %s ORDER BY id DESC LIMIT 1) "
+        "AS last_trade",
         [market_id, Trade._meta.get_field("created_at").get_db_prep_value(since, connection), market_id],
     )
 
-    def read() -> Decimal | None:
-        rows = sorted(answer(statement))
-        return money(Decimal(str(rows[0][1]))) if rows else None
+    def read() -> tuple[Decimal, datetime | None] | None:
+        rows = sorted(answer(statement), key=lambda row: row[0])
+        if not rows:
+            return None
+        kind, price, first_at = rows[0]
+        return money(Decimal(str(price))), (_aware(first_at) if kind == 1 else None)
 
     return read if later else read()
 
 
+def _aware(value) -> datetime:
+    """A trade's time as the raw cursor hands it back (SQLite: text) as an aware datetime."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    return value if timezone.is_aware(value) else timezone.make_aware(value, UTC)
+
+
+def breaker_reference_remembered(market: Market, since: datetime | None):
+    """The reference from this process's memory of the window's first trade, or UNREAD.
+
+    A market's trades are made one command at a time under its book lock, each later than
+    the one before, so the first trade of the window stays the first until it leaves the
+    window: while it is in, a busy market's reference costs no read. Remembered per window
+    length; a market that changed its window is read again."""
+    if since is None:
+        return UNREAD
+    entry = window_firsts.get((connection.alias, market.pk, market.circuit_window_seconds))
+    if entry is not None and entry[0] >= since:
+        return entry[1]
+    return UNREAD
+
+
 def breaker_reference_of(command: "Command", since: datetime, read) -> Decimal | None:
-    """The reference read with the lock, or UNREAD if the market's window changed since."""
-    reference = read()
+    """The reference read (or remembered) with the lock, or UNREAD if the market's window
+    changed since. A first trade of the window read now is remembered (`window_firsts`)."""
+    found = read()
     market = command.market
     expected = breaker_since(market, command.now)
     if expected is None or abs((expected - since).total_seconds()) > 1:
         return UNREAD
-    return reference
+    return _remember(market, found)
+
+
+def _remember(market: Market, found) -> Decimal | None:
+    if found is None or not isinstance(found, tuple):
+        return found  # none, or a remembered price
+    price, first_at = found
+    if first_at is not None:
+        window_firsts[(connection.alias, market.pk, market.circuit_window_seconds)] = (first_at, price)
+    return price
+
+
+def _reference(command: "Command") -> Decimal | None:
+    """The command's reference, read now unless it was with the lock or is remembered."""
+    if command.breaker_reference is UNREAD:
+        market = command.market
+        since = breaker_since(market, command.now)
+        remembered = breaker_reference_remembered(market, since)
+        if remembered is UNREAD:
+            remembered = _remember(market, breaker_reference_read(market.pk, since))
+        command.breaker_reference = remembered
+    return command.breaker_reference
 
 
 def breaker_stops(command: "Command", price: Decimal) -> bool:
@@ -107,9 +159,7 @@ def breaker_stops(command: "Command", price: Decimal) -> bool:
         return True
     if market.circuit_breaker is None or not market.is_trading:
         return False
-    if command.breaker_reference is UNREAD:
-        command.breaker_reference = breaker_reference_read(market.pk, breaker_since(market, command.now))
-    reference = command.breaker_reference
+    reference = _reference(command)
     if reference is None or abs(price - reference) <= reference * market.circuit_breaker:
         return False
     trip(command, price, reference)
@@ -128,9 +178,7 @@ def _past_breaker(command: "Command", price: Decimal) -> bool:
     market = command.market
     if market.circuit_breaker is None or not market.is_trading:
         return False
-    if command.breaker_reference is UNREAD:
-        command.breaker_reference = breaker_reference_read(market.pk, breaker_since(market, command.now))
-    reference = command.breaker_reference
+    reference = _reference(command)
     return reference is not None and abs(price - reference) > reference * market.circuit_breaker
 
 
@@ -210,7 +258,8 @@ def uncross(command: "Command") -> bool:
         order.market = market
     # The reference is the last trade (the tape's, as GET /api/markets and the streams
     # read it for the indicative price).
-    reference = breaker_reference_read(market.pk, command.now)
+    found = breaker_reference_read(market.pk, command.now)
+    reference = found[0] if found is not None else None
     while True:
         plan = _plan(book, reference)
         price, pairs, conflict = plan if plan is not None else (None, [], None)

@@ -1,11 +1,12 @@
-"""What the engine remembers between commands, in this process: the markets by symbol and
-the fee account's id. Every copy of the database's state that the engine keeps beyond a
+"""What the engine remembers between commands, in this process: the markets by symbol, the
+fee account's id, and the first trade of each market's circuit breaker window. Every copy of the database's state that the engine keeps beyond a
 command is here, each a registered `ProcessCache` that the test suite forgets between
 tests. (The markets' queues, `transactions._queues`, copy nothing: they hold the
 commands waiting now.)
 
-Neither can let through what the database refuses: a market is read again under the book
-lock, and the fee account never changes once created.
+None can let through what the database refuses: a market is read again under the book
+lock, the fee account never changes once created, and a window's first trade stays its
+first until it leaves the window (`auction.breaker_reference_remembered`).
 """
 
 import time
@@ -24,6 +25,9 @@ from quantumtrades.core.sql import select_models
 # so a copy a few seconds old never lets through an order the current rules refuse.
 MARKET_CACHE_SECONDS = 5.0
 _markets = ProcessCache("markets by symbol")
+# (connection alias, market id, window seconds) -> (time, price) of the first trade of the
+# circuit breaker's window, as a command read it under the book lock.
+window_firsts = ProcessCache("circuit breaker windows' first trades")
 
 
 def resolve_market(market: Market | str) -> Market:

@@ -30,7 +30,7 @@ from quantumtrades.core import sql
 from quantumtrades.core.errors import Conflict, ErrorCode, TradingDisabled
 from quantumtrades.core.events import publish_built_on_commit
 from quantumtrades.core.money import ZERO, money
-from quantumtrades.core.sql import allocate_ids, insert_rows, pipeline, select_models, update_rows
+from quantumtrades.core.sql import allocate_ids, insert_rows, pipeline, select_models, send, update_rows
 
 from ..events import FillCreated, OrderChanged
 from ..models import ACTIVE_STATUSES, OPEN_STATUSES, Fill, Order
@@ -163,10 +163,11 @@ class Command:
         with connection.wrap_database_errors, pipeline():
             current_group.open_savepoint()  # in a group: before anything the command does
             market = (lambda: held) if held is not None else market_lock(market_id=market_id, later=True)
-            if trader is not None:
-                standing = _trader_standing(*trader)
             if new_order:
-                ids = allocate_ids({Order: 1}, later=True)
+                # The trader's standing rides in the statement that draws the order's id.
+                ids = allocate_ids({Order: 1}, later=True, beside=_trader_standing(*trader) if trader else None)
+            elif trader is not None:
+                standing = send(*_trader_standing(*trader))
             if look is not None:
                 where, params, tail = _resting_query(market_id, *look)
                 first = select_models(Order, where, params, tail=f"{tail} LIMIT {FIRST_MAKER_BATCH}", later=True)
@@ -186,15 +187,25 @@ class Command:
         if balances is not None:
             command.balances.update(balances())
         if ids is not None:
-            [command.new_order_id] = ids()[Order]
+            allocated = ids()
+            if trader is not None:
+                allocated, row = allocated
+                command._standing(row)
+            [command.new_order_id] = allocated[Order]
         if reference is not None:
             command.breaker_reference = auction.breaker_reference_of(command, breaker_since, reference)
         if standing is not None:
-            [row] = sql.answer(standing)
-            command.trading_enabled = bool(row[0])
-            if len(row) > 1:
-                command.open_orders, command.max_open_orders = row[1], row[2]
+            command._standing(next(iter(sql.answer(standing)), None))
         return command
+
+    def _standing(self, row) -> None:
+        """The trader's standing as `_trader_standing` read it (None: no such user)."""
+        if row is None:
+            self.trading_enabled = False
+            return
+        self.trading_enabled = bool(row[0])
+        if len(row) > 1:
+            self.open_orders, self.max_open_orders = row[1], row[2]
 
     def trader_check(self, *, adds: bool = False) -> None:
         """Refuse a disabled trader's order or amend; with `adds`, an order that could rest
@@ -468,18 +479,18 @@ def _resting_query(market_id, side, limit) -> tuple[str, list, str]:
     return where, params, f"ORDER BY price {direction}, priority"
 
 
-def _trader_standing(user_id: int, count: bool):
-    """Send the read of a user's kill switch and, with `count`, of how many active orders
-    they have (all markets) against how many they may: one statement, queued behind the
-    book lock (`Command.begin`). The count stops one past the limit, so a trader with
+def _trader_standing(user_id: int, count: bool) -> tuple[str, list]:
+    """The read of a user's kill switch and, with `count`, of how many active orders they
+    have (all markets) against how many they may: (SELECT, parameters), sent queued behind
+    the book lock (`Command.begin`). The count stops one past the limit, so a trader with
     thousands of orders costs no more than one at their limit."""
     users, orders = User._meta.db_table, Order._meta.db_table
     if not count:
-        return sql.send(f"SELECT trading_enabled FROM {users} WHERE id = %s", [user_id])
+        return f"SELECT trading_enabled FROM {users} WHERE id = %s", [user_id]
     limit = f"COALESCE(u.max_open_orders, {int(settings.MAX_OPEN_ORDERS)})"
     # SQLite allows no outer column in a subquery's LIMIT: it counts them all.
     bound = f" LIMIT {limit} + 1" if connection.vendor == "postgresql" else ""
-    return sql.send(
+    return (
         f"SELECT u.trading_enabled, (SELECT count(*) FROM (SELECT 1 FROM {orders} o "
         f"WHERE o.user_id = u.id AND o.{_ACTIVE_SQL}{bound}) active), {limit} FROM {users} u WHERE u.id = %s",
         [user_id],

@@ -203,8 +203,12 @@ def for_update() -> str:
     return " FOR UPDATE" if connection.features.has_select_for_update else ""
 
 
-def allocate_ids(wanted: dict, *, later: bool = False):
+def allocate_ids(wanted: dict, *, later: bool = False, beside: tuple[str, Sequence] | None = None):
     """Primary keys for rows about to be inserted, {model: count} -> {model: [ids]}.
+
+    With `beside` (a SELECT and its parameters, answering at most one row), that row comes
+    in the same statement on PostgreSQL, as `(ids, row)` (the row None if it had none):
+    each statement costs the driver's Python about as much as the database spends on it.
 
     Knowing the ids up front lets dependent rows (a fill names its trade) go out in one
     pipeline instead of waiting for RETURNING. PostgreSQL draws them from each table's
@@ -213,6 +217,10 @@ def allocate_ids(wanted: dict, *, later: bool = False):
     per table per transaction, before inserting into it. `later` as for `select_models`.
     """
     wanted = {model: count for model, count in wanted.items() if count}
+    if beside is not None and (not wanted or connection.vendor != "postgresql"):
+        ids, row = allocate_ids(wanted, later=True), send(*beside)
+        read = lambda: (ids(), next(iter(answer(row)), None))  # noqa: E731
+        return read if later else read()
     if not wanted:
         return dict if later else {}
     if connection.vendor != "postgresql":
@@ -234,11 +242,21 @@ def allocate_ids(wanted: dict, *, later: bool = False):
         f"FROM generate_series(1, {int(count)}))"
         for model, count in wanted.items()
     )
-    statement = send(f"SELECT {columns}")
+    if beside is None:
+        statement = send(f"SELECT {columns}")
+    else:
+        # The row beside, joined to the ids' one row: still one row when it has none.
+        statement = send(
+            f"SELECT {columns}, beside.* FROM (SELECT 1) AS ids LEFT JOIN ({beside[0]}) AS beside ON true", beside[1]
+        )
 
-    def read() -> dict:
+    def read():
         [row] = answer(statement)
-        return dict(zip(wanted, (list(ids) for ids in row), strict=True))
+        ids = dict(zip(wanted, (list(ids) for ids in row[: len(wanted)]), strict=True))
+        if beside is None:
+            return ids
+        rest = row[len(wanted) :]
+        return ids, (None if all(value is None for value in rest) else rest)
 
     return read if later else read()
 
