@@ -240,3 +240,22 @@ def test_order_commands_count_against_the_keys_rest_throttle(alice_fix, settings
     assert [a[150] for a in answers] == ["0", "0", "8"]
     assert answers[2][58].startswith("THROTTLED: Too many requests: retry in ")
     assert Order.objects.filter(client_order_id__startswith="t-").count() == 2
+
+
+def test_a_kill_switch_mid_session_cancels_the_session_s_orders_and_refuses_new_ones(alice_fix, alice):
+    from orders.controls import trading_disable
+
+    alice_fix.new_order("resting", "buy", "1", "90")
+    new = alice_fix.expect("8")
+
+    switch = trading_disable(operator=None, user=alice, reason="runaway algo")
+
+    cancelled = alice_fix.expect("8")
+    assert [order.pk for order in switch.cancelled] == [int(new[37])]
+    assert (cancelled[150], cancelled[39], cancelled[37], cancelled[11]) == ("4", "4", new[37], "resting")
+    alice_fix.new_order("after", "buy", "1", "90")
+    refused = alice_fix.expect("8")
+    assert (refused[150], refused[39]) == ("8", "8")
+    assert refused[58].startswith("TRADING_DISABLED: ")
+    assert not Order.objects.filter(client_order_id="after").exists()
+    assert reconcile() == []
