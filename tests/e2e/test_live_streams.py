@@ -21,7 +21,7 @@ from .servers import RedisServer, free_port
 pytestmark = [
     *NEEDS_SERVERS,
 ]
-PUBLIC_IDS = {"book", "tape", "ticker", "chart"}
+PUBLIC_IDS = {"book", "tape", "ticker", "chart", "market-status"}
 
 
 class Client:
