@@ -19,6 +19,7 @@ databases apart on one server.
 """
 
 import argparse
+import cProfile
 import json
 import os
 import platform
@@ -276,6 +277,7 @@ def main():
     parser.add_argument("--cpu", type=int, metavar="N", help="measure CPU per command over N commands instead")
     parser.add_argument("--rounds", type=int, default=1, help="--cpu: fresh worlds measured one after another")
     parser.add_argument("--name", default="", help="a suffix for the benchmark's database names")
+    parser.add_argument("--profile", metavar="PATH", help="--cpu: write a cProfile of the commands (pstats) here")
     parser.add_argument(
         "--switch-interval", type=float, help="sys.setswitchinterval, seconds (default: Python's, as the server)"
     )
@@ -303,7 +305,14 @@ def main():
                 connection.close()
                 psql(args.pg, f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)", f"CREATE DATABASE {BENCH_DB}")
                 market, users = build_world(args.traders, args.resting)
-            print(json.dumps({"round": round_ + 1, **cpu_run(market, users, args.cpu)}), flush=True)
+            profile = cProfile.Profile() if args.profile else None
+            if profile:
+                profile.enable()
+            report = cpu_run(market, users, args.cpu)
+            if profile:
+                profile.disable()
+                profile.dump_stats(args.profile)
+            print(json.dumps({"round": round_ + 1, **report}), flush=True)
         print(json.dumps({"machine": machine(), "reconcile_breaches": len(reconcile())}))
         connection.close()
         psql(args.pg, f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
