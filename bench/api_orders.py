@@ -110,7 +110,8 @@ def build_world(clients: int):
 
     users = []
     for index in range(clients + 1):
-        user = User.objects.create_user(username=f"bench{index}", password=PASSWORD)
+        # A venue raises its busy accounts' open-order limit; the load here rests thousands.
+        user = User.objects.create_user(username=f"bench{index}", password=PASSWORD, max_open_orders=1_000_000)
         balance_deposit(user=user, asset="USD", amount=Decimal("1000000000"))
         balance_deposit(user=user, asset="QTX", amount=Decimal("10000000"))
         users.append(user)

@@ -431,7 +431,7 @@ class Bench:
         Asset.objects.get_or_create(code="QTX", defaults={"name": "QuantumTrades Token"})
         self.users = {}
         for name in ("maker", "taker"):
-            user = User.objects.create_user(username=f"bench-{name}", password=None)
+            user = User.objects.create_user(username=f"bench-{name}", password=None, max_open_orders=1_000_000)
             balance_deposit(user=user, asset="USD", amount=Decimal("1000000000"), reason="bench")
             balance_deposit(user=user, asset="QTX", amount=Decimal("100000000"), reason="bench")
             self.users[name] = user
