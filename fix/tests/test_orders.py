@@ -209,7 +209,10 @@ def test_a_read_key_opens_a_drop_copy_session_that_receives_every_report_and_may
     alice_fix.new_order("dc-1", "sell", "1", "100")
     alice_fix.expect("8")
     rest_order(rest, side="buy", type="limit", price="100", quantity="1")
-    copy_new, copy_trade = copy.reports(2)
+    # The drop copy hears of these only through the process's hub (no command of its own):
+    # on a loaded machine the hub may still be subscribing, and the session then catches
+    # up from the database when the hub says its stream was interrupted (Stream.send).
+    copy_new, copy_trade = copy.reports(2, timeout=15.0)
     seq = copy.send("D", [(11, "dc-2"), (55, "QTX-USD"), (54, 1), (38, 1), (40, 2), (44, 90), (60, utc_now())])
     refused = copy.expect("j")
 
