@@ -72,26 +72,23 @@ def breaker_since(market: Market, now: datetime) -> datetime | None:
 
 
 def breaker_reference_read(market_id: int, since: datetime, *, later: bool = False):
-    """The breaker's reference, read: (price, the time of the trade if it is the first of
-    the window, else None), or None if the market never traded. The first trade since
-    `since`, else the last trade. One statement, two index seeks (trade_market_time,
-    trade_market_recent); with `later`, sent now and read by the returned function."""
+    """The first trade of the breaker's window, read: (price, time), or None when none was
+    made since `since` (the reference is then the last trade before them, the market's
+    `last_price`, which comes with the locked row: `_remember`). One index seek
+    (trade_market_time); with `later`, sent now and read by the returned function."""
     table = Trade._meta.db_table
     statement = send(
-        # Each side in a subquery: SQLite takes no ORDER BY/LIMIT on a compound's own members.
-        f"SELECT 1, price, created_at FROM (SELECT price, created_at FROM {table} WHERE market_id = %s "
-        f"AND created_at >= %s ORDER BY created_at, id LIMIT 1) AS first_in_window UNION ALL "
-        f"SELECT 2, price, NULL FROM (SELECT price FROM {table} WHERE market_id = %s ORDER BY id DESC LIMIT 1) "
-        "AS last_trade",
-        [market_id, Trade._meta.get_field("created_at").get_db_prep_value(since, connection), market_id],
+        f"SELECT price, created_at FROM {table} WHERE market_id = %s AND created_at >= %s "
+        "ORDER BY created_at, id LIMIT 1",
+        [market_id, Trade._meta.get_field("created_at").get_db_prep_value(since, connection)],
     )
 
-    def read() -> tuple[Decimal, datetime | None] | None:
-        rows = sorted(answer(statement), key=lambda row: row[0])
+    def read() -> tuple[Decimal, datetime] | None:
+        rows = answer(statement)
         if not rows:
             return None
-        kind, price, first_at = rows[0]
-        return money(Decimal(str(price))), (_aware(first_at) if kind == 1 else None)
+        price, first_at = rows[0]
+        return money(Decimal(str(price))), _aware(first_at)
 
     return read if later else read()
 
@@ -130,11 +127,14 @@ def breaker_reference_of(command: "Command", since: datetime, read) -> Decimal |
 
 
 def _remember(market: Market, found) -> Decimal | None:
-    if found is None or not isinstance(found, tuple):
-        return found  # none, or a remembered price
+    """The reference from what was read (or remembered): a first trade of the window is
+    remembered (`window_firsts`); with none in the window, the last trade before it."""
+    if found is None:
+        return market.last_price
+    if not isinstance(found, tuple):
+        return found  # a remembered price
     price, first_at = found
-    if first_at is not None:
-        window_firsts[(connection.alias, market.pk, market.circuit_window_seconds)] = (first_at, price)
+    window_firsts[(connection.alias, market.pk, market.circuit_window_seconds)] = (first_at, price)
     return price
 
 
@@ -154,15 +154,11 @@ def breaker_stops(command: "Command", price: Decimal) -> bool:
     """Whether a trade at `price` may not be made: the market is in an auction already (the
     breaker tripped earlier in this command), or the price is past the circuit breaker, in
     which case the market enters an auction now (`trip`)."""
-    market = command.market
-    if market.in_auction:
+    if command.market.in_auction:
         return True
-    if market.circuit_breaker is None or not market.is_trading:
+    if not _past_breaker(command, price):
         return False
-    reference = _reference(command)
-    if reference is None or abs(price - reference) <= reference * market.circuit_breaker:
-        return False
-    trip(command, price, reference)
+    trip(command, price, _reference(command))
     return True
 
 
@@ -258,8 +254,7 @@ def uncross(command: "Command") -> bool:
         order.market = market
     # The reference is the last trade (the tape's, as GET /api/markets and the streams
     # read it for the indicative price).
-    found = breaker_reference_read(market.pk, command.now)
-    reference = found[0] if found is not None else None
+    reference = market.last_price
     while True:
         plan = _plan(book, reference)
         price, pairs, conflict = plan if plan is not None else (None, [], None)
