@@ -49,7 +49,7 @@ from api_orders import (  # noqa: E402  (the REST bench: world, clients, measure
     setup_django,
     summary,
 )
-from ws_orders import ws_load  # noqa: E402
+from ws_orders import markdown, ws_load  # noqa: E402
 
 from tests.e2e.servers import Process, free_port  # noqa: E402
 
@@ -191,21 +191,6 @@ def run(args, env, traders, keys) -> list[dict]:
         daphne.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     return runs
-
-
-def markdown(result) -> str:
-    lines = [
-        "| door | clients | orders/s | p50 ms | p99 ms | server CPU ms / order | answers |",
-        "|---|---:|---:|---:|---:|---:|---|",
-    ]
-    doors = {"REST": "`POST /api/orders`", "/ws": "`/ws` `order.place`", "FIX": "FIX NewOrderSingle"}
-    for run in result["runs"]:
-        answers = ", ".join(f"{k}: {v}" for k, v in sorted(run["outcomes"].items()))
-        lines.append(
-            f"| {doors[run['door']]} | {run['clients']} | {run['per_second']} | {run['p50_ms']} | {run['p99_ms']} | "
-            f"{run['server_cpu_ms_per_request']} | {answers} |"
-        )
-    return "\n".join(lines)
 
 
 def main():

@@ -135,13 +135,17 @@ def run(args, env, traders) -> list[dict]:
     return runs
 
 
+# How each door is named in the table (bench/fix_orders.py adds FIX to the same table).
+DOORS = {"REST": "`POST /api/orders`", "/ws": "`/ws` `order.place`", "FIX": "FIX NewOrderSingle"}
+
+
 def markdown(result) -> str:
     lines = [
         "| door | clients | orders/s | p50 ms | p99 ms | server CPU ms / order | answers |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
     for run in result["runs"]:
-        door = "`POST /api/orders`" if run["door"] == "REST" else "`/ws` `order.place`"
+        door = DOORS[run["door"]]
         answers = ", ".join(f"{k}: {v}" for k, v in sorted(run["outcomes"].items()))
         lines.append(
             f"| {door} | {run['clients']} | {run['per_second']} | {run['p50_ms']} | {run['p99_ms']} | "
