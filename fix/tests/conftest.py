@@ -7,6 +7,7 @@ a REST order placed by the test reaches its sessions as it would in production.
 
 import asyncio
 import threading
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -17,11 +18,35 @@ from accounts.models import User
 from accounts.services import balance_deposit
 from fix.gateway import Gateway
 from tests.factories import fee_account, qtx_usd_market
-from tests.streams.stream_support import fast_streams_fixture  # noqa: F401  (short stream timers, autouse)
 
 from .client import Client
 
 pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(autouse=True)
+def fast_streams(settings):
+    """Short stream timers, and on Redis a channel-layer prefix of this test's own."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.STREAMS = {
+        **getattr(settings, "STREAMS", {}),
+        "BOOK_INTERVAL": 0.0,
+        "PAGE_INTERVAL": 0.0,
+        "STATS_INTERVAL": 0.05,
+        "GAP_TIMEOUT": 0.3,
+        "AUDIT_INTERVAL": 0.5,
+        "PING_INTERVAL": 0.2,
+        "PING_TIMEOUT": 2.0,
+        "READY_TIMEOUT": 5.0,
+    }
+    if "Redis" in settings.CHANNEL_LAYERS["default"]["BACKEND"]:
+        layer = dict(settings.CHANNEL_LAYERS["default"])
+        layer["CONFIG"] = {**layer["CONFIG"], "prefix": f"qt.test.{uuid.uuid4().hex[:8]}."}
+        settings.CHANNEL_LAYERS = {"default": layer}
+    yield
+    from quantumtrades.core import streams
+
+    streams.publisher.flush(2.0)
 
 
 @pytest.fixture
