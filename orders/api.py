@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from marketdata.api import SYMBOL_SCHEMA, SymbolField, market_by_symbol
 from marketdata.models import Side
-from orders.models import MAX_ID, Fill, OrderSource, OrderStatus, OrderType, SelfTradePrevention, TimeInForce
+from orders.models import MAX_ID, Fill, Leg, OrderSource, OrderStatus, OrderType, SelfTradePrevention, TimeInForce
 from orders.payloads import fill_payload, order_payload, result_payload
 from orders.protection import CANCEL_AFTER_MAX_SECONDS, CANCEL_AFTER_MIN_SECONDS, dead_mans_switch_arm
 from orders.selectors import fills_for_user, order_for_user, orders_for_user, orders_open_for_user
@@ -63,7 +63,25 @@ class OrderSerializer(serializers.Serializer):
     filled_quantity = _decimal()
     remaining_quantity = _decimal()
     average_price = _decimal(allow_null=True, help_text="Average fill price; null before the first fill.")
-    stop_price = _decimal(allow_null=True, help_text="Stop orders: the trigger price. Null for other orders.")
+    stop_price = _decimal(
+        allow_null=True,
+        help_text="Stop orders: the trigger price (a trailing stop's moves with the market). Null for other orders.",
+    )
+    display_quantity = _decimal(
+        allow_null=True, help_text="Iceberg orders: the most the book shows at once. Null for other orders."
+    )
+    expire_at = serializers.DateTimeField(allow_null=True, help_text="GTD orders: when the order expires.")
+    trailing_delta = _decimal(allow_null=True, help_text="Trailing stops: the stop's distance, as a price.")
+    trailing_percent = _decimal(allow_null=True, help_text="Trailing stops: the stop's distance, in percent.")
+    limit_offset = _decimal(
+        allow_null=True, help_text="Trailing stops: triggered, a limit order this far beyond the stop; null: market."
+    )
+    list_id = serializers.IntegerField(allow_null=True, help_text="The order list (OCO or bracket) it belongs to.")
+    leg = serializers.ChoiceField(
+        choices=Leg.choices,
+        allow_null=True,
+        help_text="Its part in its list: entry, take_profit, stop_loss, limit, stop.",
+    )
     status = serializers.ChoiceField(
         choices=OrderStatus.choices, help_text="pending: a stop order waiting for its trigger, off the book."
     )

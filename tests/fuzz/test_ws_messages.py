@@ -231,7 +231,7 @@ def world(market, alice, bob, settings, monkeypatch):
         "order_type": often(
             st.sampled_from(OrderType.values).map(json.dumps), [st.sampled_from(["iceberg", "LIMIT"]).map(json.dumps)]
         ),
-        "time_in_force": st.sampled_from([*TimeInForce.values, "GTD", None]).map(json.dumps),
+        "time_in_force": st.sampled_from([*TimeInForce.values, "DAY", None]).map(json.dumps),
         "post_only": st.sampled_from(["true", "false", '"true"', "1"]),
         "stp": st.sampled_from(['"expire_taker"', '"expire_maker"', '"expire_both"', '"never"', "null"]),
         "client_order_id": st.sampled_from(["ws-1", "ws-2", "", "c" * 65]).map(json.dumps),
