@@ -40,6 +40,7 @@ Rules of the socket:
 """
 
 import asyncio
+import contextvars
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -182,7 +183,8 @@ class TradingConsumer(MarketDataConsumer):
             # What run_in_executor does, keeping the thread's own future: when the application
             # is cancelled, only the asyncio one is, and `live_sockets_close` can still wait
             # for a command its thread is running.
-            self.running = executor().submit(self.run_command, message)
+            # In this message's context: its log lines carry its request id (quantumtrades.core.logs).
+            self.running = executor().submit(contextvars.copy_context().run, self.run_command, message)
             reply = await asyncio.wrap_future(self.running)
         except CommandRefused as exc:
             if exc.error["code"] in (ErrorCode.API_KEY_INVALID, ErrorCode.TOKEN_REVOKED):

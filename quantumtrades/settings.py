@@ -62,6 +62,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # The request's id (X-Request-ID, taken or made): in its log lines and echoed in the
+    # answer, a redirect's included, so it comes first.
+    "quantumtrades.core.logs.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every response (CONTENT_SECURITY_POLICY below); the API's
     # JSON answers get one that allows nothing.
@@ -414,7 +417,7 @@ SPECTACULAR_SETTINGS = {
 CORS_ALLOWED_ORIGINS = env.list("BACKEND_CORS_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/api/.*$"
 # Browser clients may read when to retry a throttled request.
-CORS_EXPOSE_HEADERS = ["Retry-After"]
+CORS_EXPOSE_HEADERS = ["Retry-After", "X-Request-ID"]
 
 
 # --- Security -------------------------------------------------------------------------
@@ -479,11 +482,28 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# LOG_FORMAT=json writes one JSON object per line (time, level, logger, message, and the
+# request_id, user, order and market when known); plain text otherwise. Either way each
+# record carries the id of the request or socket message it was written for
+# (quantumtrades/core/logs.py, docs/OPERATIONS.md "Logs").
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT is plain or json, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "quantumtrades.core.logs.LogContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "quantumtrades.core.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]},
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # One line per engine command at DEBUG (LOG_LEVEL_ENGINE=DEBUG turns them on).
+        "orders.services": {"level": env.str("LOG_LEVEL_ENGINE", default="") or None},
+    },
 }
