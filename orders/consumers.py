@@ -68,7 +68,7 @@ from orders.api import (
 from orders.models import MAX_ID, OrderSource
 from orders.payloads import order_payload, result_payload
 from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
-from quantumtrades.core import unavailable
+from quantumtrades.core import replicas, unavailable
 from quantumtrades.core.api import ApiRateThrottle, input_error, loads_strict
 from quantumtrades.core.errors import ErrorCode, InvalidInput, NotFound, ServiceError
 
@@ -232,6 +232,7 @@ class TradingConsumer(MarketDataConsumer):
                     ErrorCode.THROTTLED, f"Too many requests: retry in {wait} seconds.", retry_after=wait
                 )
             body = {key: value for key, value in message.items() if key not in ("type", "req_id")}
+            replicas.writes_seen(user.pk)  # their public reads next see this command (core.replicas)
             if message["type"] == "order.place":
                 return place(user, body, socket_id=self.live_socket_for(user) if self.cancel_on_disconnect else None)
             return COMMANDS[message["type"]](user, body)

@@ -65,6 +65,9 @@ MIDDLEWARE = [
     # The request's id (X-Request-ID, taken or made): in its log lines and echoed in the
     # answer, a redirect's included, so it comes first.
     "quantumtrades.core.logs.RequestIdMiddleware",
+    # A signed-in user's public reads stay on the primary for a moment after they wrote
+    # (quantumtrades/core/replicas.py); outermost, so it sees the user a view authenticated.
+    "quantumtrades.core.replicas.ReadYourWritesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every response (CONTENT_SECURITY_POLICY below); the API's
     # JSON answers get one that allows nothing.
@@ -181,6 +184,33 @@ def postgres_url_from_parts():
 
 DATABASE_URL = env.str("DATABASE_URL", default="") or postgres_url_from_parts()
 DATABASES = {"default": database_config(DATABASE_URL)}
+
+
+def replica_config(url):
+    """A hot standby of DATABASE_URL's primary, for the reads that may lag a little."""
+    if not DATABASE_URL or DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("DATABASE_REPLICA_URLS needs a PostgreSQL DATABASE_URL (the primary).")
+    config = database_config(url)
+    # A standby that is away must cost a public read a moment, not the pool's ten seconds:
+    # its health check fails fast, and the reads go to the primary meanwhile.
+    config["OPTIONS"]["connect_timeout"] = 2
+    config["OPTIONS"]["pool"] = {**config["OPTIONS"]["pool"], "min_size": 1, "timeout": 2}
+    # Tests never make a database for a standby: it reads the primary's test database.
+    config["TEST"] = {"MIRROR": "default"}
+    return config
+
+
+# Read replicas (quantumtrades/core/replicas.py, docs/OPERATIONS.md "Read replicas"): public
+# market data is read from these PostgreSQL hot standbys, aliases replica_1, replica_2, ...
+for _number, _url in enumerate(env.list("DATABASE_REPLICA_URLS", default=[]), start=1):
+    DATABASES[f"replica_{_number}"] = replica_config(_url)
+# Everything that names no database, and every write, goes to the primary.
+DATABASE_ROUTERS = ["quantumtrades.core.replicas.PrimaryRouter"]
+# A standby whose replay lags more than this is skipped until it catches up.
+REPLICA_MAX_LAG_SECONDS = env.float("REPLICA_MAX_LAG_SECONDS", default=5)
+# After a write, a user's public reads stay on the primary this long: past the lag a
+# standby may have and still be used (plus its health's age, a second), their write is there.
+REPLICA_READ_YOUR_WRITES_SECONDS = env.float("REPLICA_READ_YOUR_WRITES_SECONDS", default=REPLICA_MAX_LAG_SECONDS + 2)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
