@@ -16,7 +16,6 @@ A public read goes to the primary instead when:
   or it does not answer, judged at most once every HEALTH_CHECK_SECONDS per process.
 """
 
-import contextlib
 import itertools
 import logging
 import threading
@@ -31,8 +30,13 @@ log = logging.getLogger(__name__)
 PRIMARY = "default"
 REPLICA_PREFIX = "replica_"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-# How long a standby's health, once judged, is believed in this process.
+# How long a standby's health, once judged, is believed in this process; one that did not
+# answer is left alone longer, since asking it again costs a request CHECK_TIMEOUT_SECONDS.
 HEALTH_CHECK_SECONDS = 1.0
+DOWN_RECHECK_SECONDS = 5.0
+# The longest a health check waits for a connection to a standby: one that is away must cost
+# the request that checks it a moment (the standby's pool keeps a connection ready otherwise).
+CHECK_TIMEOUT_SECONDS = 0.25
 
 # A standby's lag in seconds: 0 while it has replayed all the WAL it received from a live
 # WAL receiver (an idle primary sends nothing, and the last replayed commit may be old);
@@ -52,7 +56,7 @@ def replica_aliases() -> list[str]:
 
 
 class _Health:
-    """What this process last learnt of each standby: {alias: (when, healthy)}."""
+    """What this process last learnt of each standby: {alias: (believed until, healthy)}."""
 
     def __init__(self):
         self.known: dict[str, tuple[float, bool]] = {}
@@ -61,12 +65,12 @@ class _Health:
     def healthy(self, alias: str) -> bool:
         now = time.monotonic()
         known = self.known.get(alias)
-        if known is not None and now - known[0] < HEALTH_CHECK_SECONDS:
+        if known is not None and now < known[0]:
             return known[1]
-        healthy = replica_lag_ok(alias)
+        healthy, answered = replica_lag_ok(alias)
         with self.lock:
             before = self.known.get(alias)
-            self.known[alias] = (now, healthy)
+            self.known[alias] = (now + (HEALTH_CHECK_SECONDS if answered else DOWN_RECHECK_SECONDS), healthy)
         if before is not None and before[1] != healthy:
             log.warning("read replica %s is %s", alias, "back in use" if healthy else "skipped")
         return healthy
@@ -85,22 +89,26 @@ _turns = itertools.count()
 
 def replica_lag(alias: str) -> float | None:
     """How far `alias` is behind the primary, in seconds; None when it is not a standby
-    in recovery or has replayed nothing yet. Raises what the database raises."""
-    with connections[alias].cursor() as cursor:
+    in recovery or has replayed nothing yet. Raises what the database raises.
+
+    Asked on a connection of the standby's pool, waiting at most CHECK_TIMEOUT_SECONDS for
+    it, outside whatever connection the calling thread holds."""
+    pool = connections[alias].pool
+    pool.open()  # as Django's first connection would; nothing when it is open
+    with pool.connection(timeout=CHECK_TIMEOUT_SECONDS) as raw, raw.cursor() as cursor:
         cursor.execute(LAG_QUERY)
         in_recovery, lag = cursor.fetchone()
     return float(lag) if in_recovery and lag is not None else None
 
 
-def replica_lag_ok(alias: str) -> bool:
+def replica_lag_ok(alias: str) -> tuple[bool, bool]:
+    """(healthy, answered): whether `alias` may serve reads, and whether it answered."""
     try:
         lag = replica_lag(alias)
     except Exception as exc:
         log.warning("read replica %s does not answer (%s: %s)", alias, exc.__class__.__name__, exc)
-        with contextlib.suppress(Exception):
-            connections[alias].close()
-        return False
-    return lag is not None and lag <= settings.REPLICA_MAX_LAG_SECONDS
+        return False, False
+    return lag is not None and lag <= settings.REPLICA_MAX_LAG_SECONDS, True
 
 
 def _wrote_key(user_id) -> str:
