@@ -75,7 +75,7 @@ class PrivateCluster:
             assert dump.wait(timeout=60) == 0, "pg_dump failed"
             self._as_server(
                 BIN / "pg_basebackup", "-h", HOST, "-p", self.primary_port, "-U", "postgres",
-                "-D", standby, "-R", "-X", "stream", "-c", "fast", "--no-sync",
+                "-D", standby, "-R", "-X", "fetch", "-c", "fast", "--no-sync",
             )  # fmt: skip
             self._start(standby, self.standby_port, "-c hot_standby=on")
         except BaseException:
