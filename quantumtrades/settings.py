@@ -31,6 +31,10 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("Set DJANGO_SECRET_KEY (or JWT_SECRET) when DEBUG is off.")
     SECRET_KEY = "insecure-development-key-only-for-debug-runs-change-me-0123456789"
 
+# Old secret keys still accepted for what they signed (web sessions, password-reset links)
+# while a new DJANGO_SECRET_KEY takes over (docs/OPERATIONS.md, "Key rotation").
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
+
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 
 INSTALLED_APPS = [

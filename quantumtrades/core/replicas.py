@@ -25,6 +25,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import connections
 
+from quantumtrades.core.process_caches import ProcessCache
+
 log = logging.getLogger(__name__)
 
 PRIMARY = "default"
@@ -59,7 +61,7 @@ class _Health:
     """What this process last learnt of each standby: {alias: (believed until, healthy)}."""
 
     def __init__(self):
-        self.known: dict[str, tuple[float, bool]] = {}
+        self.known: dict[str, tuple[float, bool]] = ProcessCache("standbys' health")
         self.lock = threading.Lock()
 
     def healthy(self, alias: str) -> bool:
