@@ -69,12 +69,15 @@ class _Health:
         known = self.known.get(alias)
         if known is not None and now < known[0]:
             return known[1]
-        healthy, answered = replica_lag_ok(alias)
+        healthy, answered, why = replica_judged(alias)
         with self.lock:
             before = self.known.get(alias)
             self.known[alias] = (now + (HEALTH_CHECK_SECONDS if answered else DOWN_RECHECK_SECONDS), healthy)
-        if before is not None and before[1] != healthy:
-            log.warning("read replica %s is %s", alias, "back in use" if healthy else "skipped")
+        was_healthy = before[1] if before is not None else True
+        if healthy and not was_healthy:
+            log.warning("read replica %s is back in use", alias)
+        elif was_healthy and not healthy:
+            log.warning("read replica %s is skipped: %s", alias, why)
         return healthy
 
     def forget(self, alias: str | None = None) -> None:
@@ -103,14 +106,16 @@ def replica_lag(alias: str) -> float | None:
     return float(lag) if in_recovery and lag is not None else None
 
 
-def replica_lag_ok(alias: str) -> tuple[bool, bool]:
-    """(healthy, answered): whether `alias` may serve reads, and whether it answered."""
+def replica_judged(alias: str) -> tuple[bool, bool, str]:
+    """(healthy, answered, why not): whether `alias` may serve reads, whether it answered,
+    and what is wrong with it, for the log."""
     try:
         lag = replica_lag(alias)
     except Exception as exc:
-        log.warning("read replica %s does not answer (%s: %s)", alias, exc.__class__.__name__, exc)
-        return False, False
-    return lag is not None and lag <= settings.REPLICA_MAX_LAG_SECONDS, True
+        return False, False, f"it does not answer ({exc.__class__.__name__}: {exc})"
+    if lag is None:
+        return False, True, "not a standby in recovery, or nothing replayed yet"
+    return lag <= settings.REPLICA_MAX_LAG_SECONDS, True, f"{lag:.1f} s behind"
 
 
 def _wrote_key(user_id) -> str:
