@@ -30,8 +30,9 @@ REQUEST_ID_MAX = 64
 # quotes, newlines that would forge a log line or a header) is dropped.
 _NOT_ID = re.compile(r"[^A-Za-z0-9._:/+=@-]")
 
-# The fields a JSON line carries beside time, level, logger and message, when the record has them.
-CONTEXT_FIELDS = ("request_id", "user", "order", "market")
+# The fields a JSON line carries beside time, level, logger and message, when the record has
+# them (`status`: the answer's, on django.request's lines about 4xx and 5xx answers).
+CONTEXT_FIELDS = ("request_id", "user", "order", "market", "status")
 
 
 @dataclass
@@ -135,6 +136,13 @@ class LogContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         context = _context.get()
+        request = getattr(record, "request", None)
+        if context is None and getattr(request, "request_id", None) is not None:
+            # django.request logs a 4xx or 5xx answer once the middleware has returned it,
+            # with the request beside the record.
+            context = LogContext(request_id=request.request_id, request=request)
+        if getattr(record, "status", None) is None and isinstance(getattr(record, "status_code", None), int):
+            record.status = record.status_code
         if context is not None:
             if getattr(record, "request_id", None) is None:
                 record.request_id = context.request_id
