@@ -3,10 +3,11 @@
 Every HTTP request carries an id: the client's `X-Request-ID`, cleaned (`request_id_clean`),
 or a new one; `RequestIdMiddleware` echoes it in the answer's `X-Request-ID` and keeps it, with
 the request's user, in a context variable for as long as the request runs. A `/ws` socket does
-the same per message it handles (`socket_message_context`). Whatever logs meanwhile (a view, the
+the same per message it handles (`SocketMessages`, `context_set`). Whatever logs meanwhile (a view, the
 engine, a stream) logs with that id, because `LogContextFilter` copies it onto each record the
 handlers write, and `JsonFormatter` (`LOG_FORMAT=json`) writes each record as one JSON object
-per line: time, level, logger, message, and, when known, request_id, user, order and market.
+per line: time, level, logger, message, and, when known, request_id, user, order, market
+and status.
 
 A log call names an order or a market with `extra={"order": ..., "market": ...}`. The context
 costs nothing until a record is written: the filter sits on the handlers, so a call below the
@@ -82,17 +83,9 @@ def request_id_of_scope(scope: dict) -> str:
     return request_id_clean(sent.decode("latin-1")) or request_id_new()
 
 
-def current() -> LogContext | None:
-    """The context of the request or socket message this code runs for, if any."""
-    return _context.get()
-
-
 def context_set(context: LogContext | None) -> contextvars.Token:
+    """The request or socket message the code that runs next in this context works for."""
     return _context.set(context)
-
-
-def context_reset(token: contextvars.Token) -> None:
-    _context.reset(token)
 
 
 class RequestIdMiddleware:
