@@ -40,6 +40,7 @@ Rules of the socket:
 """
 
 import asyncio
+import contextvars
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -67,7 +68,7 @@ from orders.api import (
 from orders.models import MAX_ID, OrderSource
 from orders.payloads import order_payload, result_payload
 from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
-from quantumtrades.core import unavailable
+from quantumtrades.core import replicas, unavailable
 from quantumtrades.core.api import ApiRateThrottle, input_error, loads_strict
 from quantumtrades.core.errors import ErrorCode, InvalidInput, NotFound, ServiceError
 
@@ -182,7 +183,8 @@ class TradingConsumer(MarketDataConsumer):
             # What run_in_executor does, keeping the thread's own future: when the application
             # is cancelled, only the asyncio one is, and `live_sockets_close` can still wait
             # for a command its thread is running.
-            self.running = executor().submit(self.run_command, message)
+            # In this message's context: its log lines carry its request id (quantumtrades.core.logs).
+            self.running = executor().submit(contextvars.copy_context().run, self.run_command, message)
             reply = await asyncio.wrap_future(self.running)
         except CommandRefused as exc:
             if exc.error["code"] in (ErrorCode.API_KEY_INVALID, ErrorCode.TOKEN_REVOKED):
@@ -230,6 +232,7 @@ class TradingConsumer(MarketDataConsumer):
                     ErrorCode.THROTTLED, f"Too many requests: retry in {wait} seconds.", retry_after=wait
                 )
             body = {key: value for key, value in message.items() if key not in ("type", "req_id")}
+            replicas.writes_seen(user.pk)  # their public reads next see this command (core.replicas)
             if message["type"] == "order.place":
                 return place(user, body, socket_id=self.live_socket_for(user) if self.cancel_on_disconnect else None)
             return COMMANDS[message["type"]](user, body)

@@ -7,6 +7,7 @@ the rules, the transactions, the working state, matching and stops are the engin
 Callers import the commands from here, and the few rules they need too (`__all__`).
 """
 
+import logging
 from dataclasses import dataclass, field, fields
 
 from django.db import IntegrityError
@@ -14,6 +15,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from marketdata.models import Market, Side
+from quantumtrades.core import logs
 from quantumtrades.core.errors import Conflict, ErrorCode, InvalidInput, NotFound, ServiceError
 from quantumtrades.core.money import ZERO, money
 from quantumtrades.core.sql import cursor as sql_cursor
@@ -62,6 +64,11 @@ __all__ = [
     "order_validate",
     "orders_cancel_all",
 ]
+
+# One line per command at DEBUG, with the order and market (LOG_LEVEL_ENGINE=DEBUG): the
+# request's id comes from the context (quantumtrades.core.logs). Off, a command pays one
+# level check.
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -128,6 +135,10 @@ def order_place(
         raise
     if result.stops_due:
         _stops_due_run(market.pk)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "order placed: %s, %d fills", result.order.status, len(result.fills), extra=logs.order_of(result.order)
+        )
     return result
 
 
@@ -259,7 +270,10 @@ def order_cancel(*, user: User, order_id: int) -> Order:
     """Cancel an open order and release what it holds. Works on halted markets too."""
     market_id, status = _order_of(user, order_id)
     refuse_done(status)
-    return _cancel(user, market_id, int(order_id))
+    order = _cancel(user, market_id, int(order_id))
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("order cancelled", extra=logs.order_of(order))
+    return order
 
 
 @book_command(lambda user, market_id, *rest: market_id)
@@ -293,6 +307,8 @@ def orders_cancel_all(*, user: User, market: Market | str | None = None, socket_
     cancelled = []
     for market_id in sorted(set(orders.values_list("market_id", flat=True))):
         cancelled += _cancel_all_in(user, market_id, socket_id)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("orders cancelled: %d of user %s", len(cancelled), user.pk)
     return cancelled
 
 
@@ -339,6 +355,10 @@ def order_amend(*, user: User, order_id: int, price=None, quantity=None, stop_pr
     result = _amend(user, market_id, int(order_id), new_price, new_quantity, new_stop_price)
     if result.stops_due:
         _stops_due_run(market_id)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "order amended: %s, %d fills", result.order.status, len(result.fills), extra=logs.order_of(result.order)
+        )
     return result
 
 
