@@ -52,6 +52,7 @@ from .models import (
 )
 
 __all__ = [
+    "BATCH_MAX",
     "OrderRequest",
     "OrderResult",
     "fee_for",

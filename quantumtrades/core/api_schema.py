@@ -9,10 +9,22 @@ from drf_spectacular.openapi import AutoSchema
 
 class ApiAutoSchema(AutoSchema):
     """drf-spectacular's schema, knowing that only GET answers a page (DELETE /api/orders
-    shares its view with the paginated GET but answers a plain list)."""
+    shares its view with the paginated GET but answers a plain list), and that a DELETE may
+    have a body."""
 
     def _get_paginator(self):
         return super()._get_paginator() if self.method == "GET" else None
+
+    def _get_request_body(self, direction="request"):
+        # drf-spectacular gives only POST, PUT and PATCH a body; a view with `delete_body`
+        # takes one with DELETE too (DELETE /api/orders/batch).
+        if self.method != "DELETE" or not getattr(self.view, "delete_body", False):
+            return super()._get_request_body(direction)
+        self.method = "POST"
+        try:
+            return super()._get_request_body(direction)
+        finally:
+            self.method = "DELETE"
 
 
 # Request bodies that must name at least one of their fields (an amendment changes something).
