@@ -53,10 +53,20 @@ RESPONSE_HEADERS = {
 }
 
 
+# Every answer a throttle counted (quantumtrades.core.api.RateLimitHeaders): not those refused
+# before counting, so none is required.
+RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Limit": "Requests the tightest limit that applies allows per window.",
+    "X-RateLimit-Remaining": "What is left of it in this window.",
+    "X-RateLimit-Reset": "Seconds until the window starts again.",
+}
+
+
 def schema_strict_requests(result, generator, request, public):
     """Say in the schema what the API does: request bodies take no other fields (StrictSerializer)
     and an amendment names at least one; every operation may answer 406 and 413; a 401 says
-    how to authenticate and a 429 when to retry, in their headers."""
+    how to authenticate and a 429 when to retry, in their headers; answers may carry the
+    rate-limit headers."""
     for name, component in result.get("components", {}).get("schemas", {}).items():
         if name.endswith("Request") and component.get("type") == "object":
             component["additionalProperties"] = False
@@ -71,7 +81,12 @@ def schema_strict_requests(result, generator, request, public):
             responses = operation.setdefault("responses", {})
             for status, description in EVERY_OPERATION.items():
                 responses.setdefault(status, {"content": error, "description": description})
-            for status, headers in RESPONSE_HEADERS.items():
-                if status in responses:
-                    responses[status]["headers"] = headers
+            for status, response in responses.items():
+                response["headers"] = {
+                    **{
+                        name: {"description": description, "schema": {"type": "integer", "minimum": 0}}
+                        for name, description in RATE_LIMIT_HEADERS.items()
+                    },
+                    **RESPONSE_HEADERS.get(status, {}),
+                }
     return result
