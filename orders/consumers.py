@@ -16,6 +16,8 @@ the same payloads and error codes:
     {"type": "order.cancel_batch", "req_id", "ids": [...1 to 20 order ids]}
     -> {"type": "order.batch_result", "req_id", "results": [...]}  (each as POST /api/orders/batch)
     -> {"type": "error", "req_id", "code", "message", "field"}
+Every answer but an error also carries `"rate_limit": {"limit", "remaining", "reset"}`, the
+figures of REST's X-RateLimit-* headers.
 
 `type` names the message on every /ws message, so the order's own type (limit, market, ...),
 `type` in the REST body, is `order_type` here; every other field is spelt as in REST.
@@ -255,8 +257,11 @@ class TradingConsumer(MarketDataConsumer):
             body = {key: value for key, value in message.items() if key not in ("type", "req_id")}
             if message["type"] in ("order.place", "order.batch"):
                 socket_id = self.live_socket_for(user) if self.cancel_on_disconnect else None
-                return COMMANDS[message["type"]](user, body, socket_id=socket_id)
-            return COMMANDS[message["type"]](user, body)
+                reply = COMMANDS[message["type"]](user, body, socket_id=socket_id)
+            else:
+                reply = COMMANDS[message["type"]](user, body)
+            # What REST says in its X-RateLimit-* headers, for a program to pace itself by.
+            return {**reply, "rate_limit": throttle.rate_limit.payload()} if throttle.rate_limit else reply
         except (ServiceError, exceptions.ValidationError) as exc:
             _, error = input_error(exc)
             raise CommandRefused(**error) from None

@@ -608,12 +608,12 @@ class RateLimit:
     remaining: int
     reset: float
 
+    def payload(self) -> dict:
+        """As /ws answers carry it: whole numbers, the reset in seconds (at least 1)."""
+        return {"limit": self.limit, "remaining": self.remaining, "reset": max(1, math.ceil(self.reset))}
+
     def headers(self) -> dict:
-        return {
-            "X-RateLimit-Limit": str(self.limit),
-            "X-RateLimit-Remaining": str(self.remaining),
-            "X-RateLimit-Reset": str(max(1, math.ceil(self.reset))),
-        }
+        return {f"X-RateLimit-{name.capitalize()}": str(value) for name, value in self.payload().items()}
 
 
 def window_counts(counters: list[tuple[str, int]]) -> list[int]:

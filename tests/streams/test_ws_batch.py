@@ -61,6 +61,9 @@ def test_a_batch_counts_one_order_per_order_against_the_rate_rest_shares(alice, 
             await ws.auth(token=await async_token(alice))
             first = await ws.command("order.batch", orders=[on_socket({**BUY, "price": f"9.0{n}"}) for n in range(3)])
             assert [result["status"] for result in first["results"]] == [201] * 3
+            # REST's X-RateLimit-* figures, for a program to pace itself by.
+            assert first["rate_limit"]["limit"] == 4 and first["rate_limit"]["remaining"] == 1
+            assert 1 <= first["rate_limit"]["reset"] <= 60
             error = await ws.refused("order.batch", "THROTTLED", orders=[on_socket(BUY)] * 2)
             assert error["retry_after"] >= 1
 
