@@ -1,4 +1,5 @@
-"""REST API for trading: place, list, amend and cancel my orders; my fills.
+"""REST API for trading: place, list, amend and cancel my orders, one at a time or in batches
+(each order answered in its place, `batch_place`, which /ws shares); my fills.
 
 A thin door onto the matching engine (orders.services): the input serializers refuse
 what is malformed (types, enums, unknown fields, decimals that are not plain decimals);
