@@ -9,6 +9,7 @@ Callers import the commands from here, and the few rules they need too (`__all__
 
 import logging
 from dataclasses import dataclass, field, fields
+from functools import partial
 
 from django.db import IntegrityError
 from django.utils import timezone
@@ -38,7 +39,7 @@ from .engine.rules import (
     price_band_check,
     refuse_done,
 )
-from .engine.transactions import book_command
+from .engine.transactions import book_batch, book_command
 from .models import (
     MAX_ID,
     OPEN_STATUSES,
@@ -53,6 +54,7 @@ from .models import (
 )
 
 __all__ = [
+    "BATCH_MAX",
     "OrderRequest",
     "OrderResult",
     "fee_for",
@@ -63,6 +65,8 @@ __all__ = [
     "order_place",
     "order_validate",
     "orders_cancel_all",
+    "orders_cancel_batch",
+    "orders_place_batch",
 ]
 
 # One line per command at DEBUG, with the order and market (LOG_LEVEL_ENGINE=DEBUG): the
@@ -445,3 +449,59 @@ def _stops_due(market_id: int) -> bool:
         return False
     command.finish(None)
     return command.stops_due
+
+
+# --- Batches --------------------------------------------------------------------------
+
+# The most orders a batch may place or cancel.
+BATCH_MAX = 20
+
+
+def _batch_size_check(items: list, name: str) -> None:
+    if not 1 <= len(items) <= BATCH_MAX:
+        raise InvalidInput(f"{name} takes 1 to {BATCH_MAX} items; {len(items)} were sent.", field=name)
+
+
+def orders_place_batch(*, user: User, orders: list[dict], **common) -> list[OrderResult | Exception]:
+    """Place 1 to BATCH_MAX orders of one market, each exactly as `order_place` would, in
+    one transaction and under one take of the book lock (`book_batch`).
+
+    `orders` are `order_place`'s keyword arguments, `common` those they share (source,
+    socket_id). Each order is answered in its place: its OrderResult (created=False for a
+    repeated client_order_id, as `order_place` answers), or the ServiceError that refused
+    it (any other exception is answered in its place too: the others stand, committed).
+    Each runs in a savepoint of its own, so one refusal undoes only that order; the
+    orders run in the given order, so a later one may trade with an earlier one. Orders on
+    two markets, or on none that exists, are refused together (InvalidInput).
+    """
+    _batch_size_check(orders, "orders")
+    symbols = {order["market"].symbol if isinstance(order["market"], Market) else order["market"] for order in orders}
+    if len(symbols) != 1:
+        raise InvalidInput("A batch's orders are all on one market: send one batch per market.", field="orders")
+    market = resolve_market(orders[0]["market"])
+    calls = [partial(order_place, user=user, **{**order, "market": market}, **common) for order in orders]
+    return book_batch(market.pk, calls)
+
+
+def orders_cancel_batch(*, user: User, order_ids: list) -> list[Order | Exception]:
+    """Cancel 1 to BATCH_MAX of the user's orders, each answered in its place: the cancelled
+    Order, or the ServiceError that refused it (NotFound, or Conflict when it is no longer
+    open, as `order_cancel` answers; any other exception in its place too). The orders of each market are cancelled in one
+    transaction under one take of its book lock, the markets one after the other in
+    ascending id (one market row per transaction: the lock order)."""
+    _batch_size_check(order_ids, "ids")
+    outcomes: list = [None] * len(order_ids)
+    by_market: dict[int, list[tuple[int, int]]] = {}
+    for at, order_id in enumerate(order_ids):
+        try:
+            market_id, status = _order_of(user, order_id)
+            refuse_done(status)
+        except ServiceError as exc:
+            outcomes[at] = exc
+        else:
+            by_market.setdefault(market_id, []).append((at, int(order_id)))
+    for market_id, orders in sorted(by_market.items()):
+        cancelled = book_batch(market_id, [partial(_cancel, user, market_id, order_id) for _, order_id in orders])
+        for (at, _), outcome in zip(orders, cancelled, strict=True):
+            outcomes[at] = outcome
+    return outcomes

@@ -92,6 +92,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     # A lost database answers 503, not 500 (README, "When Redis or PostgreSQL goes away").
     "quantumtrades.core.unavailable.DatabaseUnavailableMiddleware",
+    # X-RateLimit-* on every API answer a throttle counted (docs/API.md, "Rate limits").
+    "quantumtrades.core.api.RateLimitHeaders",
 ]
 
 # The largest request body any route takes: forms and the admin's posts are a few KiB, API
@@ -450,8 +452,9 @@ SPECTACULAR_SETTINGS = {
 
 CORS_ALLOWED_ORIGINS = env.list("BACKEND_CORS_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/api/.*$"
-# Browser clients may read when to retry a throttled request.
-CORS_EXPOSE_HEADERS = ["Retry-After", "X-Request-ID"]
+# Browser clients may read their rate limits, when to retry a throttled request, and the
+# request's id.
+CORS_EXPOSE_HEADERS = ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After", "X-Request-ID"]
 
 
 # --- Security -------------------------------------------------------------------------
