@@ -17,7 +17,7 @@ pins it on a long tape):
 
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -139,16 +139,28 @@ class Minute:
 
 
 @dataclass
+class ActiveTrader:
+    user_id: int
+    username: str
+    fills: int
+    notional: Decimal  # price x quantity summed, in each market's quote asset
+
+
+@dataclass
 class Dashboard:
     now: datetime
     markets: list[MarketFigures]
     minutes: list[Minute]  # oldest first, the current minute last
     outcomes: dict[str, int]
     sockets: dict[str, int]
-    most_active: list[tuple[str, int, Decimal]]  # username, fills, notional in quote units
+    most_active: list[ActiveTrader]
     reconcile: ReconcileRun | None
     actions: list[OperatorAction]
     health: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def current(self) -> Minute:
+        return self.minutes[-1]
 
     @property
     def refusals(self) -> dict[str, int]:
@@ -266,14 +278,15 @@ def minutes_figures(markets: list[Market], now: datetime | None = None) -> list[
     ]
 
 
-def most_active(limit: int = 5) -> list[tuple[str, int, Decimal]]:
+def most_active(limit: int = 5) -> list[ActiveTrader]:
     """The traders with the most fills among the newest MOST_ACTIVE_FILLS (one bounded read)."""
-    newest = Fill.objects.order_by("-id").values_list("user__username", "price", "quantity")[:MOST_ACTIVE_FILLS]
-    fills, notional = Counter(), defaultdict(Decimal)
-    for username, price, quantity in newest:
-        fills[username] += 1
-        notional[username] += price * quantity
-    return [(username, count, notional[username]) for username, count in fills.most_common(limit)]
+    newest = Fill.objects.order_by("-id").values_list("user_id", "user__username", "price", "quantity")
+    found: dict[int, ActiveTrader] = {}
+    for user_id, username, price, quantity in newest[:MOST_ACTIVE_FILLS]:
+        row = found.setdefault(user_id, ActiveTrader(user_id, username, 0, Decimal(0)))
+        row.fills += 1
+        row.notional += price * quantity
+    return sorted(found.values(), key=lambda row: (-row.fills, row.username))[:limit]
 
 
 def health() -> dict[str, str]:
