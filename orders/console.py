@@ -71,14 +71,16 @@ def reconcile_run(*, trigger: str, operator: User | None = None, slot: int | Non
             run = ReconcileRun.objects.create(trigger=trigger, operator=operator, slot=slot, started_at=timezone.now())
     except IntegrityError:
         return None  # another process has this turn
+    outermost = not connection.in_atomic_block
     with transaction.atomic():
-        if connection.vendor == "postgresql":
+        if outermost and connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         breaches = reconcile()
     run.finished_at = timezone.now()
     run.breaches = len(breaches)
     run.report = "\n".join(str(breach) for breach in breaches[:REPORT_LINES])
+    run.found = breaches  # all of them, for `manage.py reconcile` to print
     with transaction.atomic():
         run.save(update_fields=["finished_at", "breaches", "report"])
         if operator is not None:
