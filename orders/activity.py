@@ -115,3 +115,9 @@ def outcomes_recent(minutes: int = 5) -> dict[str, int]:
 def refusals_recent(minutes: int = 5) -> dict[str, int]:
     """The refusals among `outcomes_recent`: {error code: count}, largest first."""
     return {result: count for result, count in outcomes_recent(minutes).items() if result != ACCEPTED}
+
+
+def forget() -> None:
+    """Drop this process's unflushed counts (a test starts from none)."""
+    with _lock:
+        _counts.clear()
