@@ -321,7 +321,8 @@ class ReconcileRun(models.Model):
     report = models.TextField(blank=True, default="")
 
     class Meta:
-        ordering = ["-started_at", "-id"]
+        # Ids rise with time: the newest run is the primary key's end, no index of its own.
+        ordering = ["-id"]
         permissions = [("run_reconcile", "Can run reconcile from the console")]
 
     def __str__(self):
