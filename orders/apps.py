@@ -34,6 +34,7 @@ class OrdersConfig(AppConfig):
         # summed in the shared cache (orders.activity); and `reconcile` on its schedule,
         # run by one process per turn (orders.console).
         scheduler.every(activity.FLUSH_SECONDS, name="orders.activity_publish")(activity.activity_publish)
+        scheduler.every(activity.FLUSH_SECONDS, name="orders.order_marks")(console.order_marks_record)
         scheduler.every(console.RECONCILE_CHECK_SECONDS, name="orders.reconcile_scheduled")(console.reconcile_scheduled)
         # The staff's groups see every model, those added after their migration included.
         post_migrate.connect(_staff_groups_sync, dispatch_uid="orders.staff_groups_sync")
