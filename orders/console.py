@@ -140,6 +140,14 @@ class Minute:
     trades: int
 
 
+@dataclass(frozen=True)
+class Check:
+    name: str
+    state: str  # "ok", "bad", or "unknown" (not configured)
+    summary: str
+    detail: str
+
+
 @dataclass
 class ActiveTrader:
     user_id: int
@@ -158,7 +166,7 @@ class Dashboard:
     most_active: list[ActiveTrader]
     reconcile: ReconcileRun | None
     actions: list[OperatorAction]
-    health: dict[str, str] = field(default_factory=dict)
+    health: list[Check] = field(default_factory=list)
 
     @property
     def current(self) -> Minute:
@@ -288,30 +296,34 @@ def most_active(limit: int = 5) -> list[ActiveTrader]:
         row = found.setdefault(user_id, ActiveTrader(user_id, username, 0, Decimal(0)))
         row.fills += 1
         row.notional += price * quantity
+    for row in found.values():
+        row.notional = row.notional.quantize(Decimal("0.01"))
     return sorted(found.values(), key=lambda row: (-row.fills, row.username))[:limit]
 
 
-def health() -> dict[str, str]:
-    """PostgreSQL (or SQLite) and the shared cache's Redis, as /healthz sees them."""
-    checks = {}
+def health() -> list[Check]:
+    """PostgreSQL (or SQLite) and the shared cache's Redis, as /healthz checks them, timed."""
+    checks = []
     started = time.perf_counter()
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-        checks["database"] = f"ok ({connection.vendor}, {(time.perf_counter() - started) * 1000:.1f} ms)"
+        took = f"{connection.vendor}, answered in {(time.perf_counter() - started) * 1000:.1f} ms"
+        checks.append(Check("Database", "ok", "up", took))
     except Exception as exc:
-        checks["database"] = f"error: {exc.__class__.__name__}"
+        checks.append(Check("Database", "bad", "down", exc.__class__.__name__))
     if "redis" in settings.CACHES["default"]["BACKEND"].lower():
         started = time.perf_counter()
         try:
             from django_redis import get_redis_connection
 
             get_redis_connection("default").ping()
-            checks["redis"] = f"ok ({(time.perf_counter() - started) * 1000:.1f} ms)"
+            checks.append(Check("Redis", "ok", "up", f"answered in {(time.perf_counter() - started) * 1000:.1f} ms"))
         except Exception as exc:
-            checks["redis"] = f"error: {exc.__class__.__name__} (counting in each process meanwhile)"
+            detail = f"{exc.__class__.__name__}: each process counts alone meanwhile"
+            checks.append(Check("Redis", "bad", "down", detail))
     else:
-        checks["redis"] = "not configured (each process counts alone)"
+        checks.append(Check("Redis", "unknown", "none", "not configured: each process counts alone"))
     return checks
 
 
