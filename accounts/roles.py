@@ -1,4 +1,4 @@
-"""The staff's roles: what each group of the console may do (docs/OPERATORS.md).
+"""The staff's roles: what each group of the console may do (README, "The operators' console").
 
 - "support" sees everything in the admin (every model's view permission) and changes
   nothing: they answer traders with the facts in front of them.
