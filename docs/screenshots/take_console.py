@@ -48,7 +48,12 @@ def main():
             # The refusals reach the dashboard with the server's next flush (every 5 s).
             expect(page.get_by_test_id("refused")).not_to_have_text("0", timeout=15_000)
             page.wait_for_load_state("networkidle")
-            page.screenshot(path=HERE / "console-dashboard.png", full_page=True)
+            bottom = page.locator("#dashboard").bounding_box()
+            page.screenshot(
+                path=HERE / "console-dashboard.png",
+                full_page=True,
+                clip={"x": 0, "y": 0, "width": 1440, "height": bottom["y"] + bottom["height"] + 24},
+            )
 
             page.goto("/admin/accounts/user/?q=alice")
             page.get_by_role("link", name="Trader page").first.click()
@@ -59,7 +64,12 @@ def main():
             mobile = phone.new_page()
             log_in(mobile, "operator", "/admin/")
             mobile.wait_for_load_state("networkidle")
-            mobile.screenshot(path=HERE / "console-dashboard-phone.png", full_page=True)
+            bottom = mobile.locator("#dashboard").bounding_box()
+            mobile.screenshot(
+                path=HERE / "console-dashboard-phone.png",
+                full_page=True,
+                clip={"x": 0, "y": 0, "width": 390, "height": bottom["y"] + bottom["height"] + 24},
+            )
             browser.close()
     for name in SHOTS:
         print(HERE / f"{name}.png")

@@ -1,7 +1,7 @@
 """The operators' console in a real browser, as an operator and as support: the dashboard
 follows orders by itself, a trader is disabled from their page and their orders are gone,
 a market is halted and resumed through an auction, support sees and cannot act, and the
-console's pages pass axe at 1440 and 390 px.
+console's pages pass axe at 1440 and 390 px and work from the keyboard.
 
 The tests have a market of their own, CON-USD, and a trader of their own, made through the
 server's own `manage.py shell`, so no other browser test meets their state.
@@ -12,7 +12,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .accessibility import axe_violations, horizontal_overflow
+from .accessibility import axe_violations, horizontal_overflow, keyboard_walk
 from .conftest import log_in
 
 pytestmark = pytest.mark.browser
@@ -146,7 +146,7 @@ def test_support_sees_everything_and_cannot_act(new_context, ids):
     expect(page.locator('input[name="price_band"]')).to_have_count(0)
 
 
-def test_the_console_pages_pass_axe_and_fit_a_phone(new_context, ids):
+def test_the_console_pages_pass_axe_fit_a_phone_and_work_from_the_keyboard(new_context, ids):
     problems = []
     paths = [
         "/admin/",
@@ -161,4 +161,8 @@ def test_the_console_pages_pass_axe_and_fit_a_phone(new_context, ids):
             problems += [f"{path} at {width} px: axe {v['id']}: {v['nodes']}" for v in axe_violations(page)]
             if width == 390 and (overflow := horizontal_overflow(page)) > 0:
                 problems.append(f"{path} at 390 px: scrolls sideways by {overflow} px")
+            if width == 1440:
+                missed, invisible = keyboard_walk(page)
+                problems += [f"{path}: Tab never reaches {missed}"] if missed else []
+                problems += [f"{path}: no visible focus on {invisible}"] if invisible else []
     assert not problems, "\n".join(problems)
