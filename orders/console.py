@@ -188,10 +188,6 @@ class Dashboard:
     def open_sockets(self) -> int:
         return sum(self.sockets.values())
 
-    @property
-    def halted(self) -> int:
-        return sum(1 for row in self.markets if row.market.status == Market.Status.HALTED)
-
 
 def _count(queryset) -> Subquery:
     return Coalesce(
