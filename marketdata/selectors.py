@@ -282,3 +282,78 @@ def candle_tails(*, market: Market, using: str = PRIMARY) -> dict[str, list[Cand
         )
         for interval in INTERVALS
     }
+
+
+@dataclass(frozen=True)
+class RuleEffect:
+    name: str
+    label: str
+    help_text: str
+    old: object
+    new: object
+    effect: str
+
+
+def _band(reference: Decimal, fraction: Decimal) -> str:
+    return f"{money(reference * (1 - fraction))} to {money(reference * (1 + fraction))}"
+
+
+def market_rules_effects(*, market: Market, changes: dict) -> list[RuleEffect]:
+    """What each of `changes` (rule -> new value) would do on `market` as it stands, in the
+    words an operator decides on; read before the change is saved (the admin's preview)."""
+    reference = market.last_price
+    if reference is None:
+        book = book_snapshot(market=market, depth=1)
+        if book.best_bid is not None and book.best_ask is not None:
+            reference = (book.best_bid + book.best_ask) / 2
+    quote, base = market.quote_id, market.base_id
+    effects = []
+    for name, new in changes.items():
+        old = getattr(market, name)
+        if old == new:
+            continue
+        if name == "price_band":
+            if new is None:
+                effect = "No price band: any limit price is accepted, and market orders may sweep the whole book."
+            elif reference is None:
+                effect = f"Limit prices within {new:%} of the reference; the market has no reference price yet."
+            else:
+                effect = f"Limit prices from {_band(reference, new)} {quote} are accepted (reference {reference})"
+                effect += f"; now {_band(reference, old)}." if old is not None else "; now any price."
+        elif name == "circuit_breaker":
+            if new is None:
+                effect = "No circuit breaker: no trade starts an auction, however far it prints."
+            elif reference is None:
+                effect = f"A trade further than {new:%} from the window's reference starts a call auction."
+            else:
+                effect = (
+                    f"A trade outside {_band(reference, new)} {quote} (from the last price {reference}) would "
+                    f"start a call auction of {market.auction_seconds} s instead of printing."
+                )
+        elif name == "max_order_quantity":
+            effect = (
+                f"New orders above {new} {base} are refused (ORDER_TOO_LARGE); resting orders stay."
+                if new is not None
+                else "No limit on an order's quantity."
+            )
+        elif name == "max_order_notional":
+            effect = (
+                f"New orders worth more than {new} {quote} are refused (ORDER_TOO_LARGE); resting orders stay."
+                if new is not None
+                else "No limit on an order's value."
+            )
+        elif name == "min_notional":
+            effect = f"New orders worth less than {new} {quote} are refused (INVALID); resting orders stay."
+        elif name == "circuit_window_seconds":
+            effect = f"The circuit breaker's reference becomes the first trade of the last {new} s."
+        elif name == "auction_seconds":
+            effect = (
+                f"Call auctions (after a halt, or a circuit breaker) collect orders for {new} s before the uncross."
+            )
+        elif name in ("maker_fee", "taker_fee"):
+            effect = "Fees change only while the market has no open orders or pending stops."
+        else:
+            effect = "Orders placed after the change are checked against it."
+        field = Market._meta.get_field(name)
+        effects.append(RuleEffect(name, str(field.verbose_name).capitalize(), str(field.help_text), old, new, effect))
+    return effects

@@ -22,6 +22,7 @@ from quantumtrades.core.money import ZERO, money
 from quantumtrades.core.sql import cursor as sql_cursor
 from quantumtrades.core.sql import select_models
 
+from .activity import order_outcome
 from .engine import auction, stops
 from .engine.caches import forget_markets, resolve_market
 from .engine.command import Command
@@ -111,24 +112,28 @@ def order_place(
     A stop order (`stop_limit`, `stop_market`) is accepted as `pending`: it holds its funds
     and waits off the book for a trade at or through its stop price (`engine.stops`).
     """
-    market = resolve_market(market)
-    request = order_validate(
-        market=market,
-        side=side,
-        type=type,
-        quantity=quantity,
-        price=price,
-        time_in_force=time_in_force,
-        post_only=post_only,
-        client_order_id=client_order_id,
-        stop_price=stop_price,
-        stp=stp,
-    )
+    try:
+        market = resolve_market(market)
+        request = order_validate(
+            market=market,
+            side=side,
+            type=type,
+            quantity=quantity,
+            price=price,
+            time_in_force=time_in_force,
+            post_only=post_only,
+            client_order_id=client_order_id,
+            stop_price=stop_price,
+            stp=stp,
+        )
+    except ServiceError as exc:
+        order_outcome(source=source, type=type, result=exc.code)
+        raise
     try:
         # The market's status is judged under the book lock only (`_place`): this copy of
         # the market may be seconds old, and a halt, a resume or an auction counts at once.
         result = _place(user, request, source, socket_id)
-    except (IntegrityError, ServiceError):
+    except (IntegrityError, ServiceError) as exc:
         # A repeated client_order_id is caught by its unique constraint as the new order
         # is written, so the usual order (a new id) costs no lookup. A repeat that the
         # book, the funds or a halt would now refuse still answers with the original.
@@ -136,7 +141,10 @@ def order_place(
             existing = _existing(user, request.client_order_id)
             if existing is not None:
                 return existing
+        if isinstance(exc, ServiceError):
+            order_outcome(source=source, type=type, result=exc.code)
         raise
+    order_outcome(source=source, type=type, result="accepted")
     if result.stops_due:
         _stops_due_run(market.pk)
     if log.isEnabledFor(logging.DEBUG):

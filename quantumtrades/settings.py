@@ -289,6 +289,11 @@ MAX_OPEN_ORDERS = env.int("MAX_OPEN_ORDERS", default=200)
 # A cancel-on-disconnect socket whose process stopped refreshing it for this long is
 # presumed dead, and its orders are cancelled by any live process.
 CANCEL_ON_DISCONNECT_SECONDS = env.int("CANCEL_ON_DISCONNECT_SECONDS", default=10)
+# `reconcile` on a schedule (orders.console): one run per this many seconds across all
+# server processes, its result on the admin's dashboard; 0 turns the schedule off.
+RECONCILE_EVERY_SECONDS = env.int("RECONCILE_EVERY_SECONDS", default=3600)
+# The venue's name in the operators' console (the admin's header and title).
+VENUE_NAME = env.str("VENUE_NAME", default="QuantumTrades")
 # Every server process runs the venue's timers (quantumtrades.core.scheduler); a process
 # that should not (a benchmark's second server, say) sets SCHEDULER=0.
 SCHEDULER_ENABLED = env.bool("SCHEDULER", default=True)
