@@ -19,6 +19,7 @@ from quantumtrades.core.money import ZERO, money
 from quantumtrades.core.sql import cursor as sql_cursor
 from quantumtrades.core.sql import select_models
 
+from . import activity
 from .engine import auction, stops
 from .engine.caches import forget_markets, resolve_market
 from .engine.command import Command
@@ -76,6 +77,7 @@ class OrderResult:
 # --- Place ----------------------------------------------------------------------------
 
 
+@activity.recorded  # every outcome, accepted or refused, through every channel
 def order_place(
     *,
     user: User,

@@ -62,6 +62,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Every request counted and timed by its route (quantumtrades/core/metrics.py).
+    "quantumtrades.core.metrics.HttpMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every response (CONTENT_SECURITY_POLICY below); the API's
     # JSON answers get one that allows nothing.
@@ -456,6 +458,18 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
+
+# --- Metrics (docs/ARCHITECTURE.md, "Metrics") ----------------------------------------
+
+# Prometheus metrics of each process: `/metrics` on the web servers, to these addresses
+# (addresses or CIDR networks; the peer's own address, never X-Forwarded-For) or with
+# `Authorization: Bearer <METRICS_TOKEN>`. Anyone else gets a 404.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.0/8", "::1"])
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# The FIX gateway and the market simulator serve them on a port of their own when set.
+METRICS_PORT = env.int("METRICS_PORT", default=0)
+METRICS_ADDR = env.str("METRICS_ADDR", default="0.0.0.0")
 
 # --- Static files, i18n, logging ------------------------------------------------------
 

@@ -5,6 +5,11 @@ A deadlock or serialization failure rolls the transaction back and the command i
 again from its first statement, a bounded number of times (`_retrying`). Commands that
 queue for the same market in one process share a transaction, each in a savepoint of its
 own (`_MarketQueue`). A book command is declared with `book_command`, which does both.
+
+What each command costs is measured here, once per command and once per group, from the
+clock alone (`_timed`): its latency, from its arrival in the queue to its outcome; its wait
+for the book, from its arrival to its turn; and the size of its group
+(quantumtrades/core/metrics.py).
 """
 
 import logging
@@ -14,6 +19,7 @@ import time
 
 from django.db import OperationalError, connection, transaction
 
+from quantumtrades.core import metrics
 from quantumtrades.core.sql import savepoint
 
 log = logging.getLogger(__name__)
@@ -61,6 +67,7 @@ class _Queued:
 
     def __init__(self, command, args, kwargs):
         self.command, self.args, self.kwargs = command, args, kwargs
+        self.arrived = self.started = time.perf_counter()
         self.woken = threading.Event()
         self.finished = False
         self.result = self.error = None
@@ -145,9 +152,28 @@ class _GroupState(threading.local):
 current_group = _GroupState()
 
 
+def _timed(group: list[_Queued]) -> None:
+    """The group's commands' latency and wait for the book, and its size (after its commit)."""
+    done = time.perf_counter()
+    for queued in group:
+        latency, wait = metrics.command_timers(queued.command.__name__.lstrip("_"))
+        latency.observe(done - queued.arrived)
+        wait.observe(queued.started - queued.arrived)
+    metrics.ENGINE_GROUP.observe(len(group))
+
+
 def _run_group(group: list[_Queued]) -> None:
+    try:
+        _run(group)
+    finally:
+        if metrics.ENABLED:
+            _timed(group)
+
+
+def _run(group: list[_Queued]) -> None:
     if len(group) == 1:
         [queued] = group
+        queued.started = time.perf_counter()
         try:
             queued.result = _retrying(queued.command)(*queued.args, **queued.kwargs)
         except Exception as exc:
@@ -167,6 +193,7 @@ def _run_group(group: list[_Queued]) -> None:
                 # group stays well under the 64 subtransactions PostgreSQL caches per
                 # transaction: GROUP_MAX.)
                 current_group.savepoint = None
+                queued.started = time.perf_counter()
                 try:
                     queued.result = queued.command(*queued.args, **queued.kwargs)
                 except OperationalError:
