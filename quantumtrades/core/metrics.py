@@ -215,9 +215,9 @@ class HttpMetricsMiddleware:
 
 
 @cache
-def _allowed_networks() -> tuple:
+def _allowed_networks(items: tuple[str, ...]) -> tuple:
     networks = []
-    for item in settings.METRICS_ALLOWED_IPS:
+    for item in items:
         try:
             networks.append(ipaddress.ip_network(item.strip(), strict=False))
         except ValueError:
@@ -236,17 +236,19 @@ def allowed(remote_addr: str, authorization: str) -> bool | None:
         address = ipaddress.ip_address(remote_addr)
     except ValueError:
         return None
-    if any(address in network for network in _allowed_networks()):
+    if any(address in network for network in _allowed_networks(tuple(settings.METRICS_ALLOWED_IPS))):
         return True
     return False if given else None
 
 
-def serve(port: int | None = None) -> None:
+def serve(port: int | None = None):
     """Serve this process's metrics on their own port (METRICS_PORT): for the processes
     that are not web servers (the FIX gateway, the market simulator). The port has no
     guard: it must be reachable from the private network only (docker-compose.yml does
     not publish it)."""
     port = port if port is not None else settings.METRICS_PORT
-    if port:
-        start_http_server(port, addr=settings.METRICS_ADDR)
-        log.info("metrics on %s:%d", settings.METRICS_ADDR, port)
+    if not port:
+        return None
+    server, thread = start_http_server(port, addr=settings.METRICS_ADDR)
+    log.info("metrics on %s:%d", settings.METRICS_ADDR, port)
+    return server
