@@ -95,6 +95,7 @@ def test_metrics_move_with_orders_through_the_api_and_the_socket(alice, bob, mar
     assert_error(too_big, 400, "INSUFFICIENT_FUNDS")
     order_id = crossing.json()["order"]["id"]
     assert as_bob.get(f"/api/orders/{order_id}").status_code == 200
+    assert as_bob.get("/no-such-page/12345").status_code == 404
     token = str(api_login_start(user=alice).access_token)
 
     async def body():
@@ -136,6 +137,8 @@ def test_metrics_move_with_orders_through_the_api_and_the_socket(alice, bob, mar
     assert moved(before, after, "qt_http_requests_total", route="api/orders/<int:order_id>", status="200") == 1
     routes = {dict(labels).get("route") for name, labels in after if name.startswith("qt_http_")}
     assert f"api/orders/{order_id}" not in routes and "api/orders/<int:order_id>" in routes
+    assert moved(before, after, "qt_http_requests_total", route="unmatched", status="404") == 1
+    assert not [route for route in routes if "12345" in route]
     # The streams delivered frames to the socket, with the lag of the batches it got.
     assert moved(before, after, "qt_stream_deliveries_total", kind="api") >= 3
     assert total(after, "qt_websockets_open", kind="api") == 0

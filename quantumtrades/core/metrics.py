@@ -192,9 +192,13 @@ def count_on_commit(counter, *labels) -> None:
         transaction.on_commit(counter.labels(*labels).inc)
 
 
+_STATIC_PREFIX = "/" + settings.STATIC_URL.lstrip("/")
+
+
 class HttpMetricsMiddleware:
     """Counts and times every request by its URL pattern (never the raw path: one series per
-    route, whatever ids it carries) and status. Unresolved paths count as `unmatched`."""
+    route, whatever ids it carries) and status. Static files count as `static`, any other
+    unresolved path as `unmatched`."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -205,7 +209,10 @@ class HttpMetricsMiddleware:
         started = time.perf_counter()
         response = self.get_response(request)
         match = request.resolver_match
-        route = (match.route or match.view_name) if match is not None else "unmatched"
+        if match is not None:
+            route = match.route or match.view_name
+        else:  # static files (answered before any URL is resolved), or a 404
+            route = "static" if request.path.startswith(_STATIC_PREFIX) else "unmatched"
         HTTP_LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
         HTTP_REQUESTS.labels(route, request.method, response.status_code).inc()
         return response
