@@ -213,9 +213,21 @@ class HttpMetricsMiddleware:
             route = match.route or match.view_name
         else:  # static files (answered before any URL is resolved), or a 404
             route = "static" if request.path.startswith(_STATIC_PREFIX) else "unmatched"
-        HTTP_LATENCY.labels(route, request.method).observe(time.perf_counter() - started)
-        HTTP_REQUESTS.labels(route, request.method, response.status_code).inc()
+        method = request.method if request.method in _METHODS else "other"
+        latency, requests = _http_series(route, method, response.status_code)
+        latency.observe(time.perf_counter() - started)
+        requests.inc()
         return response
+
+
+# Any other method a client sends is "other": a client's words never name a series.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+@cache
+def _http_series(route: str, method: str, status: int):
+    """One request's two series, resolved once: label lookups were most of the cost."""
+    return HTTP_LATENCY.labels(route, method), HTTP_REQUESTS.labels(route, method, status)
 
 
 # --- Serving ---------------------------------------------------------------------------
