@@ -15,9 +15,13 @@ class OrderType(models.TextChoices):
     # their stop price, then act as a limit order or a market order (orders.engine.stops).
     STOP_LIMIT = "stop_limit", "Stop limit"
     STOP_MARKET = "stop_market", "Stop market"
+    # A stop whose stop price follows the market (`trailing_delta` or `trailing_percent`
+    # behind the best trade price since acceptance); triggered, it acts as a market order,
+    # or as a limit order `limit_offset` beyond its stop.
+    TRAILING_STOP = "trailing_stop", "Trailing stop"
 
 
-STOP_TYPES = (OrderType.STOP_LIMIT, OrderType.STOP_MARKET)
+STOP_TYPES = (OrderType.STOP_LIMIT, OrderType.STOP_MARKET, OrderType.TRAILING_STOP)
 # Types that carry a limit price, and the ones that trade as market orders.
 PRICED_TYPES = (OrderType.LIMIT, OrderType.STOP_LIMIT)
 
@@ -26,6 +30,7 @@ class TimeInForce(models.TextChoices):
     GTC = "GTC", "Good till cancelled"
     IOC = "IOC", "Immediate or cancel"
     FOK = "FOK", "Fill or kill"
+    GTD = "GTD", "Good till date"  # rests until `expire_at`
 
 
 class SelfTradePrevention(models.TextChoices):
@@ -45,6 +50,39 @@ class OrderSource(models.TextChoices):
     FIX = "fix"
     ADMIN = "admin"
     SYSTEM = "system"
+
+
+class OrderList(models.Model):
+    """Orders linked so that what happens to one acts on the others: an OCO (a limit and a
+    stop on one side, one hold for both; a fill of one, or the stop's trigger, cancels the
+    other) or a bracket (an entry whose fills place an OCO of take-profit and stop-loss
+    for the filled quantity). Its orders carry it as `list_id` (docs/API.md, "Order lists")."""
+
+    class Kind(models.TextChoices):
+        OCO = "oco", "One cancels the other"
+        BRACKET = "bracket"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"  # some order of the list is still open, pending or to come
+        DONE = "done"  # every order of the list is filled, cancelled or expired
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="order_lists")
+    market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=7, choices=Kind.choices)
+    status = models.CharField(max_length=6, choices=Status.choices, default=Status.ACTIVE)
+    # A bracket's exits, placed as its entry fills: the take-profit's limit price, the
+    # stop-loss's stop price and, for a stop-limit stop-loss, its limit price.
+    take_profit_price = MoneyField(null=True, blank=True)
+    stop_loss_stop_price = MoneyField(null=True, blank=True)
+    stop_loss_price = MoneyField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"{self.kind} list {self.pk} ({self.status})"
 
 
 class OrderStatus(models.TextChoices):
@@ -84,6 +122,16 @@ class OrderQuerySet(models.QuerySet):
         return self.open().filter(market=market, side=Side.SELL).order_by("price", "priority")
 
 
+class Leg(models.TextChoices):
+    """An order's part in its list (`Order.order_list`)."""
+
+    ENTRY = "entry"  # a bracket's entry
+    TAKE_PROFIT = "take_profit"  # a bracket's exit at a profit (a limit order)
+    STOP_LOSS = "stop_loss"  # a bracket's exit at a loss (a stop order)
+    LIMIT = "limit"  # an OCO's limit order
+    STOP = "stop"  # an OCO's stop order
+
+
 class Order(models.Model):
     # No index of their own on the foreign keys (here and on every table the engine
     # writes): the indexes in Meta lead with them and serve the same lookups, and each
@@ -94,7 +142,7 @@ class Order(models.Model):
     market = models.ForeignKey(Market, on_delete=models.PROTECT, related_name="orders", db_index=False)
     client_order_id = models.CharField(max_length=64, null=True, blank=True)
     side = models.CharField(max_length=4, choices=Side.choices)
-    type = models.CharField(max_length=11, choices=OrderType.choices, default=OrderType.LIMIT)
+    type = models.CharField(max_length=13, choices=OrderType.choices, default=OrderType.LIMIT)
     time_in_force = models.CharField(max_length=3, choices=TimeInForce.choices, default=TimeInForce.GTC)
     post_only = models.BooleanField(default=False)
     stp = models.CharField(
@@ -113,6 +161,24 @@ class Order(models.Model):
     price = MoneyField(null=True, blank=True, help_text="Limit price; empty for market and stop-market orders.")
     stop_price = MoneyField(null=True, blank=True, help_text="Trigger price of a stop order; empty for others.")
     quantity = MoneyField()
+    # An iceberg shows at most `display_quantity` in the book: `visible_quantity` is the
+    # part shown now, the rest hidden; when the shown part fills, the next slice shows
+    # with a new time priority. Both empty for every other order.
+    display_quantity = MoneyField(null=True, blank=True, help_text="Iceberg: the most the book shows at once.")
+    visible_quantity = MoneyField(null=True, blank=True, editable=False)
+    # GTD orders expire at this time, whatever else happens on the market.
+    expire_at = models.DateTimeField(null=True, blank=True)
+    # A trailing stop: its stop price trails `trailing_reference` (the best trade price
+    # since acceptance: the highest for a sell, the lowest for a buy) by one of these.
+    trailing_delta = MoneyField(null=True, blank=True)
+    trailing_percent = models.DecimalField(max_digits=6, decimal_places=3, null=True, blank=True)
+    trailing_reference = MoneyField(null=True, blank=True, editable=False)
+    # A trailing stop triggers as a limit order this far beyond its stop; empty: as a market order.
+    limit_offset = MoneyField(null=True, blank=True)
+    order_list = models.ForeignKey(
+        OrderList, on_delete=models.PROTECT, related_name="orders", null=True, blank=True, db_column="list_id"
+    )
+    leg = models.CharField(max_length=11, choices=Leg.choices, blank=True, default="", db_default="")
     filled_quantity = MoneyField(default=0)
     remaining_quantity = MoneyField()
     # Sum of price x quantity over the order's fills: average price = filled_notional / filled.
@@ -168,6 +234,14 @@ class Order(models.Model):
                 condition=Q(socket_id__isnull=False, status__in=ACTIVE_STATUSES),
                 name="order_socket_active",
             ),
+            # GTD orders still open, by the time they expire (`orders.expiry` finds the due ones).
+            models.Index(
+                fields=["expire_at"],
+                condition=Q(expire_at__isnull=False, status__in=ACTIVE_STATUSES),
+                name="order_expiring",
+            ),
+            # The orders of a list.
+            models.Index(fields=["order_list"], condition=Q(order_list__isnull=False), name="order_list_orders"),
             # Stops crossed by a command that had triggered as many as one command may; the
             # commands after it run them first. Almost always empty.
             models.Index(
@@ -199,8 +273,30 @@ class Order(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(type__in=[OrderType.MARKET, OrderType.STOP_MARKET], price__isnull=True)
-                | Q(type__in=PRICED_TYPES, price__gt=0),
+                | Q(type__in=PRICED_TYPES, price__gt=0)
+                # A trailing stop has a price once it triggered as a limit (`limit_offset`).
+                | Q(type=OrderType.TRAILING_STOP, price__isnull=True)
+                | Q(type=OrderType.TRAILING_STOP, price__gt=0),
                 name="order_limit_has_price",
+            ),
+            models.CheckConstraint(
+                condition=Q(type=OrderType.TRAILING_STOP, trailing_delta__gt=0, trailing_percent__isnull=True)
+                | Q(type=OrderType.TRAILING_STOP, trailing_delta__isnull=True, trailing_percent__gt=0)
+                | (
+                    ~Q(type=OrderType.TRAILING_STOP)
+                    & Q(trailing_delta__isnull=True, trailing_percent__isnull=True, limit_offset__isnull=True)
+                ),
+                name="order_trailing_has_one_distance",
+            ),
+            models.CheckConstraint(
+                condition=Q(time_in_force=TimeInForce.GTD, expire_at__isnull=False)
+                | (~Q(time_in_force=TimeInForce.GTD) & Q(expire_at__isnull=True)),
+                name="order_gtd_has_expire_at",
+            ),
+            models.CheckConstraint(
+                condition=Q(display_quantity__isnull=True, visible_quantity__isnull=True)
+                | Q(display_quantity__gt=0, display_quantity__lte=F("quantity"), visible_quantity__gte=0),
+                name="order_iceberg_shows_a_part",
             ),
             models.CheckConstraint(
                 condition=Q(type__in=STOP_TYPES, stop_price__gt=0)

@@ -9,7 +9,10 @@ from quantumtrades.core.money import money, money_text
 # Every amount is spelt with the database's 8 places. An order the engine has just made
 # still holds the model's default (an int 0) in filled_quantity; read back it is
 # Decimal("0.00000000"). Quantized here, both are "0.00000000" on every door.
-ORDER_AMOUNTS = ("price", "quantity", "filled_quantity", "remaining_quantity", "average_price", "stop_price")
+ORDER_AMOUNTS = (
+    "price", "quantity", "filled_quantity", "remaining_quantity", "average_price", "stop_price", "display_quantity",
+    "trailing_delta", "limit_offset",
+)  # fmt: skip
 
 
 def _amount(value) -> str | None:
@@ -37,6 +40,14 @@ def order_payload(order) -> dict:
         "remaining_quantity": _amount(order.remaining_quantity),
         "average_price": _amount(order.average_price),
         "stop_price": _amount(order.stop_price),
+        # Richer orders (docs/API.md, "Richer orders"): null unless the order is of that kind.
+        "display_quantity": _amount(order.display_quantity),
+        "expire_at": _time(order.expire_at),
+        "trailing_delta": _amount(order.trailing_delta),
+        "trailing_percent": None if order.trailing_percent is None else f"{order.trailing_percent.normalize():f}",
+        "limit_offset": _amount(order.limit_offset),
+        "list_id": order.order_list_id,
+        "leg": order.leg or None,
         "status": order.status,
         # When a stop order's stop price was reached; null while it is pending (and for others).
         "triggered_at": _time(order.triggered_at),

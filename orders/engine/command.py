@@ -45,11 +45,12 @@ Kind = LedgerEntry.Kind
 ORDER_INSERT_FIELDS = [
     "user", "market", "client_order_id", "side", "type", "time_in_force", "post_only", "stp", "source", "socket_id",
     "price", "stop_price", "quantity", "filled_quantity", "remaining_quantity", "filled_notional", "held", "status", "priority",
-    "triggered_at", "created_at", "updated_at",
+    "triggered_at", "created_at", "updated_at", "display_quantity", "visible_quantity", "expire_at", "trailing_delta",
+    "trailing_percent", "trailing_reference", "limit_offset", "order_list", "leg",
 ]  # fmt: skip
 ORDER_STATE_FIELDS = [
     "price", "stop_price", "quantity", "filled_quantity", "remaining_quantity", "filled_notional", "held", "status",
-    "priority", "triggered_at", "updated_at",
+    "priority", "triggered_at", "updated_at", "visible_quantity", "trailing_reference",
 ]  # fmt: skip
 TRADE_FIELDS = ["market", "price", "quantity", "taker_side", "maker_order_id", "taker_order_id", "seq", "created_at"]
 FILL_FIELDS = ["order", "trade", "user", "market", "side", "role", "price", "quantity", "fee", "created_at"]

@@ -83,7 +83,7 @@ def order_validate(
     """
     if side not in Side.values:
         raise InvalidInput("side must be 'buy' or 'sell'.", field="side")
-    if type not in OrderType.values:
+    if type not in OrderType.values or type == OrderType.TRAILING_STOP:
         raise InvalidInput("type must be 'limit', 'market', 'stop_limit' or 'stop_market'.", field="type")
     stop_price = _stop_price_of(market, type, stop_price, post_only)
     time_in_force = _time_in_force_of(type, time_in_force)
@@ -124,7 +124,7 @@ def _time_in_force_of(type: str, time_in_force) -> str:
     """The order's time in force: GTC for a priced order, IOC for a market one, unless given."""
     if time_in_force is None:
         time_in_force = TimeInForce.GTC if type in PRICED_TYPES else TimeInForce.IOC
-    if time_in_force not in TimeInForce.values:
+    if time_in_force not in TimeInForce.values or time_in_force == TimeInForce.GTD:
         raise InvalidInput("time_in_force must be GTC, IOC or FOK.", field="time_in_force")
     return time_in_force
 

@@ -38,7 +38,7 @@ def place(user, **order):
         pytest.param({"side": "hold"}, "side", id="unknown side"),
         pytest.param({"side": None}, "side", id="missing side"),
         pytest.param({"type": "stop"}, "type", id="unknown type"),
-        pytest.param({"time_in_force": "GTD"}, "time_in_force", id="unknown time in force"),
+        pytest.param({"time_in_force": "DAY"}, "time_in_force", id="unknown time in force"),
         pytest.param({"time_in_force": "gtc"}, "time_in_force", id="time in force in lower case"),
         pytest.param({"price": None}, "price", id="limit order without a price"),
         pytest.param({"type": "market", "price": "100"}, "price", id="market order with a price"),

@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.timeout(60)]
 ORDER_FIELDS = {
     "id", "client_order_id", "symbol", "side", "type", "time_in_force", "post_only", "stp", "source", "price", "quantity",
     "filled_quantity", "remaining_quantity", "average_price", "stop_price", "status", "triggered_at", "created_at",
-    "updated_at",
+    "updated_at", "display_quantity", "expire_at", "trailing_delta", "trailing_percent", "limit_offset", "list_id", "leg",
 }  # fmt: skip
 BUY = {"symbol": "QTX-USD", "side": "buy", "type": "limit", "price": "10.00", "quantity": "1.00"}
 
@@ -396,7 +396,7 @@ BAD_ORDERS = [
     ({"quantity": "0.05"}, None),  # below the minimum notional
     ({"side": "long"}, "side"),
     ({"type": "iceberg"}, "type"),
-    ({"time_in_force": "GTD"}, "time_in_force"),
+    ({"time_in_force": "DAY"}, "time_in_force"),
     ({"post_only": "yes"}, "post_only"),
     ({"symbol": "NOPE-USD"}, "symbol"),
     ({"symbol": 5}, "symbol"),
