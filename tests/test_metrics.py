@@ -93,6 +93,9 @@ def test_metrics_move_with_orders_through_the_api_and_the_socket(alice, bob, mar
     assert crossing.status_code == 201 and len(crossing.json()["fills"]) == 1
     too_big = as_alice.post("/api/orders", {**ORDER, "side": "buy", "quantity": "99999.00"}, format="json")
     assert_error(too_big, 400, "INSUFFICIENT_FUNDS")
+    # A batch: each order's outcome counted, the batch timed as one engine command.
+    ladder = [{**ORDER, "side": "buy", "price": price} for price in ("9.00", "9.01")]
+    assert as_alice.post("/api/orders/batch", {"orders": ladder}, format="json").status_code == 200
     order_id = crossing.json()["order"]["id"]
     assert as_bob.get(f"/api/orders/{order_id}").status_code == 200
     assert as_bob.get("/no-such-page/12345").status_code == 404
@@ -119,13 +122,14 @@ def test_metrics_move_with_orders_through_the_api_and_the_socket(alice, bob, mar
     after = scrape()
 
     orders = "qt_orders_total"
-    assert moved(before, after, orders, source="rest", type="limit", result="accepted") == 2
+    assert moved(before, after, orders, source="rest", type="limit", result="accepted") == 4
     assert moved(before, after, orders, source="rest", type="limit", result="INSUFFICIENT_FUNDS") == 1
     assert moved(before, after, orders, source="ws", type="limit", result="accepted") == 1
     assert moved(before, after, "qt_trades_total", market="QTX-USD") == 1
     # Every command the engine ran, timed once, with its wait for the book and its group.
     assert moved(before, after, "qt_engine_command_seconds_count", command="place") == 4
     assert moved(before, after, "qt_engine_book_lock_wait_seconds_count", command="place") == 4
+    assert moved(before, after, "qt_engine_command_seconds_count", command="batch") == 1
     assert moved(before, after, "qt_engine_group_size_count") >= 4
     assert moved(before, after, "qt_engine_command_seconds_sum", command="place") > 0
     # HTTP by route, never the raw path: the order's id names no series.
