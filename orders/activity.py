@@ -1,19 +1,24 @@
-"""What the venue is doing right now, counted in each server process and summed across
-them in the shared cache: order outcomes (refusals by error code) and open sockets.
+"""The venue's activity as it happens, counted where it happens: every order placed or
+refused (`order_outcome`, recorded at the one door every channel passes, `order_place`),
+the trades and auctions the engine commits (`on_events`), and the open sockets.
 
-Refusals are never written to the database (a refused order leaves no row), so they are
-counted where they happen: `order_outcome`, called by `order_place` for every order,
-adds one to a dict of this process (no I/O per order). Every FLUSH_SECONDS the
-scheduler's `activity_publish` (every server process runs it) moves those counts into the
-shared cache as per-minute buckets, one key per (minute, result), with an atomic
-increment, so every process adds to the same buckets; and writes this process's open
-sockets under its own key, which expires unless refreshed. The console sums them:
-`outcomes_recent` and `sockets_open`. Without Redis the cache is this process's memory
-and the figures are this process's.
+Two audiences read these counts:
 
-Counts since the last flush are lost if a process dies: at most FLUSH_SECONDS of them.
+- Prometheus: each process's own series (quantumtrades/core/metrics.py; docs/ARCHITECTURE.md,
+  "Metrics"); Prometheus adds the processes up.
+- The operators' console, which must work without Prometheus: refusals are never written
+  to the database (a refused order leaves no row), so `order_outcome` also adds one to a
+  dict of this process (no I/O per order). Every FLUSH_SECONDS the scheduler's
+  `activity_publish` (every server process runs it) moves those counts into the shared
+  cache as per-minute buckets, one key per (minute, result), with an atomic increment, so
+  every process adds to the same buckets; and writes this process's open sockets under its
+  own key, which expires unless refreshed. The console sums them: `outcomes_recent` and
+  `sockets_open`. Without Redis the cache is this process's memory and the figures are
+  this process's. Counts since the last flush are lost if a process dies: at most
+  FLUSH_SECONDS of them.
 """
 
+import functools
 import os
 import threading
 import time
@@ -21,7 +26,13 @@ from collections import Counter
 
 from django.core.cache import cache
 
-from quantumtrades.core.errors import ErrorCode
+from marketdata.events import MarketStatusChanged, TradeExecuted
+from marketdata.models import Market
+from quantumtrades.core import metrics
+from quantumtrades.core.errors import ErrorCode, ServiceError
+from quantumtrades.core.unavailable import is_unavailable
+
+from .models import OrderSource, OrderType
 
 # How often each process moves its counts into the shared cache.
 FLUSH_SECONDS = 5.0
@@ -31,19 +42,62 @@ KEEP_MINUTES = 60
 # from the total within this time.
 SOCKETS_TTL = 3 * FLUSH_SECONDS
 ACCEPTED = "accepted"
-RESULTS = (ACCEPTED, *ErrorCode)
+# A repeated client_order_id: answered with the original order, nothing placed.
+REPEATED = "repeated"
+RESULTS = (ACCEPTED, REPEATED, *ErrorCode)
 _PREFIX = "qt:activity"
 
 _counts: Counter = Counter()
 _lock = threading.Lock()
+# Each (source, type, result) series, resolved once: the label lookup was most of the cost.
+_orders = functools.cache(metrics.ORDERS.labels)
 
 
 def order_outcome(*, source: str, type: str, result: str) -> None:
-    """One order came through `source` as `type` and was `result` ("accepted", or the
-    error code it was refused with). An increment under a lock: no I/O."""
+    """One order came through `source` as `type` and was `result` (ACCEPTED, REPEATED, or
+    the error code it was refused with): a Prometheus counter and an increment of this
+    process's console counts, under a lock; no I/O."""
+    if metrics.ENABLED:
+        _orders(source, type, result).inc()
     minute = int(time.time() // 60)
     with _lock:
         _counts[(minute, str(result))] += 1
+
+
+def recorded(place):
+    """`order_place`, with each outcome recorded (`order_outcome`)."""
+
+    @functools.wraps(place)
+    def run(**arguments):
+        source = arguments.get("source", OrderSource.SYSTEM)
+        try:
+            result = place(**arguments)
+        except Exception as exc:
+            kind = arguments.get("type", OrderType.LIMIT)
+            # A refused order's type is the caller's input: only known types name a series.
+            kind = kind if kind in OrderType.values else "invalid"
+            if isinstance(exc, ServiceError):
+                code = exc.code
+            else:
+                code = ErrorCode.SERVICE_UNAVAILABLE if is_unavailable(exc) else ErrorCode.INTERNAL_ERROR
+            order_outcome(source=source, type=kind, result=str(code))
+            raise
+        order_outcome(source=source, type=result.order.type, result=ACCEPTED if result.created else REPEATED)
+        return result
+
+    return run
+
+
+def on_events(batch: list) -> None:
+    """Event bus subscriber (after commit): the trades and the auctions begun, by market."""
+    if not metrics.ENABLED:
+        return
+    for event in batch:
+        kind = type(event)
+        if kind is TradeExecuted:
+            metrics.TRADES.labels(event.symbol).inc()
+        elif kind is MarketStatusChanged and event.status == Market.Status.AUCTION:
+            metrics.AUCTIONS.labels(event.symbol).inc()
 
 
 def _outcome_key(minute: int, result: str) -> str:

@@ -15,6 +15,8 @@ class OrdersConfig(AppConfig):
         # Traders' open orders, fills and balances follow the engine's events on their pages,
         # and a page socket that (re)connects starts from all of them as they are now.
         subscribe(live.on_events)
+        # Trades and auctions counted for the metrics (quantumtrades/core/metrics.py).
+        subscribe(activity.on_events)
         streams.register_user_fragments(live.user_fragments)
         # Call auctions end on time whichever server process is alive (docs/API.md).
         auctions.register()

@@ -22,7 +22,7 @@ from quantumtrades.core.money import ZERO, money
 from quantumtrades.core.sql import cursor as sql_cursor
 from quantumtrades.core.sql import select_models
 
-from .activity import order_outcome
+from . import activity
 from .engine import auction, stops
 from .engine.caches import forget_markets, resolve_market
 from .engine.command import Command
@@ -88,6 +88,7 @@ class OrderResult:
 # --- Place ----------------------------------------------------------------------------
 
 
+@activity.recorded  # every outcome, accepted or refused, through every channel
 def order_place(
     *,
     user: User,
@@ -112,28 +113,24 @@ def order_place(
     A stop order (`stop_limit`, `stop_market`) is accepted as `pending`: it holds its funds
     and waits off the book for a trade at or through its stop price (`engine.stops`).
     """
-    try:
-        market = resolve_market(market)
-        request = order_validate(
-            market=market,
-            side=side,
-            type=type,
-            quantity=quantity,
-            price=price,
-            time_in_force=time_in_force,
-            post_only=post_only,
-            client_order_id=client_order_id,
-            stop_price=stop_price,
-            stp=stp,
-        )
-    except ServiceError as exc:
-        order_outcome(source=source, type=type, result=exc.code)
-        raise
+    market = resolve_market(market)
+    request = order_validate(
+        market=market,
+        side=side,
+        type=type,
+        quantity=quantity,
+        price=price,
+        time_in_force=time_in_force,
+        post_only=post_only,
+        client_order_id=client_order_id,
+        stop_price=stop_price,
+        stp=stp,
+    )
     try:
         # The market's status is judged under the book lock only (`_place`): this copy of
         # the market may be seconds old, and a halt, a resume or an auction counts at once.
         result = _place(user, request, source, socket_id)
-    except (IntegrityError, ServiceError) as exc:
+    except (IntegrityError, ServiceError):
         # A repeated client_order_id is caught by its unique constraint as the new order
         # is written, so the usual order (a new id) costs no lookup. A repeat that the
         # book, the funds or a halt would now refuse still answers with the original.
@@ -141,10 +138,7 @@ def order_place(
             existing = _existing(user, request.client_order_id)
             if existing is not None:
                 return existing
-        if isinstance(exc, ServiceError):
-            order_outcome(source=source, type=type, result=exc.code)
         raise
-    order_outcome(source=source, type=type, result="accepted")
     if result.stops_due:
         _stops_due_run(market.pk)
     if log.isEnabledFor(logging.DEBUG):

@@ -66,6 +66,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Every request counted and timed by its route (quantumtrades/core/metrics.py); it
+    # answers nothing itself, so the request id's middleware still sees every answer.
+    "quantumtrades.core.metrics.HttpMetricsMiddleware",
     # The request's id (X-Request-ID, taken or made): in its log lines and echoed in the
     # answer, a redirect's included, so it comes first.
     "quantumtrades.core.logs.RequestIdMiddleware",
@@ -472,8 +475,8 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
-# Load balancers probe health over plain HTTP.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Load balancers probe health, and Prometheus scrapes each process, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
@@ -501,6 +504,18 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
+
+# --- Metrics (docs/ARCHITECTURE.md, "Metrics") ----------------------------------------
+
+# Prometheus metrics of each process: `/metrics` on the web servers, to these addresses
+# (addresses or CIDR networks; the peer's own address, never X-Forwarded-For) or with
+# `Authorization: Bearer <METRICS_TOKEN>`. Anyone else gets a 404.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.0/8", "::1"])
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# The FIX gateway and the market simulator serve them on a port of their own when set.
+METRICS_PORT = env.int("METRICS_PORT", default=0)
+METRICS_ADDR = env.str("METRICS_ADDR", default="0.0.0.0")
 
 # --- Static files, i18n, logging ------------------------------------------------------
 

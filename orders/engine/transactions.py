@@ -6,6 +6,11 @@ again from its first statement, a bounded number of times (`_retrying`). Command
 queue for the same market in one process share a transaction, each in a savepoint of its
 own (`_MarketQueue`). A book command is declared with `book_command`, which does both.
 A batch of commands (`book_batch`) takes one place in the queue and the lock once.
+
+What each command costs is measured here, once per command and once per group, from the
+clock alone (`_timed`): its latency, from its arrival in the queue to its outcome; its wait
+for the book, from its arrival to its turn; and the size of its group
+(quantumtrades/core/metrics.py).
 """
 
 import logging
@@ -16,6 +21,7 @@ from contextlib import contextmanager
 
 from django.db import OperationalError, connection, transaction
 
+from quantumtrades.core import metrics
 from quantumtrades.core.sql import savepoint
 
 log = logging.getLogger(__name__)
@@ -63,6 +69,7 @@ class _Queued:
 
     def __init__(self, command, args, kwargs):
         self.command, self.args, self.kwargs = command, args, kwargs
+        self.arrived = self.started = time.perf_counter()
         self.woken = threading.Event()
         # Savepoints the command opens (a batch: one per call), toward GROUP_MAX.
         self.weight = 1
@@ -159,9 +166,28 @@ class _GroupState(threading.local):
 current_group = _GroupState()
 
 
+def _timed(group: list[_Queued]) -> None:
+    """The group's commands' latency and wait for the book, and its size (after its commit)."""
+    done = time.perf_counter()
+    for queued in group:
+        latency, wait = metrics.command_timers(queued.command.__name__.lstrip("_"))
+        latency.observe(done - queued.arrived)
+        wait.observe(queued.started - queued.arrived)
+    metrics.ENGINE_GROUP.observe(len(group))
+
+
 def _run_group(group: list[_Queued]) -> None:
+    try:
+        _run(group)
+    finally:
+        if metrics.ENABLED:
+            _timed(group)
+
+
+def _run(group: list[_Queued]) -> None:
     if len(group) == 1:
         [queued] = group
+        queued.started = time.perf_counter()
         try:
             queued.result = _retrying(queued.command)(*queued.args, **queued.kwargs)
         except Exception as exc:
@@ -181,6 +207,7 @@ def _run_group(group: list[_Queued]) -> None:
                 # group stays well under the 64 subtransactions PostgreSQL caches per
                 # transaction: GROUP_MAX.)
                 current_group.savepoint = None
+                queued.started = time.perf_counter()
                 try:
                     queued.result = queued.command(*queued.args, **queued.kwargs)
                 except OperationalError:
