@@ -773,7 +773,7 @@ def main():
     parser.add_argument("--sample-seconds", type=float, default=0, help="0: the run's length / 60, at least 5")
     parser.add_argument("--rss-tolerance", type=float, default=0.05)
     parser.add_argument("--drain", type=float, default=30.0, help="s the streams have to catch up at the end")
-    parser.add_argument("--out", default=str(ROOT / "soak-samples.jsonl"))
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "soak-samples.jsonl"))
     a = parser.parse_args()
     a.sample_seconds = a.sample_seconds or max(5.0, a.minutes * 60 / 60)
     bots = a.rest_bots + a.ws_bots
@@ -789,6 +789,7 @@ def main():
 
     redis.Redis.from_url(a.redis).flushdb()  # a fresh database: no cache entry of an earlier run
     psql(a.pg, f"DROP DATABASE IF EXISTS {a.db} WITH (FORCE)", f"CREATE DATABASE {a.db}")
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).unlink(missing_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="qt-soak-"))
     daphnes = []
