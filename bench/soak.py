@@ -20,7 +20,8 @@ for `--minutes`:
   bot checks that an order's filled quantity never goes back;
 - a logged-in browser session fetches the market page and the account pages now and then;
 - every `--sample-seconds`, a sample: each server process's RSS, threads and open files,
-  the established connections, the database's connections, the book's open orders,
+  the established connections, the database's connections, the book's open orders, the
+  market row's dead versions and the oldest open transaction on the database server,
   commands per second, p50/p99 of each door's answers and of the pages, and errors.
 
 At the end, after the streams have drained, the checks (non-zero exit when one fails):
@@ -427,6 +428,7 @@ class Browser:
         self.cookie = cookie
         self.tally = tally
         self.every = every
+        self.by_path = {path: [] for path in PAGES}  # the whole run's latencies, page by page
 
     async def get(self, port, path):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -450,6 +452,8 @@ class Browser:
             try:
                 status, body = await asyncio.wait_for(self.get(port, path), 30)
                 ok = status == 200
+                if ok:
+                    self.by_path[path].append(loop.time() - began)
                 self.tally.add(loop.time() - began if ok else None, str(status), error=not ok, detail=path)
             except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
                 self.tally.add(None, "transport", error=True, detail=f"{path} {exc!r}")
@@ -459,8 +463,12 @@ class Browser:
 # --- Samples ---------------------------------------------------------------------------------------
 
 
-def db_figures():
-    """The book's open orders and the database's connections (run in a thread: the ORM is sync)."""
+def db_figures() -> dict:
+    """The book's open orders, the database's connections, the dead versions of the market
+    row (every command rewrites it: book_seq, last_price) and the age of the oldest open
+    transaction on the whole server, in any database: while one is open, no dead version
+    newer than its start can be pruned or vacuumed, and every read of the market row walks
+    them all. Run in a thread: the ORM is sync."""
     from django.db import connection
 
     from orders.models import Order
@@ -469,7 +477,19 @@ def db_figures():
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
         connections = cursor.fetchone()[0]
-    return open_orders, connections
+        cursor.execute("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'marketdata_market'")
+        dead = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT coalesce(extract(epoch FROM max(now() - xact_start)), 0) FROM pg_stat_activity "
+            "WHERE backend_xid IS NOT NULL OR backend_xmin IS NOT NULL"
+        )
+        oldest = round(float(cursor.fetchone()[0]))
+    return {
+        "open_orders": open_orders,
+        "db_connections": connections,
+        "market_dead_rows": dead,
+        "oldest_xact_s": oldest,
+    }
 
 
 def server_figures(pids):
@@ -505,7 +525,7 @@ async def sampler(a, stop, pids, tallies, samples, started, out):
         cpu = sum(f["cpu_s"] for f in sample["servers"] if f)
         sample["daphne_cpu_pct"] = round(100 * (cpu - cpu_before) / span) if cpu_before is not None else None
         cpu_before = cpu
-        sample["open_orders"], sample["db_connections"] = await asyncio.to_thread(db_figures)
+        sample.update(await asyncio.to_thread(db_figures))
         commands = 0
         for name, tally in tallies.items():
             window, outcomes, errors = tally.take_window()
@@ -523,8 +543,9 @@ async def sampler(a, stop, pids, tallies, samples, started, out):
 
 SAMPLE_HEADER = (
     "| t (min) | RSS MiB per daphne | threads | open files | established | DB conns | open orders | "
-    "commands/s | REST p50 / p99 ms | /ws p50 / p99 ms | pages p50 / p99 ms | errors | daphne CPU % | load avg |\n"
-    "|---:|---|---|---|---|---:|---:|---:|---|---|---|---:|---:|---:|"
+    "market row dead versions | oldest xact s | commands/s | REST p50 / p99 ms | /ws p50 / p99 ms | "
+    "pages p50 / p99 ms | errors | daphne CPU % | load avg |\n"
+    "|---:|---|---|---|---|---:|---:|---:|---:|---:|---|---|---|---:|---:|---:|"
 )
 
 
@@ -534,7 +555,8 @@ def sample_row(s):
     errors = sum(s[name]["errors"] for name in ("rest", "ws", "pages"))
     return (
         f"| {s['t_s'] / 60:.1f} | {joined('rss_mb')} | {joined('threads')} | {joined('fds')} | "
-        f"{joined('established')} | {s['db_connections']} | {s['open_orders']} | {s['commands_per_s']} | "
+        f"{joined('established')} | {s['db_connections']} | {s['open_orders']} | {s.get('market_dead_rows')} | "
+        f"{s.get('oldest_xact_s')} | {s['commands_per_s']} | "
         f"{s['rest']['p50_ms']} / {s['rest']['p99_ms']} | {s['ws']['p50_ms']} / {s['ws']['p99_ms']} | "
         f"{s['pages']['p50_ms']} / {s['pages']['p99_ms']} | {errors} | {s['daphne_cpu_pct']} | {s['loadavg']} |"
     )
@@ -628,6 +650,7 @@ async def soak(a, ports, pids, traders, cookie, out):
         "trades": trades,
         "in_db": in_db,
         "crashed": crashed,
+        "pages": browser.by_path,
     }
 
 
@@ -729,6 +752,8 @@ def summary_table(run) -> str:
         lines.append(
             f"| {name} | {sum(tally.outcomes.values())} | {pct(tally.all, 0.5)} | {pct(tally.all, 0.99)} | {outcomes} |"
         )
+    for path, latencies in run["pages"].items():
+        lines.append(f"| page `{path}` | {len(latencies)} | {pct(latencies, 0.5)} | {pct(latencies, 0.99)} | |")
     return "\n".join(lines)
 
 
