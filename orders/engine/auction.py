@@ -400,7 +400,7 @@ def _trade(command: "Command", buy: Order, sell: Order, quantity: Decimal, price
         )
     for order in (buy, sell):
         if order.order_list_id:
-            lists.filled(command, order)
+            lists.filled(command, order, quantity)
 
 
 def _apply_fill(order: Order, quantity: Decimal, notional: Decimal, now) -> None:
