@@ -213,7 +213,12 @@ def filled(command: "Command", order: Order, quantity: Decimal) -> None:
 
 def rested(command: "Command", order: Order) -> None:
     """A listed order entered the book holding its own need: while its stop waits, it
-    holds the pair's need (`rules.list_holds`)."""
+    holds the pair's need (`rules.list_holds`). Or it expired instead (self-trade
+    prevention stopped it, or nothing was left to trade): that ends its list as a cancel
+    would (`leg_cancelled`)."""
+    if order.status == OrderStatus.EXPIRED:
+        leg_cancelled(command, order)
+        return
     stop_leg = _STOP_OF.get(order.leg)
     if stop_leg is None or order.status not in OPEN_STATUSES:
         return

@@ -395,3 +395,14 @@ def test_bad_brackets_are_refused_with_their_field(tape_at_100, alice, changes, 
         bracket_place(**terms)
     assert refused.value.field == field
     assert not OrderList.objects.exists()
+
+
+def test_a_limit_stopped_by_self_trade_prevention_ends_its_oco(tape_at_100, alice):
+    """alice's own ask at 95 stops her OCO's limit buy (its remainder expires): the stop,
+    which held nothing, goes with it, as if she had cancelled the limit."""
+    sell(alice, "1", at="95")
+    result = oco(alice, "buy", "1", "96", "110")
+
+    orders = legs(result)
+    assert (orders[Leg.LIMIT].status, orders[Leg.STOP].status) == ("expired", "cancelled")
+    assert held(alice, "USD") == 0 and list_status(result) == "done"

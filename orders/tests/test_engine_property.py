@@ -534,6 +534,8 @@ class ReferenceExchange:
                 self.list_limit_rested(taker)
         else:
             taker.status = "expired"
+            if taker.list_id is not None and taker.leg != "entry":
+                self.list_cancel_rest(taker)  # an expired order of a list ends it, as a cancel would
 
     def fills_completely(self, taker, book, budget):
         wanted = taker.remaining
