@@ -621,9 +621,16 @@ def _list_command(user: User, request: OrderRequest) -> Command:
 
 
 def _existing_list(user, client_order_id) -> OrderListResult | None:
-    order = Order.objects.filter(user=user, client_order_id=client_order_id, order_list__isnull=False).first()
+    """The list whose first order a repeated client_order_id names, or None if no order
+    has it; an order outside a list that has it refuses the new list."""
+    order = Order.objects.filter(user=user, client_order_id=client_order_id).first()
     if order is None:
         return None
+    if order.order_list_id is None:
+        raise InvalidInput(
+            f"client_order_id {client_order_id!r} already names your order {order.pk}, which is not in a list.",
+            field="client_order_id",
+        )
     order_list = OrderList.objects.get(pk=order.order_list_id)
     orders = list(order_list.orders.select_related("market").order_by("id"))
     fills = list(Fill.objects.filter(order__in=orders).select_related("market").order_by("id"))

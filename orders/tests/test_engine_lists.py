@@ -406,3 +406,13 @@ def test_a_limit_stopped_by_self_trade_prevention_ends_its_oco(tape_at_100, alic
     orders = legs(result)
     assert (orders[Leg.LIMIT].status, orders[Leg.STOP].status) == ("expired", "cancelled")
     assert held(alice, "USD") == 0 and list_status(result) == "done"
+
+
+def test_a_client_order_id_of_an_order_outside_a_list_refuses_the_list(tape_at_100, alice):
+    buy(alice, "1", at="90", client_order_id="mine-1")
+    with pytest.raises(InvalidInput) as refused:
+        oco(alice, "sell", "1", "110", "90", client_order_id="mine-1")
+    assert refused.value.field == "client_order_id"
+    with pytest.raises(InvalidInput):
+        bracket(alice, "1", "95", take_profit="110", stop="90", client_order_id="mine-1")
+    assert not OrderList.objects.exists()
