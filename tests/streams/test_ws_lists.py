@@ -4,6 +4,8 @@ list_id."""
 
 import pytest
 
+from orders.models import Order, OrderList
+from orders.selectors import reconcile
 from orders.services import order_place
 from tests.streams.stream_support import (  # noqa: F401  (fixtures)
     ORIGIN,
@@ -82,3 +84,19 @@ def test_a_bracket_is_placed_over_the_socket(alice, tape_at_10):
             )
 
     run(body)
+
+
+def test_closing_a_socket_with_cancel_on_disconnect_cancels_its_lists(alice, tape_at_10):
+    placed = {}
+
+    async def body():
+        async with Trader() as ws:
+            await ws.auth(token=await async_token(alice), cancel_on_disconnect=True)
+            placed.update(await ws.command("order.oco", **OCO))
+            assert placed["type"] == "order.result", placed
+
+    run(body)
+    list_id = placed["list"]["id"]
+    assert list(Order.objects.filter(order_list_id=list_id).values_list("status", flat=True)) == ["cancelled"] * 2
+    assert OrderList.objects.get(pk=list_id).status == "done"
+    assert reconcile() == []
