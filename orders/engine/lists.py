@@ -321,16 +321,16 @@ def exits_place(command: "Command", execute) -> None:
     """Place, or grow, the exits of each bracket whose entry the stage just written filled
     (book lock held; the stage's writes are done, the entry's fills delivered). `execute`
     is `matching.execute`, which matches a take-profit as it is placed."""
-    due = command.__dict__.pop("exits_due", None)
-    if not due:
-        return
-    for list_id, (entry, quantity) in sorted(due.items()):
-        mates = {mate.leg: _latest(command, mate) for mate in _mates(command, list_id)}
-        take_profit, stop_loss = mates.get(Leg.TAKE_PROFIT), mates.get(Leg.STOP_LOSS)
-        if take_profit is None:
-            _exits_new(command, entry, quantity, execute)
-        elif take_profit.status in OPEN_STATUSES and stop_loss.status == OrderStatus.PENDING:
-            _exits_grow(command, take_profit, stop_loss, quantity)
+    # A take-profit that trades as it is placed may fill another bracket's entry: its
+    # exits are placed in turn, until none is due.
+    while due := command.__dict__.pop("exits_due", None):
+        for list_id, (entry, quantity) in sorted(due.items()):
+            mates = {mate.leg: _latest(command, mate) for mate in _mates(command, list_id)}
+            take_profit, stop_loss = mates.get(Leg.TAKE_PROFIT), mates.get(Leg.STOP_LOSS)
+            if take_profit is None:
+                _exits_new(command, entry, quantity, execute)
+            elif take_profit.status in OPEN_STATUSES and stop_loss.status == OrderStatus.PENDING:
+                _exits_grow(command, take_profit, stop_loss, quantity)
 
 
 def orders_known(command: "Command", list_id: int) -> list[Order]:
