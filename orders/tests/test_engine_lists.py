@@ -416,4 +416,3 @@ def test_a_client_order_id_of_an_order_outside_a_list_refuses_the_list(tape_at_1
     with pytest.raises(InvalidInput):
         bracket(alice, "1", "95", take_profit="110", stop="90", client_order_id="mine-1")
     assert not OrderList.objects.exists()
-
