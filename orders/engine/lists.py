@@ -12,7 +12,7 @@ first to act takes the list:
 - the stop's trigger cancels the limit, releasing its hold, and holds the stop's own need
   in the same stage, before the stop trades as it would alone (`triggered`);
 - a cancel of either, by its owner or by self-trade prevention, cancels the other
-  (`leg_cancelled`).
+  (`leg_cancelled`), and so does the limit expiring on arrival (`rested`).
 
 A bracket is an entry (a buy limit order) whose fills place an OCO of exits on the other
 side: a take-profit (a limit) and a stop-loss (a stop), for the quantity filled, holding
@@ -24,8 +24,9 @@ cancel cancels only the entry: exits placed for its fills stay.
 
 The hooks are called from `matching`, `stops`, `auction` and `orders.services` only for an
 order whose `order_list_id` is set; `exits_place` and `settle` from `Command.finish` (and
-`stops`, after each triggered stop), doing nothing unless a listed order filled or changed. An order's list-mates are read under the book lock in
-one query (index order_list_orders) the first time the command needs them. The command
+`stops`, after each triggered stop), doing nothing unless a listed order filled or changed.
+An order's list-mates are read under the book lock in one query (index order_list_orders)
+the first time the command needs them. The command
 may hold a fresher copy of one of them than the database (changed in the stage, not yet
 written): the latest copy is the one in `Command.changed_orders`, else `written_orders`.
 At the end of a command a list none of whose orders is still active is done (`settle`).
