@@ -3,7 +3,10 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.models import Permission
+from django.db.models import Q
 from django.template.response import TemplateResponse
+from django.utils.html import format_html_join
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
@@ -12,8 +15,10 @@ from quantumtrades.core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 
 from .keys import api_key_revoke_all
 from .models import ApiKey, Asset, Balance, LedgerEntry, OperatorAction, User
+from .operators import trader_balance_adjust
+from .roles import role_of
 from .security import credentials_revoke
-from .services import balance_adjust, operator_action_record, paper_grant_deposit
+from .services import operator_action_record, paper_grant_deposit
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -52,8 +57,35 @@ class UserAdmin(DjangoUserAdmin):
     fieldsets = [
         *DjangoUserAdmin.fieldsets,
         ("Trading", {"fields": ["trading_enabled", "trading_disabled_reason", "max_open_orders"]}),
+        ("Staff role", {"fields": ["staff_role", "role_allows"]}),
     ]
-    readonly_fields = ["trading_enabled", "trading_disabled_reason"]
+    readonly_fields = ["trading_enabled", "trading_disabled_reason", "staff_role", "role_allows"]
+
+    @admin.display(description="Role")
+    def staff_role(self, obj):
+        if not obj.pk or not obj.is_staff:
+            return "Not staff: no access to this console."
+        return {
+            "superuser": "Superuser: every permission.",
+            "operator": "Operator: sees everything and acts.",
+            "support": "Support: sees everything, changes nothing.",
+        }.get(role_of(obj), "Staff: only what their own permissions allow.")
+
+    @admin.display(description="What their groups and permissions allow")
+    def role_allows(self, obj):
+        if not obj.pk:
+            return "–"
+        if obj.is_superuser:
+            return "Everything."
+        names = sorted(
+            Permission.objects.filter(Q(group__user=obj) | Q(user=obj))
+            .exclude(codename__startswith="view_")
+            .values_list("name", flat=True)
+            .distinct()
+        )
+        views = Permission.objects.filter(Q(group__user=obj) | Q(user=obj), codename__startswith="view_").count()
+        seen = f"Sees {views} kind(s) of record." if views else "Sees nothing."
+        return format_html_join("", "<p>{}</p>", [(seen,), *[(name,) for name in names]]) if names else seen
 
     def save_model(self, request, obj, form, change):
         if change and "max_open_orders" in form.changed_data:
@@ -107,22 +139,22 @@ class BalanceAdmin(ReadOnlyAdmin):
     list_select_related = ["user"]
     actions = ["adjust"]
 
-    @admin.action(description="Adjust selected balances (writes a ledger entry)")
+    def has_adjust_balance_permission(self, request):
+        return request.user.has_perm("accounts.adjust_balance")
+
+    @admin.action(description="Adjust selected balances (writes a ledger entry)", permissions=["adjust_balance"])
     def adjust(self, request, queryset):
-        if not request.user.is_superuser:
-            self.message_user(request, "Only superusers adjust balances.", messages.ERROR)
-            return None
         form = AdjustmentForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
             done = 0
             for balance in queryset.select_related("user"):
                 try:
-                    balance_adjust(
+                    trader_balance_adjust(
+                        operator=request.user,
                         user=balance.user,
                         asset=balance.asset_id,
                         amount=form.cleaned_data["amount"],
                         reason=form.cleaned_data["reason"],
-                        created_by=request.user,
                     )
                     done += 1
                 except ServiceError as exc:

@@ -64,6 +64,12 @@ class User(AbstractUser):
 
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
+        # The operators' actions on a trader (the console's trader page, accounts.roles).
+        permissions = [
+            ("disable_trading", "Can disable and enable a trader's trading (cancels their orders)"),
+            ("sign_out_user", "Can sign a trader out everywhere"),
+            ("adjust_balance", "Can adjust a balance through the ledger"),
+        ]
         constraints = [
             # "Alice" beside "alice": refused by the database whatever door the name came
             # through; the forms and the API say so first (USERNAME_TAKEN). Logins look
@@ -336,6 +342,9 @@ class OperatorAction(models.Model):
         ORDER_CANCELLED = "order_cancelled", "Order cancelled"
         BALANCE_ADJUSTED = "balance_adjusted", "Balance adjusted"
         USER_LIMITS_CHANGED = "user_limits_changed", "User limits changed"
+        SIGNED_OUT = "signed_out", "Signed out everywhere"
+        API_KEY_REVOKED = "api_key_revoked", "API key revoked"
+        RECONCILE_RUN = "reconcile_run", "Reconcile run"
 
     # Empty when the venue acted by itself (a circuit breaker, the dead man's switch).
     operator = models.ForeignKey(

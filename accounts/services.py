@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from quantumtrades.core import metrics
 from quantumtrades.core.errors import InsufficientFunds, InvalidInput
 from quantumtrades.core.events import publish_on_commit
 from quantumtrades.core.money import MONEY_MAX, ZERO, money_checked
@@ -266,6 +267,9 @@ def operator_action_record(
 ) -> OperatorAction:
     """Record what an operator (None: the venue itself) did, and why: the audit trail the
     admin shows. Call it inside the transaction of the action, so the two commit together."""
+    # Counted once it commits (quantumtrades/core/metrics.py); the venue's own action by its trigger.
+    venue_trigger = (details or {}).get("trigger") if operator is None else None
+    metrics.count_on_commit(metrics.OPERATOR_ACTIONS, venue_trigger or kind, market)
     return OperatorAction.objects.create(
         operator=operator,
         kind=kind,

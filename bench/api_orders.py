@@ -1,8 +1,8 @@
 """Order entry over HTTP, the way an integrator drives it, next to the engine and the database.
 
-    .venv/bin/python bench/api_orders.py [--seconds 15] [--clients 1,4,16] [--layouts 1,2]
+    .venv/bin/python bench/api_orders.py [--seconds 15] [--clients 1,4,16] [--layouts 1,2] [--batch 20]
 
-Builds a fresh PostgreSQL database (qt_bench_api): one market (QTX-USD) with a book on both
+Builds a fresh PostgreSQL database (qt_bench_api, or `--db`): one market (QTX-USD) with a book on both
 sides and one funded trader per client. Then, for each layout, the real server:
 
 - `1`: one `daphne quantumtrades.asgi:application` (DEBUG=0, Redis for the cache and the
@@ -13,7 +13,8 @@ sides and one funded trader per client. Then, for each layout, the real server:
 For each client count, that many clients (asyncio, one keep-alive connection and one JWT
 each, in this process) post a realistic mix of limit orders for `--seconds` after a warm-up:
 about two thirds rest away from the middle of the book, one third cross the spread and trade,
-each with a client_order_id. Reported: orders/s, p50 and p99 latency, every answer that was not
+each with a client_order_id; then (`--batch N`, 0 to skip) the same mix in batches of N
+(`POST /api/orders/batch`), so that a batch's orders/s stand beside one by one's. Reported: orders/s, p50 and p99 latency, every answer that was not
 201, the server's CPU per order (the daphne and nginx processes' CPU time over the window,
 divided by the orders) and its context switches per order (all their threads'; each hand-over
 between threads and each wait on a socket is one). `GET /api/auth/me` is timed at one
@@ -63,7 +64,7 @@ RESTING_PER_SIDE = 200
 def server_env(args) -> dict:
     env = {
         **os.environ,
-        "DATABASE_URL": f"{args.pg}/{BENCH_DB}",
+        "DATABASE_URL": f"{args.pg}/{args.db}",
         "REDIS_URL": args.redis,
         "DEBUG": "0",
         "DJANGO_SECRET_KEY": "bench-" + secrets.token_urlsafe(40),
@@ -238,8 +239,9 @@ def summary(latencies, outcomes, seconds) -> dict:
     }
 
 
-async def load(port, usernames, *, seconds, warmup, pids, path="/api/orders", seed=0) -> dict:
-    """`len(usernames)` clients on one keep-alive connection each, for `seconds` after `warmup`."""
+async def load(port, usernames, *, seconds, warmup, pids, path="/api/orders", seed=0, batch=0) -> dict:
+    """`len(usernames)` clients on one keep-alive connection each, for `seconds` after `warmup`;
+    with `batch`, each request places that many orders (`POST /api/orders/batch`)."""
     sessions = [await login(port, username) for username in usernames]
     latencies, outcomes = [], {}
     loop = asyncio.get_running_loop()
@@ -251,7 +253,16 @@ async def load(port, usernames, *, seconds, warmup, pids, path="/api/orders", se
         rng = random.Random(seed * 1000 + index)
         sent = 0
         while (now := loop.time()) < stop:
-            if path == "/api/orders":
+            if batch:
+                orders = [
+                    {**order_mix(rng), "client_order_id": f"b{seed}-{index}-{sent}-{n}-{time.time_ns()}"}
+                    for n in range(batch)
+                ]
+                status, payload = await connection.request("POST", "/api/orders/batch", {"orders": orders}, token)
+                if status == 200 and start <= now:  # each order's own answer, as one by one counts them
+                    for result in json.loads(payload)["results"]:
+                        outcomes[f"order {result['status']}"] = outcomes.get(f"order {result['status']}", 0) + 1
+            elif path == "/api/orders":
                 body = {**order_mix(rng), "client_order_id": f"b{seed}-{index}-{sent}-{time.time_ns()}"}
                 status, _ = await connection.request("POST", path, body, token)
             else:
@@ -289,6 +300,11 @@ async def load(port, usernames, *, seconds, warmup, pids, path="/api/orders", se
     result["server_switches_per_request"] = (
         round((cpu["switches_stop"] - cpu["switches_start"]) / len(latencies), 1) if latencies else None
     )
+    if batch:
+        result["orders_per_second"] = round(result["per_second"] * batch, 1)
+        result["server_cpu_ms_per_order"] = (
+            round((cpu["stop"] - cpu["start"]) * 1000 / (len(latencies) * batch), 3) if latencies else None
+        )
     return result
 
 
@@ -339,6 +355,21 @@ def run_layouts(args, env, traders) -> list[dict]:
                         )
                     )
                     runs.append({"layout": processes, "clients": clients, "path": "POST /api/orders", **result})
+                    print(json.dumps(runs[-1]), file=sys.stderr)
+                for clients in (int(value) for value in args.clients.split(",")) if args.batch else ():
+                    result = asyncio.run(
+                        load(
+                            port,
+                            [user.username for user in traders[:clients]],
+                            seconds=args.seconds,
+                            warmup=args.warmup,
+                            pids=pids,
+                            seed=processes * 100 + clients + 50,
+                            batch=args.batch,
+                        )
+                    )
+                    path = f"POST /api/orders/batch ({args.batch})"
+                    runs.append({"layout": processes, "clients": clients, "path": path, **result})
                     print(json.dumps(runs[-1]), file=sys.stderr)
             finally:
                 for process in reversed(started):
@@ -407,6 +438,8 @@ def machine() -> dict:
 
 
 def markdown(result) -> str:
+    """The table of docs/BENCHMARKS.md; a batch's row gives orders/s and CPU per order after
+    its requests'."""
     lines = [
         "| layout | clients | request | per s | p50 ms | p99 ms | server CPU ms / request | switches / request | answers |",
         "|---|---:|---|---:|---:|---:|---:|---:|---|",
@@ -414,9 +447,13 @@ def markdown(result) -> str:
     for run in result["http"]:
         layout = "1 daphne" if run["layout"] == 1 else f"nginx + {run['layout']} daphnes"
         answers = ", ".join(f"{k}: {v}" for k, v in sorted(run["outcomes"].items()))
+        per_second, cpu = run["per_second"], run["server_cpu_ms_per_request"]
+        if "orders_per_second" in run:
+            per_second = f"{per_second} ({run['orders_per_second']} orders)"
+            cpu = f"{cpu} ({run['server_cpu_ms_per_order']} per order)"
         lines.append(
-            f"| {layout} | {run['clients']} | `{run['path']}` | {run['per_second']} | {run['p50_ms']} | "
-            f"{run['p99_ms']} | {run['server_cpu_ms_per_request']} | {run['server_switches_per_request']} | {answers} |"
+            f"| {layout} | {run['clients']} | `{run['path']}` | {per_second} | {run['p50_ms']} | "
+            f"{run['p99_ms']} | {cpu} | {run['server_switches_per_request']} | {answers} |"
         )
     engine = result["engine"]
     lines.append(
@@ -436,6 +473,8 @@ def main():
     parser.add_argument("--clients", default="1,4,16")
     parser.add_argument("--layouts", default="1,2", help="1: one daphne; 2: two daphnes behind nginx")
     parser.add_argument("--no-ceiling", action="store_true")
+    parser.add_argument("--batch", type=int, default=20, help="orders per batch request (0: no batch runs)")
+    parser.add_argument("--db", default=BENCH_DB, help="the database it builds and drops")
     parser.add_argument(
         "--tree", type=Path, default=ROOT, help="serve the code of another checkout (an earlier commit), same database"
     )
@@ -443,7 +482,7 @@ def main():
 
     info = machine()
     env = server_env(args)
-    psql(args.pg, f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)", f"CREATE DATABASE {BENCH_DB}")
+    psql(args.pg, f"DROP DATABASE IF EXISTS {args.db} WITH (FORCE)", f"CREATE DATABASE {args.db}")
     try:
         setup_django(env)
         market, traders = build_world(max(int(value) for value in args.clients.split(",")))
@@ -457,7 +496,7 @@ def main():
         from django.db import connection
 
         connection.close()
-        psql(args.pg, f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        psql(args.pg, f"DROP DATABASE IF EXISTS {args.db} WITH (FORCE)")
     result = {"seconds": args.seconds, "http": http, "engine": engine, "ceiling": tps, "machine": info}
     print(json.dumps(result, indent=2))
     print(markdown(result))

@@ -41,6 +41,7 @@ from quantumtrades.core.api import (
 )
 from quantumtrades.core.api import query_parameter as param
 from quantumtrades.core.errors import InvalidInput, NotFound
+from quantumtrades.core.replicas import PRIMARY, public_reads
 
 from .payloads import candle_payload, levels_payload, market_payload, tape_payload
 
@@ -299,9 +300,9 @@ class SnapshotQuery(QuerySerializer):
     depth = QueryIntegerField(required=False, min_value=1, max_value=MAX_DEPTH)
 
 
-def market_by_symbol(symbol: str, *, field=None) -> Market:
+def market_by_symbol(symbol: str, *, field=None, using: str = PRIMARY) -> Market:
     """The market called `symbol`: NotFound for a path, InvalidInput when `field` names a parameter."""
-    market = market_named(symbol)
+    market = market_named(symbol, using=using)
     if market is None:
         message = f"There is no market {symbol[:SYMBOL_MAX_LENGTH]!r}."
         raise InvalidInput(message, field=field) if field else NotFound(message)
@@ -312,7 +313,14 @@ def market_by_symbol(symbol: str, *, field=None) -> Market:
 
 
 class PublicView(APIView):
+    """Public market data. Its reads may lag a little: a healthy hot standby's, unless the
+    caller just wrote (quantumtrades.core.replicas); `self.db` names the database."""
+
     permission_classes = [AllowAny]
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)  # authenticates: a writer's reads stay on the primary
+        self.db = public_reads(request)
 
 
 class MarketsView(PublicView):
@@ -323,7 +331,7 @@ class MarketsView(PublicView):
         responses={200: MarketSerializer(many=True), **error_responses(401, 429)},
     )
     def get(self, request):
-        return Response([market_payload(market) for market in markets_all()])
+        return Response([market_payload(market, using=self.db) for market in markets_all(using=self.db)])
 
 
 class MarketView(PublicView):
@@ -341,7 +349,7 @@ class MarketView(PublicView):
         responses={200: MarketSerializer, **error_responses(401, 404, 429)},
     )
     def get(self, request, symbol):
-        return Response(market_payload(market_by_symbol(symbol)))
+        return Response(market_payload(market_by_symbol(symbol, using=self.db), using=self.db))
 
     @extend_schema(
         operation_id="markets_update",
@@ -387,9 +395,9 @@ class MarketTradesView(PublicView):
         responses={200: TradeSerializer(many=True), **error_responses(400, 401, 404, 429)},
     )
     def get(self, request, symbol):
-        market = market_by_symbol(symbol)
+        market = market_by_symbol(symbol, using=self.db)
         query = TradesQuery.parse(request)
-        trades = trades_recent(market=market, limit=query.get("limit", 50), before=query.get("before"))
+        trades = trades_recent(market=market, limit=query.get("limit", 50), before=query.get("before"), using=self.db)
         return Response(tape_payload(trades, market.symbol))
 
 
@@ -410,9 +418,11 @@ class MarketCandlesView(PublicView):
         responses={200: CandleSerializer(many=True), **error_responses(400, 401, 404, 429)},
     )
     def get(self, request, symbol):
-        market = market_by_symbol(symbol)
+        market = market_by_symbol(symbol, using=self.db)
         query = CandlesQuery.parse(request)
-        rows = candles(market=market, interval=query.get("interval", "1m"), limit=query.get("limit", 120))
+        rows = candles(
+            market=market, interval=query.get("interval", "1m"), limit=query.get("limit", 120), using=self.db
+        )
         return Response([candle_payload(candle) for candle in rows])
 
 
@@ -433,9 +443,9 @@ class BookSnapshotView(PublicView):
     )
     def get(self, request):
         query = SnapshotQuery.parse(request)
-        market = market_by_symbol(query["symbol"], field="symbol")
-        snapshot = book_snapshot(market=market, depth=query.get("depth", DEFAULT_DEPTH))
-        trades = trades_recent(market=market, limit=SNAPSHOT_TRADES)
+        market = market_by_symbol(query["symbol"], field="symbol", using=self.db)
+        snapshot = book_snapshot(market=market, depth=query.get("depth", DEFAULT_DEPTH), using=self.db)
+        trades = trades_recent(market=market, limit=SNAPSHOT_TRADES, using=self.db)
         return Response(
             {
                 "symbol": snapshot.symbol,

@@ -51,6 +51,7 @@ from rest_framework_simplejwt.exceptions import TokenError
 
 from accounts import keys, security
 from accounts.authentication import JWTAuthentication, LoginEnded, login_standing
+from quantumtrades.core import logs
 from quantumtrades.core.errors import ErrorCode
 from quantumtrades.core.streams import utc_now_text
 from quantumtrades.core.websocket import CloseCode
@@ -219,6 +220,8 @@ class MarketDataConsumer(StreamConsumer):
     """/ws: subscribe, unsubscribe, ping, auth; book, trades and the private `orders` channel."""
 
     async def connect(self):
+        # Each message handled gets a request id of its own for its log lines (quantumtrades.core.logs).
+        self.log_ids = logs.SocketMessages(self.scope)
         self.bucket = TokenBucket()
         self.refused = 0
         self.user_id = _session_user_id(self.scope)
@@ -232,6 +235,7 @@ class MarketDataConsumer(StreamConsumer):
     async def receive(self, text_data=None, bytes_data=None):
         if self.closed:
             return  # frames that were on their way when the server closed
+        logs.context_set(self.log_ids.next(self.user_id))
         message, problem = self.read(text_data)
         if not self.admit(message):
             self.refused += 1

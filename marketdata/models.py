@@ -88,6 +88,7 @@ class Market(models.Model):
 
     class Meta:
         ordering = ["symbol"]
+        permissions = [("halt_market", "Can halt a market and resume it through an auction")]
         constraints = [
             models.CheckConstraint(condition=Q(tick_size__gt=0), name="market_tick_positive"),
             models.CheckConstraint(condition=Q(lot_size__gt=0), name="market_lot_positive"),

@@ -3,6 +3,7 @@ wherever they go: REST answers, the `/ws` messages and the events the streams ca
 (docs/API.md, "Market data" and "Server messages")."""
 
 from quantumtrades.core.money import ZERO, money, money_text
+from quantumtrades.core.replicas import PRIMARY
 from quantumtrades.core.streams import utc_now_text
 
 from .models import Market
@@ -40,12 +41,12 @@ def trade_message(**trade) -> dict:
     return {"type": "trade", **trade_payload(**trade)}
 
 
-def market_payload(market: Market) -> dict:
+def market_payload(market: Market, *, using: str = PRIMARY) -> dict:
     """A market's rules, status and 24-hour ticker (GET /api/markets); in an auction, its
-    indicative price and volume (null outside one)."""
-    tick = ticker(market=market)
+    indicative price and volume (null outside one). `using`: the database to read."""
+    tick = ticker(market=market, using=using)
     in_auction = market.in_auction
-    indicative = auction_indicative(market=market) if in_auction else None
+    indicative = auction_indicative(market=market, using=using) if in_auction else None
     return {
         "symbol": market.symbol,
         "base": market.base_id,

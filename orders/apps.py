@@ -1,5 +1,6 @@
 from django.apps import AppConfig
 from django.conf import settings
+from django.db.models.signals import post_migrate
 
 
 class OrdersConfig(AppConfig):
@@ -9,11 +10,13 @@ class OrdersConfig(AppConfig):
         from quantumtrades.core import scheduler, streams
         from quantumtrades.core.events import subscribe
 
-        from . import auctions, live, protection
+        from . import activity, auctions, console, live, protection
 
         # Traders' open orders, fills and balances follow the engine's events on their pages,
         # and a page socket that (re)connects starts from all of them as they are now.
         subscribe(live.on_events)
+        # Trades and auctions counted for the metrics (quantumtrades/core/metrics.py).
+        subscribe(activity.on_events)
         streams.register_user_fragments(live.user_fragments)
         # Call auctions end on time whichever server process is alive (docs/API.md).
         auctions.register()
@@ -28,3 +31,20 @@ class OrdersConfig(AppConfig):
             protection.live_sockets_refresh
         )
         scheduler.every(protection.SWEEP_SECONDS, name="orders.live_sockets_sweep")(protection.live_sockets_sweep)
+
+        # The console's venue-wide figures: each process's refusal counts and open sockets,
+        # summed in the shared cache (orders.activity); and `reconcile` on its schedule,
+        # run by one process per turn (orders.console).
+        scheduler.every(activity.FLUSH_SECONDS, name="orders.activity_publish")(activity.activity_publish)
+        scheduler.every(activity.FLUSH_SECONDS, name="orders.order_marks")(console.order_marks_record)
+        scheduler.every(console.RECONCILE_CHECK_SECONDS, name="orders.reconcile_scheduled")(console.reconcile_scheduled)
+        # The staff's groups see every model, those added after their migration included.
+        post_migrate.connect(_staff_groups_sync, dispatch_uid="orders.staff_groups_sync")
+
+
+def _staff_groups_sync(sender, **kwargs):
+    from accounts.roles import staff_groups_sync
+
+    # After each app's permissions are made (auth's handler runs first): a few queries per
+    # app, once per migrate.
+    staff_groups_sync()

@@ -1,7 +1,7 @@
 """Order entry over /ws: the market-data socket, plus the order commands of docs/API.md ("Order entry").
 
 `TradingConsumer` is `marketdata.consumers.MarketDataConsumer` (subscribe, auth, the
-streams) with eight more message types. Each is a door onto the same engine as the REST
+streams) with ten more message types. Each is a door onto the same engine as the REST
 API, checked by the same serializers, throttled by the same counters, and answered with
 the same payloads and error codes:
 
@@ -12,11 +12,16 @@ the same payloads and error codes:
     -> {"type": "order.result", "req_id", "order", "fills"[, "created"]}  (cancel_all: "orders")
     {"type": "order.cancel_after", "req_id", "seconds"}  (the dead man's switch)
     -> {"type": "order.cancel_after", "req_id", "armed_until"}
+    {"type": "order.batch", "req_id", "orders": [...1 to 20 bodies of order.place, one market]}
+    {"type": "order.cancel_batch", "req_id", "ids": [...1 to 20 order ids]}
+    -> {"type": "order.batch_result", "req_id", "results": [...]}  (each as POST /api/orders/batch)
     {"type": "order.oco", "req_id", ...the body of POST /api/orders/oco}
     {"type": "order.bracket", "req_id", ...the body of POST /api/orders/bracket}
     {"type": "order.cancel_list", "req_id", "id"}
     -> {"type": "order.result", "req_id", "list", "orders", "fills"[, "created"]}  (cancel_list: no fills)
     -> {"type": "error", "req_id", "code", "message", "field"}
+Every answer but an error also carries `"rate_limit": {"limit", "remaining", "reset"}`, the
+figures of REST's X-RateLimit-* headers.
 
 `type` names the message on every /ws message, so the order's own type (limit, market, ...),
 `type` in the REST body, is `order_type` here; every other field is spelt as in REST.
@@ -44,6 +49,7 @@ Rules of the socket:
 """
 
 import asyncio
+import contextvars
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -61,12 +67,17 @@ from marketdata.api import market_by_symbol
 from marketdata.consumers import MarketDataConsumer, RequestError
 from orders import protection
 from orders.api import (
+    BATCH_MAX,
     BracketPlaceInput,
     CancelAfterInput,
     OcoPlaceInput,
     OrderAmendInput,
+    OrderBatchCancelInput,
+    OrderBatchPlaceInput,
     OrderPlaceInput,
     armed_until_payload,
+    batch_cancel,
+    batch_place,
     bracket_place_arguments,
     oco_place_arguments,
     order_amend_arguments,
@@ -84,7 +95,7 @@ from orders.services import (
     order_place,
     orders_cancel_all,
 )
-from quantumtrades.core import unavailable
+from quantumtrades.core import replicas, unavailable
 from quantumtrades.core.api import ApiRateThrottle, input_error, loads_strict
 from quantumtrades.core.errors import ErrorCode, InvalidInput, NotFound, ServiceError
 
@@ -100,10 +111,14 @@ ORDER_COMMANDS = (
     "order.cancel",
     "order.cancel_all",
     "order.cancel_after",
+    "order.batch",
+    "order.cancel_batch",
     "order.oco",
     "order.bracket",
     "order.cancel_list",
 )
+# What a batch counts against the "orders" rate: one per order, as over REST.
+BATCH_ITEMS = {"order.batch": "orders", "order.cancel_batch": "ids"}
 # As the REST API's throttle sees an order command: an unsafe method on a trading view.
 ORDER_VIEW = SimpleNamespace(order_commands=True)
 
@@ -208,7 +223,8 @@ class TradingConsumer(MarketDataConsumer):
             # What run_in_executor does, keeping the thread's own future: when the application
             # is cancelled, only the asyncio one is, and `live_sockets_close` can still wait
             # for a command its thread is running.
-            self.running = executor().submit(self.run_command, message)
+            # In this message's context: its log lines carry its request id (quantumtrades.core.logs).
+            self.running = executor().submit(contextvars.copy_context().run, self.run_command, message)
             reply = await asyncio.wrap_future(self.running)
         except CommandRefused as exc:
             if exc.error["code"] in (ErrorCode.API_KEY_INVALID, ErrorCode.TOKEN_REVOKED):
@@ -250,16 +266,25 @@ class TradingConsumer(MarketDataConsumer):
         try:
             user = self.current_trader()
             throttle = ApiRateThrottle()
-            if not throttle.allow_request(SimpleNamespace(user=user, auth=self.api_key, method="POST"), ORDER_VIEW):
+            view = ORDER_VIEW
+            if message["type"] in BATCH_ITEMS:
+                items = message.get(BATCH_ITEMS[message["type"]])
+                count = len(items) if isinstance(items, list) and 1 <= len(items) <= BATCH_MAX else 1
+                view = SimpleNamespace(order_commands=True, orders_in=lambda request: count)
+            if not throttle.allow_request(SimpleNamespace(user=user, auth=self.api_key, method="POST"), view):
                 wait = max(1, int(throttle.wait() + 0.999))
                 raise CommandRefused(
                     ErrorCode.THROTTLED, f"Too many requests: retry in {wait} seconds.", retry_after=wait
                 )
             body = {key: value for key, value in message.items() if key not in ("type", "req_id")}
-            if message["type"] in ("order.place", "order.oco", "order.bracket"):
+            replicas.writes_seen(user.pk)  # their public reads next see this command (core.replicas)
+            if message["type"] in ("order.place", "order.batch", "order.oco", "order.bracket"):
                 socket_id = self.live_socket_for(user) if self.cancel_on_disconnect else None
-                return COMMANDS[message["type"]](user, body, socket_id=socket_id)
-            return COMMANDS[message["type"]](user, body)
+                reply = COMMANDS[message["type"]](user, body, socket_id=socket_id)
+            else:
+                reply = COMMANDS[message["type"]](user, body)
+            # What REST says in its X-RateLimit-* headers, for a program to pace itself by.
+            return {**reply, "rate_limit": throttle.rate_limit.payload()} if throttle.rate_limit else reply
         except (ServiceError, exceptions.ValidationError) as exc:
             _, error = input_error(exc)
             raise CommandRefused(**error) from None
@@ -348,12 +373,17 @@ def _live_sockets_close(socket_ids) -> None:
         close_old_connections()
 
 
-def place(user, body, socket_id=None) -> dict:
+def _order_body(body) -> dict:
+    """An order as /ws spells it (its type as `order_type`), as REST spells it."""
     if "type" in body:
         raise InvalidInput("type names the message here: send the order's type as order_type.", field="type")
     if "order_type" in body:
         body["type"] = body.pop("order_type")
-    data = _body(OrderPlaceInput, body)
+    return body
+
+
+def place(user, body, socket_id=None) -> dict:
+    data = _body(OrderPlaceInput, _order_body(body))
     result = order_place(user=user, **order_place_arguments(data), source=OrderSource.WS, socket_id=socket_id)
     # created: false when client_order_id repeated an earlier order (REST answers 200, not 201).
     return {**result_payload(result), "created": result.created}
@@ -408,12 +438,25 @@ def cancel_after(user, body) -> dict:
     return {"type": "order.cancel_after", **armed_until_payload(armed_until)}
 
 
+def batch(user, body, socket_id=None) -> dict:
+    data = _body(OrderBatchPlaceInput, body)
+    results = batch_place(user, data["orders"], source=OrderSource.WS, socket_id=socket_id, order_body=_order_body)
+    return {"type": "order.batch_result", "results": results}
+
+
+def cancel_batch(user, body) -> dict:
+    data = _body(OrderBatchCancelInput, body)
+    return {"type": "order.batch_result", "results": batch_cancel(user, data["ids"])}
+
+
 COMMANDS = {
     "order.place": place,
     "order.amend": amend,
     "order.cancel": cancel,
     "order.cancel_all": cancel_all,
     "order.cancel_after": cancel_after,
+    "order.batch": batch,
+    "order.cancel_batch": cancel_batch,
     "order.oco": oco,
     "order.bracket": bracket,
     "order.cancel_list": cancel_list,

@@ -28,7 +28,7 @@ from quantumtrades.core.errors import InvalidInput
 from .engine.command import Command
 from .engine.transactions import book_command
 from .models import Order
-from .services import _cancel_one
+from .services import _cancel_one, orders_cancel_all
 
 REASON_MAX_LENGTH = User._meta.get_field("trading_disabled_reason").max_length
 
@@ -86,3 +86,21 @@ def _cancel_everything_in(user: User, market_id: int) -> list[Order]:
     command.lock_balances({user.pk})
     command.finish(None)
     return orders
+
+
+def trader_orders_cancel(*, operator: User, user: User, reason: str) -> list[Order]:
+    """Cancel all of `user`'s open orders and pending stops on every market (their trading
+    stays on: the kill switch is `trading_disable`), audited with the orders cancelled."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("Give the reason: it is kept in the audit trail.", field="reason")
+    cancelled = orders_cancel_all(user=user)
+    # Recorded after the cancels, which commit one market at a time under each book lock.
+    operator_action_record(
+        operator=operator,
+        kind=OperatorAction.Kind.ORDER_CANCELLED,
+        user=user,
+        reason=reason,
+        details={"orders": [order.pk for order in cancelled]},
+    )
+    return cancelled

@@ -200,6 +200,7 @@ class Order(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [("cancel_order", "Can cancel a trader's orders")]
         indexes = [
             # The matching engine walks each side of the open book in price-time order;
             # these partial indexes hold only resting orders, so they stay small.
@@ -386,3 +387,49 @@ class Fill(models.Model):
 
     def __str__(self):
         return f"{self.role} {self.side} {self.quantity} {self.market} @ {self.price}"
+
+
+class ReconcileRun(models.Model):
+    """One run of `reconcile` (the money invariants, docs/ARCHITECTURE.md "Money") and
+    what it found: by the schedule, an operator in the console, or `manage.py reconcile`.
+
+    A scheduled run claims its turn by inserting its row first: `slot` (the run's turn,
+    seconds since the epoch // RECONCILE_EVERY_SECONDS) is unique, so of the server
+    processes that all run the schedule (orders.console.reconcile_scheduled) one inserts
+    the row and runs, the others meet the constraint and skip.
+    """
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule"
+        OPERATOR = "operator"
+        COMMAND = "command"
+
+    trigger = models.CharField(max_length=8, choices=Trigger.choices)
+    operator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    slot = models.BigIntegerField(null=True, blank=True, unique=True, editable=False)
+    started_at = models.DateTimeField()
+    # Empty while it runs (or when the process running it died).
+    finished_at = models.DateTimeField(null=True, blank=True)
+    breaches = models.PositiveIntegerField(null=True, blank=True, help_text="How many breaches it found.")
+    # The breaches, one per line, as `manage.py reconcile` prints them (the first few hundred).
+    report = models.TextField(blank=True, default="")
+
+    class Meta:
+        # Ids rise with time: the newest run is the primary key's end, no index of its own.
+        ordering = ["-id"]
+        permissions = [("run_reconcile", "Can run reconcile from the console")]
+
+    def __str__(self):
+        return f"reconcile {self.started_at:%Y-%m-%d %H:%M:%S} ({self.trigger})"
+
+    @property
+    def clean(self) -> bool | None:
+        return None if self.breaches is None else self.breaches == 0
+
+    @property
+    def seconds(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()

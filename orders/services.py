@@ -7,18 +7,22 @@ the rules, the transactions, the working state, matching and stops are the engin
 Callers import the commands from here, and the few rules they need too (`__all__`).
 """
 
+import logging
 from dataclasses import dataclass, field, fields
+from functools import partial
 
 from django.db import IntegrityError
 from django.utils import timezone
 
 from accounts.models import User
 from marketdata.models import Market, Side
+from quantumtrades.core import logs
 from quantumtrades.core.errors import Conflict, ErrorCode, InvalidInput, NotFound, ServiceError
 from quantumtrades.core.money import ZERO, money
 from quantumtrades.core.sql import cursor as sql_cursor
 from quantumtrades.core.sql import select_models
 
+from . import activity
 from .engine import auction, lists, stops
 from .engine.caches import forget_markets, resolve_market
 from .engine.command import Command
@@ -36,7 +40,7 @@ from .engine.rules import (
     price_band_check,
     refuse_done,
 )
-from .engine.transactions import book_command
+from .engine.transactions import book_batch, book_command
 from .models import (
     MAX_ID,
     OPEN_STATUSES,
@@ -52,6 +56,7 @@ from .models import (
 )
 
 __all__ = [
+    "BATCH_MAX",
     "OrderListResult",
     "OrderRequest",
     "OrderResult",
@@ -66,7 +71,14 @@ __all__ = [
     "order_place",
     "order_validate",
     "orders_cancel_all",
+    "orders_cancel_batch",
+    "orders_place_batch",
 ]
+
+# One line per command at DEBUG, with the order and market (LOG_LEVEL_ENGINE=DEBUG): the
+# request's id comes from the context (quantumtrades.core.logs). Off, a command pays one
+# level check.
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -81,6 +93,7 @@ class OrderResult:
 # --- Place ----------------------------------------------------------------------------
 
 
+@activity.recorded  # every outcome, accepted or refused, through every channel
 def order_place(
     *,
     user: User,
@@ -133,6 +146,10 @@ def order_place(
         raise
     if result.stops_due:
         _stops_due_run(market.pk)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "order placed: %s, %d fills", result.order.status, len(result.fills), extra=logs.order_of(result.order)
+        )
     return result
 
 
@@ -264,7 +281,10 @@ def order_cancel(*, user: User, order_id: int) -> Order:
     """Cancel an open order and release what it holds. Works on halted markets too."""
     market_id, status = _order_of(user, order_id)
     refuse_done(status)
-    return _cancel(user, market_id, int(order_id))
+    order = _cancel(user, market_id, int(order_id))
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("order cancelled", extra=logs.order_of(order))
+    return order
 
 
 @book_command(lambda user, market_id, *rest: market_id)
@@ -300,6 +320,8 @@ def orders_cancel_all(*, user: User, market: Market | str | None = None, socket_
     cancelled = []
     for market_id in sorted(set(orders.values_list("market_id", flat=True))):
         cancelled += _cancel_all_in(user, market_id, socket_id)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("orders cancelled: %d of user %s", len(cancelled), user.pk)
     return cancelled
 
 
@@ -346,6 +368,10 @@ def order_amend(*, user: User, order_id: int, price=None, quantity=None, stop_pr
     result = _amend(user, market_id, int(order_id), new_price, new_quantity, new_stop_price)
     if result.stops_due:
         _stops_due_run(market_id)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "order amended: %s, %d fills", result.order.status, len(result.fills), extra=logs.order_of(result.order)
+        )
     return result
 
 
@@ -689,3 +715,59 @@ def _stops_due(market_id: int) -> bool:
         return False
     command.finish(None)
     return command.stops_due
+
+
+# --- Batches --------------------------------------------------------------------------
+
+# The most orders a batch may place or cancel.
+BATCH_MAX = 20
+
+
+def _batch_size_check(items: list, name: str) -> None:
+    if not 1 <= len(items) <= BATCH_MAX:
+        raise InvalidInput(f"{name} takes 1 to {BATCH_MAX} items; {len(items)} were sent.", field=name)
+
+
+def orders_place_batch(*, user: User, orders: list[dict], **common) -> list[OrderResult | Exception]:
+    """Place 1 to BATCH_MAX orders of one market, each exactly as `order_place` would, in
+    one transaction and under one take of the book lock (`book_batch`).
+
+    `orders` are `order_place`'s keyword arguments, `common` those they share (source,
+    socket_id). Each order is answered in its place: its OrderResult (created=False for a
+    repeated client_order_id, as `order_place` answers), or the ServiceError that refused
+    it (any other exception is answered in its place too: the others stand, committed).
+    Each runs in a savepoint of its own, so one refusal undoes only that order; the
+    orders run in the given order, so a later one may trade with an earlier one. Orders on
+    two markets, or on none that exists, are refused together (InvalidInput).
+    """
+    _batch_size_check(orders, "orders")
+    symbols = {order["market"].symbol if isinstance(order["market"], Market) else order["market"] for order in orders}
+    if len(symbols) != 1:
+        raise InvalidInput("A batch's orders are all on one market: send one batch per market.", field="orders")
+    market = resolve_market(orders[0]["market"])
+    calls = [partial(order_place, user=user, **{**order, "market": market}, **common) for order in orders]
+    return book_batch(market.pk, calls)
+
+
+def orders_cancel_batch(*, user: User, order_ids: list) -> list[Order | Exception]:
+    """Cancel 1 to BATCH_MAX of the user's orders, each answered in its place: the cancelled
+    Order, or the ServiceError that refused it (NotFound, or Conflict when it is no longer
+    open, as `order_cancel` answers; any other exception in its place too). The orders of each market are cancelled in one
+    transaction under one take of its book lock, the markets one after the other in
+    ascending id (one market row per transaction: the lock order)."""
+    _batch_size_check(order_ids, "ids")
+    outcomes: list = [None] * len(order_ids)
+    by_market: dict[int, list[tuple[int, int]]] = {}
+    for at, order_id in enumerate(order_ids):
+        try:
+            market_id, status = _order_of(user, order_id)
+            refuse_done(status)
+        except ServiceError as exc:
+            outcomes[at] = exc
+        else:
+            by_market.setdefault(market_id, []).append((at, int(order_id)))
+    for market_id, orders in sorted(by_market.items()):
+        cancelled = book_batch(market_id, [partial(_cancel, user, market_id, order_id) for _, order_id in orders])
+        for (at, _), outcome in zip(orders, cancelled, strict=True):
+            outcomes[at] = outcome
+    return outcomes

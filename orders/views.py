@@ -38,6 +38,7 @@ from marketdata.selectors import (
 from quantumtrades.core.errors import ServiceError
 from quantumtrades.core.money import money_text
 from quantumtrades.core.pagination import keyset_id, keyset_page
+from quantumtrades.core.replicas import PRIMARY, public_reads
 
 from .engine.rules import stop_market_buy_price
 from .forms import AmendForm, OrderHistoryFilter, OrderTicketForm
@@ -70,20 +71,25 @@ def notice(text, level="info"):
 # --- Markets overview ------------------------------------------------------------------
 
 
-def market_overview_row(market: Market) -> dict:
+def market_overview_row(market: Market, *, using: str = PRIMARY) -> dict:
     """What one overview row shows (the context of marketdata/fragments.html#market_row)."""
     return {
         "market": market,
-        "ticker": ticker(market=market),
+        "ticker": ticker(market=market, using=using),
         "candles": candles(
-            market=market, interval=streams.option("SPARKLINE_INTERVAL"), limit=streams.option("SPARKLINE_CANDLES")
+            market=market,
+            interval=streams.option("SPARKLINE_INTERVAL"),
+            limit=streams.option("SPARKLINE_CANDLES"),
+            using=using,
         ),
     }
 
 
 @require_GET
 def home(request):
-    rows = [market_overview_row(market) for market in markets_all()]
+    # Public data that may lag a little (a hot standby's); the page's socket sends it fresh.
+    db = public_reads(request)
+    rows = [market_overview_row(market, using=db) for market in markets_all(using=db)]
     return render(request, "orders/home.html", {"rows": rows})
 
 
@@ -133,20 +139,23 @@ def _preview_context(request, market, form, valuation=None) -> dict:
 
 
 def _market_context(request, market) -> dict:
-    """The public part of a market page: the streams' fragments render from it."""
+    """The public part of a market page: the streams' fragments render from it. It may lag
+    a little (a hot standby's, quantumtrades.core.replicas): the page's socket sends every
+    fragment fresh as it connects."""
     interval = _interval(request)
+    db = public_reads(request)
     return {
         "market": market,
-        "snapshot": book_snapshot(market=market, depth=BOOK_DEPTH),
-        "trades": trades_recent(market=market, limit=TAPE_LENGTH),
-        "ticker": ticker(market=market),
-        "candles": candles(market=market, interval=interval, limit=CANDLES_SHOWN),
-        "tails": candle_tails(market=market),
+        "snapshot": book_snapshot(market=market, depth=BOOK_DEPTH, using=db),
+        "trades": trades_recent(market=market, limit=TAPE_LENGTH, using=db),
+        "ticker": ticker(market=market, using=db),
+        "candles": candles(market=market, interval=interval, limit=CANDLES_SHOWN, using=db),
+        "tails": candle_tails(market=market, using=db),
         "interval": interval,
         "intervals": list(INTERVALS),
         "book_groups": [(factor, market.tick_size * factor) for factor in BOOK_GROUPS],
         # A call auction's banner (marketdata/fragments.html#status).
-        "indicative": auction_indicative(market=market) if market.in_auction else None,
+        "indicative": auction_indicative(market=market, using=db) if market.in_auction else None,
     }
 
 

@@ -49,6 +49,7 @@ urlpatterns = [
     # Orders
     path("orders", orders_api.OrdersView.as_view(), name="api-orders"),
     path("orders/open", orders_api.OpenOrdersView.as_view(), name="api-orders-open"),
+    path("orders/batch", orders_api.OrderBatchView.as_view(), name="api-orders-batch"),
     path("orders/cancel-after", orders_api.CancelAfterView.as_view(), name="api-orders-cancel-after"),
     path("orders/oco", orders_api.OcoView.as_view(), name="api-orders-oco"),
     path("orders/bracket", orders_api.BracketView.as_view(), name="api-orders-bracket"),

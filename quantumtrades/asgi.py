@@ -50,7 +50,8 @@ if os.environ.get("SIMULATE_MARKET_RATE"):
     threading.Thread(
         target=call_command,
         args=("simulate_market",),
-        kwargs={"rate": float(os.environ["SIMULATE_MARKET_RATE"])},
+        # Its metrics are this process's, at /metrics: no port of its own.
+        kwargs={"rate": float(os.environ["SIMULATE_MARKET_RATE"]), "metrics_port": 0},
         name="simulate_market",
         daemon=True,
     ).start()

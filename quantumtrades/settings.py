@@ -31,6 +31,10 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("Set DJANGO_SECRET_KEY (or JWT_SECRET) when DEBUG is off.")
     SECRET_KEY = "insecure-development-key-only-for-debug-runs-change-me-0123456789"
 
+# Old secret keys still accepted for what they signed (web sessions, password-reset links)
+# while a new DJANGO_SECRET_KEY takes over (docs/OPERATIONS.md, "Key rotation").
+SECRET_KEY_FALLBACKS = env.list("DJANGO_SECRET_KEY_FALLBACKS", default=[])
+
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]", "testserver"])
 
 INSTALLED_APPS = [
@@ -62,6 +66,15 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Every request counted and timed by its route (quantumtrades/core/metrics.py); it
+    # answers nothing itself, so the request id's middleware still sees every answer.
+    "quantumtrades.core.metrics.HttpMetricsMiddleware",
+    # The request's id (X-Request-ID, taken or made): in its log lines and echoed in the
+    # answer, a redirect's included, so it comes first.
+    "quantumtrades.core.logs.RequestIdMiddleware",
+    # A signed-in user's public reads stay on the primary for a moment after they wrote
+    # (quantumtrades/core/replicas.py); outermost, so it sees the user a view authenticated.
+    "quantumtrades.core.replicas.ReadYourWritesMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Content-Security-Policy on every response (CONTENT_SECURITY_POLICY below); the API's
     # JSON answers get one that allows nothing.
@@ -82,6 +95,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     # A lost database answers 503, not 500 (README, "When Redis or PostgreSQL goes away").
     "quantumtrades.core.unavailable.DatabaseUnavailableMiddleware",
+    # X-RateLimit-* on every API answer a throttle counted (docs/API.md, "Rate limits").
+    "quantumtrades.core.api.RateLimitHeaders",
 ]
 
 # The largest request body any route takes: forms and the admin's posts are a few KiB, API
@@ -178,6 +193,33 @@ def postgres_url_from_parts():
 
 DATABASE_URL = env.str("DATABASE_URL", default="") or postgres_url_from_parts()
 DATABASES = {"default": database_config(DATABASE_URL)}
+
+
+def replica_config(url):
+    """A hot standby of DATABASE_URL's primary, for the reads that may lag a little."""
+    if not DATABASE_URL or DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("DATABASE_REPLICA_URLS needs a PostgreSQL DATABASE_URL (the primary).")
+    config = database_config(url)
+    # A standby that is away must cost a public read a moment, not the pool's ten seconds:
+    # its health check fails fast, and the reads go to the primary meanwhile.
+    config["OPTIONS"]["connect_timeout"] = 2
+    config["OPTIONS"]["pool"] = {**config["OPTIONS"]["pool"], "min_size": 1, "timeout": 2}
+    # Tests never make a database for a standby: it reads the primary's test database.
+    config["TEST"] = {"MIRROR": "default"}
+    return config
+
+
+# Read replicas (quantumtrades/core/replicas.py, docs/OPERATIONS.md "Read replicas"): public
+# market data is read from these PostgreSQL hot standbys, aliases replica_1, replica_2, ...
+for _number, _url in enumerate(env.list("DATABASE_REPLICA_URLS", default=[]), start=1):
+    DATABASES[f"replica_{_number}"] = replica_config(_url)
+# Everything that names no database, and every write, goes to the primary.
+DATABASE_ROUTERS = ["quantumtrades.core.replicas.PrimaryRouter"]
+# A standby whose replay lags more than this is skipped until it catches up.
+REPLICA_MAX_LAG_SECONDS = env.float("REPLICA_MAX_LAG_SECONDS", default=5)
+# After a write, a user's public reads stay on the primary this long: past the lag a
+# standby may have and still be used (plus its health's age, a second), their write is there.
+REPLICA_READ_YOUR_WRITES_SECONDS = env.float("REPLICA_READ_YOUR_WRITES_SECONDS", default=REPLICA_MAX_LAG_SECONDS + 2)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
@@ -250,6 +292,11 @@ MAX_OPEN_ORDERS = env.int("MAX_OPEN_ORDERS", default=200)
 # A cancel-on-disconnect socket whose process stopped refreshing it for this long is
 # presumed dead, and its orders are cancelled by any live process.
 CANCEL_ON_DISCONNECT_SECONDS = env.int("CANCEL_ON_DISCONNECT_SECONDS", default=10)
+# `reconcile` on a schedule (orders.console): one run per this many seconds across all
+# server processes, its result on the admin's dashboard; 0 turns the schedule off.
+RECONCILE_EVERY_SECONDS = env.int("RECONCILE_EVERY_SECONDS", default=3600)
+# The venue's name in the operators' console (the admin's header and title).
+VENUE_NAME = env.str("VENUE_NAME", default="QuantumTrades")
 # Every server process runs the venue's timers (quantumtrades.core.scheduler); a process
 # that should not (a benchmark's second server, say) sets SCHEDULER=0.
 SCHEDULER_ENABLED = env.bool("SCHEDULER", default=True)
@@ -413,8 +460,9 @@ SPECTACULAR_SETTINGS = {
 
 CORS_ALLOWED_ORIGINS = env.list("BACKEND_CORS_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/api/.*$"
-# Browser clients may read when to retry a throttled request.
-CORS_EXPOSE_HEADERS = ["Retry-After"]
+# Browser clients may read their rate limits, when to retry a throttled request, and the
+# request's id.
+CORS_EXPOSE_HEADERS = ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After", "X-Request-ID"]
 
 
 # --- Security -------------------------------------------------------------------------
@@ -427,8 +475,8 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
 SECURE_HSTS_PRELOAD = SECURE_HSTS_SECONDS > 0
-# Load balancers probe health over plain HTTP.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# Load balancers probe health, and Prometheus scrapes each process, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
@@ -457,6 +505,18 @@ CONTENT_SECURITY_POLICY = {
 }
 
 
+# --- Metrics (docs/ARCHITECTURE.md, "Metrics") ----------------------------------------
+
+# Prometheus metrics of each process: `/metrics` on the web servers, to these addresses
+# (addresses or CIDR networks; the peer's own address, never X-Forwarded-For) or with
+# `Authorization: Bearer <METRICS_TOKEN>`. Anyone else gets a 404.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.0/8", "::1"])
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# The FIX gateway and the market simulator serve them on a port of their own when set.
+METRICS_PORT = env.int("METRICS_PORT", default=0)
+METRICS_ADDR = env.str("METRICS_ADDR", default="0.0.0.0")
+
 # --- Static files, i18n, logging ------------------------------------------------------
 
 STATIC_URL = "static/"
@@ -479,11 +539,28 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# LOG_FORMAT=json writes one JSON object per line (time, level, logger, message, and the
+# request_id, user, order and market when known); plain text otherwise. Either way each
+# record carries the id of the request or socket message it was written for
+# (quantumtrades/core/logs.py, docs/OPERATIONS.md "Logs").
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT is plain or json, not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "quantumtrades.core.logs.LogContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "quantumtrades.core.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]},
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # One line per engine command at DEBUG (LOG_LEVEL_ENGINE=DEBUG turns them on).
+        "orders.services": {"level": env.str("LOG_LEVEL_ENGINE", default="") or None},
+    },
 }

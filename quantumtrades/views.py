@@ -6,12 +6,15 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views import defaults
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from marketdata.streams import open_sockets
+from quantumtrades.core import metrics as qt_metrics
 from quantumtrades.core import unavailable
-from quantumtrades.core.errors import ErrorCode
+from quantumtrades.core.errors import ErrorCode, error_body
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,51 @@ async def healthz(request):
     # Django logs every 5xx as an ERROR; this 503 is the answer asked for, not a failure.
     response._has_been_logged = True
     return response
+
+
+# How long a scrape waits for each dependency's check: Prometheus's own timeout is longer.
+METRICS_CHECK_TIMEOUT = 1.0
+
+
+async def _dependency_up(name, check) -> None:
+    try:
+        present = await asyncio.wait_for(check(), METRICS_CHECK_TIMEOUT)
+    except Exception:
+        qt_metrics.DEPENDENCY_UP.labels(name).set(0)
+        return
+    if present is not False:  # False: not used by this process (the cache off Redis)
+        qt_metrics.DEPENDENCY_UP.labels(name).set(1)
+
+
+def _pool_stats() -> None:
+    pool = getattr(connection, "pool", None)
+    if pool is None:
+        return
+    stats = pool.get_stats()
+    gauge = qt_metrics.DB_POOL
+    gauge.labels("size").set(stats.get("pool_size", 0))
+    gauge.labels("available").set(stats.get("pool_available", 0))
+    gauge.labels("max").set(stats.get("pool_max", pool.max_size))
+    gauge.labels("waiting").set(stats.get("requests_waiting", 0))
+
+
+async def metrics(request):
+    """This process's Prometheus metrics (quantumtrades/core/metrics.py), to the addresses
+    in METRICS_ALLOWED_IPS or with METRICS_TOKEN as a bearer; 404 to anyone else, 403 for
+    a wrong token. PostgreSQL's and Redis's health are checked as /healthz checks them,
+    each bounded by METRICS_CHECK_TIMEOUT."""
+    verdict = qt_metrics.allowed(request.META.get("REMOTE_ADDR", ""), request.headers.get("Authorization", ""))
+    if verdict is None:
+        return JsonResponse(error_body(ErrorCode.NOT_FOUND, "Not found."), status=404)
+    if not verdict:
+        return JsonResponse(error_body(ErrorCode.PERMISSION_DENIED, "Not allowed to read the metrics."), status=403)
+    await asyncio.gather(
+        _dependency_up("database", sync_to_async(_check_database, thread_sensitive=True)),
+        _dependency_up("redis", sync_to_async(_check_cache, thread_sensitive=False)),
+        _dependency_up("channel_layer", _check_channel_layer),
+    )
+    await sync_to_async(_pool_stats, thread_sensitive=True)()
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
 def server_error(request):

@@ -11,6 +11,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
+from quantumtrades.core import metrics
 from quantumtrades.core.errors import ErrorCode
 from quantumtrades.core.streams import GROUP, Frame, Sink, dumps, option, publishing, utc_now_text
 from quantumtrades.core.streams.messages import Batch, Item
@@ -331,6 +332,8 @@ class Hub:
             try:
                 kind = item["kind"]
                 if kind == "batch":
+                    if metrics.ENABLED:  # from the first of its commands' commit to here
+                        metrics.STREAM_LAG.observe(max(0.0, time.time() - item["committed"]))
                     self._on_batch(item)
                 elif kind == "user_fragments":
                     frame = Frame(item["html"])

@@ -43,10 +43,20 @@ def test_the_change_form_edits_the_rules_and_audits_them(client, operator, marke
     assert "the market goes into a call auction instead" in html  # the model's help text
     assert 'name="auction_ends_at"' not in html and 'name="last_price"' not in html  # read only
 
-    response = client.post(
-        f"/admin/marketdata/market/{market.pk}/change/",
-        form_data(market, circuit_breaker="0.04", auction_seconds="45", max_order_quantity="250"),
-    )
+    data = form_data(market, circuit_breaker="0.04", auction_seconds="45", max_order_quantity="250")
+    preview = client.post(f"/admin/marketdata/market/{market.pk}/change/", data)
+    # Nothing is saved before the operator has seen what each change does.
+    assert preview.status_code == 200
+    assert [effect.name for effect in preview.context["effects"]] == [
+        "max_order_quantity",
+        "circuit_breaker",
+        "auction_seconds",
+    ]
+    assert "New orders above 250 QTX are refused (ORDER_TOO_LARGE)" in preview.content.decode()
+    market.refresh_from_db()
+    assert market.circuit_breaker is None and not OperatorAction.objects.exists()
+
+    response = client.post(f"/admin/marketdata/market/{market.pk}/change/", {**data, "_confirmed": "1"})
     assert response.status_code == 302, response.content[:2000]
     market.refresh_from_db()
     assert (market.circuit_breaker, market.auction_seconds, market.max_order_quantity) == (

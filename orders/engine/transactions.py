@@ -5,15 +5,23 @@ A deadlock or serialization failure rolls the transaction back and the command i
 again from its first statement, a bounded number of times (`_retrying`). Commands that
 queue for the same market in one process share a transaction, each in a savepoint of its
 own (`_MarketQueue`). A book command is declared with `book_command`, which does both.
+A batch of commands (`book_batch`) takes one place in the queue and the lock once.
+
+What each command costs is measured here, once per command and once per group, from the
+clock alone (`_timed`): its latency, from its arrival in the queue to its outcome; its wait
+for the book, from its arrival to its turn; and the size of its group
+(quantumtrades/core/metrics.py).
 """
 
 import logging
 import random
 import threading
 import time
+from contextlib import contextmanager
 
 from django.db import OperationalError, connection, transaction
 
+from quantumtrades.core import metrics
 from quantumtrades.core.sql import savepoint
 
 log = logging.getLogger(__name__)
@@ -61,7 +69,10 @@ class _Queued:
 
     def __init__(self, command, args, kwargs):
         self.command, self.args, self.kwargs = command, args, kwargs
+        self.arrived = self.started = time.perf_counter()
         self.woken = threading.Event()
+        # Savepoints the command opens (a batch: one per call), toward GROUP_MAX.
+        self.weight = 1
         self.finished = False
         self.result = self.error = None
 
@@ -93,8 +104,9 @@ class _MarketQueue:
         self.waiting: list[_Queued] = []
         self.busy = False
 
-    def run(self, command, args, kwargs):
+    def run(self, command, args, kwargs, weight=1):
         mine = _Queued(command, args, kwargs)
+        mine.weight = weight
         with self.lock:
             self.waiting.append(mine)
             leads = not self.busy
@@ -108,7 +120,13 @@ class _MarketQueue:
             mine.woken.wait()
         if not mine.finished:  # first in line: run a group that starts with this command
             with self.lock:
-                group, self.waiting = self.waiting[:GROUP_MAX], self.waiting[GROUP_MAX:]
+                taken = weight = 0
+                for queued in self.waiting:
+                    weight += queued.weight
+                    if taken and weight > GROUP_MAX:
+                        break
+                    taken += 1
+                group, self.waiting = self.waiting[:taken], self.waiting[taken:]
             try:
                 _run_group(group)
             finally:
@@ -130,6 +148,9 @@ class _GroupState(threading.local):
     markets = None
     # The savepoint of the group's running command, once the command has opened it.
     savepoint = None
+    # Inside a batch (`book_batch`): its book commands run in its transaction, each in a
+    # savepoint of its own.
+    batch = False
 
     def open_savepoint(self) -> None:
         """Open the running command's savepoint, if it runs in a group and has none yet.
@@ -145,9 +166,28 @@ class _GroupState(threading.local):
 current_group = _GroupState()
 
 
+def _timed(group: list[_Queued]) -> None:
+    """The group's commands' latency and wait for the book, and its size (after its commit)."""
+    done = time.perf_counter()
+    for queued in group:
+        latency, wait = metrics.command_timers(queued.command.__name__.lstrip("_"))
+        latency.observe(done - queued.arrived)
+        wait.observe(queued.started - queued.arrived)
+    metrics.ENGINE_GROUP.observe(len(group))
+
+
 def _run_group(group: list[_Queued]) -> None:
+    try:
+        _run(group)
+    finally:
+        if metrics.ENABLED:
+            _timed(group)
+
+
+def _run(group: list[_Queued]) -> None:
     if len(group) == 1:
         [queued] = group
+        queued.started = time.perf_counter()
         try:
             queued.result = _retrying(queued.command)(*queued.args, **queued.kwargs)
         except Exception as exc:
@@ -167,6 +207,7 @@ def _run_group(group: list[_Queued]) -> None:
                 # group stays well under the 64 subtransactions PostgreSQL caches per
                 # transaction: GROUP_MAX.)
                 current_group.savepoint = None
+                queued.started = time.perf_counter()
                 try:
                     queued.result = queued.command(*queued.args, **queued.kwargs)
                 except OperationalError:
@@ -206,6 +247,9 @@ def book_command(market_of):
 
     def decorate(command):
         def run(*args, **kwargs):
+            if current_group.batch:
+                with _batch_savepoint():
+                    return command(*args, **kwargs)
             if connection.in_atomic_block:
                 with transaction.atomic():  # a savepoint: a refusal leaves the caller's transaction usable
                     return command(*args, **kwargs)
@@ -220,3 +264,62 @@ def book_command(market_of):
         return run
 
     return decorate
+
+
+@contextmanager
+def _batch_savepoint():
+    """One command of a batch, in a savepoint of its own, as a group runs each of its
+    commands (`_run_group`): opened by the command's first statements (`Command.begin`),
+    rolled back if it raises, so that its refusal leaves no trace, and then raised again."""
+    current_group.savepoint = None
+    try:
+        yield
+    except OperationalError:
+        raise  # the transaction is lost: the batch runs again
+    except Exception:
+        connection.needs_rollback = False
+        if current_group.savepoint is not None:
+            connection.savepoint_rollback(current_group.savepoint)
+        current_group.markets.clear()
+        raise
+    finally:
+        if current_group.savepoint is not None:
+            connection.savepoint_ids.pop()
+        current_group.savepoint = None
+
+
+def _batch(calls):
+    outcomes = []
+    outer = current_group.markets
+    current_group.markets = {} if outer is None else outer
+    current_group.batch = True
+    try:
+        for call in calls:
+            try:
+                outcomes.append(call())
+            except OperationalError:
+                raise
+            except Exception as exc:
+                outcomes.append(exc)
+    finally:
+        current_group.batch = False
+        current_group.markets = outer
+        current_group.savepoint = None
+    return outcomes
+
+
+def book_batch(market_id: int, calls: list) -> list:
+    """Run `calls` (functions of no argument, each making book commands on the market
+    `market_id`) one after the other in one transaction, under one take of the book lock:
+    one place in the market's queue, the market row locked by the first command and kept
+    by the others (`Command.begin`). Each book command runs in a savepoint of its own, so a
+    call that raises leaves no trace and the others stand. Answers each call's result, or
+    the exception it raised, in order. Like a book command, the batch is retried whole on
+    deadlock or serialization failure, and runs in a savepoint of a caller's transaction."""
+    if connection.in_atomic_block:
+        with transaction.atomic():
+            return _batch(calls)
+    with _queues_lock:
+        key = (connection.alias, market_id)
+        queue = _queues.get(key) or _queues.setdefault(key, _MarketQueue())
+    return queue.run(_batch, (calls,), {}, weight=len(calls))

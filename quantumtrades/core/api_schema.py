@@ -9,10 +9,22 @@ from drf_spectacular.openapi import AutoSchema
 
 class ApiAutoSchema(AutoSchema):
     """drf-spectacular's schema, knowing that only GET answers a page (DELETE /api/orders
-    shares its view with the paginated GET but answers a plain list)."""
+    shares its view with the paginated GET but answers a plain list), and that a DELETE may
+    have a body."""
 
     def _get_paginator(self):
         return super()._get_paginator() if self.method == "GET" else None
+
+    def _get_request_body(self, direction="request"):
+        # drf-spectacular gives only POST, PUT and PATCH a body; a view with `delete_body`
+        # takes one with DELETE too (DELETE /api/orders/batch).
+        if self.method != "DELETE" or not getattr(self.view, "delete_body", False):
+            return super()._get_request_body(direction)
+        self.method = "POST"
+        try:
+            return super()._get_request_body(direction)
+        finally:
+            self.method = "DELETE"
 
 
 # Request bodies that must name at least one of their fields (an amendment changes something).
@@ -41,10 +53,20 @@ RESPONSE_HEADERS = {
 }
 
 
+# Every answer a throttle counted (quantumtrades.core.api.RateLimitHeaders): not those refused
+# before counting, so none is required.
+RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Limit": "Requests the tightest limit that applies allows per window.",
+    "X-RateLimit-Remaining": "What is left of it in this window.",
+    "X-RateLimit-Reset": "Seconds until the window starts again.",
+}
+
+
 def schema_strict_requests(result, generator, request, public):
     """Say in the schema what the API does: request bodies take no other fields (StrictSerializer)
     and an amendment names at least one; every operation may answer 406 and 413; a 401 says
-    how to authenticate and a 429 when to retry, in their headers."""
+    how to authenticate and a 429 when to retry, in their headers; answers may carry the
+    rate-limit headers."""
     for name, component in result.get("components", {}).get("schemas", {}).items():
         if name.endswith("Request") and component.get("type") == "object":
             component["additionalProperties"] = False
@@ -59,7 +81,12 @@ def schema_strict_requests(result, generator, request, public):
             responses = operation.setdefault("responses", {})
             for status, description in EVERY_OPERATION.items():
                 responses.setdefault(status, {"content": error, "description": description})
-            for status, headers in RESPONSE_HEADERS.items():
-                if status in responses:
-                    responses[status]["headers"] = headers
+            for status, response in responses.items():
+                response["headers"] = {
+                    **{
+                        name: {"description": description, "schema": {"type": "integer", "minimum": 0}}
+                        for name, description in RATE_LIMIT_HEADERS.items()
+                    },
+                    **RESPONSE_HEADERS.get(status, {}),
+                }
     return result

@@ -34,6 +34,7 @@ from django.http import HttpResponse, JsonResponse
 from django.urls import set_script_prefix
 
 from quantumtrades.core.errors import ErrorCode, error_body
+from quantumtrades.core.logs import REQUEST_ID_HEADER, request_id_of_scope
 
 
 class BodyTooLarge(Exception):
@@ -63,7 +64,9 @@ class SyncASGIHandler(ASGIHandler):
         except RequestAborted:
             return
         except BodyTooLarge:
-            await self.send_response(body_too_large(scope["path"]), send)
+            response = body_too_large(scope["path"])
+            response[REQUEST_ID_HEADER] = request_id_of_scope(scope)
+            await self.send_response(response, send)
             return
         # Waiting for a slot here rather than in the executor's queue keeps the order in
         # which requests arrived and lets a request whose client went away drop out.

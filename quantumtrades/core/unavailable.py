@@ -21,6 +21,7 @@ from django.http import HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 from django.utils.deprecation import MiddlewareMixin
 
+from quantumtrades.core import replicas
 from quantumtrades.core.errors import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ def recover(exc) -> None:
         try:
             if connection.connection is not None and not connection.is_usable():
                 connection.close()
+                # A standby that failed a read is judged again before the next one.
+                replicas.health.forget(connection.alias)
         except Exception:
             pass
         pool = connection.pool if connection.vendor == "postgresql" else None

@@ -8,6 +8,8 @@ from django.contrib import admin
 from accounts.keys import api_key_create, api_keys_for_user
 from accounts.models import ApiLogin, Balance, User
 from accounts.tokens import api_login_start
+from orders.console import reconcile_run
+from orders.models import ReconcileRun
 
 CHANGELISTS = [
     "/admin/accounts/user/",
@@ -21,6 +23,7 @@ CHANGELISTS = [
     "/admin/marketdata/candle/",
     "/admin/orders/order/",
     "/admin/orders/fill/",
+    "/admin/orders/reconcilerun/",
 ]
 ADMIN_PAGES = ["/admin/", *CHANGELISTS]
 
@@ -37,6 +40,7 @@ def test_every_model_our_apps_register_has_its_changelist_tested():
 
 @pytest.mark.parametrize("url", ADMIN_PAGES)
 def test_operator_opens_admin_page(client, operator, trading_history, url):
+    reconcile_run(trigger=ReconcileRun.Trigger.COMMAND)
     client.force_login(operator)
 
     response = client.get(url)

@@ -32,6 +32,9 @@ print(json.dumps({
     "ACCESS_TOKEN_SECONDS": settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"].total_seconds(),
     "CORS_ALLOWED_ORIGINS": settings.CORS_ALLOWED_ORIGINS,
     "SITE_URL": settings.SITE_URL,
+    "DATABASE_ROUTERS": settings.DATABASE_ROUTERS,
+    "REPLICA_MAX_LAG_SECONDS": settings.REPLICA_MAX_LAG_SECONDS,
+    "LOG_FORMATTER": settings.LOGGING["handlers"]["console"]["formatter"],
 }, default=str))
 """
 
@@ -117,6 +120,31 @@ def test_non_postgres_database_url_is_refused():
 
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr
+
+
+def test_replica_urls_give_standby_aliases_that_tests_never_create():
+    values = settings_with(
+        DATABASE_URL="postgresql://qt@primary:5432/qt",
+        DATABASE_REPLICA_URLS="postgresql://qt@standby-a:5432/qt,postgres://qt@standby-b:5433/qt",
+        REPLICA_MAX_LAG_SECONDS="2.5",
+    )
+
+    databases = values["DATABASES"]
+    assert list(databases) == ["default", "replica_1", "replica_2"]
+    assert (databases["replica_1"]["HOST"], databases["replica_2"]["PORT"]) == ("standby-a", 5433)
+    assert databases["replica_2"]["TEST"] == {"MIRROR": "default"}
+    assert values["DATABASE_ROUTERS"] == ["quantumtrades.core.replicas.PrimaryRouter"]
+    assert values["REPLICA_MAX_LAG_SECONDS"] == 2.5
+    # A standby of SQLite is no standby.
+    result = run_python(["-c", PRINT_SETTINGS], DATABASE_REPLICA_URLS="postgresql://qt@standby-a:5432/qt")
+    assert result.returncode != 0 and "DATABASE_REPLICA_URLS needs a PostgreSQL DATABASE_URL" in result.stderr
+
+
+def test_log_format_is_plain_or_json():
+    assert settings_with()["LOG_FORMATTER"] == "plain"
+    assert settings_with(LOG_FORMAT="json")["LOG_FORMATTER"] == "json"
+    result = run_python(["-c", PRINT_SETTINGS], LOG_FORMAT="xml")
+    assert result.returncode != 0 and "LOG_FORMAT is plain or json" in result.stderr
 
 
 # --- Channel layer and cache -----------------------------------------------------------

@@ -7,17 +7,15 @@ consumer) with channels' WebsocketCommunicator, on three sockets: an anonymous o
 authenticated with alice's access token, one with bob's API key (read and trade). The frames
 are drawn over the protocol (docs/API.md, section 7): every known `type` (subscribe,
 unsubscribe, ping, auth, order.place, order.amend, order.cancel, order.cancel_all,
-order.cancel_after) with its
-fields' real names and plausible or junk values (decimals with exponents, NaN, too many
+order.cancel_after, order.batch, order.cancel_batch) with its fields' real names and plausible or junk values (decimals with exponents, NaN, too many
 places; ids past every column; text with NUL or lone surrogates), unknown types, JSON that is
 no object, text that is no JSON, frames past the 4 KiB limit, binary frames. The socket's
 message rate and the API's throttles are raised, so that the frames meet the parsers and the
 engine rather than the rate limit (tests/e2e/test_socket_floods.py covers the limit).
 
 Frames are sent one at a time, each answered before the next (the answer to a frame is the
-first pong, subscribed, unsubscribed, authenticated, order.result, order.cancel_after or error
-after it; stream
-messages in between are checked too).
+first pong, subscribed, unsubscribed, authenticated, order.result, order.cancel_after,
+order.batch_result or error after it; stream messages in between are checked too).
 
 Examples (hypothesis, derandomized, no example database): FRAMES (300) frames, and HANDSHAKES
 (60) handshakes to junk socket paths: about 7 s on SQLite or on PostgreSQL with Redis on a
@@ -72,8 +70,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 FRAMES = 300
 # What the server sends on /ws (docs/API.md, "Server messages").
-ANSWERS = {"pong", "subscribed", "unsubscribed", "authenticated", "order.result", "order.cancel_after", "error"}
-STREAM_MESSAGES = {"book_snapshot", "book_update", "trade", "ticker", "candle", "order", "fill", "balance", "heartbeat"}
+ANSWERS = {
+    "pong", "subscribed", "unsubscribed", "authenticated", "order.result", "order.cancel_after", "order.batch_result",
+    "error",
+}  # fmt: skip
+STREAM_MESSAGES = {
+    "book_snapshot", "book_update", "trade", "ticker", "candle", "order", "fill", "balance", "heartbeat", "market_status",
+}  # fmt: skip
 SOCKETS = ("anonymous", "alice's token", "bob's key")
 
 
@@ -155,6 +158,8 @@ def frames(plausible: dict) -> st.SearchStrategy:
         "order.cancel": (["req_id", "id"], []),
         "order.cancel_all": (["req_id"], ["symbol"]),
         "order.cancel_after": (["req_id", "seconds"], []),
+        "order.batch": (["req_id", "orders"], []),
+        "order.cancel_batch": (["req_id", "ids"], []),
     }  # fmt: skip
     per_type = []
     for kind, (required, optional) in fields.items():
@@ -247,6 +252,24 @@ def world(market, alice, bob, settings, monkeypatch):
             [st.sampled_from(["4", "601", "-1", "1e2", "2.5", "10.0", '"30"', "true", "null", str(10**40)])],
         ),
     }
+    # A batch's orders: plausible ones, refusals of each kind, another market; and whole batches refused.
+    orders = [
+        '{"symbol": "QTX-USD", "side": "buy", "price": "9.00", "quantity": "1"}',
+        '{"symbol": "QTX-USD", "side": "sell", "order_type": "market", "quantity": "1"}',
+        '{"symbol": "QTX-USD", "side": "buy", "type": "limit", "price": "9.00", "quantity": "1"}',
+        '{"symbol": "QTX-USD", "side": "buy", "price": "1e3", "quantity": NaN}',
+        '{"symbol": "BTC-USD", "side": "buy", "price": "9.00", "quantity": "1"}',
+        "7",
+        "null",
+    ]
+    plausible["orders"] = often(
+        st.lists(st.sampled_from(orders), min_size=1, max_size=4).map(lambda items: f"[{', '.join(items)}]"),
+        [st.sampled_from(["[]", '"x"', "null", f"[{', '.join(orders[:1] * 21)}]"])],
+    )
+    plausible["ids"] = often(
+        st.lists(st.sampled_from([*ids, 0, -1, 10**40, "1", True]), min_size=1, max_size=4).map(json.dumps),
+        [st.sampled_from(["[]", '"1"', "null", json.dumps(list(range(1, 22)))])],
+    )
     return plausible, {"alice's token": {"token": token}, "bob's key": {"api_key": secret}}
 
 

@@ -70,7 +70,10 @@ def test_cancel_after_arms_and_disarms_the_switch(alice, market):
         async with Trader() as ws:
             await ws.auth(token=await async_token(alice))
             answer = await cancel_after(ws, 30)
-            assert set(answer) == {"type", "req_id", "armed_until"} and answer["type"] == "order.cancel_after"
+            assert (
+                set(answer) == {"type", "req_id", "armed_until", "rate_limit"}
+                and answer["type"] == "order.cancel_after"
+            )
             armed = await armed_at(alice)
             assert answer["armed_until"] == armed.isoformat() and armed > timezone.now()
             assert (await cancel_after(ws, 0))["armed_until"] is None

@@ -7,6 +7,7 @@ import signal
 from django.core.management.base import BaseCommand
 
 from fix.gateway import Gateway
+from quantumtrades.core import metrics
 
 
 class Command(BaseCommand):
@@ -20,6 +21,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, host, port, threads, **options):
+        metrics.serve()  # METRICS_PORT: Prometheus scrapes this process on its own
         asyncio.run(self.serve(host, port, threads))
 
     async def serve(self, host, port, threads):

@@ -12,6 +12,7 @@ import random
 import time
 from decimal import ROUND_DOWN, Decimal
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
@@ -20,6 +21,7 @@ from marketdata.models import BookLevel, Market, Side
 from marketdata.selectors import tape
 from orders.models import Order, OrderSource, OrderType, TimeInForce
 from orders.services import order_cancel, order_place
+from quantumtrades.core import metrics
 from quantumtrades.core.errors import ServiceError
 from quantumtrades.core.money import money
 
@@ -200,6 +202,12 @@ class Command(BaseCommand):
         parser.add_argument("--duration", type=float, default=0, help="seconds to run; 0 runs until stopped")
         parser.add_argument("--markets", default="", help="comma-separated symbols (default: every market)")
         parser.add_argument("--seed", type=int, default=None, help="random seed for a repeatable run")
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=settings.METRICS_PORT,
+            help="serve this process's Prometheus metrics on this port (default METRICS_PORT; 0: none)",
+        )
 
     def handle(self, *args, rate, duration, markets, seed, **options):
         if not 0 < rate <= 1000:
@@ -214,6 +222,8 @@ class Command(BaseCommand):
         chosen = list(chosen)
         if not chosen:
             raise CommandError("No markets to simulate: run `manage.py seed_demo` first.")
+        if options.get("metrics_port"):  # a process of its own: Prometheus scrapes it there
+            metrics.serve(options["metrics_port"])
         # Each market takes rate / markets steps a second: DAILY_VOLATILITY over a day of them.
         volatility = DAILY_VOLATILITY / math.sqrt(rate * 86400 / len(chosen))
         simulations = [

@@ -13,6 +13,8 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
 
+from quantumtrades.core import metrics
+
 from .messages import RESYNC, Batch, Item, UserFragments, streams_message
 from .options import GROUP, option
 
@@ -230,6 +232,7 @@ class Publisher:
                 overflow, self._overflow = self._overflow, 0
                 self._busy = bool(items)
             if overflow:
+                metrics.STREAM_BATCHES_DROPPED.labels("queue_full").inc(overflow)
                 log.warning(
                     "stream: publish queue full; dropped the %d oldest batches (streams resync by sequence)", overflow
                 )
@@ -249,6 +252,7 @@ class Publisher:
         now = time.monotonic()
         if self._down_since is not None and now < self._next_try:
             self._lost += len(payloads)
+            metrics.STREAM_BATCHES_DROPPED.labels("layer_down").inc(len(payloads))
             return
         layer = get_channel_layer()
         timeout = option("PUBLISH_TIMEOUT")
@@ -260,6 +264,7 @@ class Publisher:
                 )
             except Exception as exc:
                 self._lost += len(payloads) - start
+                metrics.STREAM_BATCHES_DROPPED.labels("layer_down").inc(len(payloads) - start)
                 self._next_try = time.monotonic() + option("PUBLISH_RETRY")
                 if self._down_since is None:
                     self._down_since = now

@@ -6,6 +6,7 @@ import logging
 import struct
 
 from quantumtrades.core.errors import ErrorCode
+from quantumtrades.core.metrics import STREAM_DELIVERIES, STREAM_DROPS
 from quantumtrades.core.websocket import CloseCode
 
 from .daphne import DaphneSocket
@@ -90,16 +91,20 @@ class Sink:
     def send(self, frame: Frame, *, droppable: bool = False) -> bool:
         """Queue a frame. A droppable (conflatable) frame is refused while the socket is behind."""
         if self.closing:
+            STREAM_DROPS.inc(self.kind, "closing")
             return False
         pending = self.pending_bytes()
         if pending > self.hub.hard_limit:
             self.overflow()
+            STREAM_DROPS.inc(self.kind, "overflow")
             return False
         if droppable and (self.behind or pending > self.hub.soft_limit):
             if not self.behind:
                 self.behind = True
                 self.hub.behind.add(self)
+            STREAM_DROPS.inc(self.kind, "behind")
             return False
+        STREAM_DELIVERIES.inc(self.kind)
         socket = self.socket
         if socket is None:
             self._outbox.append(frame)
