@@ -1,7 +1,7 @@
 """Order entry over /ws: the market-data socket, plus the order commands of docs/API.md ("Order entry").
 
 `TradingConsumer` is `marketdata.consumers.MarketDataConsumer` (subscribe, auth, the
-streams) with seven more message types. Each is a door onto the same engine as the REST
+streams) with ten more message types. Each is a door onto the same engine as the REST
 API, checked by the same serializers, throttled by the same counters, and answered with
 the same payloads and error codes:
 
@@ -15,6 +15,10 @@ the same payloads and error codes:
     {"type": "order.batch", "req_id", "orders": [...1 to 20 bodies of order.place, one market]}
     {"type": "order.cancel_batch", "req_id", "ids": [...1 to 20 order ids]}
     -> {"type": "order.batch_result", "req_id", "results": [...]}  (each as POST /api/orders/batch)
+    {"type": "order.oco", "req_id", ...the body of POST /api/orders/oco}
+    {"type": "order.bracket", "req_id", ...the body of POST /api/orders/bracket}
+    {"type": "order.cancel_list", "req_id", "id"}
+    -> {"type": "order.result", "req_id", "list", "orders", "fills"[, "created"]}  (cancel_list: no fills)
     -> {"type": "error", "req_id", "code", "message", "field"}
 Every answer but an error also carries `"rate_limit": {"limit", "remaining", "reset"}`, the
 figures of REST's X-RateLimit-* headers.
@@ -64,7 +68,9 @@ from marketdata.consumers import MarketDataConsumer, RequestError
 from orders import protection
 from orders.api import (
     BATCH_MAX,
+    BracketPlaceInput,
     CancelAfterInput,
+    OcoPlaceInput,
     OrderAmendInput,
     OrderBatchCancelInput,
     OrderBatchPlaceInput,
@@ -72,12 +78,23 @@ from orders.api import (
     armed_until_payload,
     batch_cancel,
     batch_place,
+    bracket_place_arguments,
+    oco_place_arguments,
     order_amend_arguments,
     order_place_arguments,
 )
 from orders.models import MAX_ID, OrderSource
-from orders.payloads import order_payload, result_payload
-from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
+from orders.payloads import list_result_payload, order_list_payload, order_payload, result_payload
+from orders.selectors import orders_of_list
+from orders.services import (
+    bracket_place,
+    oco_place,
+    order_amend,
+    order_cancel,
+    order_list_cancel,
+    order_place,
+    orders_cancel_all,
+)
 from quantumtrades.core import replicas, unavailable
 from quantumtrades.core.api import ApiRateThrottle, input_error, loads_strict
 from quantumtrades.core.errors import ErrorCode, InvalidInput, NotFound, ServiceError
@@ -96,6 +113,9 @@ ORDER_COMMANDS = (
     "order.cancel_after",
     "order.batch",
     "order.cancel_batch",
+    "order.oco",
+    "order.bracket",
+    "order.cancel_list",
 )
 # What a batch counts against the "orders" rate: one per order, as over REST.
 BATCH_ITEMS = {"order.batch": "orders", "order.cancel_batch": "ids"}
@@ -258,7 +278,7 @@ class TradingConsumer(MarketDataConsumer):
                 )
             body = {key: value for key, value in message.items() if key not in ("type", "req_id")}
             replicas.writes_seen(user.pk)  # their public reads next see this command (core.replicas)
-            if message["type"] in ("order.place", "order.batch"):
+            if message["type"] in ("order.place", "order.batch", "order.oco", "order.bracket"):
                 socket_id = self.live_socket_for(user) if self.cancel_on_disconnect else None
                 reply = COMMANDS[message["type"]](user, body, socket_id=socket_id)
             else:
@@ -389,6 +409,28 @@ def cancel_all(user, body) -> dict:
     return {"orders": [order_payload(order) for order in orders_cancel_all(user=user, market=market)]}
 
 
+def oco(user, body, socket_id=None) -> dict:
+    data = _body(OcoPlaceInput, body)
+    result = oco_place(user=user, **oco_place_arguments(data), source=OrderSource.WS, socket_id=socket_id)
+    return {**list_result_payload(result), "created": result.created}
+
+
+def bracket(user, body, socket_id=None) -> dict:
+    data = _body(BracketPlaceInput, body)
+    result = bracket_place(user=user, **bracket_place_arguments(data), source=OrderSource.WS, socket_id=socket_id)
+    return {**list_result_payload(result), "created": result.created}
+
+
+def cancel_list(user, body) -> dict:
+    _only(body, ["id"])
+    list_id = body.get("id")
+    if isinstance(list_id, bool) or not isinstance(list_id, int) or list_id <= 0:
+        raise InvalidInput("id is the order list's id, a positive whole number.", field="id")
+    order_list = order_list_cancel(user=user, list_id=list_id)
+    orders = orders_of_list(order_list)
+    return {"list": order_list_payload(order_list, orders), "orders": [order_payload(order) for order in orders]}
+
+
 def cancel_after(user, body) -> dict:
     data = _body(CancelAfterInput, body)
     armed_until = protection.dead_mans_switch_arm(user=user, seconds=data["seconds"])
@@ -415,4 +457,7 @@ COMMANDS = {
     "order.cancel_after": cancel_after,
     "order.batch": batch,
     "order.cancel_batch": cancel_batch,
+    "order.oco": oco,
+    "order.bracket": bracket,
+    "order.cancel_list": cancel_list,
 }

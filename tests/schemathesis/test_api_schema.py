@@ -100,6 +100,8 @@ POSITIVE_HOLDS = {
     ("GET", "/api/markets/{symbol}/trades"),
     ("GET", "/api/orders/{order_id}"),
     ("DELETE", "/api/orders/{order_id}"),
+    ("GET", "/api/orders/lists/{list_id}"),
+    ("DELETE", "/api/orders/lists/{list_id}"),
     ("POST", "/api/orders/cancel-after"),
     ("GET", "/api/user/balances"),
 }
@@ -135,7 +137,7 @@ def token(alice):
 
 
 def test_the_schema_lists_every_endpoint_of_the_design():
-    assert len(OPERATIONS) == 29
+    assert len(OPERATIONS) == 33
 
 
 def coverage_cases(operation) -> list:
