@@ -17,8 +17,8 @@ database's fingerprint (counts and sums of users, keys, balances, ledger, orders
 trades, the book, candles, tokens) is what it was before.
 
 Examples (hypothesis, derandomized, no example database): EXAMPLES_PER_OPERATION requests for
-each of the 29 operations, and STRAY_EXAMPLES to paths and methods the API does not have:
-29 x 30 + 100 = 970 requests: about 20 s on SQLite and 15 s on PostgreSQL on a two-core machine.
+each of the 33 operations, and STRAY_EXAMPLES to paths and methods the API does not have:
+33 x 30 + 100 = 1,090 requests: about 20 s on SQLite and 15 s on PostgreSQL on a two-core machine.
 The counts are printed (pytest -s) and asserted.
 """
 
@@ -310,7 +310,7 @@ def test_every_operation_refuses_junk_in_the_error_shape_and_writes_nothing(worl
             f"\nREST fuzz: {sum(counts.values())} requests over {len(counts)} operations; answers {dict(sorted(statuses.items()))}"
         )
     assert counts == {label: examples(EXAMPLES_PER_OPERATION) for label in counts}, counts
-    assert len(counts) == 29
+    assert len(counts) == 33
 
 
 def stray_path(symbol_ids):
