@@ -22,6 +22,8 @@ def set_price_band(new_context, value: str) -> None:
     page.get_by_role("link", name="QTX-USD").click()
     page.get_by_label("Price band").fill(value)
     page.get_by_role("button", name="Save", exact=True).click()
+    # The console shows the change's effect first; the operator confirms it.
+    page.get_by_role("button", name="Save these rules").click()
     expect(page.locator(".messagelist")).to_contain_text("was changed successfully")
     page.context.close()
 
