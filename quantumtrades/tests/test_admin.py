@@ -21,6 +21,7 @@ CHANGELISTS = [
     "/admin/marketdata/candle/",
     "/admin/orders/order/",
     "/admin/orders/fill/",
+    "/admin/orders/orderlist/",
 ]
 ADMIN_PAGES = ["/admin/", *CHANGELISTS]
 
