@@ -10,8 +10,8 @@ from accounts.selectors import Breach, ledger_breaches, summed, supply_breaches
 from marketdata.models import BookLevel, Market, Side
 from quantumtrades.core.money import MONEY_QUANTUM, ZERO, MoneyField
 
-from .engine.rules import order_hold
-from .models import MAX_ID, Fill, Order
+from .engine.rules import list_holds, order_hold
+from .models import MAX_ID, Fill, Order, OrderList
 
 
 def orders_open_for_user(user, market=None):
@@ -38,6 +38,22 @@ def order_for_user(user, order_id: int) -> Order | None:
     return Order.objects.filter(pk=order_id, user=user).select_related("market").first()
 
 
+def order_list_for_user(user, list_id: int) -> OrderList | None:
+    """One of the trader's order lists with its orders (`orders_of_list`), or None:
+    someone else's list is as missing as one that never was."""
+    if list_id > MAX_ID:
+        return None
+    return OrderList.objects.filter(pk=list_id, user=user).select_related("market").first()
+
+
+def orders_of_list(order_list: OrderList) -> list[Order]:
+    """A list's orders, oldest first."""
+    orders = list(order_list.orders.order_by("id"))
+    for order in orders:
+        order.market = order_list.market
+    return orders
+
+
 def fills_for_user(user, market=None):
     fills = Fill.objects.filter(user=user).select_related("market").order_by("-id")
     return fills.filter(market=market) if market is not None else fills
@@ -45,16 +61,30 @@ def fills_for_user(user, market=None):
 
 def held_breaches() -> list[Breach]:
     """Invariant 3: each user's held amount equals what their open orders still need
-    (pending stops included: they hold from acceptance)."""
+    (pending stops included: they hold from acceptance; an order list's pair counts its
+    need once, `rules.list_holds`)."""
     needed = defaultdict(lambda: ZERO)
     breaches = []
+    listed = defaultdict(list)
     for order in Order.objects.active().select_related("market").iterator():
         market = order.market
         asset = market.quote_id if order.side == Side.BUY else market.base_id
-        must_hold = order_hold(order)
-        if order.held != must_hold:
-            breaches.append(Breach(3, f"order {order.pk}", f"holds {order.held} but needs {must_hold}"))
+        if order.order_list_id:
+            listed[order.order_list_id].append(order)
+        else:
+            must_hold = order_hold(order)
+            if order.held != must_hold:
+                breaches.append(Breach(3, f"order {order.pk}", f"holds {order.held} but needs {must_hold}"))
         needed[(order.user_id, asset)] += order.held
+    for orders in listed.values():
+        holds = list_holds(orders)
+        breaches += [
+            Breach(
+                3, f"order {order.pk}", f"holds {order.held} but needs {holds[order.pk]} (list {order.order_list_id})"
+            )
+            for order in orders
+            if order.held != holds[order.pk]
+        ]
     for balance in Balance.objects.filter(held__gt=0).iterator():
         need = needed.pop((balance.user_id, balance.asset_id), ZERO)
         if balance.held != need:

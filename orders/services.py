@@ -19,7 +19,7 @@ from quantumtrades.core.money import ZERO, money
 from quantumtrades.core.sql import cursor as sql_cursor
 from quantumtrades.core.sql import select_models
 
-from .engine import auction, stops
+from .engine import auction, lists, stops
 from .engine.caches import forget_markets, resolve_market
 from .engine.command import Command
 from .engine.matching import execute
@@ -43,6 +43,7 @@ from .models import (
     STOP_TYPES,
     Fill,
     Order,
+    OrderList,
     OrderSource,
     OrderStatus,
     OrderType,
@@ -51,13 +52,16 @@ from .models import (
 )
 
 __all__ = [
+    "OrderListResult",
     "OrderRequest",
     "OrderResult",
     "fee_for",
     "forget_markets",
     "hold_for",
+    "oco_place",
     "order_amend",
     "order_cancel",
+    "order_list_cancel",
     "order_place",
     "order_validate",
     "orders_cancel_all",
@@ -267,6 +271,8 @@ def _cancel(user: User, market_id: int, order_id: int) -> Order:
     command = Command.begin(market_id)
     order = _locked_order(command, user, order_id)
     _cancel_one(command, order)
+    if order.order_list_id:
+        lists.leg_cancelled(command, order)  # one order of a list cancels the list
     command.lock_balances({user.pk})
     command.finish(None)
     return order
@@ -347,6 +353,8 @@ def _amend(user, market_id, order_id, new_price, new_quantity, new_stop_price=No
     command = Command.begin(market_id, trader=(user.pk, False))
     market = command.market
     order = _locked_order(command, user, order_id)
+    if order.order_list_id:
+        lists.refuse_amend(order)
     command.trader_check()
     if order.status == OrderStatus.PENDING:
         stops.amend(command, order, new_price, new_quantity, new_stop_price)
@@ -401,6 +409,148 @@ def _amend(user, market_id, order_id, new_price, new_quantity, new_stop_price=No
         return OrderResult(order=order, fills=auction.rest(command, order), created=False)
     fills = execute(command, order, new=False)
     return OrderResult(order=order, fills=fills, created=False, stops_due=command.stops_due)
+
+
+# --- Order lists ----------------------------------------------------------------------
+
+
+@dataclass
+class OrderListResult:
+    order_list: OrderList
+    orders: list[Order]
+    # What the command traded at once, oldest first.
+    fills: list[Fill] = field(default_factory=list)
+    created: bool = True
+
+
+def oco_place(
+    *,
+    user: User,
+    market: Market | str,
+    side,
+    quantity,
+    price,
+    stop_price,
+    stop_limit_price=None,
+    client_order_id=None,
+    source=OrderSource.SYSTEM,
+) -> OrderListResult:
+    """Place an OCO: a limit order at `price` and, on the same side and for the same
+    quantity, a stop at `stop_price` (a stop-limit at `stop_limit_price`, else a
+    stop-market), one hold for both; the first to act cancels the other (`engine.lists`).
+
+    A repeated client_order_id (it names the limit order) returns the original list.
+    """
+    market = resolve_market(market)
+    limit = order_validate(market=market, side=side, quantity=quantity, price=price, client_order_id=client_order_id)
+    try:
+        stop = order_validate(
+            market=market,
+            side=side,
+            type=OrderType.STOP_LIMIT if stop_limit_price is not None else OrderType.STOP_MARKET,
+            quantity=quantity,
+            price=stop_limit_price,
+            stop_price=stop_price,
+        )
+    except InvalidInput as exc:
+        if exc.field == "price":  # the stop's limit price, named as the OCO names it
+            exc.field = "stop_limit_price"
+            exc.message = exc.message.replace("price", "stop_limit_price", 1)
+        raise
+    try:
+        result = _oco_place(user, limit, stop, source)
+    except (IntegrityError, ServiceError):
+        if client_order_id is not None:
+            existing = _existing_list(user, client_order_id)
+            if existing is not None:
+                return existing
+        raise
+    if result.stops_due:
+        _stops_due_run(market.pk)
+    return OrderListResult(order_list=result.order_list, orders=result.orders, fills=result.fills)
+
+
+@dataclass
+class _Placed:
+    order_list: OrderList
+    orders: list[Order]
+    fills: list[Fill]
+    stops_due: bool
+
+
+@book_command(lambda user, limit, *rest: limit.market.pk)
+def _oco_place(user: User, limit: OrderRequest, stop: OrderRequest, source: str) -> _Placed:
+    market = limit.market
+    opposite = Side.SELL if limit.side == Side.BUY else Side.BUY
+    try:
+        command = Command.begin(
+            market.pk,
+            look=(opposite, limit.price),
+            taker=(user.pk, market.base_id, market.quote_id),
+            new_order=True,
+            trader=(user.pk, True),
+        )
+    except Market.DoesNotExist:
+        forget_markets()
+        raise InvalidInput(f"There is no market {market.symbol[:24]!r}.", field="symbol") from None
+    market = command.market
+    if market.status == Market.Status.HALTED:
+        raise Conflict(f"{market.symbol} is halted: new orders are refused.", code=ErrorCode.MARKET_HALTED)
+    if market.in_auction:
+        raise Conflict(
+            f"{market.symbol} is in a call auction: order lists wait for continuous trading.",
+            code=ErrorCode.MARKET_IN_AUCTION,
+        )
+    if any(getattr(market, rule) != getattr(limit.market, rule) for rule in MARKET_RULES):
+        for request in (limit, stop):
+            order_validate(
+                **{f.name: getattr(request, f.name) for f in fields(request) if f.name != "market"}, market=market
+            )
+    command.trader_check(adds=True)
+    if market.price_band is not None:
+        price_band_check(command.band, limit.price)
+    order_list, limit_order, stop_order = lists.oco_orders(command, user, limit, stop, source)
+    fills = execute(command, limit_order, new=True)
+    return _Placed(order_list, [limit_order, stop_order], fills, command.stops_due)
+
+
+def _existing_list(user, client_order_id) -> OrderListResult | None:
+    order = Order.objects.filter(user=user, client_order_id=client_order_id, order_list__isnull=False).first()
+    if order is None:
+        return None
+    order_list = OrderList.objects.get(pk=order.order_list_id)
+    orders = list(order_list.orders.select_related("market").order_by("id"))
+    fills = list(Fill.objects.filter(order__in=orders).select_related("market").order_by("id"))
+    return OrderListResult(order_list=order_list, orders=orders, fills=fills, created=False)
+
+
+def order_list_cancel(*, user: User, list_id) -> OrderList:
+    """Cancel every open order of one of the user's lists, releasing what they hold.
+    Someone else's list is as missing as one that never was."""
+    if isinstance(list_id, bool) or not isinstance(list_id, int) or not 0 < list_id <= MAX_ID:
+        raise NotFound("No such order list.")
+    found = OrderList.objects.filter(pk=list_id, user=user).values_list("market_id", "status").first()
+    if found is None:
+        raise NotFound("No such order list.")
+    market_id, status = found
+    if status == OrderList.Status.DONE:
+        raise Conflict("The order list is done: none of its orders is open.", code=ErrorCode.ORDER_NOT_OPEN)
+    _order_list_cancel(user, market_id, list_id)
+    return OrderList.objects.get(pk=list_id)
+
+
+@book_command(lambda user, market_id, *rest: market_id)
+def _order_list_cancel(user: User, market_id: int, list_id: int) -> None:
+    command = Command.begin(market_id)
+    orders = Order.objects.active().filter(user=user, market_id=market_id, order_list_id=list_id)
+    orders = list(orders.order_by("id"))
+    if not orders:
+        raise Conflict("The order list is done: none of its orders is open.", code=ErrorCode.ORDER_NOT_OPEN)
+    for order in orders:
+        order.market = command.market
+        _cancel_one(command, order)
+    command.lock_balances({user.pk})
+    command.finish(None)
 
 
 # --- Stops left for later -------------------------------------------------------------

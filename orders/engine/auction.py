@@ -47,6 +47,7 @@ from quantumtrades.core.money import money
 from quantumtrades.core.sql import answer, select_models, send
 
 from ..models import OPEN_STATUSES, Fill, Order, OrderStatus, OrderType, SelfTradePrevention, TimeInForce
+from . import lists
 from .caches import window_firsts
 from .rules import fee_for, hold_for, insufficient, order_reference
 
@@ -335,6 +336,8 @@ def _take_off(command: "Command", order: Order, status: str) -> None:
     order.status = status
     order.updated_at = command.now
     command.changed_orders[order.pk] = order
+    if order.order_list_id:
+        lists.leg_cancelled(command, order)
 
 
 def _trade(command: "Command", buy: Order, sell: Order, quantity: Decimal, price: Decimal) -> None:
@@ -395,6 +398,9 @@ def _trade(command: "Command", buy: Order, sell: Order, quantity: Decimal, price
                 created_at=command.now,
             )
         )
+    for order in (buy, sell):
+        if order.order_list_id:
+            lists.filled(command, order)
 
 
 def _apply_fill(order: Order, quantity: Decimal, notional: Decimal, now) -> None:

@@ -34,7 +34,7 @@ from quantumtrades.core.sql import allocate_ids, insert_rows, pipeline, select_m
 
 from ..events import FillCreated, OrderChanged
 from ..models import ACTIVE_STATUSES, OPEN_STATUSES, Fill, Order
-from . import auction, stops
+from . import auction, lists, stops
 from .caches import fee_account_id
 from .rules import Band, band_of, order_reference
 from .transactions import current_group
@@ -320,6 +320,7 @@ class Command:
         """
         fills = self.flush(taker)
         stops.run_crossed(self)
+        lists.settle(self)
         if taker is not None:
             latest = self.written_orders[taker.pk]
             if latest is not taker:

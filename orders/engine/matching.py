@@ -23,6 +23,7 @@ from quantumtrades.core.errors import Conflict, ErrorCode
 from quantumtrades.core.money import MONEY_QUANTUM, ZERO, money
 
 from ..models import OPEN_STATUSES, PRICED_TYPES, Fill, Order, OrderStatus, OrderType, SelfTradePrevention, TimeInForce
+from . import lists
 from .auction import breaker_prefix, breaker_stops
 from .rules import fee_for, hold_for, insufficient, order_reference
 
@@ -134,6 +135,8 @@ def _rest_or_expire(command: "Command", taker: Order, rests: bool) -> None:
     elif taker.remaining_quantity > 0:
         taker.status = OrderStatus.EXPIRED
     taker.updated_at = command.now
+    if taker.order_list_id:
+        lists.rested(command, taker)
 
 
 def _fills_completely(market, taker: Order, makers: list[Order], budget) -> bool:
@@ -201,6 +204,8 @@ def _cancel_maker(command: "Command", maker: Order) -> None:
     maker.status = OrderStatus.CANCELLED
     maker.updated_at = command.now
     command.changed_orders[maker.pk] = maker
+    if maker.order_list_id:
+        lists.leg_cancelled(command, maker)
 
 
 def _affordable(market, price: Decimal, budget: Decimal) -> Decimal:
@@ -292,6 +297,11 @@ def _trade(command: "Command", taker: Order, maker: Order, quantity: Decimal) ->
                 created_at=now,
             )
         )
+    # An order list's orders act on each other (`lists`).
+    if taker.order_list_id:
+        lists.filled(command, taker)
+    if maker.order_list_id:
+        lists.filled(command, maker)
 
 
 def _apply_fill(order: Order, quantity: Decimal, notional: Decimal, now) -> None:

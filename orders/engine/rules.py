@@ -24,8 +24,10 @@ from quantumtrades.core.money import MONEY_MAX, money, money_ceil, money_checked
 
 from ..models import (
     ACTIVE_STATUSES,
+    OPEN_STATUSES,
     PRICED_TYPES,
     STOP_TYPES,
+    Leg,
     Order,
     OrderStatus,
     OrderType,
@@ -370,6 +372,30 @@ def order_hold(order: Order) -> Decimal:
             quantity=order.remaining_quantity,
         )
     return hold_for(market=order.market, side=order.side, price=order.price, quantity=order.remaining_quantity)
+
+
+# An order list's pairs that share one hold (docs/API.md, "Order lists"): the leg in the
+# book and the stop that would take its place, an OCO's or a bracket's exits.
+LIST_PAIRS = {Leg.LIMIT: Leg.STOP, Leg.TAKE_PROFIT: Leg.STOP_LOSS}
+
+
+def list_holds(orders) -> dict[int, Decimal]:
+    """What each active order of one list must hold now, by id (`reconcile` checks it).
+
+    While both orders of a pair wait, the one in the book holds the pair's need, the larger
+    of the two orders' needs, and the pending stop nothing: only one of them will ever act.
+    Any other order of the list (a bracket's entry, a pair's survivor) holds its own need.
+    """
+    holds = {order.pk: order_hold(order) for order in orders}
+    by_leg = {order.leg: order for order in orders}
+    for book_leg, stop_leg in LIST_PAIRS.items():
+        in_book, stop = by_leg.get(book_leg), by_leg.get(stop_leg)
+        if in_book is None or stop is None:
+            continue
+        if in_book.status in OPEN_STATUSES and stop.status == OrderStatus.PENDING:
+            holds[in_book.pk] = max(holds[in_book.pk], holds[stop.pk])
+            holds[stop.pk] = Decimal(0)
+    return holds
 
 
 def insufficient(asset, needed, available) -> InsufficientFunds:

@@ -17,6 +17,7 @@ from quantumtrades.core.sql import cursor as sql_cursor
 from quantumtrades.core.sql import select_models
 
 from ..models import Order, OrderStatus, OrderType
+from . import lists
 from .matching import execute
 from .rules import insufficient, order_hold, stop_amend_terms_check
 
@@ -156,6 +157,8 @@ def run_crossed(command: "Command") -> None:
             _defer(command)
             return
         stop = crossed_stops.pop(stop_id)
+        if stop.order_list_id and (stop := lists.triggered(command, stop)) is None:
+            continue  # its list-mate acted first, in this command
         command.triggered += 1
         stop.triggered_at = command.now
         stop.priority = command.next_priority()

@@ -1,0 +1,255 @@
+"""Order lists (docs/API.md, "Order lists"): orders linked so that what happens to one acts
+on the others (book lock held throughout).
+
+An OCO is a limit order in the book and a stop waiting off it, on one side, for one
+quantity. Only one of them will ever act, so they share one hold (`rules.list_holds`):
+while both wait, the limit holds the larger of the two needs and the stop nothing. The
+first to act takes the list:
+
+- a fill of the limit, even a partial one, cancels the stop (`filled`); the stop held
+  nothing, and the limit's hold shrinks to its own need with the fill (`matching._trade`
+  recomputes a maker's hold from what remains, releasing the rest);
+- the stop's trigger cancels the limit, releasing its hold, and holds the stop's own need
+  in the same stage, before the stop trades as it would alone (`triggered`);
+- a cancel of either, by its owner or by self-trade prevention, cancels the other
+  (`leg_cancelled`).
+
+The hooks are called from `matching`, `stops`, `auction` and `orders.services` only for an
+order whose `order_list_id` is set. An order's list-mates are read under the book lock in
+one query (index order_list_orders) the first time the command needs them. The command
+may hold a fresher copy of one of them than the database (changed in the stage, not yet
+written): the latest copy is the one in `Command.changed_orders`, else `written_orders`.
+At the end of a command a list none of whose orders is still active is done (`settle`).
+"""
+
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from django.db.models import Max, Min, Q
+
+from accounts.models import User
+from marketdata.models import BookLevel, Side
+from quantumtrades.core.errors import InvalidInput
+from quantumtrades.core.money import ZERO, money
+from quantumtrades.core.sql import allocate_ids, select_models
+from quantumtrades.core.sql import cursor as sql_cursor
+
+from ..models import ACTIVE_STATUSES, OPEN_STATUSES, Leg, Order, OrderList, OrderStatus
+from .rules import LIST_PAIRS, OrderRequest, hold_for, insufficient, order_hold, stop_hold_for
+
+if TYPE_CHECKING:
+    from .command import Command
+
+_STOP_OF = LIST_PAIRS
+_BOOK_LEG_OF = {stop: book for book, stop in LIST_PAIRS.items()}
+_ACTIVE_SQL = "status IN (" + ", ".join(f"'{status}'" for status in ACTIVE_STATUSES) + ")"
+
+
+# --- Placing an OCO -------------------------------------------------------------------
+
+
+def oco_orders(command: "Command", user: User, limit: OrderRequest, stop: OrderRequest, source: str):
+    """Check an OCO against the market and the trader's funds, write its list and its
+    pending stop, and return (the list, the limit order still to be matched, the stop).
+
+    The caller matches the limit (`matching.execute`), which finishes the command; the
+    stop, written first, is already the limit's list-mate when the limit trades or rests.
+    """
+    market = command.market
+    oco_prices_check(command, limit.side, limit.price, stop.stop_price)
+    asset = market.quote_id if limit.side == Side.BUY else market.base_id
+    need = max(
+        hold_for(market=market, side=limit.side, price=limit.price, quantity=limit.quantity),
+        stop_hold_for(
+            market=market,
+            side=stop.side,
+            type=stop.type,
+            price=stop.price,
+            stop_price=stop.stop_price,
+            quantity=stop.quantity,
+        ),
+    )
+    available = command.lock_balances({user.pk})[(user.pk, asset)].available
+    if available < need:
+        raise insufficient(asset, need, available)
+    order_list = OrderList.objects.create(user=user, market=market, kind=OrderList.Kind.OCO)
+    stop_order = _order(command, user, stop, order_list, Leg.STOP, source, command.new_order_id)
+    stop_order.status = OrderStatus.PENDING
+    stop_order.priority = command.next_priority()
+    command.flush(stop_order)  # written, holding nothing: the limit holds for both
+    [limit_id] = allocate_ids({Order: 1})[Order]
+    limit_order = _order(command, user, limit, order_list, Leg.LIMIT, source, limit_id)
+    _mates(command, order_list.pk)[:] = [limit_order, stop_order]
+    return order_list, limit_order, stop_order
+
+
+def oco_prices_check(command: "Command", side: str, price: Decimal, stop_price: Decimal) -> None:
+    """Neither order of an OCO may act at once: a sell needs stop_price < last trade < price,
+    a buy price < last trade < stop_price (as the venues judge it). A market that never
+    traded is judged by the middle of its book, and without one the OCO is refused."""
+    last = command.market.last_price
+    if last is None:
+        last = _book_middle(command.market.pk)
+    if last is None:
+        raise InvalidInput(
+            "This market has no last trade and no two-sided book to judge an OCO's prices by: "
+            "place its orders one by one.",
+            field="price",
+        )
+    shown = f"{last.normalize():f}"
+    if side == Side.SELL:
+        if price <= last:
+            raise InvalidInput(f"A sell OCO's price must be above the last trade price, {shown}.", field="price")
+        if stop_price >= last:
+            raise InvalidInput(
+                f"A sell OCO's stop_price must be below the last trade price, {shown}.", field="stop_price"
+            )
+    else:
+        if price >= last:
+            raise InvalidInput(f"A buy OCO's price must be below the last trade price, {shown}.", field="price")
+        if stop_price <= last:
+            raise InvalidInput(
+                f"A buy OCO's stop_price must be above the last trade price, {shown}.", field="stop_price"
+            )
+
+
+def _order(command: "Command", user: User, request: OrderRequest, order_list, leg: str, source: str, pk: int) -> Order:
+    return Order(
+        id=pk,
+        user=user,
+        market=command.market,
+        client_order_id=request.client_order_id,
+        side=request.side,
+        type=request.type,
+        time_in_force=request.time_in_force,
+        price=request.price,
+        stop_price=request.stop_price,
+        source=source,
+        quantity=request.quantity,
+        remaining_quantity=request.quantity,
+        filled_quantity=money(ZERO),
+        filled_notional=money(ZERO),
+        held=money(ZERO),
+        status=OrderStatus.OPEN,
+        priority=command.priority,
+        order_list=order_list,
+        leg=leg,
+    )
+
+
+def _book_middle(market_id: int) -> Decimal | None:
+    best = BookLevel.objects.filter(market_id=market_id, quantity__gt=0).aggregate(
+        bid=Max("price", filter=Q(side=Side.BUY)), ask=Min("price", filter=Q(side=Side.SELL))
+    )
+    if best["bid"] is None or best["ask"] is None:
+        return None
+    return money((best["bid"] + best["ask"]) / 2)
+
+
+# --- The hooks ------------------------------------------------------------------------
+
+
+def _mates(command: "Command", list_id: int) -> list[Order]:
+    """The orders of a list as this command knows them (read once, under the book lock)."""
+    known = command.__dict__.setdefault("order_lists", {})
+    if list_id not in known:
+        found = select_models(Order, "list_id = %s", [list_id], tail="ORDER BY id")
+        for order in found:
+            order.market = command.market
+        known[list_id] = found
+    return known[list_id]
+
+
+def _latest(command: "Command", order: Order) -> Order:
+    return command.changed_orders.get(order.pk) or command.written_orders.get(order.pk) or order
+
+
+def _mate(command: "Command", order: Order, leg: str) -> Order | None:
+    """`order`'s list-mate in `leg`, its latest copy (None if the list has none)."""
+    for mate in _mates(command, order.order_list_id):
+        if mate.leg == leg and mate.pk != order.pk:
+            return _latest(command, mate)
+    return None
+
+
+def filled(command: "Command", order: Order) -> None:
+    """A listed order traded (its fill is applied): a limit's fill cancels its stop."""
+    stop_leg = _STOP_OF.get(order.leg)
+    if stop_leg is not None:
+        stop = _mate(command, order, stop_leg)
+        if stop is not None and stop.status == OrderStatus.PENDING:
+            _cancel(command, stop)
+
+
+def rested(command: "Command", order: Order) -> None:
+    """A listed order entered the book holding its own need: while its stop waits, it
+    holds the pair's need (`rules.list_holds`)."""
+    stop_leg = _STOP_OF.get(order.leg)
+    if stop_leg is None or order.status not in OPEN_STATUSES:
+        return
+    stop = _mate(command, order, stop_leg)
+    if stop is not None and stop.status == OrderStatus.PENDING:
+        extra = order_hold(stop) - order.held
+        if extra > 0:
+            command.hold(order, extra)
+
+
+def triggered(command: "Command", stop: Order) -> Order | None:
+    """A listed stop is about to trigger: its limit is cancelled and the hold moves to the
+    stop. Returns the stop's latest copy, or None when its list-mate acted first in this
+    command (the stop was then cancelled) and it must not trigger."""
+    stop = _latest(command, stop)
+    if stop.status != OrderStatus.PENDING:
+        return None
+    book_leg = _BOOK_LEG_OF.get(stop.leg)
+    if book_leg is not None:
+        in_book = _mate(command, stop, book_leg)
+        if in_book is not None and in_book.status in ACTIVE_STATUSES:
+            _cancel(command, in_book)
+    command.lock_balances({stop.user_id})
+    command.hold(stop, order_hold(stop) - stop.held)
+    return stop
+
+
+def leg_cancelled(command: "Command", order: Order) -> None:
+    """An order of a list was cancelled (by its owner, or by self-trade prevention): the
+    rest of its list goes with it."""
+    for mate in _mates(command, order.order_list_id):
+        mate = _latest(command, mate)
+        if mate.pk != order.pk and mate.status in ACTIVE_STATUSES:
+            _cancel(command, mate)
+
+
+def _cancel(command: "Command", order: Order) -> None:
+    """Cancel a list-mate: its hold released, its level reduced if it is in the book."""
+    if order.held:
+        command.release(order, order.held)
+    if order.status in OPEN_STATUSES:
+        command.level_deltas[(order.side, order.price)] -= order.remaining_quantity
+    order.status = OrderStatus.CANCELLED
+    order.updated_at = command.now
+    command.changed_orders[order.pk] = order
+    command.crossed_stops.pop(order.pk, None)  # crossed by an earlier stage: it no longer triggers
+
+
+def settle(command: "Command") -> None:
+    """Mark done each list the command touched that has no active order left (after its
+    last stage is written)."""
+    touched = {order.order_list_id for order in command.written_orders.values() if order.order_list_id}
+    if not touched:
+        return
+    lists, orders = OrderList._meta.db_table, Order._meta.db_table
+    with sql_cursor() as statement:
+        statement.execute(
+            f"UPDATE {lists} SET status = '{OrderList.Status.DONE}', updated_at = %s "
+            f"WHERE id IN ({', '.join(['%s'] * len(touched))}) AND status = '{OrderList.Status.ACTIVE}' "
+            f"AND NOT EXISTS (SELECT 1 FROM {orders} o WHERE o.list_id = {lists}.id AND o.{_ACTIVE_SQL})",
+            [command.now, *sorted(touched)],
+        )
+
+
+def refuse_amend(order: Order) -> None:
+    """The orders of a list share a hold and act on each other: they are not amended."""
+    raise InvalidInput(
+        "An order of a list (OCO or bracket) cannot be amended: cancel the list and place it again.", field="id"
+    )
