@@ -18,7 +18,7 @@ from quantumtrades.core.errors import ServiceError
 
 from .controls import REASON_MAX_LENGTH, trading_disable, trading_enable
 from .models import ACTIVE_STATUSES, Fill, Order, OrderList, OrderType
-from .services import order_cancel
+from .services import order_cancel, order_list_cancel
 
 
 class FillInline(admin.TabularInline):
@@ -180,6 +180,7 @@ class OrderListAdmin(ReadOnlyAdmin):
         "updated_at",
     ]
     inlines = [ListOrderInline]
+    actions = ["cancel_list"]
 
     def get_queryset(self, request):
         return (
@@ -191,6 +192,26 @@ class OrderListAdmin(ReadOnlyAdmin):
     @admin.display(description="Open orders", ordering="open_count")
     def orders_open(self, order_list):
         return order_list.open_count
+
+    @admin.action(description="Cancel selected lists (every open order of each)")
+    def cancel_list(self, request, queryset):
+        cancelled = 0
+        for order_list in queryset.filter(status=OrderList.Status.ACTIVE).select_related("user", "market"):
+            try:
+                # The cancel and its audit record commit together.
+                with transaction.atomic():
+                    order_list_cancel(user=order_list.user, list_id=order_list.pk)
+                    operator_action_record(
+                        operator=request.user,
+                        kind=OperatorAction.Kind.ORDER_CANCELLED,
+                        user=order_list.user,
+                        market=order_list.market.symbol,
+                        details={"list": order_list.pk},
+                    )
+                cancelled += 1
+            except ServiceError as exc:
+                self.message_user(request, f"List {order_list.pk}: {exc.message}", messages.WARNING)
+        self.message_user(request, f"Cancelled {cancelled} list(s).", messages.SUCCESS)
 
 
 @admin.register(Fill)

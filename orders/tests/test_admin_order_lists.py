@@ -9,7 +9,12 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from accounts.models import OperatorAction
 from orders.models import Order, OrderList
+from orders.selectors import reconcile
+from orders.services import oco_place
+
+from .stories import print_trade
 
 pytestmark = pytest.mark.django_db
 
@@ -73,3 +78,19 @@ def test_a_lists_page_shows_its_orders_and_the_order_links_back(admin_client, ma
     assert sorted(order.pk for order in listed) == [limit.pk, stop.pk]
     lists = admin_client.get("/admin/orders/orderlist/", {"kind__exact": "oco"}).context["cl"].result_list
     assert [(order_list.pk, order_list.open_count) for order_list in lists] == [(oco.pk, 2)]
+
+
+def test_the_cancel_list_action_cancels_every_open_order_of_a_list_and_audits_it(admin_client, market, alice, bob):
+    print_trade(bob, alice, "100")
+    oco = oco_place(
+        user=alice, market=market, side="sell", quantity=Decimal("1"), price=Decimal("105"), stop_price=Decimal("95")
+    ).order_list
+
+    done = admin_client.post(
+        "/admin/orders/orderlist/", {"action": "cancel_list", "_selected_action": [oco.pk]}, follow=True
+    )
+
+    assert [str(message) for message in done.context["messages"]] == ["Cancelled 1 list(s)."]
+    assert set(oco.orders.values_list("status", flat=True)) == {"cancelled"}
+    assert OperatorAction.objects.get(kind="order_cancelled", user=alice).details == {"list": oco.pk}
+    assert reconcile() == []

@@ -1,0 +1,119 @@
+"""The richer orders on the trader's pages: the ticket shows the fields of the kind chosen
+(OCO, bracket, trailing stop, iceberg, GTD), explains a refusal next to its field, places
+each through its service; open orders group a list's legs under one row with one Cancel."""
+
+import re
+from decimal import Decimal
+
+import pytest
+
+from orders.models import Order, OrderList
+from orders.services import oco_place
+
+from .stories import STARTING_QTX, available, print_trade
+from .test_pages import HTMX, reads_the_book, text, ticket
+
+
+@pytest.fixture
+def as_alice(client, alice, settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    client.force_login(alice)
+    return client
+
+
+@pytest.fixture
+def tape_at_100(market, bob, carol):
+    print_trade(bob, carol, "100")
+
+
+def field_shown(page, name) -> bool:
+    """Whether the ticket shows the field `name` (its wrapper has no `hidden`)."""
+    wrapper = re.search(rf'<div class="field {name}-field[^"]*" data-kinds="[^"]*"( hidden)?>', page)
+    assert wrapper, f"no {name} field on the ticket"
+    return wrapper.group(1) is None
+
+
+def error_at(page, name) -> str:
+    return re.search(rf'id="ticket-error-{name}"[^>]*>([^<]*)<', page).group(1)
+
+
+def oco(**fields):
+    return ticket(**{"type": "oco", "side": "sell", "price": "105.00", "stop_price": "95.00", "quantity": "2", **fields})
+
+
+@reads_the_book
+def test_the_ticket_shows_the_fields_of_the_chosen_kind_only(as_alice, tape_at_100):
+    page = text(as_alice.get("/markets/QTX-USD/"))
+    # A limit order: an iceberg's display quantity, no stop, no expiry until GTD.
+    assert field_shown(page, "display_quantity")
+    assert not any(field_shown(page, name) for name in ("stop_limit_price", "trailing_delta", "expire_at"))
+
+    refused = text(as_alice.post("/markets/QTX-USD/ticket/", oco(stop_limit_price="94.005"), **HTMX))
+
+    assert field_shown(refused, "stop_limit_price")
+    assert not field_shown(refused, "display_quantity") and not field_shown(refused, "trailing_delta")
+    assert error_at(refused, "stop_limit_price") == "price must be a multiple of the tick size 0.01."
+
+
+@reads_the_book
+def test_the_preview_of_an_oco_says_what_its_one_hold_is(as_alice, tape_at_100):
+    page = text(as_alice.post("/markets/QTX-USD/ticket/preview/", oco(), **HTMX))
+
+    assert "a limit at 105.00 and a stop at 95.00" in page
+    assert "Holds 2.00 QTX meanwhile" in page  # one hold for both orders, not two
+
+
+def test_an_oco_the_last_trade_has_passed_is_refused_at_its_price(as_alice, tape_at_100, alice):
+    response = as_alice.post("/markets/QTX-USD/ticket/", oco(price="99.00"), **HTMX)
+
+    assert response.status_code == 422
+    assert error_at(text(response), "price").startswith("A sell OCO&#x27;s price must be above the last trade price, 100")
+    assert not Order.objects.filter(user=alice).exists()
+
+
+def test_an_oco_from_the_ticket_shows_as_one_list_and_is_cancelled_as_one(as_alice, tape_at_100, alice):
+    response = as_alice.post("/markets/QTX-USD/ticket/", oco(), **HTMX)
+
+    assert response.status_code == 200
+    order_list = OrderList.objects.get(user=alice)
+    page = text(response)
+    assert f"OCO #{order_list.pk} (Sell 2 QTX) placed" in page
+    # One row for the list with one Cancel, its two orders under it, without their own.
+    head = re.search(rf'<tr id="order-list-{order_list.pk}".*?</tr>', page, re.S).group(0)
+    assert "Cancel list" in head
+    legs = re.findall(
+        rf'<tr id="order-\d+" data-order-id="\d+" class="leg" data-list-id="{order_list.pk}">(.*?)</tr>', page, re.S
+    )
+    assert [("Limit" in leg, "Stop" in leg) for leg in legs] == [(True, False), (False, True)]
+    assert "pending, stop 95.00" in legs[1] and "Cancel order" not in "".join(legs)
+    assert available(alice, "QTX") == STARTING_QTX - 2
+
+    cancelled = as_alice.post(f"/orders/lists/{order_list.pk}/cancel/", **HTMX)
+
+    assert cancelled.status_code == 200
+    assert f"List #{order_list.pk} cancelled." in text(cancelled)
+    assert set(Order.objects.filter(order_list=order_list).values_list("status", flat=True)) == {"cancelled"}
+    assert available(alice, "QTX") == STARTING_QTX
+    assert 'id="order-list-' not in text(cancelled)
+
+
+def test_someone_elses_list_cannot_be_cancelled(as_alice, tape_at_100, bob):
+    order_list = oco_place(
+        user=bob, market="QTX-USD", side="sell", quantity=Decimal("1"), price=Decimal("105"), stop_price=Decimal("95")
+    ).order_list
+
+    response = as_alice.post(f"/orders/lists/{order_list.pk}/cancel/", **HTMX)
+
+    assert response.status_code == 404
+    assert Order.objects.filter(order_list=order_list, status__in=["open", "pending"]).count() == 2
+
+
+def test_an_expiry_that_is_not_a_time_is_refused_at_its_field(as_alice, market, alice):
+    fields = ticket(price="95.00", quantity="1", time_in_force="GTD", expire_at="tomorrow")
+    response = as_alice.post("/markets/QTX-USD/ticket/", fields, **HTMX)
+
+    assert response.status_code == 422
+    page = text(response)
+    assert field_shown(page, "expire_at")
+    assert error_at(page, "expire_at").startswith("Enter the expiry as a date and time")
+    assert not Order.objects.filter(user=alice).exists()
