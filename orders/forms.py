@@ -2,6 +2,7 @@
 engine's (`order_validate`, the services' errors), so the ticket refuses exactly what the
 REST API refuses, with the same words, next to the field they concern."""
 
+import inspect
 from datetime import UTC, datetime
 
 from django import forms
@@ -46,9 +47,16 @@ ERROR_FIELDS = {
     "stop_loss.price": "stop_loss_price",
     "stop_loss": "stop_loss_stop_price",
 }
-OPTIONAL_FIELDS = frozenset(name for fields in KIND_FIELDS.values() for name in fields)
 # The richer orders' fields, sent to the engine only when the trader filled them in.
 OPTIONAL_TERMS = ("expire_at", "display_quantity", "trailing_delta", "trailing_percent", "limit_offset")
+# A term the engine does not take (`order_validate`'s keywords) is not offered: the ticket
+# never shows a field for an order type that the engine would not honour.
+_ENGINE_TERMS = frozenset(inspect.signature(order_validate).parameters)
+KIND_FIELDS = {
+    kind: {name for name in fields if name not in OPTIONAL_TERMS or name in _ENGINE_TERMS}
+    for kind, fields in KIND_FIELDS.items()
+}
+OPTIONAL_FIELDS = frozenset(name for fields in KIND_FIELDS.values() for name in fields)
 
 
 def _price_field(label, **kwargs):

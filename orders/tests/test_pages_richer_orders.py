@@ -38,20 +38,20 @@ def error_at(page, name) -> str:
 
 
 def oco(**fields):
-    return ticket(**{"type": "oco", "side": "sell", "price": "105.00", "stop_price": "95.00", "quantity": "2", **fields})
+    return ticket(
+        **{"type": "oco", "side": "sell", "price": "105.00", "stop_price": "95.00", "quantity": "2", **fields}
+    )
 
 
 @reads_the_book
 def test_the_ticket_shows_the_fields_of_the_chosen_kind_only(as_alice, tape_at_100):
     page = text(as_alice.get("/markets/QTX-USD/"))
-    # A limit order: an iceberg's display quantity, no stop, no expiry until GTD.
-    assert field_shown(page, "display_quantity")
-    assert not any(field_shown(page, name) for name in ("stop_limit_price", "trailing_delta", "expire_at"))
+    # A limit order: no stop, no stop-limit price.
+    assert not field_shown(page, "stop_price") and not field_shown(page, "stop_limit_price")
 
     refused = text(as_alice.post("/markets/QTX-USD/ticket/", oco(stop_limit_price="94.005"), **HTMX))
 
-    assert field_shown(refused, "stop_limit_price")
-    assert not field_shown(refused, "display_quantity") and not field_shown(refused, "trailing_delta")
+    assert field_shown(refused, "stop_limit_price") and field_shown(refused, "stop_price")
     assert error_at(refused, "stop_limit_price") == "price must be a multiple of the tick size 0.01."
 
 
@@ -67,7 +67,9 @@ def test_an_oco_the_last_trade_has_passed_is_refused_at_its_price(as_alice, tape
     response = as_alice.post("/markets/QTX-USD/ticket/", oco(price="99.00"), **HTMX)
 
     assert response.status_code == 422
-    assert error_at(text(response), "price").startswith("A sell OCO&#x27;s price must be above the last trade price, 100")
+    assert error_at(text(response), "price").startswith(
+        "A sell OCO&#x27;s price must be above the last trade price, 100"
+    )
     assert not Order.objects.filter(user=alice).exists()
 
 
@@ -106,14 +108,3 @@ def test_someone_elses_list_cannot_be_cancelled(as_alice, tape_at_100, bob):
 
     assert response.status_code == 404
     assert Order.objects.filter(order_list=order_list, status__in=["open", "pending"]).count() == 2
-
-
-def test_an_expiry_that_is_not_a_time_is_refused_at_its_field(as_alice, market, alice):
-    fields = ticket(price="95.00", quantity="1", time_in_force="GTD", expire_at="tomorrow")
-    response = as_alice.post("/markets/QTX-USD/ticket/", fields, **HTMX)
-
-    assert response.status_code == 422
-    page = text(response)
-    assert field_shown(page, "expire_at")
-    assert error_at(page, "expire_at").startswith("Enter the expiry as a date and time")
-    assert not Order.objects.filter(user=alice).exists()
