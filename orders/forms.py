@@ -78,7 +78,7 @@ class OrderTicketForm(ServiceErrorsMixin, forms.Form):
     limit_offset = _price_field("Limit offset")
     quantity = forms.CharField(required=False, max_length=40)
     # An iceberg: the most of it the book shows at once.
-    display_quantity = forms.CharField(required=False, max_length=40, label="Display quantity")
+    display_quantity = forms.CharField(required=False, max_length=40, label="Iceberg display")
     time_in_force = forms.CharField(
         required=False,
         widget=forms.Select(choices=TimeInForce.choices),
@@ -90,8 +90,8 @@ class OrderTicketForm(ServiceErrorsMixin, forms.Form):
     post_only = forms.BooleanField(required=False, label="Post only")
     # A bracket's exits, placed when its entry fills.
     take_profit_price = _price_field("Take-profit price")
-    stop_loss_stop_price = _price_field("Stop-loss stop price")
-    stop_loss_price = _price_field("Stop-loss limit price")
+    stop_loss_stop_price = _price_field("Stop-loss trigger")
+    stop_loss_price = _price_field("Stop-loss limit")
     # A fresh id per rendered ticket: a double click or a retried request places one order.
     client_order_id = forms.CharField(required=False, max_length=64, widget=forms.HiddenInput)
 
