@@ -17,11 +17,35 @@ from rest_framework.views import APIView
 
 from marketdata.api import SYMBOL_SCHEMA, SymbolField, market_by_symbol
 from marketdata.models import Side
-from orders.models import MAX_ID, Fill, Leg, OrderSource, OrderStatus, OrderType, SelfTradePrevention, TimeInForce
-from orders.payloads import fill_payload, order_payload, result_payload
+from orders.models import (
+    MAX_ID,
+    Fill,
+    Leg,
+    OrderList,
+    OrderSource,
+    OrderStatus,
+    OrderType,
+    SelfTradePrevention,
+    TimeInForce,
+)
+from orders.payloads import fill_payload, list_result_payload, order_list_payload, order_payload, result_payload
 from orders.protection import CANCEL_AFTER_MAX_SECONDS, CANCEL_AFTER_MIN_SECONDS, dead_mans_switch_arm
-from orders.selectors import fills_for_user, order_for_user, orders_for_user, orders_open_for_user
-from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
+from orders.selectors import (
+    fills_for_user,
+    order_for_user,
+    order_list_for_user,
+    orders_for_user,
+    orders_of_list,
+    orders_open_for_user,
+)
+from orders.services import (
+    oco_place,
+    order_amend,
+    order_cancel,
+    order_list_cancel,
+    order_place,
+    orders_cancel_all,
+)
 from quantumtrades.core.api import (
     STRICT_MESSAGES,
     ApiPagination,
@@ -119,6 +143,26 @@ class OrderResultSerializer(serializers.Serializer):
     fills = FillSerializer(many=True, help_text="What the command traded at once, oldest first.")
 
 
+class OrderListSerializer(serializers.Serializer):
+    """An order list: an OCO (a limit and a stop sharing one hold) or a bracket."""
+
+    id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=OrderList.Kind.choices)
+    status = serializers.ChoiceField(
+        choices=OrderList.Status.choices, help_text="done: none of its orders is open or pending any more."
+    )
+    symbol = serializers.CharField()
+    orders = OrderSerializer(many=True, help_text="Its orders, oldest first; each names its leg.")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class OrderListResultSerializer(serializers.Serializer):
+    list = OrderListSerializer()
+    orders = OrderSerializer(many=True, help_text="The list's orders as they stand, oldest first.")
+    fills = FillSerializer(many=True, help_text="What the command traded at once, oldest first.")
+
+
 # --- Serializers (input) ---------------------------------------------------------------------
 
 
@@ -169,6 +213,45 @@ class OrderAmendInput(StrictSerializer):
     stop_price = DecimalInputField(
         required=False, help_text="Pending stop orders only: a new stop price (the stop loses its place)."
     )
+
+
+class OcoPlaceInput(StrictSerializer):
+    """A new OCO: a limit order and a stop order on one side, for one quantity."""
+
+    symbol = SymbolField(help_text="The market, e.g. QTX-USD.")
+    side = StrictChoiceField(choices=Side.choices)
+    quantity = DecimalInputField()
+    price = DecimalInputField(
+        help_text="The limit order's price: a sell's above the last trade price, a buy's below it."
+    )
+    stop_price = DecimalInputField(
+        help_text="The stop order's trigger: a sell's below the last trade price, a buy's above it."
+    )
+    stop_limit_price = DecimalInputField(
+        required=False,
+        allow_null=True,
+        help_text="Triggered, the stop becomes a limit order at this price; without it, a market order.",
+    )
+    client_order_id = StrictCharField(
+        min_length=1,
+        max_length=64,
+        required=False,
+        allow_null=True,
+        help_text="Your id for the list's limit order: repeating it returns the original list (200).",
+    )
+
+
+def oco_place_arguments(data: dict) -> dict:
+    """`oco_place`'s keyword arguments from a parsed OcoPlaceInput (REST and /ws alike)."""
+    return {
+        "market": data["symbol"],
+        "side": data["side"],
+        "quantity": data["quantity"],
+        "price": data["price"],
+        "stop_price": data["stop_price"],
+        "stop_limit_price": data.get("stop_limit_price"),
+        "client_order_id": data.get("client_order_id"),
+    }
 
 
 def order_place_arguments(data: dict) -> dict:
@@ -403,6 +486,72 @@ class OrderView(TradingView):
     )
     def delete(self, request, order_id):
         return Response(order_payload(order_cancel(user=request.user, order_id=own_order_id(order_id))))
+
+
+class OcoView(TradingView):
+    @extend_schema(
+        operation_id="orders_oco_place",
+        tags=["orders"],
+        summary="Place an OCO: a limit and a stop on one side, the first to act cancels the other",
+        description="Both orders share one hold (the larger of their needs). A fill of the limit, even a partial "
+        "one, cancels the stop; the stop's trigger cancels the limit; cancelling either cancels both. A sell needs "
+        "stop_price < last trade price < price, a buy price < last trade price < stop_price, so that neither acts "
+        "at once. 201 with the list, its orders and what the limit traded at once.",
+        request=OcoPlaceInput,
+        examples=[
+            OpenApiExample(
+                "Sell at 11.00, or stop out below 9.50 (at 9.40 or better)",
+                request_only=True,
+                value={
+                    "symbol": "QTX-USD",
+                    "side": "sell",
+                    "quantity": "2.50",
+                    "price": "11.00",
+                    "stop_price": "9.50",
+                    "stop_limit_price": "9.40",
+                },
+            )
+        ],
+        responses={
+            201: OrderListResultSerializer,
+            200: OpenApiResponse(OrderListResultSerializer, description="Repeated client_order_id: the original."),
+            **error_responses(400, 401, 403, 409, 413, 415, 429),
+        },
+    )
+    def post(self, request):
+        data = OcoPlaceInput.parse_body(request)
+        result = oco_place(user=request.user, **oco_place_arguments(data), source=OrderSource.REST)
+        return Response(list_result_payload(result), status=201 if result.created else 200)
+
+
+class OrderListView(TradingView):
+    def _own_list(self, request, list_id):
+        order_list = order_list_for_user(request.user, list_id)
+        if order_list is None:
+            raise NotFound("No such order list.")
+        return order_list
+
+    @extend_schema(
+        operation_id="orders_lists_retrieve",
+        tags=["orders"],
+        summary="One of my order lists (OCO or bracket) with its orders",
+        responses={200: OrderListSerializer, **error_responses(401, 404, 429)},
+    )
+    def get(self, request, list_id):
+        order_list = self._own_list(request, list_id)
+        return Response(order_list_payload(order_list, orders_of_list(order_list)))
+
+    @extend_schema(
+        operation_id="orders_lists_cancel",
+        tags=["orders"],
+        summary="Cancel every open order of one of my order lists",
+        responses={200: OrderListSerializer, **error_responses(401, 404, 409, 429)},
+    )
+    def delete(self, request, list_id):
+        if list_id > MAX_ID:
+            raise NotFound("No such order list.")
+        order_list = order_list_cancel(user=request.user, list_id=list_id)
+        return Response(order_list_payload(order_list, orders_of_list(order_list)))
 
 
 class CancelAfterView(TradingView):

@@ -1,7 +1,7 @@
 """Order entry over /ws: the market-data socket, plus the order commands of docs/API.md ("Order entry").
 
 `TradingConsumer` is `marketdata.consumers.MarketDataConsumer` (subscribe, auth, the
-streams) with five more message types. Each is a door onto the same engine as the REST
+streams) with seven more message types. Each is a door onto the same engine as the REST
 API, checked by the same serializers, throttled by the same counters, and answered with
 the same payloads and error codes:
 
@@ -12,6 +12,9 @@ the same payloads and error codes:
     -> {"type": "order.result", "req_id", "order", "fills"[, "created"]}  (cancel_all: "orders")
     {"type": "order.cancel_after", "req_id", "seconds"}  (the dead man's switch)
     -> {"type": "order.cancel_after", "req_id", "armed_until"}
+    {"type": "order.oco", "req_id", ...the body of POST /api/orders/oco}
+    {"type": "order.cancel_list", "req_id", "id"}
+    -> {"type": "order.result", "req_id", "list", "orders", "fills"[, "created"]}  (cancel_list: no fills)
     -> {"type": "error", "req_id", "code", "message", "field"}
 
 `type` names the message on every /ws message, so the order's own type (limit, market, ...),
@@ -58,15 +61,18 @@ from marketdata.consumers import MarketDataConsumer, RequestError
 from orders import protection
 from orders.api import (
     CancelAfterInput,
+    OcoPlaceInput,
     OrderAmendInput,
     OrderPlaceInput,
     armed_until_payload,
+    oco_place_arguments,
     order_amend_arguments,
     order_place_arguments,
 )
 from orders.models import MAX_ID, OrderSource
-from orders.payloads import order_payload, result_payload
-from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
+from orders.payloads import list_result_payload, order_list_payload, order_payload, result_payload
+from orders.selectors import orders_of_list
+from orders.services import oco_place, order_amend, order_cancel, order_list_cancel, order_place, orders_cancel_all
 from quantumtrades.core import unavailable
 from quantumtrades.core.api import ApiRateThrottle, input_error, loads_strict
 from quantumtrades.core.errors import ErrorCode, InvalidInput, NotFound, ServiceError
@@ -77,7 +83,15 @@ REQ_ID_MAX = 64
 # A socket's user is read again at most this often (an operator's deactivation reaches an
 # open socket within it), as the REST API's token authentication does.
 USER_CACHE_SECONDS = 5.0
-ORDER_COMMANDS = ("order.place", "order.amend", "order.cancel", "order.cancel_all", "order.cancel_after")
+ORDER_COMMANDS = (
+    "order.place",
+    "order.amend",
+    "order.cancel",
+    "order.cancel_all",
+    "order.cancel_after",
+    "order.oco",
+    "order.cancel_list",
+)
 # As the REST API's throttle sees an order command: an unsafe method on a trading view.
 ORDER_VIEW = SimpleNamespace(order_commands=True)
 
@@ -230,8 +244,9 @@ class TradingConsumer(MarketDataConsumer):
                     ErrorCode.THROTTLED, f"Too many requests: retry in {wait} seconds.", retry_after=wait
                 )
             body = {key: value for key, value in message.items() if key not in ("type", "req_id")}
-            if message["type"] == "order.place":
-                return place(user, body, socket_id=self.live_socket_for(user) if self.cancel_on_disconnect else None)
+            if message["type"] in ("order.place", "order.oco"):
+                socket_id = self.live_socket_for(user) if self.cancel_on_disconnect else None
+                return COMMANDS[message["type"]](user, body, socket_id=socket_id)
             return COMMANDS[message["type"]](user, body)
         except (ServiceError, exceptions.ValidationError) as exc:
             _, error = input_error(exc)
@@ -352,6 +367,22 @@ def cancel_all(user, body) -> dict:
     return {"orders": [order_payload(order) for order in orders_cancel_all(user=user, market=market)]}
 
 
+def oco(user, body, socket_id=None) -> dict:
+    data = _body(OcoPlaceInput, body)
+    result = oco_place(user=user, **oco_place_arguments(data), source=OrderSource.WS, socket_id=socket_id)
+    return {**list_result_payload(result), "created": result.created}
+
+
+def cancel_list(user, body) -> dict:
+    _only(body, ["id"])
+    list_id = body.get("id")
+    if isinstance(list_id, bool) or not isinstance(list_id, int) or list_id <= 0:
+        raise InvalidInput("id is the order list's id, a positive whole number.", field="id")
+    order_list = order_list_cancel(user=user, list_id=list_id)
+    orders = orders_of_list(order_list)
+    return {"list": order_list_payload(order_list, orders), "orders": [order_payload(order) for order in orders]}
+
+
 def cancel_after(user, body) -> dict:
     data = _body(CancelAfterInput, body)
     armed_until = protection.dead_mans_switch_arm(user=user, seconds=data["seconds"])
@@ -365,4 +396,6 @@ COMMANDS = {
     "order.cancel": cancel,
     "order.cancel_all": cancel_all,
     "order.cancel_after": cancel_after,
+    "order.oco": oco,
+    "order.cancel_list": cancel_list,
 }

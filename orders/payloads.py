@@ -75,3 +75,26 @@ def fill_payload(fill) -> dict:
 def result_payload(result) -> dict:
     """A command's outcome: the order as it stands and the fills it made."""
     return {"order": order_payload(result.order), "fills": [fill_payload(fill) for fill in result.fills]}
+
+
+def order_list_payload(order_list, orders) -> dict:
+    """An order list (OCO or bracket) with its orders, oldest first."""
+    return {
+        "id": order_list.pk,
+        "kind": order_list.kind,
+        "status": order_list.status,
+        "symbol": order_list.market.symbol,
+        "orders": [order_payload(order) for order in orders],
+        "created_at": _time(order_list.created_at),
+        "updated_at": _time(order_list.updated_at),
+    }
+
+
+def list_result_payload(result) -> dict:
+    """A list command's outcome: the list with its orders as they stand, and the fills it made."""
+    orders = sorted(result.orders, key=lambda order: order.pk)
+    return {
+        "list": order_list_payload(result.order_list, orders),
+        "orders": [order_payload(order) for order in orders],
+        "fills": [fill_payload(fill) for fill in result.fills],
+    }

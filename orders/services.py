@@ -434,12 +434,14 @@ def oco_place(
     stop_limit_price=None,
     client_order_id=None,
     source=OrderSource.SYSTEM,
+    socket_id=None,
 ) -> OrderListResult:
     """Place an OCO: a limit order at `price` and, on the same side and for the same
     quantity, a stop at `stop_price` (a stop-limit at `stop_limit_price`, else a
     stop-market), one hold for both; the first to act cancels the other (`engine.lists`).
 
     A repeated client_order_id (it names the limit order) returns the original list.
+    `source` and `socket_id` as for `order_place`.
     """
     market = resolve_market(market)
     limit = order_validate(market=market, side=side, quantity=quantity, price=price, client_order_id=client_order_id)
@@ -458,7 +460,7 @@ def oco_place(
             exc.message = exc.message.replace("price", "stop_limit_price", 1)
         raise
     try:
-        result = _oco_place(user, limit, stop, source)
+        result = _oco_place(user, limit, stop, source, socket_id)
     except (IntegrityError, ServiceError):
         if client_order_id is not None:
             existing = _existing_list(user, client_order_id)
@@ -479,7 +481,7 @@ class _Placed:
 
 
 @book_command(lambda user, limit, *rest: limit.market.pk)
-def _oco_place(user: User, limit: OrderRequest, stop: OrderRequest, source: str) -> _Placed:
+def _oco_place(user: User, limit: OrderRequest, stop: OrderRequest, source: str, socket_id: int | None) -> _Placed:
     market = limit.market
     opposite = Side.SELL if limit.side == Side.BUY else Side.BUY
     try:
@@ -509,7 +511,7 @@ def _oco_place(user: User, limit: OrderRequest, stop: OrderRequest, source: str)
     command.trader_check(adds=True)
     if market.price_band is not None:
         price_band_check(command.band, limit.price)
-    order_list, limit_order, stop_order = lists.oco_orders(command, user, limit, stop, source)
+    order_list, limit_order, stop_order = lists.oco_orders(command, user, limit, stop, source, socket_id)
     fills = execute(command, limit_order, new=True)
     return _Placed(order_list, [limit_order, stop_order], fills, command.stops_due)
 
@@ -540,7 +542,7 @@ def order_list_cancel(*, user: User, list_id) -> OrderList:
 
 
 @book_command(lambda user, market_id, *rest: market_id)
-def _order_list_cancel(user: User, market_id: int, list_id: int) -> None:
+def _order_list_cancel(user: User, market_id: int, list_id: int) -> list[Order]:
     command = Command.begin(market_id)
     orders = Order.objects.active().filter(user=user, market_id=market_id, order_list_id=list_id)
     orders = list(orders.order_by("id"))
@@ -551,6 +553,7 @@ def _order_list_cancel(user: User, market_id: int, list_id: int) -> None:
         _cancel_one(command, order)
     command.lock_balances({user.pk})
     command.finish(None)
+    return orders
 
 
 # --- Stops left for later -------------------------------------------------------------

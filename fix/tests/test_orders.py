@@ -7,7 +7,7 @@ import pytest
 
 from orders.models import Order
 from orders.selectors import reconcile
-from orders.services import order_place
+from orders.services import oco_place, order_list_cancel, order_place
 
 from .client import utc_now
 
@@ -261,4 +261,21 @@ def test_a_kill_switch_mid_session_cancels_the_session_s_orders_and_refuses_new_
     assert (refused[150], refused[39]) == ("8", "8")
     assert refused[58].startswith("TRADING_DISABLED: ")
     assert not Order.objects.filter(client_order_id="after").exists()
+    assert reconcile() == []
+
+
+def test_the_orders_of_an_oco_are_reported_like_any_other(alice_fix, alice, rest):
+    """FIX places no lists, but a list's orders are orders of the user: each is reported."""
+    assert rest_order(rest, side="buy", type="limit", price="90", quantity="1").status_code == 201
+    assert rest_order(rest, side="sell", type="limit", price="110", quantity="1").status_code == 201
+    placed = oco_place(
+        user=alice, market="QTX-USD", side="buy", quantity=Decimal("1"), price=Decimal("95"), stop_price=Decimal("105")
+    )
+    new = {report[37]: report for report in alice_fix.reports(2)}
+    assert {(r[150], r[39], r[40]) for r in new.values()} == {("0", "0", "2"), ("0", "0", "3")}
+    assert set(new) == {str(order.pk) for order in placed.orders}
+
+    order_list_cancel(user=alice, list_id=placed.order_list.pk)
+    cancelled = alice_fix.reports(2)
+    assert {(r[150], r[39]) for r in cancelled} == {("4", "4")}
     assert reconcile() == []

@@ -1,5 +1,6 @@
 """The matching engine. Its commands, the doors every caller uses, are in
-`orders/services.py` (`order_place`, `order_cancel`, `order_amend`, `orders_cancel_all`);
+`orders/services.py` (`order_place`, `order_cancel`, `order_amend`, `orders_cancel_all`,
+`oco_place`, `order_list_cancel`);
 this package is how they work. Read this map, then each module in the order below.
 
 Every command runs in one database transaction and follows the same steps:
@@ -46,13 +47,18 @@ The modules, each one part of a command:
   trade settles, and what rests or expires.
 - `stops`: stop orders: accepting and amending a pending stop, finding the stops a
   command's trades crossed, triggering them (step 6) and the cascade's bound.
+- `lists`: order lists (an OCO: a limit and a stop sharing one hold): placing one, and
+  the hooks `matching`, `stops` and `auction` call when a listed order fills, rests,
+  triggers or is cancelled (only for an order whose `order_list_id` is set), so the first
+  order of a pair to act cancels the other; `Command.finish` marks done the lists it left
+  with no active order.
 - `auction`: call auctions: the circuit breaker `matching` asks before each trade (its
   reference price read with the lock, step 2), the orders that rest without matching
   while the market is in an auction, and the uncross at a single price that ends it
   (`orders.auctions` runs it when it is due).
 
-Imports point one way: `command` -> `stops` -> `matching` -> `auction` -> `rules`, and each
-may use `caches` and `transactions` (`stops`, `matching` and `auction` name `Command` in
+Imports point one way: `command` -> `stops` -> `matching` -> `auction` -> `lists` -> `rules`,
+and each may use `caches` and `transactions` (`stops`, `matching` and `auction` name `Command` in
 annotations only); `orders.services` and `orders.auctions` import them, and nothing here
 imports either.
 """

@@ -48,7 +48,7 @@ _ACTIVE_SQL = "status IN (" + ", ".join(f"'{status}'" for status in ACTIVE_STATU
 # --- Placing an OCO -------------------------------------------------------------------
 
 
-def oco_orders(command: "Command", user: User, limit: OrderRequest, stop: OrderRequest, source: str):
+def oco_orders(command: "Command", user: User, limit: OrderRequest, stop: OrderRequest, source: str, socket_id):
     """Check an OCO against the market and the trader's funds, write its list and its
     pending stop, and return (the list, the limit order still to be matched, the stop).
 
@@ -73,12 +73,12 @@ def oco_orders(command: "Command", user: User, limit: OrderRequest, stop: OrderR
     if available < need:
         raise insufficient(asset, need, available)
     order_list = OrderList.objects.create(user=user, market=market, kind=OrderList.Kind.OCO)
-    stop_order = _order(command, user, stop, order_list, Leg.STOP, source, command.new_order_id)
+    stop_order = _order(command, user, stop, order_list, Leg.STOP, (source, socket_id), command.new_order_id)
     stop_order.status = OrderStatus.PENDING
     stop_order.priority = command.next_priority()
     command.flush(stop_order)  # written, holding nothing: the limit holds for both
     [limit_id] = allocate_ids({Order: 1})[Order]
-    limit_order = _order(command, user, limit, order_list, Leg.LIMIT, source, limit_id)
+    limit_order = _order(command, user, limit, order_list, Leg.LIMIT, (source, socket_id), limit_id)
     _mates(command, order_list.pk)[:] = [limit_order, stop_order]
     return order_list, limit_order, stop_order
 
@@ -113,7 +113,9 @@ def oco_prices_check(command: "Command", side: str, price: Decimal, stop_price: 
             )
 
 
-def _order(command: "Command", user: User, request: OrderRequest, order_list, leg: str, source: str, pk: int) -> Order:
+def _order(command: "Command", user: User, request: OrderRequest, order_list, leg: str, origin, pk: int) -> Order:
+    """A new order of the list; `origin` is (source, socket_id), as for `order_place`."""
+    source, socket_id = origin
     return Order(
         id=pk,
         user=user,
@@ -125,6 +127,7 @@ def _order(command: "Command", user: User, request: OrderRequest, order_list, le
         price=request.price,
         stop_price=request.stop_price,
         source=source,
+        socket_id=socket_id,
         quantity=request.quantity,
         remaining_quantity=request.quantity,
         filled_quantity=money(ZERO),

@@ -99,6 +99,8 @@ POSITIVE_HOLDS = {
     ("GET", "/api/markets/{symbol}/trades"),
     ("GET", "/api/orders/{order_id}"),
     ("DELETE", "/api/orders/{order_id}"),
+    ("GET", "/api/orders/lists/{list_id}"),
+    ("DELETE", "/api/orders/lists/{list_id}"),
     ("POST", "/api/orders/cancel-after"),
     ("GET", "/api/user/balances"),
 }
@@ -129,7 +131,7 @@ def token(alice):
 
 
 def test_the_schema_lists_every_endpoint_of_the_design():
-    assert len(OPERATIONS) == 27
+    assert len(OPERATIONS) == 30
 
 
 def coverage_cases(operation) -> list:
