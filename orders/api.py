@@ -166,6 +166,15 @@ class OrderListResultSerializer(serializers.Serializer):
 # --- Serializers (input) ---------------------------------------------------------------------
 
 
+@extend_schema_field({"type": "string", "format": "date-time", "example": "2026-12-31T18:00:00Z"})
+class TimeInputField(StrictCharField):
+    """A time as ISO 8601 text; the engine parses and judges it (`rules.order_validate`)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 40)
+        super().__init__(**kwargs)
+
+
 class OrderPlaceInput(StrictSerializer):
     """A new order. No other fields are accepted; decimals travel as strings."""
 
@@ -184,7 +193,14 @@ class OrderPlaceInput(StrictSerializer):
         choices=TimeInForce.choices,
         required=False,
         allow_null=True,
-        help_text="Default: GTC for limit and stop-limit orders, IOC for market and stop-market orders.",
+        help_text="Default: GTC for limit and stop-limit orders, IOC for market and stop-market orders. GTD (limit "
+        "and stop-limit orders): rests until expire_at.",
+    )
+    expire_at = TimeInputField(
+        required=False,
+        allow_null=True,
+        help_text="GTD orders only: when the order expires, an ISO 8601 time at least 5 seconds ahead (UTC unless "
+        "it carries an offset), e.g. 2026-12-31T18:00:00Z.",
     )
     post_only = StrictBooleanField(required=False, default=False, help_text="Rejected if it would take.")
     stp = StrictChoiceField(
@@ -267,6 +283,7 @@ def order_place_arguments(data: dict) -> dict:
         "post_only": data["post_only"],
         "stp": data["stp"],
         "client_order_id": data.get("client_order_id"),
+        "expire_at": data.get("expire_at"),
     }
 
 

@@ -9,7 +9,7 @@ class OrdersConfig(AppConfig):
         from quantumtrades.core import scheduler, streams
         from quantumtrades.core.events import subscribe
 
-        from . import auctions, live, protection
+        from . import auctions, expiry, live, protection
 
         # Traders' open orders, fills and balances follow the engine's events on their pages,
         # and a page socket that (re)connects starts from all of them as they are now.
@@ -17,6 +17,8 @@ class OrdersConfig(AppConfig):
         streams.register_user_fragments(live.user_fragments)
         # Call auctions end on time whichever server process is alive (docs/API.md).
         auctions.register()
+        # GTD orders expire on time, whichever server process is alive (docs/API.md).
+        scheduler.every(expiry.EXPIRY_TICK, name="orders.orders_expire_due")(expiry.orders_expire_due)
 
         # The dead man's switch and cancel on disconnect, in every server process. A
         # process refreshes its own sockets before it sweeps (jobs run in this order), so

@@ -25,6 +25,7 @@ from .engine.command import Command
 from .engine.matching import execute
 from .engine.rules import (
     MARKET_RULES,
+    RESTING_TIMES_IN_FORCE,
     OrderRequest,
     amend_terms_check,
     amount,
@@ -48,7 +49,6 @@ from .models import (
     OrderStatus,
     OrderType,
     SelfTradePrevention,
-    TimeInForce,
 )
 
 __all__ = [
@@ -93,6 +93,7 @@ def order_place(
     client_order_id=None,
     stop_price=None,
     stp=SelfTradePrevention.EXPIRE_TAKER,
+    expire_at=None,
     source=OrderSource.SYSTEM,
     socket_id=None,
 ) -> OrderResult:
@@ -103,6 +104,7 @@ def order_place(
 
     A stop order (`stop_limit`, `stop_market`) is accepted as `pending`: it holds its funds
     and waits off the book for a trade at or through its stop price (`engine.stops`).
+    A GTD order (`time_in_force` GTD) rests until `expire_at` (`orders.expiry`).
     """
     market = resolve_market(market)
     request = order_validate(
@@ -116,6 +118,7 @@ def order_place(
         client_order_id=client_order_id,
         stop_price=stop_price,
         stp=stp,
+        expire_at=expire_at,
     )
     try:
         # The market's status is judged under the book lock only (`_place`): this copy of
@@ -150,7 +153,7 @@ def _place(user: User, request: OrderRequest, source: str, socket_id: int | None
     try:
         market = request.market
         # An order that could rest, or a stop, counts against the user's open orders.
-        adds = request.type in STOP_TYPES or request.time_in_force == TimeInForce.GTC
+        adds = request.type in STOP_TYPES or request.time_in_force in RESTING_TIMES_IN_FORCE
         # The circuit breaker's reference rides with the lock, unless this process knows it.
         since = auction.breaker_since(market, timezone.now()) if look else None
         remembered = auction.breaker_reference_remembered(market, since)
@@ -194,6 +197,7 @@ def _place(user: User, request: OrderRequest, source: str, socket_id: int | None
         price=request.price,
         stop_price=request.stop_price,
         stp=request.stp,
+        expire_at=request.expire_at,
         source=source,
         socket_id=socket_id,
         quantity=request.quantity,

@@ -46,10 +46,10 @@ from quantumtrades.core.errors import Conflict, ErrorCode
 from quantumtrades.core.money import money
 from quantumtrades.core.sql import answer, select_models, send
 
-from ..models import OPEN_STATUSES, Fill, Order, OrderStatus, OrderType, SelfTradePrevention, TimeInForce
+from ..models import OPEN_STATUSES, Fill, Order, OrderStatus, OrderType, SelfTradePrevention
 from . import lists
 from .caches import window_firsts
-from .rules import fee_for, hold_for, insufficient, order_reference
+from .rules import RESTING_TIMES_IN_FORCE, fee_for, hold_for, insufficient, order_reference
 
 if TYPE_CHECKING:
     from .command import Command
@@ -209,10 +209,10 @@ def trip(command: "Command", price: Decimal, reference: Decimal) -> None:
 def place(command: "Command", order: Order) -> list[Fill]:
     """A new order on a market in auction (book lock held): a limit GTC order rests without
     matching; a market order or an IOC/FOK one is refused."""
-    if order.type == OrderType.MARKET or order.time_in_force != TimeInForce.GTC:
+    if order.type == OrderType.MARKET or order.time_in_force not in RESTING_TIMES_IN_FORCE:
         raise Conflict(
             f"{command.market.symbol} is in a call auction until "
-            f"{command.market.auction_ends_at:%H:%M:%S} UTC: only limit GTC orders are accepted until it uncrosses.",
+            f"{command.market.auction_ends_at:%H:%M:%S} UTC: only limit GTC or GTD orders are accepted until it uncrosses.",
             code=ErrorCode.MARKET_IN_AUCTION,
             field="time_in_force" if order.type != OrderType.MARKET else "type",
         )
@@ -253,6 +253,12 @@ def uncross(command: "Command") -> bool:
     book = select_models(Order, f"market_id = %s AND {_IN_BOOK_SQL}", [market.pk], tail="ORDER BY priority")
     for order in book:
         order.market = market
+    # GTD orders whose time came during the auction expire before it uncrosses.
+    due = [order for order in book if order.expire_at is not None and order.expire_at <= command.now]
+    if due:
+        for order in due:
+            _take_off(command, order, OrderStatus.EXPIRED)  # balances locked with the others below
+        book = [order for order in book if order.status in OPEN_STATUSES]
     # The reference is the last trade (the tape's, as GET /api/markets and the streams
     # read it for the indicative price).
     reference = market.last_price

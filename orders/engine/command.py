@@ -264,7 +264,16 @@ class Command:
             for order in batch:
                 order.market = self.market  # saves a query per order when events render it
             found.extend(batch)
-            covered += sum((order.remaining_quantity for order in batch if order.user_id != own), ZERO)
+            # A GTD order past its time expires when met (`matching`): it covers nothing.
+            now = self.now
+            covered += sum(
+                (
+                    order.remaining_quantity
+                    for order in batch
+                    if order.user_id != own and (order.expire_at is None or order.expire_at > now)
+                ),
+                ZERO,
+            )
             if len(batch) < size:
                 break
             offset += size

@@ -25,7 +25,7 @@ from quantumtrades.core.money import MONEY_QUANTUM, ZERO, money
 from ..models import OPEN_STATUSES, PRICED_TYPES, Fill, Order, OrderStatus, OrderType, SelfTradePrevention, TimeInForce
 from . import lists
 from .auction import breaker_prefix, breaker_stops
-from .rules import fee_for, hold_for, insufficient, order_reference
+from .rules import RESTING_TIMES_IN_FORCE, fee_for, hold_for, insufficient, order_reference
 
 if TYPE_CHECKING:
     from .command import Command
@@ -57,7 +57,7 @@ def execute(command: "Command", taker: Order, *, new: bool, triggered: bool = Fa
     own = taker.user_id if taker.stp == SelfTradePrevention.EXPIRE_MAKER else None
     makers = command.resting(opposite, limit, taker.remaining_quantity, own=own)
 
-    if taker.post_only and makers:
+    if taker.post_only and _live(command, makers):
         if new:
             taker.status = OrderStatus.REJECTED
             return command.finish(taker)
@@ -77,16 +77,20 @@ def execute(command: "Command", taker: Order, *, new: bool, triggered: bool = Fa
         makers = []
 
     if taker.time_in_force == TimeInForce.FOK and not _fills_completely(
-        market, taker, allowed := breaker_prefix(command, makers), budget
+        command, taker, allowed := breaker_prefix(command, makers), budget
     ):
-        if len(allowed) < len(makers) and _fills_completely(market, taker, makers, budget):
+        if len(allowed) < len(makers) and _fills_completely(command, taker, makers, budget):
             breaker_stops(command, makers[len(allowed)].price)  # the circuit breaker stopped it
         makers = []  # kill: no trade at all
     # An amended order gives back its old hold first; what still rests is held again below.
     if taker.held:
         command.release(taker, taker.held)
     filled = match(command, taker, makers, budget=budget)
-    others = [maker for maker in makers if maker.user_id != taker.user_id] if budget is not None and not filled else []
+    others = (
+        [maker for maker in _live(command, makers) if maker.user_id != taker.user_id]
+        if budget is not None and not filled
+        else []
+    )
     if others and not command.met_own_order and not triggered and not market.in_auction:
         # There was something to buy, but not even one lot of it was affordable (fee included,
         # or the message would claim a need below what is available).
@@ -97,7 +101,7 @@ def execute(command: "Command", taker: Order, *, new: bool, triggered: bool = Fa
     # order, the rest expires.
     rests = (
         taker.type in PRICED_TYPES
-        and taker.time_in_force == TimeInForce.GTC
+        and taker.time_in_force in RESTING_TIMES_IN_FORCE
         and taker.remaining_quantity > 0
         and not command.met_own_order
         and available >= needed
@@ -139,10 +143,13 @@ def _rest_or_expire(command: "Command", taker: Order, rests: bool) -> None:
         lists.rested(command, taker)
 
 
-def _fills_completely(market, taker: Order, makers: list[Order], budget) -> bool:
+def _fills_completely(command: "Command", taker: Order, makers: list[Order], budget) -> bool:
     """Whether `taker` would fill completely against `makers`: fill-or-kill's test."""
+    market = command.market
     wanted, budget_left = taker.remaining_quantity, budget
     for maker in makers:
+        if maker.expire_at is not None and maker.expire_at <= command.now:
+            continue  # a GTD order past its time: expired on the way (`_expire_due_maker`)
         if maker.user_id == taker.user_id:
             if taker.stp == SelfTradePrevention.EXPIRE_MAKER:
                 continue  # cancelled on the way, and matching goes on
@@ -174,6 +181,9 @@ def match(command: "Command", taker: Order, makers: list[Order], *, budget: Deci
         remaining = taker.remaining_quantity
         if remaining <= 0:
             break
+        if maker.expire_at is not None and maker.expire_at <= command.now:
+            _expire_due_maker(command, maker)
+            continue
         if maker.user_id == taker.user_id:
             if taker.stp != SelfTradePrevention.EXPIRE_TAKER:
                 _cancel_maker(command, maker)
@@ -206,6 +216,21 @@ def _cancel_maker(command: "Command", maker: Order) -> None:
     command.changed_orders[maker.pk] = maker
     if maker.order_list_id:
         lists.leg_cancelled(command, maker)
+
+
+def _live(command: "Command", makers: list[Order]) -> list[Order]:
+    """The makers that are not GTD orders past their time (those expire when met)."""
+    return [maker for maker in makers if maker.expire_at is None or maker.expire_at > command.now]
+
+
+def _expire_due_maker(command: "Command", maker: Order) -> None:
+    """A GTD order met past its expire_at, before the expiry job got to it: it expires
+    (its hold released, its level reduced) instead of trading, and matching goes on."""
+    command.release(maker, maker.held)
+    command.level_deltas[(maker.side, maker.price)] -= maker.remaining_quantity
+    maker.status = OrderStatus.EXPIRED
+    maker.updated_at = command.now
+    command.changed_orders[maker.pk] = maker
 
 
 def _affordable(market, price: Decimal, budget: Decimal) -> Decimal:

@@ -16,7 +16,11 @@ A stop order holds from acceptance what it will need once triggered (`stop_hold_
 """
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from marketdata.models import Market, Side
 from quantumtrades.core.errors import Conflict, ErrorCode, InsufficientFunds, InvalidInput
@@ -44,6 +48,11 @@ STOP_MARKET_BUY_MARGIN = Decimal("0.05")
 # against a copy of the market read before the book lock, and again under the lock when
 # one of these changed meanwhile.
 MARKET_RULES = ("tick_size", "lot_size", "min_notional", "max_order_quantity", "max_order_notional")
+# The times in force of an order that may rest in the book.
+RESTING_TIMES_IN_FORCE = (TimeInForce.GTC, TimeInForce.GTD)
+# A GTD order's expire_at lies at least this far ahead when it is placed: an order that
+# would expire before it could be seen is a mistake, not a strategy.
+GTD_MIN_AHEAD = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class OrderRequest:
     client_order_id: str | None
     stop_price: Decimal | None = None
     stp: str = SelfTradePrevention.EXPIRE_TAKER
+    expire_at: datetime | None = None
 
 
 # --- A new order ----------------------------------------------------------------------
@@ -77,6 +87,8 @@ def order_validate(
     client_order_id=None,
     stop_price=None,
     stp=SelfTradePrevention.EXPIRE_TAKER,
+    expire_at=None,
+    now: datetime | None = None,
 ) -> OrderRequest:
     """Check an order against the market's rules without touching the book.
 
@@ -89,6 +101,7 @@ def order_validate(
         raise InvalidInput("type must be 'limit', 'market', 'stop_limit' or 'stop_market'.", field="type")
     stop_price = _stop_price_of(market, type, stop_price, post_only)
     time_in_force = _time_in_force_of(type, time_in_force)
+    expire_at = _expire_at_of(time_in_force, expire_at, now)
     if not isinstance(post_only, bool):
         raise InvalidInput("post_only must be true or false.", field="post_only")
     quantity = amount(quantity, "quantity")
@@ -99,12 +112,14 @@ def order_validate(
         _market_order_check(market, type, price, time_in_force, post_only, stop_price, quantity)
     # A market order's notional is judged under the book lock, at its band (`market_order_size_check`).
     size_check(market, quantity, price if type in PRICED_TYPES else stop_price)
-    if post_only and time_in_force != TimeInForce.GTC:
-        raise InvalidInput("A post-only order rests in the book: use GTC.", field="post_only")
+    if post_only and time_in_force not in RESTING_TIMES_IN_FORCE:
+        raise InvalidInput("A post-only order rests in the book: use GTC or GTD.", field="post_only")
     _client_order_id_check(client_order_id)
     if stp not in SelfTradePrevention.values:
         raise InvalidInput("stp must be 'expire_taker', 'expire_maker' or 'expire_both'.", field="stp")
-    return OrderRequest(market, side, type, quantity, price, time_in_force, post_only, client_order_id, stop_price, stp)
+    return OrderRequest(
+        market, side, type, quantity, price, time_in_force, post_only, client_order_id, stop_price, stp, expire_at
+    )
 
 
 def _stop_price_of(market: Market, type: str, stop_price, post_only) -> Decimal | None:
@@ -126,9 +141,45 @@ def _time_in_force_of(type: str, time_in_force) -> str:
     """The order's time in force: GTC for a priced order, IOC for a market one, unless given."""
     if time_in_force is None:
         time_in_force = TimeInForce.GTC if type in PRICED_TYPES else TimeInForce.IOC
-    if time_in_force not in TimeInForce.values or time_in_force == TimeInForce.GTD:
-        raise InvalidInput("time_in_force must be GTC, IOC or FOK.", field="time_in_force")
+    if time_in_force not in TimeInForce.values:
+        raise InvalidInput("time_in_force must be GTC, IOC, FOK or GTD.", field="time_in_force")
+    if time_in_force == TimeInForce.GTD and type not in PRICED_TYPES:
+        raise InvalidInput("GTD is for limit and stop-limit orders: they rest until expire_at.", field="time_in_force")
     return time_in_force
+
+
+def _expire_at_of(time_in_force: str, expire_at, now: datetime | None) -> datetime | None:
+    """A GTD order's expire_at (an ISO 8601 time, UTC unless it says otherwise), at least
+    GTD_MIN_AHEAD from `now`; no other order takes one."""
+    if time_in_force != TimeInForce.GTD:
+        if expire_at is not None:
+            raise InvalidInput("Only GTD orders take an expire_at (time_in_force GTD).", field="expire_at")
+        return None
+    if expire_at is None:
+        raise InvalidInput("A GTD order needs an expire_at: when it expires.", field="expire_at")
+    if isinstance(expire_at, str):
+        try:
+            parsed = parse_datetime(expire_at) if len(expire_at) <= 40 else None
+        except (ValueError, OverflowError):
+            parsed = None
+        if parsed is None:
+            raise InvalidInput("expire_at must be an ISO 8601 time, such as 2026-12-31T18:00:00Z.", field="expire_at")
+        expire_at = parsed
+    elif not isinstance(expire_at, datetime):
+        raise InvalidInput("expire_at must be an ISO 8601 time, such as 2026-12-31T18:00:00Z.", field="expire_at")
+    if timezone.is_naive(expire_at):
+        expire_at = expire_at.replace(tzinfo=UTC)
+    try:
+        expire_at = expire_at.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidInput("expire_at is out of range.", field="expire_at") from None
+    now = now or timezone.now()
+    if expire_at < now + GTD_MIN_AHEAD:
+        raise InvalidInput(
+            f"expire_at must be at least {GTD_MIN_AHEAD.seconds} seconds ahead (it is now {now:%Y-%m-%dT%H:%M:%S}Z).",
+            field="expire_at",
+        )
+    return expire_at
 
 
 def _limit_price_of(market: Market, type: str, price, quantity: Decimal) -> Decimal:
@@ -396,6 +447,12 @@ def list_holds(orders) -> dict[int, Decimal]:
             holds[in_book.pk] = max(holds[in_book.pk], holds[stop.pk])
             holds[stop.pk] = Decimal(0)
     return holds
+
+
+def book_quantity(order: Order) -> Decimal:
+    """What an order in the book shows at its level: an iceberg its visible slice, any
+    other order its remaining quantity."""
+    return order.remaining_quantity if order.visible_quantity is None else order.visible_quantity
 
 
 def insufficient(asset, needed, available) -> InsufficientFunds:

@@ -157,12 +157,26 @@ def run_crossed(command: "Command") -> None:
             _defer(command)
             return
         stop = crossed_stops.pop(stop_id)
+        if stop.expire_at is not None and stop.expire_at <= command.now:
+            _expire_due(command, stop)
+            continue
         if stop.order_list_id and (stop := lists.triggered(command, stop)) is None:
             continue  # its list-mate acted first, in this command
         command.triggered += 1
         stop.triggered_at = command.now
         stop.priority = command.next_priority()
         execute(command, stop, new=False, triggered=True)
+
+
+def _expire_due(command: "Command", stop: Order) -> None:
+    """A GTD stop crossed after its expire_at, before the expiry job got to it: it expires
+    instead of triggering, its hold released (`orders.expiry`)."""
+    command.lock_balances({stop.user_id})
+    command.release(stop, stop.held)
+    stop.status = OrderStatus.EXPIRED
+    stop.updated_at = command.now
+    command.changed_orders[stop.pk] = stop
+    command.flush(None)
 
 
 def _defer(command: "Command") -> None:

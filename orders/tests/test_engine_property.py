@@ -11,6 +11,11 @@ balance (the fee account's included) and the book sequence, and `reconcile()` mu
 clean. The reference triggers stops the plain way: after each order's trades, every pending
 stop they reached, earliest accepted first, until none is left.
 
+GTD orders (limit and stop-limit) rest an hour ahead of their time until a rule says their
+time has come (`gtd_time_comes`): from then the expiry job (`expiry_job_runs`) expires them,
+a taker that meets one expires it and goes on, and a trade that crosses a due GTD stop
+expires it instead of triggering it.
+
 The market has a price band in some examples (none, or one or two ticks either side of
 the reference): the reference refuses a limit price outside it, stops a market order (or
 a triggered stop-market) at its bound and expires a triggered stop-limit priced outside
@@ -27,10 +32,12 @@ CI runs 200 examples of 50 steps; `QT_HYPOTHESIS_PROFILE=long` runs many more.
 import copy
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -44,6 +51,7 @@ from hypothesis.stateful import (
 
 from accounts.models import Balance
 from marketdata.models import Market, Trade
+from orders.expiry import orders_expire_due
 from orders.models import Order
 from orders.selectors import reconcile
 from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
@@ -118,6 +126,9 @@ class RefOrder:
     stop_price: Decimal | None = None
     triggered: bool = False
     stp: str = "expire_taker"
+    # GTD: its expire_at has come (the machine's `gtd_time_comes`), so it expires when the
+    # expiry job runs, when a taker meets it, or when a trade crosses it as a pending stop.
+    due: bool = False
 
     @property
     def filled(self):
@@ -244,7 +255,7 @@ class ReferenceExchange:
                 raise Refused("InsufficientFunds", "INSUFFICIENT_FUNDS")
             self.hold(order, needed)
             return order
-        if post_only and self.crossing(order):
+        if post_only and [o for o in self.crossing(order) if not o.due]:
             order.status = "rejected"
             return order
         self.take(order, available=self.balance(user, self.hold_asset(side))[0])
@@ -276,6 +287,9 @@ class ReferenceExchange:
         while crossed:
             stop = min(crossed.values(), key=lambda order: order.priority)
             del crossed[stop.id]
+            if stop.due:
+                self.expire_due(stop)
+                continue
             slot += 1
             event("a stop triggered" if slot == 1 else "stops triggered in a cascade")
             stop.triggered, stop.priority = True, self.seq * 1000 + slot
@@ -327,7 +341,7 @@ class ReferenceExchange:
             self.refuse_out_of_band(price)
         moved = copy.copy(order)
         moved.price, moved.quantity, moved.remaining = price, quantity, remaining
-        if order.post_only and self.crossing(moved):
+        if order.post_only and [o for o in self.crossing(moved) if not o.due]:
             raise Refused("Conflict", "POST_ONLY_WOULD_TAKE")
         available = self.balance(user, self.hold_asset(order.side))[0] + order.held
         self.release(order, order.held)
@@ -418,6 +432,10 @@ class ReferenceExchange:
         for maker in book:
             if taker.remaining == 0:
                 break
+            if maker.due:
+                event("a GTD order past its time met by a taker")
+                self.expire_due(maker)
+                continue
             if maker.user == taker.user:
                 # Self-trade prevention, as the taker's mode says.
                 if taker.stp != "expire_taker":
@@ -436,13 +454,13 @@ class ReferenceExchange:
                 budget -= self.cost(maker.price, quantity)
             self.trade(taker, maker, quantity)
             filled += quantity
-        others = [maker for maker in book if maker.user != taker.user]
+        others = [maker for maker in book if maker.user != taker.user and not maker.due]
         if budget is not None and filled == 0 and others and not met_own and not triggered:
             raise Refused("InsufficientFunds", "INSUFFICIENT_FUNDS")
 
         if taker.remaining == 0:
             taker.status = "filled"
-        elif priced and taker.time_in_force == "GTC" and not met_own:
+        elif priced and taker.time_in_force in ("GTC", "GTD") and not met_own:
             self.hold(taker, self.hold_needed(taker.side, taker.price, taker.remaining))
             taker.status = "partially_filled" if taker.filled else "open"
         else:
@@ -451,6 +469,8 @@ class ReferenceExchange:
     def fills_completely(self, taker, book, budget):
         wanted = taker.remaining
         for maker in book:
+            if maker.due:
+                continue
             if maker.user == taker.user:
                 if taker.stp == "expire_maker":
                     continue
@@ -494,6 +514,22 @@ class ReferenceExchange:
         taker.remaining -= quantity
         self.trades.append((price, quantity, maker.id, taker.id, taker.side))
         self.last_price = price
+
+    # GTD ---------------------------------------------------------------------------
+
+    def expire_due(self, order):
+        """A GTD order whose time has come expires: its hold released, out of the book."""
+        self.release(order, order.held)
+        order.status = "expired"
+
+    def expire_due_orders(self):
+        """The expiry job: one command, if any active GTD order is due."""
+        due = [order for order in self.orders.values() if order.due and order.is_open]
+        if due:
+            self.seq += 1
+        for order in due:
+            self.expire_due(order)
+        return sorted(order.id for order in due)
 
     def hold(self, order, amount):
         funds = self.balance(order.user, self.hold_asset(order.side))
@@ -555,6 +591,7 @@ class EngineMatchesReference(RuleBasedStateMachine):
     # Commands -----------------------------------------------------------------------
 
     def place(self, user, side, kind, quantity, price, time_in_force, post_only, stop_price=None, stp="expire_taker"):
+        expire_at = timezone.now() + timedelta(hours=1) if time_in_force == "GTD" else None
         engine = outcome_of(
             lambda: (
                 order_place(
@@ -568,6 +605,7 @@ class EngineMatchesReference(RuleBasedStateMachine):
                     post_only=post_only,
                     stop_price=stop_price,
                     stp=stp,
+                    expire_at=expire_at,
                 ).order
             )
         )
@@ -637,6 +675,50 @@ class EngineMatchesReference(RuleBasedStateMachine):
     )
     def place_stop_market_order(self, user, side, stop_price, quantity, time_in_force, stp):
         self.place(user, side, "stop_market", quantity, None, time_in_force, False, stop_price, stp)
+
+    # GTD (orders.expiry): orders that rest until their time, time that comes, the expiry job.
+
+    @rule(
+        user=traders,
+        side=sides,
+        price=prices,
+        quantity=QUANTITIES,
+        post_only=st.booleans(),
+        stp=st.sampled_from(STP_MODES),
+        stop_price=st.one_of(st.none(), st.none(), prices),
+    )
+    def place_gtd_order(self, user, side, price, quantity, post_only, stp, stop_price):
+        """A GTD limit order, or a GTD stop-limit with a stop price."""
+        if stop_price is None:
+            self.place(user, side, "limit", quantity, price, "GTD", post_only, stp=stp)
+        else:
+            self.place(user, side, "stop_limit", quantity, price, "GTD", False, stop_price, stp)
+
+    def has_active_gtd(self):
+        return self.reference is not None and any(
+            o.time_in_force == "GTD" and o.is_open and not o.due for o in self.reference.orders.values()
+        )
+
+    @precondition(has_active_gtd)
+    @rule(data=st.data())
+    def gtd_time_comes(self, data):
+        """Time passes for one active GTD order: it is due, the expiry job not run yet."""
+        candidates = [
+            o.id for o in self.reference.orders.values() if o.time_in_force == "GTD" and o.is_open and not o.due
+        ]
+        order_id = data.draw(st.sampled_from(candidates))
+        Order.objects.filter(pk=order_id).update(expire_at=timezone.now() - timedelta(seconds=1))
+        self.reference.orders[order_id].due = True
+        self.changed = False
+
+    @precondition(lambda self: self.reference is not None)
+    @rule()
+    def expiry_job_runs(self):
+        engine = outcome_of(lambda: sorted(o.pk for orders in orders_expire_due().values() for o in orders))
+        expected = outcome_of(lambda: self.reference.run(self.reference.expire_due_orders))
+        if expected[1]:
+            event("the expiry job expired GTD orders")
+        self.compare(engine, expected)
 
     def some_order(self, data):
         """Mostly an open order; now and then any order, to meet the closed ones."""

@@ -1,0 +1,57 @@
+"""GTD, iceberg and trailing-stop orders through the REST API: the body's fields, the
+answers, and the refusals in the one error shape (docs/API.md, "Orders").
+
+alice and bob trade QTX-USD (tick 0.01, lot 0.01).
+"""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from orders.models import Order
+from tests.api_support import *  # noqa: F403
+from tests.api_support import assert_error
+
+pytestmark = pytest.mark.django_db
+
+
+def place(client, **fields):
+    order = {"symbol": "QTX-USD", "side": "buy", "type": "limit", "price": "10.00", "quantity": "1.00", **fields}
+    return client.post("/api/orders", order, format="json")
+
+
+def test_a_gtd_order_answers_201_with_its_expire_at(as_alice):
+    response = place(as_alice, time_in_force="GTD", expire_at="2099-12-31T18:00:00+01:00")
+
+    assert response.status_code == 201, response.json()
+    order = response.json()["order"]
+    assert (order["time_in_force"], order["status"]) == ("GTD", "open")
+    assert order["expire_at"] == "2099-12-31T17:00:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"time_in_force": "GTD"}, "expire_at"),
+        ({"time_in_force": "GTD", "expire_at": "soon"}, "expire_at"),
+        ({"time_in_force": "GTD", "expire_at": 4102444800}, "expire_at"),
+        ({"time_in_force": "GTD", "expire_at": "9999-12-31T23:59:59-01:00"}, "expire_at"),
+        ({"expire_at": "2099-12-31T18:00:00Z"}, "expire_at"),
+        (
+            {"type": "market", "price": None, "time_in_force": "GTD", "expire_at": "2099-12-31T18:00:00Z"},
+            "time_in_force",
+        ),
+    ],
+)
+def test_a_bad_gtd_order_is_a_400_naming_its_field(as_alice, fields, field):
+    assert_error(place(as_alice, **fields), 400, "INVALID", field)
+    assert not Order.objects.exists()
+
+
+def test_a_gtd_order_too_soon_is_refused(as_alice):
+    soon = (timezone.now() + timedelta(seconds=2)).isoformat()
+
+    error = assert_error(place(as_alice, time_in_force="GTD", expire_at=soon), 400, "INVALID", "expire_at")
+
+    assert "at least 5 seconds ahead" in error["message"]

@@ -1,0 +1,39 @@
+"""GTD, iceberg and trailing-stop orders over /ws order entry: the same fields as the REST
+body (docs/API.md, "Order entry"), the order type as `order_type`."""
+
+import pytest
+
+from tests.streams.stream_support import (  # noqa: F401  (fixtures)
+    alice_fixture,
+    bob_fixture,
+    fast_streams_fixture,
+    market_fixture,
+    run,
+)
+from tests.streams.test_ws_orders import Trader, async_token, place
+
+pytestmark = [pytest.mark.timeout(60)]
+
+
+def test_a_gtd_order_over_ws_carries_its_expire_at_and_a_bad_one_is_refused(alice, market):
+    async def body():
+        async with Trader() as ws:
+            await ws.auth(token=await async_token(alice))
+            result = await place(ws, time_in_force="GTD", expire_at="2099-12-31T18:00:00Z")
+            assert result["type"] == "order.result", result
+            assert (result["order"]["time_in_force"], result["order"]["expire_at"]) == (
+                "GTD",
+                "2099-12-31T18:00:00+00:00",
+            )
+            await ws.refused(
+                "order.place",
+                "INVALID",
+                "expire_at",
+                symbol="QTX-USD",
+                side="buy",
+                price="10.00",
+                quantity="1.00",
+                time_in_force="GTD",
+            )
+
+    run(body)
