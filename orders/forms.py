@@ -3,7 +3,6 @@ engine's (`order_validate`, the services' errors), so the ticket refuses exactly
 REST API refuses, with the same words, next to the field they concern."""
 
 import inspect
-from datetime import UTC, datetime
 
 from django import forms
 
@@ -85,7 +84,8 @@ class OrderTicketForm(ServiceErrorsMixin, forms.Form):
         initial=TimeInForce.GTC,
         label="Time in force",
     )
-    # A GTD order's expiry, typed in UTC like every time on the pages.
+    # A GTD order's expiry, in UTC like every time on the pages (the engine reads a time
+    # without an offset as UTC; a browser's datetime-local sends "2026-12-31T17:30").
     expire_at = forms.CharField(required=False, max_length=40, label="Expire at")
     post_only = forms.BooleanField(required=False, label="Post only")
     # A bracket's exits, placed when its entry fills.
@@ -158,8 +158,6 @@ class OrderTicketForm(ServiceErrorsMixin, forms.Form):
     def _validate(self, data, type, *, side=None, price=None, stop_price=None, time_in_force=None, **terms):
         """order_validate for one order of the ticket: the engine's own checks."""
         optional = {name: terms[name] for name in OPTIONAL_TERMS if terms.get(name) is not None}
-        if "expire_at" in optional:
-            optional["expire_at"] = _utc_time(optional["expire_at"])
         return order_validate(
             market=self.market,
             side=side or data.get("side") or "",
@@ -263,18 +261,6 @@ class _renamed:
         if isinstance(error, ServiceError) and error.field in self.names:
             error.field = self.names[error.field]
         return False
-
-
-def _utc_time(text: str) -> datetime:
-    """The ticket's expiry: an ISO date and time (a browser's datetime-local sends
-    "2026-12-06T14:30"), in UTC unless it names its own offset."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput(
-            "Enter the expiry as a date and time, e.g. 2026-12-31 17:30 (UTC).", field="expire_at"
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class AmendForm(ServiceErrorsMixin, forms.Form):

@@ -3,9 +3,11 @@
 each through its service; open orders group a list's legs under one row with one Cancel."""
 
 import re
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from orders.models import Order, OrderList
 from orders.services import oco_place
@@ -108,3 +110,26 @@ def test_someone_elses_list_cannot_be_cancelled(as_alice, tape_at_100, bob):
 
     assert response.status_code == 404
     assert Order.objects.filter(order_list=order_list, status__in=["open", "pending"]).count() == 2
+
+
+def test_an_expiry_that_is_not_a_time_is_refused_at_its_field(as_alice, market, alice):
+    fields = ticket(price="95.00", quantity="1", time_in_force="GTD", expire_at="tomorrow")
+    response = as_alice.post("/markets/QTX-USD/ticket/", fields, **HTMX)
+
+    assert response.status_code == 422
+    page = text(response)
+    assert field_shown(page, "expire_at")
+    assert error_at(page, "expire_at").startswith("expire_at must be an ISO 8601 time")
+    assert not Order.objects.filter(user=alice).exists()
+
+
+def test_a_gtd_order_from_the_ticket_shows_when_it_expires(as_alice, market, alice):
+    # What a browser's datetime-local field sends: no seconds, no offset, read as UTC.
+    expire_at = (timezone.now() + timedelta(hours=2)).replace(second=0, microsecond=0)
+    fields = ticket(price="95.00", quantity="1", time_in_force="GTD", expire_at=f"{expire_at:%Y-%m-%dT%H:%M}")
+    response = as_alice.post("/markets/QTX-USD/ticket/", fields, **HTMX)
+
+    assert response.status_code == 200
+    order = Order.objects.get(user=alice)
+    assert (order.time_in_force, order.expire_at) == ("GTD", expire_at)
+    assert f'until <time datetime="{expire_at:%Y-%m-%dT%H:%M:%S}+00:00"' in text(response)
