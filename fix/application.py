@@ -50,6 +50,7 @@ FIELD_TAGS = {
     "price": "Price (44)",
     "stop_price": "StopPx (99)",
     "quantity": "OrderQty (38)",
+    "display_quantity": "DisplayQty (1138)",
     "time_in_force": "TimeInForce (59)",
     "expire_at": "ExpireTime (126)",
     "post_only": "ExecInst (18)",
@@ -175,6 +176,7 @@ def new_order(user, message) -> list:
     _decimal_field(message, 44, "price", body)
     _decimal_field(message, 99, "stop_price", body)
     _decimal_field(message, 38, "quantity", body)
+    _decimal_field(message, 1138, "display_quantity", body)
     tif = message.get(59)
     if tif is not None:
         if tif not in TIMES_IN_FORCE:
@@ -187,8 +189,6 @@ def new_order(user, message) -> list:
         if exec_inst.split() != ["6"]:
             raise Refused(ErrorCode.INVALID, "ExecInst (18) may only be 6 (post-only).")
         body["post_only"] = True
-    if 1138 in message:
-        raise Refused(ErrorCode.INVALID, "DisplayQty (1138): iceberg orders are not supported yet.")
     serializer = OrderPlaceInput(data={k: v for k, v in body.items() if v is not None})
     serializer.is_valid(raise_exception=True)
     result = order_place(user=user, **order_place_arguments(serializer.validated_data), source=OrderSource.FIX)

@@ -96,6 +96,8 @@ def report(
     if order.get("stop_price") is not None:
         fields.append((99, _text(Decimal(order["stop_price"]))))
     fields.append((38, _text(quantity)))
+    if order.get("display_quantity") is not None:
+        fields.append((1138, _text(Decimal(order["display_quantity"]))))
     if order.get("time_in_force") in TIME_IN_FORCE:
         fields.append((59, TIME_IN_FORCE[order["time_in_force"]]))
     if order.get("expire_at"):

@@ -189,6 +189,12 @@ class OrderPlaceInput(StrictSerializer):
         "it, a sell stop at or below. It must not be reached already by the last trade.",
     )
     quantity = DecimalInputField()
+    display_quantity = DecimalInputField(
+        required=False,
+        allow_null=True,
+        help_text="An iceberg (limit GTC or GTD orders): the most the book shows of the order at once, a multiple "
+        "of the lot, at most the quantity; each slice filled, the next shows with a new time priority.",
+    )
     time_in_force = StrictChoiceField(
         choices=TimeInForce.choices,
         required=False,
@@ -284,6 +290,7 @@ def order_place_arguments(data: dict) -> dict:
         "stp": data["stp"],
         "client_order_id": data.get("client_order_id"),
         "expire_at": data.get("expire_at"),
+        "display_quantity": data.get("display_quantity"),
     }
 
 

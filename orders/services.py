@@ -29,6 +29,7 @@ from .engine.rules import (
     OrderRequest,
     amend_terms_check,
     amount,
+    book_quantity,
     fee_for,
     hold_for,
     market_order_size_check,
@@ -94,6 +95,7 @@ def order_place(
     stop_price=None,
     stp=SelfTradePrevention.EXPIRE_TAKER,
     expire_at=None,
+    display_quantity=None,
     source=OrderSource.SYSTEM,
     socket_id=None,
 ) -> OrderResult:
@@ -104,7 +106,8 @@ def order_place(
 
     A stop order (`stop_limit`, `stop_market`) is accepted as `pending`: it holds its funds
     and waits off the book for a trade at or through its stop price (`engine.stops`).
-    A GTD order (`time_in_force` GTD) rests until `expire_at` (`orders.expiry`).
+    A GTD order (`time_in_force` GTD) rests until `expire_at` (`orders.expiry`). An
+    iceberg (`display_quantity`) shows at most that much of itself in the book at a time.
     """
     market = resolve_market(market)
     request = order_validate(
@@ -119,6 +122,7 @@ def order_place(
         stop_price=stop_price,
         stp=stp,
         expire_at=expire_at,
+        display_quantity=display_quantity,
     )
     try:
         # The market's status is judged under the book lock only (`_place`): this copy of
@@ -198,6 +202,9 @@ def _place(user: User, request: OrderRequest, source: str, socket_id: int | None
         stop_price=request.stop_price,
         stp=request.stp,
         expire_at=request.expire_at,
+        # An iceberg shows its first slice once it rests (`matching`); nothing before.
+        display_quantity=request.display_quantity,
+        visible_quantity=None if request.display_quantity is None else money(ZERO),
         source=source,
         socket_id=socket_id,
         quantity=request.quantity,
@@ -285,7 +292,7 @@ def _cancel(user: User, market_id: int, order_id: int) -> Order:
 def _cancel_one(command: Command, order: Order) -> None:
     command.release(order, order.held)
     if order.status in OPEN_STATUSES:  # a pending stop is not in the book
-        command.level_deltas[(order.side, order.price)] -= order.remaining_quantity
+        command.level_deltas[(order.side, order.price)] -= book_quantity(order)
     order.status = OrderStatus.CANCELLED
     order.updated_at = command.now
     command.changed_orders[order.pk] = order
@@ -379,10 +386,13 @@ def _amend(user, market_id, order_id, new_price, new_quantity, new_stop_price=No
         command.finish(None)
         return OrderResult(order=order, created=False)
 
-    command.level_deltas[(order.side, order.price)] -= order.remaining_quantity
+    command.level_deltas[(order.side, order.price)] -= book_quantity(order)
     if price == order.price and quantity < order.quantity:
-        # Smaller, same price: keeps its priority; the hold shrinks to match.
+        # Smaller, same price: keeps its priority; the hold shrinks to match (and an
+        # iceberg's shown slice, to at most what remains).
         order.quantity, order.remaining_quantity = quantity, remaining
+        if order.visible_quantity is not None:
+            order.visible_quantity = min(order.visible_quantity, remaining)
         command.release(
             order,
             order.held
@@ -393,7 +403,7 @@ def _amend(user, market_id, order_id, new_price, new_quantity, new_stop_price=No
                 quantity=remaining,
             ),
         )
-        command.level_deltas[(order.side, price)] += remaining
+        command.level_deltas[(order.side, price)] += book_quantity(order)
         order.updated_at = command.now
         command.changed_orders[order.pk] = order
         command.lock_balances({user.pk})

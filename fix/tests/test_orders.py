@@ -100,7 +100,7 @@ def test_a_repeated_cl_ord_id_answers_with_the_original_order_and_places_nothing
             {54: 1, 38: "1", 44: "100", 59: "6", 126: "20000101-00:00:00"},
             "INVALID: ExpireTime (126) must be at least 5 seconds ahead",
         ),
-        ({54: 1, 38: "1", 44: "100", 1138: "0.5"}, "iceberg"),
+        ({54: 1, 38: "1", 44: "100", 1138: "2"}, "INVALID: DisplayQty (1138) must be at most"),
         ({54: 1, 38: "1", 44: "100", 18: "A"}, "ExecInst (18)"),
         ({54: 1, 38: "x", 44: "100"}, "INVALID: OrderQty (38)"),
     ],
@@ -127,6 +127,15 @@ def test_a_gtd_order_carries_its_expire_time_and_is_reported_expired_when_it_com
     orders_expire_due()
     expired = alice_fix.expect("8")
     assert (expired[150], expired[39], expired[37], expired[151]) == ("C", "C", str(order.pk), "0")
+
+
+def test_an_iceberg_order_carries_its_display_quantity(alice_fix):
+    alice_fix.new_order("ice", "buy", "5", "90", tags=[(1138, "1")])
+
+    new = alice_fix.expect("8")
+
+    assert (new[150], new[38], new[1138], new[151]) == ("0", "5", "1", "5")
+    assert Order.objects.get(client_order_id="ice").display_quantity == 1
 
 
 def test_a_post_only_order_that_would_take_is_refused_with_its_code(alice_fix, rest):

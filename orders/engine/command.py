@@ -125,8 +125,10 @@ class Command:
         return self.seq * PRIORITY_SLOTS
 
     def next_priority(self) -> int:
-        """The time priority of the next triggered stop to enter the book in this command."""
-        self.slots += 1
+        """The time priority of the next order to enter the book in this command: a
+        triggered stop, an iceberg's next slice. Past the last slot (a command that refills
+        icebergs a thousand times) they share it, in the command's range still."""
+        self.slots = min(self.slots + 1, PRIORITY_SLOTS - 1)
         return self.seq * PRIORITY_SLOTS + self.slots
 
     # Locking ---------------------------------------------------------------------------
@@ -264,11 +266,12 @@ class Command:
             for order in batch:
                 order.market = self.market  # saves a query per order when events render it
             found.extend(batch)
-            # A GTD order past its time expires when met (`matching`): it covers nothing.
+            # A GTD order past its time expires when met (`matching`): it covers nothing;
+            # an iceberg covers its shown slice (the next shows behind its price's orders).
             now = self.now
             covered += sum(
                 (
-                    order.remaining_quantity
+                    order.remaining_quantity if order.visible_quantity is None else order.visible_quantity
                     for order in batch
                     if order.user_id != own and (order.expire_at is None or order.expire_at > now)
                 ),

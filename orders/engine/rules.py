@@ -70,6 +70,7 @@ class OrderRequest:
     stop_price: Decimal | None = None
     stp: str = SelfTradePrevention.EXPIRE_TAKER
     expire_at: datetime | None = None
+    display_quantity: Decimal | None = None
 
 
 # --- A new order ----------------------------------------------------------------------
@@ -88,6 +89,7 @@ def order_validate(
     stop_price=None,
     stp=SelfTradePrevention.EXPIRE_TAKER,
     expire_at=None,
+    display_quantity=None,
     now: datetime | None = None,
 ) -> OrderRequest:
     """Check an order against the market's rules without touching the book.
@@ -114,11 +116,24 @@ def order_validate(
     size_check(market, quantity, price if type in PRICED_TYPES else stop_price)
     if post_only and time_in_force not in RESTING_TIMES_IN_FORCE:
         raise InvalidInput("A post-only order rests in the book: use GTC or GTD.", field="post_only")
+    if display_quantity is not None:
+        display_quantity = _display_quantity_of(market, type, time_in_force, display_quantity, quantity, price)
     _client_order_id_check(client_order_id)
     if stp not in SelfTradePrevention.values:
         raise InvalidInput("stp must be 'expire_taker', 'expire_maker' or 'expire_both'.", field="stp")
     return OrderRequest(
-        market, side, type, quantity, price, time_in_force, post_only, client_order_id, stop_price, stp, expire_at
+        market,
+        side,
+        type,
+        quantity,
+        price,
+        time_in_force,
+        post_only,
+        client_order_id,
+        stop_price,
+        stp,
+        expire_at,
+        display_quantity,
     )
 
 
@@ -180,6 +195,28 @@ def _expire_at_of(time_in_force: str, expire_at, now: datetime | None) -> dateti
             field="expire_at",
         )
     return expire_at
+
+
+def _display_quantity_of(market: Market, type: str, time_in_force: str, display, quantity, price) -> Decimal:
+    """An iceberg's display quantity: a limit order that rests (GTC or GTD), showing a
+    whole number of lots at a time, no more than its quantity, each slice worth at least
+    the minimum notional (a slice too small to be an order would not be one in the book)."""
+    if type != OrderType.LIMIT or time_in_force not in RESTING_TIMES_IN_FORCE:
+        raise InvalidInput(
+            "Only a limit order that rests (GTC or GTD) can be an iceberg with a display_quantity.",
+            field="display_quantity",
+        )
+    display = amount(display, "display_quantity")
+    multiple_of(display, market.lot_size, "display_quantity", "lot size")
+    if display > quantity:
+        raise InvalidInput("display_quantity must be at most the order's quantity.", field="display_quantity")
+    if price * display < market.min_notional:
+        raise InvalidInput(
+            f"price x display_quantity is {(price * display).normalize():f}, below the minimum notional "
+            f"of {market.min_notional.normalize():f} {market.quote_id}: each slice shown must reach it.",
+            field="display_quantity",
+        )
+    return display
 
 
 def _limit_price_of(market: Market, type: str, price, quantity: Decimal) -> Decimal:
@@ -339,6 +376,12 @@ def refuse_done(status: str) -> None:
 
 def amend_terms_check(market: Market, order: Order, price: Decimal, quantity: Decimal) -> Decimal:
     """Check a resting order's new terms; return its new remaining quantity."""
+    if order.display_quantity is not None and quantity < order.display_quantity:
+        raise InvalidInput(
+            f"An iceberg's quantity can not fall below its display_quantity "
+            f"{order.display_quantity.normalize():f}: cancel it and place a new one.",
+            field="quantity",
+        )
     if quantity <= order.filled_quantity:
         raise InvalidInput(
             f"The new quantity must exceed the {order.filled_quantity.normalize():f} already filled.",

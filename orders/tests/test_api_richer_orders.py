@@ -5,6 +5,7 @@ alice and bob trade QTX-USD (tick 0.01, lot 0.01).
 """
 
 from datetime import timedelta
+from decimal import Decimal as D
 
 import pytest
 from django.utils import timezone
@@ -55,3 +56,34 @@ def test_a_gtd_order_too_soon_is_refused(as_alice):
     error = assert_error(place(as_alice, time_in_force="GTD", expire_at=soon), 400, "INVALID", "expire_at")
 
     assert "at least 5 seconds ahead" in error["message"]
+
+
+def test_an_iceberg_answers_201_whole_to_its_owner_and_the_snapshot_shows_its_slice(as_alice, anon):
+    response = place(as_alice, side="sell", quantity="5.00", display_quantity="1.00")
+
+    assert response.status_code == 201, response.json()
+    order = response.json()["order"]
+    assert (order["quantity"], order["remaining_quantity"], order["display_quantity"]) == (
+        "5.00000000",
+        "5.00000000",
+        "1.00000000",
+    )
+    snapshot = anon.get("/api/book/snapshot", {"symbol": "QTX-USD"}).json()
+    assert [[D(price), D(quantity)] for price, quantity in snapshot["asks"]] == [[D("10"), D("1")]]
+    mine = as_alice.get(f"/api/orders/{order['id']}").json()
+    assert (mine["remaining_quantity"], mine["display_quantity"]) == ("5.00000000", "1.00000000")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"display_quantity": "0.005"},
+        {"display_quantity": "2.00"},
+        {"display_quantity": "1.00", "time_in_force": "IOC"},
+        {"display_quantity": "-1"},
+        {"display_quantity": True},
+    ],
+)
+def test_a_bad_iceberg_is_a_400_naming_display_quantity(as_alice, fields):
+    assert_error(place(as_alice, **fields), 400, "INVALID", "display_quantity")
+    assert not Order.objects.exists()

@@ -16,6 +16,11 @@ time has come (`gtd_time_comes`): from then the expiry job (`expiry_job_runs`) e
 a taker that meets one expires it and goes on, and a trade that crosses a due GTD stop
 expires it instead of triggering it.
 
+Icebergs (limit GTC or GTD with a display quantity, often small) show one slice at a time:
+the reference takes them slice by slice, each next slice taking a new priority (and so its
+place behind the orders at its price), and a taker with nothing else at the price takes
+the next slices in the same trade. Every order's shown slice is compared while it rests.
+
 The market has a price band in some examples (none, or one or two ticks either side of
 the reference): the reference refuses a limit price outside it, stops a market order (or
 a triggered stop-market) at its bound and expires a triggered stop-limit priced outside
@@ -129,6 +134,9 @@ class RefOrder:
     # GTD: its expire_at has come (the machine's `gtd_time_comes`), so it expires when the
     # expiry job runs, when a taker meets it, or when a trade crosses it as a pending stop.
     due: bool = False
+    # An iceberg: the most it shows at once, and what it shows now.
+    display: Decimal | None = None
+    visible: Decimal | None = None
 
     @property
     def filled(self):
@@ -224,6 +232,7 @@ class ReferenceExchange:
         orders = {order_id: copy.copy(order) for order_id, order in self.orders.items()}
         seq, last_price = self.seq, self.last_price
         self.trades = []
+        self.slots = 0  # the command's priority slots: triggered stops, icebergs' new slices
         self.band = self.band_now()  # the band the command finds, for all it does
         try:
             return command(*args)
@@ -232,9 +241,22 @@ class ReferenceExchange:
             raise
 
     def place(
-        self, order_id, user, side, kind, quantity, price, time_in_force, post_only, stop_price=None, stp="expire_taker"
+        self,
+        order_id,
+        user,
+        side,
+        kind,
+        quantity,
+        price,
+        time_in_force,
+        post_only,
+        stop_price=None,
+        stp="expire_taker",
+        display=None,
     ):
         if kind in ("limit", "stop_limit") and price * quantity < MIN_NOTIONAL:
+            raise Refused("InvalidInput", "INVALID")
+        if display is not None and (display > quantity or price * display < MIN_NOTIONAL):
             raise Refused("InvalidInput", "INVALID")
         if kind == "stop_market" and stop_price * quantity < MIN_NOTIONAL:
             raise Refused("InvalidInput", "INVALID")
@@ -246,7 +268,7 @@ class ReferenceExchange:
         order = RefOrder(
             order_id, user, side, kind, time_in_force, post_only, price, quantity, quantity, self.seq * 1000
         )
-        order.stop_price, order.stp = stop_price, stp
+        order.stop_price, order.stp, order.display = stop_price, stp, display
         self.orders[order_id] = order
         if stop_price is not None:
             order.status = "pending"
@@ -292,7 +314,7 @@ class ReferenceExchange:
                 continue
             slot += 1
             event("a stop triggered" if slot == 1 else "stops triggered in a cascade")
-            stop.triggered, stop.priority = True, self.seq * 1000 + slot
+            stop.triggered, stop.priority = True, self.next_priority()
             available = self.balance(stop.user, self.hold_asset(stop.side))[0] + stop.held
             budget = stop.held if stop.type == "stop_market" and stop.side == "buy" else None
             self.release(stop, stop.held)
@@ -328,6 +350,8 @@ class ReferenceExchange:
         quantity = quantity if quantity is not None else order.quantity
         if quantity <= order.filled or price * (quantity - order.filled) < MIN_NOTIONAL:
             raise Refused("InvalidInput", "INVALID")
+        if order.display is not None and quantity < order.display:
+            raise Refused("InvalidInput", "INVALID")  # an iceberg's quantity never below its display
         remaining = quantity - order.filled
         self.seq += 1
         if price == order.price and quantity == order.quantity:
@@ -336,6 +360,8 @@ class ReferenceExchange:
             # Smaller at the same price: keeps its place in the queue.
             self.release(order, order.held - self.hold_needed(order.side, price, remaining))
             order.quantity, order.remaining = quantity, remaining
+            if order.visible is not None:
+                order.visible = min(order.visible, remaining)
             return order
         if price != order.price:
             self.refuse_out_of_band(price)
@@ -429,7 +455,10 @@ class ReferenceExchange:
             book = []
         met_own = False
         filled = D(0)
-        for maker in book:
+        index = -1
+        while index + 1 < len(book):  # `book` grows when an iceberg shows its next slice
+            index += 1
+            maker = book[index]
             if taker.remaining == 0:
                 break
             if maker.due:
@@ -446,7 +475,7 @@ class ReferenceExchange:
                     continue
                 met_own = True
                 break
-            quantity = min(taker.remaining, maker.remaining)
+            quantity = min(taker.remaining, self.reach(book, index))
             if budget is not None:
                 quantity = min(quantity, self.affordable(maker.price, budget))
                 if quantity == 0:
@@ -454,6 +483,9 @@ class ReferenceExchange:
                 budget -= self.cost(maker.price, quantity)
             self.trade(taker, maker, quantity)
             filled += quantity
+            if maker.display is not None and self.slices_taken(maker, quantity):
+                maker.priority = self.next_priority()
+                self.behind_its_price(book, index, taker.side)
         others = [maker for maker in book if maker.user != taker.user and not maker.due]
         if budget is not None and filled == 0 and others and not met_own and not triggered:
             raise Refused("InsufficientFunds", "INSUFFICIENT_FUNDS")
@@ -463,19 +495,26 @@ class ReferenceExchange:
         elif priced and taker.time_in_force in ("GTC", "GTD") and not met_own:
             self.hold(taker, self.hold_needed(taker.side, taker.price, taker.remaining))
             taker.status = "partially_filled" if taker.filled else "open"
+            if taker.display is not None:
+                taker.visible = min(taker.display, taker.remaining)
         else:
             taker.status = "expired"
 
     def fills_completely(self, taker, book, budget):
         wanted = taker.remaining
-        for maker in book:
+        book = [copy.copy(maker) for maker in book]  # icebergs' slices taken on copies
+        index = -1
+        slots = self.slots
+        while index + 1 < len(book):
+            index += 1
+            maker = book[index]
             if maker.due:
                 continue
             if maker.user == taker.user:
                 if taker.stp == "expire_maker":
                     continue
                 return False
-            quantity = min(wanted, maker.remaining)
+            quantity = min(wanted, self.reach(book, index))
             if budget is not None:
                 if self.affordable(maker.price, budget) < quantity:
                     return False
@@ -483,6 +522,11 @@ class ReferenceExchange:
             wanted -= quantity
             if wanted == 0:
                 return True
+            maker.remaining -= quantity
+            if maker.display is not None and self.slices_taken(maker, quantity):
+                slots += 1
+                maker.priority = self.seq * 1000 + slots
+                self.behind_its_price(book, index, taker.side)
         return False
 
     def trade(self, taker, maker, quantity):
@@ -514,6 +558,51 @@ class ReferenceExchange:
         taker.remaining -= quantity
         self.trades.append((price, quantity, maker.id, taker.id, taker.side))
         self.last_price = price
+
+    # Icebergs -----------------------------------------------------------------------
+
+    def next_priority(self):
+        """The next priority slot of the command under way (a triggered stop, a new slice)."""
+        self.slots += 1
+        return self.seq * 1000 + self.slots
+
+    @staticmethod
+    def book_order(taker_side):
+        """The order a taker on `taker_side` meets resting orders in: price, then time."""
+        return (lambda o: (o.price, o.priority)) if taker_side == "buy" else (lambda o: (-o.price, o.priority))
+
+    def behind_its_price(self, book, index, taker_side):
+        """An iceberg's next slice, with its new priority, goes behind the orders at its
+        price still to meet; with none there, it already gave the taker all it could."""
+        maker = book[index]
+        if index + 1 < len(book) and book[index + 1].price == maker.price:
+            book[index + 1 :] = sorted([*book[index + 1 :], maker], key=self.book_order(taker_side))
+
+    @staticmethod
+    def reach(book, index):
+        """What `book[index]` gives a taker now: all it has, but an iceberg with other
+        orders behind it at its price only its slice (its next one goes behind them)."""
+        maker = book[index]
+        if maker.display is None:
+            return maker.remaining
+        if index + 1 < len(book) and book[index + 1].price == maker.price:
+            return maker.visible
+        return maker.remaining
+
+    @staticmethod
+    def slices_taken(order, quantity):
+        """An iceberg gave `quantity` (its remaining already reduced): take it slice by
+        slice, each next slice min(display, what remains). True if a new slice showed."""
+        left, refilled = order.remaining + quantity, False
+        while quantity > 0:
+            taken = min(quantity, order.visible)
+            order.visible -= taken
+            left -= taken
+            quantity -= taken
+            if order.visible == 0 and left > 0:
+                order.visible = min(order.display, left)
+                refilled = True
+        return refilled and order.remaining > 0
 
     # GTD ---------------------------------------------------------------------------
 
@@ -590,7 +679,19 @@ class EngineMatchesReference(RuleBasedStateMachine):
 
     # Commands -----------------------------------------------------------------------
 
-    def place(self, user, side, kind, quantity, price, time_in_force, post_only, stop_price=None, stp="expire_taker"):
+    def place(
+        self,
+        user,
+        side,
+        kind,
+        quantity,
+        price,
+        time_in_force,
+        post_only,
+        stop_price=None,
+        stp="expire_taker",
+        display=None,
+    ):
         expire_at = timezone.now() + timedelta(hours=1) if time_in_force == "GTD" else None
         engine = outcome_of(
             lambda: (
@@ -606,6 +707,7 @@ class EngineMatchesReference(RuleBasedStateMachine):
                     stop_price=stop_price,
                     stp=stp,
                     expire_at=expire_at,
+                    display_quantity=display,
                 ).order
             )
         )
@@ -623,6 +725,7 @@ class EngineMatchesReference(RuleBasedStateMachine):
                 post_only,
                 stop_price,
                 stp,
+                display,
             )
         )
         self.compare(engine, expected)
@@ -720,6 +823,21 @@ class EngineMatchesReference(RuleBasedStateMachine):
             event("the expiry job expired GTD orders")
         self.compare(engine, expected)
 
+    # Icebergs: limit orders that show a slice at a time (the slices small, to refill often).
+
+    @rule(
+        user=traders,
+        side=sides,
+        price=prices,
+        quantity=QUANTITIES,
+        display=st.integers(1, 8).map(lambda n: n * D("0.125")),
+        time_in_force=st.sampled_from(["GTC", "GTC", "GTD"]),
+        post_only=st.booleans(),
+        stp=st.sampled_from(STP_MODES),
+    )
+    def place_iceberg_order(self, user, side, price, quantity, display, time_in_force, post_only, stp):
+        self.place(user, side, "limit", quantity, price, time_in_force, post_only, stp=stp, display=display)
+
     def some_order(self, data):
         """Mostly an open order; now and then any order, to meet the closed ones."""
         open_ids = [o.id for o in self.reference.orders.values() if o.is_open]
@@ -811,16 +929,26 @@ class EngineMatchesReference(RuleBasedStateMachine):
         }
         assert balances == {key: funds for key, funds in self.reference.balances.items() if any(funds)}
         orders = {
-            pk: rest
-            for pk, *rest in Order.objects.values_list(
-                "id", "status", "remaining_quantity", "held", "priority", "price", "quantity", "stop_price"
+            pk: [*rest, visible if status in ("open", "partially_filled") else None]
+            for pk, status, *rest, visible in Order.objects.values_list(
+                "id",
+                "status",
+                "remaining_quantity",
+                "held",
+                "priority",
+                "price",
+                "quantity",
+                "stop_price",
+                "visible_quantity",
             )
         }
         triggered = set(Order.objects.filter(triggered_at__isnull=False).values_list("id", flat=True))
         assert orders == {
-            o.id: [o.status, o.remaining, o.held, o.priority, o.price, o.quantity, o.stop_price]
+            o.id: [o.remaining, o.held, o.priority, o.price, o.quantity, o.stop_price, o.visible if o.in_book else None]
             for o in self.reference.orders.values()
         }
+        statuses = dict(Order.objects.values_list("id", "status"))
+        assert statuses == {o.id: o.status for o in self.reference.orders.values()}
         assert triggered == {o.id for o in self.reference.orders.values() if o.triggered}
         assert reconcile() == []
 

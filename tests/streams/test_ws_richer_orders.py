@@ -37,3 +37,25 @@ def test_a_gtd_order_over_ws_carries_its_expire_at_and_a_bad_one_is_refused(alic
             )
 
     run(body)
+
+
+def test_an_iceberg_over_ws_shows_its_owner_the_whole_order(alice, market):
+    async def body():
+        async with Trader() as ws:
+            await ws.auth(token=await async_token(alice))
+            result = await place(ws, side="sell", quantity="5.00", display_quantity="1.00")
+            assert result["type"] == "order.result", result
+            order = result["order"]
+            assert (order["remaining_quantity"], order["display_quantity"]) == ("5.00000000", "1.00000000")
+            await ws.refused(
+                "order.place",
+                "INVALID",
+                "display_quantity",
+                symbol="QTX-USD",
+                side="sell",
+                price="10.00",
+                quantity="1.00",
+                display_quantity="2.00",
+            )
+
+    run(body)
