@@ -48,12 +48,14 @@ def oco(**fields):
 @reads_the_book
 def test_the_ticket_shows_the_fields_of_the_chosen_kind_only(as_alice, tape_at_100):
     page = text(as_alice.get("/markets/QTX-USD/"))
-    # A limit order: no stop, no stop-limit price.
-    assert not field_shown(page, "stop_price") and not field_shown(page, "stop_limit_price")
+    # A limit order: an iceberg's display, no stop, no stop-limit price, no expiry until GTD.
+    assert field_shown(page, "display_quantity")
+    assert not any(field_shown(page, name) for name in ("stop_price", "stop_limit_price", "expire_at"))
 
     refused = text(as_alice.post("/markets/QTX-USD/ticket/", oco(stop_limit_price="94.005"), **HTMX))
 
     assert field_shown(refused, "stop_limit_price") and field_shown(refused, "stop_price")
+    assert not field_shown(refused, "display_quantity")
     assert error_at(refused, "stop_limit_price") == "price must be a multiple of the tick size 0.01."
 
 
@@ -133,3 +135,16 @@ def test_a_gtd_order_from_the_ticket_shows_when_it_expires(as_alice, market, ali
     order = Order.objects.get(user=alice)
     assert (order.time_in_force, order.expire_at) == ("GTD", expire_at)
     assert f'until <time datetime="{expire_at:%Y-%m-%dT%H:%M:%S}+00:00"' in text(response)
+
+
+def test_an_iceberg_from_the_ticket_shows_its_displayed_part_and_its_total(as_alice, market, alice):
+    fields = ticket(side="sell", price="105.00", quantity="5", display_quantity="1")
+    preview = text(as_alice.post("/markets/QTX-USD/ticket/preview/", fields, **HTMX))
+    assert "An iceberg: the book shows 1.00 at a time." in preview
+
+    response = as_alice.post("/markets/QTX-USD/ticket/", fields, **HTMX)
+
+    assert response.status_code == 200
+    order = Order.objects.get(user=alice)
+    assert (order.display_quantity, order.visible_quantity) == (Decimal("1"), Decimal("1"))
+    assert "shows 1.00 of 5.00" in text(response)
