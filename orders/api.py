@@ -39,6 +39,7 @@ from orders.selectors import (
     orders_open_for_user,
 )
 from orders.services import (
+    bracket_place,
     oco_place,
     order_amend,
     order_cancel,
@@ -152,6 +153,11 @@ class OrderListSerializer(serializers.Serializer):
         choices=OrderList.Status.choices, help_text="done: none of its orders is open or pending any more."
     )
     symbol = serializers.CharField()
+    take_profit_price = _decimal(allow_null=True, help_text="A bracket's take-profit price; null for an OCO.")
+    stop_loss_stop_price = _decimal(allow_null=True, help_text="A bracket's stop-loss trigger; null for an OCO.")
+    stop_loss_price = _decimal(
+        allow_null=True, help_text="A bracket's stop-loss limit price; null for a stop-market stop-loss, and an OCO."
+    )
     orders = OrderSerializer(many=True, help_text="Its orders, oldest first; each names its leg.")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
@@ -261,6 +267,60 @@ class OcoPlaceInput(StrictSerializer):
         allow_null=True,
         help_text="Your id for the list's limit order: repeating it returns the original list (200).",
     )
+
+
+class BracketEntryInput(StrictSerializer):
+    """A bracket's entry: a limit buy."""
+
+    symbol = SymbolField(help_text="The market, e.g. QTX-USD.")
+    side = StrictChoiceField(choices=Side.choices, help_text="buy: the exits sell what the entry bought.")
+    quantity = DecimalInputField()
+    price = DecimalInputField(help_text="The entry's limit price.")
+    time_in_force = StrictChoiceField(
+        choices=[TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK], required=False, allow_null=True
+    )
+    client_order_id = StrictCharField(
+        min_length=1,
+        max_length=64,
+        required=False,
+        allow_null=True,
+        help_text="Your id for the entry: repeating it returns the original list (200).",
+    )
+
+
+class TakeProfitInput(StrictSerializer):
+    price = DecimalInputField(help_text="The take-profit's limit price, above the entry's.")
+
+
+class StopLossInput(StrictSerializer):
+    stop_price = DecimalInputField(help_text="The stop-loss's trigger, below the entry's price.")
+    price = DecimalInputField(
+        required=False, allow_null=True, help_text="Triggered, a limit sell at this price; without it, a market sell."
+    )
+
+
+class BracketPlaceInput(StrictSerializer):
+    """A new bracket: an entry and the exits its fills place."""
+
+    entry = BracketEntryInput()
+    take_profit = TakeProfitInput()
+    stop_loss = StopLossInput()
+
+
+def bracket_place_arguments(data: dict) -> dict:
+    """`bracket_place`'s keyword arguments from a parsed BracketPlaceInput (REST and /ws alike)."""
+    entry = data["entry"]
+    return {
+        "market": entry["symbol"],
+        "side": entry["side"],
+        "quantity": entry["quantity"],
+        "price": entry["price"],
+        "time_in_force": entry.get("time_in_force"),
+        "client_order_id": entry.get("client_order_id"),
+        "take_profit_price": data["take_profit"]["price"],
+        "stop_loss_stop_price": data["stop_loss"]["stop_price"],
+        "stop_loss_price": data["stop_loss"].get("price"),
+    }
 
 
 def oco_place_arguments(data: dict) -> dict:
@@ -545,6 +605,40 @@ class OcoView(TradingView):
     def post(self, request):
         data = OcoPlaceInput.parse_body(request)
         result = oco_place(user=request.user, **oco_place_arguments(data), source=OrderSource.REST)
+        return Response(list_result_payload(result), status=201 if result.created else 200)
+
+
+class BracketView(TradingView):
+    @extend_schema(
+        operation_id="orders_bracket_place",
+        tags=["orders"],
+        summary="Place a bracket: an entry whose fills place a take-profit and a stop-loss",
+        description="The entry is a limit buy. Each of its fills places, in the same command, an OCO of exits "
+        "for the quantity filled (a later fill grows them): a take-profit (a limit sell at take_profit.price, "
+        "above the entry's price) and a stop-loss (a stop sell at stop_loss.stop_price, below it; a stop-limit "
+        "with stop_loss.price). The exits hold the base the fills delivered. 201 with the list, its orders and "
+        "what the entry traded at once.",
+        request=BracketPlaceInput,
+        examples=[
+            OpenApiExample(
+                "Buy 1.00 at 10.00; then sell at 11.00, or stop out below 9.50",
+                request_only=True,
+                value={
+                    "entry": {"symbol": "QTX-USD", "side": "buy", "quantity": "1.00", "price": "10.00"},
+                    "take_profit": {"price": "11.00"},
+                    "stop_loss": {"stop_price": "9.50"},
+                },
+            )
+        ],
+        responses={
+            201: OrderListResultSerializer,
+            200: OpenApiResponse(OrderListResultSerializer, description="Repeated client_order_id: the original."),
+            **error_responses(400, 401, 403, 409, 413, 415, 429),
+        },
+    )
+    def post(self, request):
+        data = BracketPlaceInput.parse_body(request)
+        result = bracket_place(user=request.user, **bracket_place_arguments(data), source=OrderSource.REST)
         return Response(list_result_payload(result), status=201 if result.created else 200)
 
 

@@ -1,7 +1,7 @@
 """Order entry over /ws: the market-data socket, plus the order commands of docs/API.md ("Order entry").
 
 `TradingConsumer` is `marketdata.consumers.MarketDataConsumer` (subscribe, auth, the
-streams) with seven more message types. Each is a door onto the same engine as the REST
+streams) with eight more message types. Each is a door onto the same engine as the REST
 API, checked by the same serializers, throttled by the same counters, and answered with
 the same payloads and error codes:
 
@@ -13,6 +13,7 @@ the same payloads and error codes:
     {"type": "order.cancel_after", "req_id", "seconds"}  (the dead man's switch)
     -> {"type": "order.cancel_after", "req_id", "armed_until"}
     {"type": "order.oco", "req_id", ...the body of POST /api/orders/oco}
+    {"type": "order.bracket", "req_id", ...the body of POST /api/orders/bracket}
     {"type": "order.cancel_list", "req_id", "id"}
     -> {"type": "order.result", "req_id", "list", "orders", "fills"[, "created"]}  (cancel_list: no fills)
     -> {"type": "error", "req_id", "code", "message", "field"}
@@ -60,11 +61,13 @@ from marketdata.api import market_by_symbol
 from marketdata.consumers import MarketDataConsumer, RequestError
 from orders import protection
 from orders.api import (
+    BracketPlaceInput,
     CancelAfterInput,
     OcoPlaceInput,
     OrderAmendInput,
     OrderPlaceInput,
     armed_until_payload,
+    bracket_place_arguments,
     oco_place_arguments,
     order_amend_arguments,
     order_place_arguments,
@@ -72,7 +75,15 @@ from orders.api import (
 from orders.models import MAX_ID, OrderSource
 from orders.payloads import list_result_payload, order_list_payload, order_payload, result_payload
 from orders.selectors import orders_of_list
-from orders.services import oco_place, order_amend, order_cancel, order_list_cancel, order_place, orders_cancel_all
+from orders.services import (
+    bracket_place,
+    oco_place,
+    order_amend,
+    order_cancel,
+    order_list_cancel,
+    order_place,
+    orders_cancel_all,
+)
 from quantumtrades.core import unavailable
 from quantumtrades.core.api import ApiRateThrottle, input_error, loads_strict
 from quantumtrades.core.errors import ErrorCode, InvalidInput, NotFound, ServiceError
@@ -90,6 +101,7 @@ ORDER_COMMANDS = (
     "order.cancel_all",
     "order.cancel_after",
     "order.oco",
+    "order.bracket",
     "order.cancel_list",
 )
 # As the REST API's throttle sees an order command: an unsafe method on a trading view.
@@ -244,7 +256,7 @@ class TradingConsumer(MarketDataConsumer):
                     ErrorCode.THROTTLED, f"Too many requests: retry in {wait} seconds.", retry_after=wait
                 )
             body = {key: value for key, value in message.items() if key not in ("type", "req_id")}
-            if message["type"] in ("order.place", "order.oco"):
+            if message["type"] in ("order.place", "order.oco", "order.bracket"):
                 socket_id = self.live_socket_for(user) if self.cancel_on_disconnect else None
                 return COMMANDS[message["type"]](user, body, socket_id=socket_id)
             return COMMANDS[message["type"]](user, body)
@@ -373,6 +385,12 @@ def oco(user, body, socket_id=None) -> dict:
     return {**list_result_payload(result), "created": result.created}
 
 
+def bracket(user, body, socket_id=None) -> dict:
+    data = _body(BracketPlaceInput, body)
+    result = bracket_place(user=user, **bracket_place_arguments(data), source=OrderSource.WS, socket_id=socket_id)
+    return {**list_result_payload(result), "created": result.created}
+
+
 def cancel_list(user, body) -> dict:
     _only(body, ["id"])
     list_id = body.get("id")
@@ -397,5 +415,6 @@ COMMANDS = {
     "order.cancel_all": cancel_all,
     "order.cancel_after": cancel_after,
     "order.oco": oco,
+    "order.bracket": bracket,
     "order.cancel_list": cancel_list,
 }

@@ -84,6 +84,10 @@ def order_list_payload(order_list, orders) -> dict:
         "kind": order_list.kind,
         "status": order_list.status,
         "symbol": order_list.market.symbol,
+        # A bracket's exits, placed as its entry fills; null for an OCO.
+        "take_profit_price": _amount(order_list.take_profit_price),
+        "stop_loss_stop_price": _amount(order_list.stop_loss_stop_price),
+        "stop_loss_price": _amount(order_list.stop_loss_price),
         "orders": [order_payload(order) for order in orders],
         "created_at": _time(order_list.created_at),
         "updated_at": _time(order_list.updated_at),

@@ -59,6 +59,7 @@ __all__ = [
     "fee_for",
     "forget_markets",
     "hold_for",
+    "bracket_place",
     "oco_place",
     "order_amend",
     "order_cancel",
@@ -496,12 +497,118 @@ class _Placed:
 
 @book_command(lambda user, limit, *rest: limit.market.pk)
 def _oco_place(user: User, limit: OrderRequest, stop: OrderRequest, source: str, socket_id: int | None) -> _Placed:
-    market = limit.market
-    opposite = Side.SELL if limit.side == Side.BUY else Side.BUY
+    command = _list_command(user, limit)
+    market = command.market
+    if any(getattr(market, rule) != getattr(stop.market, rule) for rule in MARKET_RULES):
+        order_validate(**{f.name: getattr(stop, f.name) for f in fields(stop) if f.name != "market"}, market=market)
+    order_list, limit_order, stop_order = lists.oco_orders(command, user, limit, stop, source, socket_id)
+    fills = execute(command, limit_order, new=True)
+    return _Placed(order_list, [limit_order, stop_order], fills, command.stops_due)
+
+
+def bracket_place(
+    *,
+    user: User,
+    market: Market | str,
+    side,
+    quantity,
+    price,
+    time_in_force=None,
+    take_profit_price,
+    stop_loss_stop_price,
+    stop_loss_price=None,
+    client_order_id=None,
+    source=OrderSource.SYSTEM,
+    socket_id=None,
+) -> OrderListResult:
+    """Place a bracket: an entry (a limit buy) whose fills place an OCO of exits on the
+    other side, for the quantity filled: a take-profit at `take_profit_price` and a
+    stop-loss at `stop_loss_stop_price` (a stop-limit at `stop_loss_price`, else a
+    stop-market), in the same command as each fill (`engine.lists`).
+
+    The exits must lie on either side of the entry: take_profit_price > price >
+    stop_loss_stop_price. A repeated client_order_id (it names the entry) returns the
+    original list. `source` and `socket_id` as for `order_place`.
+    """
+    market = resolve_market(market)
+    with _fields_named("entry."):
+        entry = order_validate(
+            market=market,
+            side=side,
+            quantity=quantity,
+            price=price,
+            time_in_force=time_in_force,
+            client_order_id=client_order_id,
+        )
+    if entry.side != Side.BUY:
+        raise InvalidInput(
+            "A bracket's entry is a buy: its exits sell what it bought. To protect a sale, place an OCO.",
+            field="entry.side",
+        )
+    with _fields_named("take_profit."):
+        order_validate(market=market, side=Side.SELL, quantity=entry.quantity, price=take_profit_price)
+    with _fields_named("stop_loss."):
+        stop_loss = order_validate(
+            market=market,
+            side=Side.SELL,
+            type=OrderType.STOP_LIMIT if stop_loss_price is not None else OrderType.STOP_MARKET,
+            quantity=entry.quantity,
+            price=stop_loss_price,
+            stop_price=stop_loss_stop_price,
+        )
+    take_profit_price = amount(take_profit_price, "take_profit.price")
+    if not take_profit_price > entry.price:
+        raise InvalidInput("The take-profit's price must be above the entry's price.", field="take_profit.price")
+    if not stop_loss.stop_price < entry.price:
+        raise InvalidInput("The stop-loss's stop_price must be below the entry's price.", field="stop_loss.stop_price")
+    exits = (take_profit_price, stop_loss.stop_price, stop_loss.price)
+    try:
+        result = _bracket_place(user, entry, exits, source, socket_id)
+    except (IntegrityError, ServiceError):
+        if client_order_id is not None:
+            existing = _existing_list(user, client_order_id)
+            if existing is not None:
+                return existing
+        raise
+    if result.stops_due:
+        _stops_due_run(market.pk)
+    return OrderListResult(order_list=result.order_list, orders=result.orders, fills=result.fills)
+
+
+class _fields_named:
+    """Name the fields of the refusals raised inside it as the bracket's body does
+    (`entry.price`, `take_profit.price`, `stop_loss.stop_price`)."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if isinstance(error, ServiceError) and error.field and "." not in error.field:
+            error.field = self.prefix + error.field
+        return False
+
+
+@book_command(lambda user, entry, *rest: entry.market.pk)
+def _bracket_place(user: User, entry: OrderRequest, exits: tuple, source: str, socket_id: int | None) -> _Placed:
+    command = _list_command(user, entry)
+    order_list, entry_order = lists.bracket_orders(command, user, entry, exits, (source, socket_id))
+    fills = execute(command, entry_order, new=True)
+    orders = list(lists.orders_known(command, order_list.pk))
+    return _Placed(order_list, orders, fills, command.stops_due)
+
+
+def _list_command(user: User, request: OrderRequest) -> Command:
+    """The command of a new list whose first order is `request`: the book lock with the
+    look, balances and id of a new order, and the checks of `_place`."""
+    market = request.market
+    opposite = Side.SELL if request.side == Side.BUY else Side.BUY
     try:
         command = Command.begin(
             market.pk,
-            look=(opposite, limit.price),
+            look=(opposite, request.price),
             taker=(user.pk, market.base_id, market.quote_id),
             new_order=True,
             trader=(user.pk, True),
@@ -517,17 +624,14 @@ def _oco_place(user: User, limit: OrderRequest, stop: OrderRequest, source: str,
             f"{market.symbol} is in a call auction: order lists wait for continuous trading.",
             code=ErrorCode.MARKET_IN_AUCTION,
         )
-    if any(getattr(market, rule) != getattr(limit.market, rule) for rule in MARKET_RULES):
-        for request in (limit, stop):
-            order_validate(
-                **{f.name: getattr(request, f.name) for f in fields(request) if f.name != "market"}, market=market
-            )
+    if any(getattr(market, rule) != getattr(request.market, rule) for rule in MARKET_RULES):
+        order_validate(
+            **{f.name: getattr(request, f.name) for f in fields(request) if f.name != "market"}, market=market
+        )
     command.trader_check(adds=True)
     if market.price_band is not None:
-        price_band_check(command.band, limit.price)
-    order_list, limit_order, stop_order = lists.oco_orders(command, user, limit, stop, source, socket_id)
-    fills = execute(command, limit_order, new=True)
-    return _Placed(order_list, [limit_order, stop_order], fills, command.stops_due)
+        price_band_check(command.band, request.price)
+    return command
 
 
 def _existing_list(user, client_order_id) -> OrderListResult | None:

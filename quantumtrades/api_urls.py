@@ -51,6 +51,7 @@ urlpatterns = [
     path("orders/open", orders_api.OpenOrdersView.as_view(), name="api-orders-open"),
     path("orders/cancel-after", orders_api.CancelAfterView.as_view(), name="api-orders-cancel-after"),
     path("orders/oco", orders_api.OcoView.as_view(), name="api-orders-oco"),
+    path("orders/bracket", orders_api.BracketView.as_view(), name="api-orders-bracket"),
     path("orders/lists/<int:list_id>", orders_api.OrderListView.as_view(), name="api-order-list"),
     path("orders/<int:order_id>", orders_api.OrderView.as_view(), name="api-order"),
     path("trades/history", orders_api.FillsView.as_view(), name="api-fills"),

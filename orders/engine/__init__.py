@@ -47,10 +47,12 @@ The modules, each one part of a command:
   trade settles, and what rests or expires.
 - `stops`: stop orders: accepting and amending a pending stop, finding the stops a
   command's trades crossed, triggering them (step 6) and the cascade's bound.
-- `lists`: order lists (an OCO: a limit and a stop sharing one hold): placing one, and
-  the hooks `matching`, `stops` and `auction` call when a listed order fills, rests,
-  triggers or is cancelled (only for an order whose `order_list_id` is set), so the first
-  order of a pair to act cancels the other; `Command.finish` marks done the lists it left
+- `lists`: order lists (an OCO: a limit and a stop sharing one hold; a bracket: an entry
+  whose fills place an OCO of exits): placing one, and the hooks `matching`, `stops` and
+  `auction` call when a listed order fills, rests, triggers or is cancelled (only for an
+  order whose `order_list_id` is set), so the first order of a pair to act cancels the
+  other. After each stage `Command.finish` and `stops` place the exits of the brackets the
+  stage filled (`exits_place`), and at the end the command marks done the lists it left
   with no active order.
 - `auction`: call auctions: the circuit breaker `matching` asks before each trade (its
   reference price read with the lock, step 2), the orders that rest without matching

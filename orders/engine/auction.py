@@ -411,7 +411,7 @@ def _trade(command: "Command", buy: Order, sell: Order, quantity: Decimal, price
         )
     for order in (buy, sell):
         if order.order_list_id:
-            lists.filled(command, order)
+            lists.filled(command, order, quantity)
 
 
 def iceberg_filled(command: "Command", order: Order, quantity: Decimal) -> bool:

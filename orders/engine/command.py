@@ -36,6 +36,7 @@ from ..events import FillCreated, OrderChanged
 from ..models import ACTIVE_STATUSES, OPEN_STATUSES, Fill, Order
 from . import auction, lists, stops
 from .caches import fee_account_id
+from .matching import execute
 from .rules import Band, band_of, order_reference
 from .transactions import current_group
 
@@ -331,6 +332,7 @@ class Command:
         brings `taker` up to date: a triggered stop may have traded with it.
         """
         fills = self.flush(taker)
+        lists.exits_place(self, execute)
         stops.run_crossed(self)
         lists.settle(self)
         if taker is not None:

@@ -389,9 +389,9 @@ def _trade(command: "Command", taker: Order, maker: Order, quantity: Decimal) ->
         )
     # An order list's orders act on each other (`lists`).
     if taker.order_list_id:
-        lists.filled(command, taker)
+        lists.filled(command, taker, quantity)
     if maker.order_list_id:
-        lists.filled(command, maker)
+        lists.filled(command, maker, quantity)
 
 
 def _apply_fill(order: Order, quantity: Decimal, notional: Decimal, now) -> None:

@@ -166,6 +166,7 @@ def run_crossed(command: "Command") -> None:
         stop.triggered_at = command.now
         stop.priority = command.next_priority()
         execute(command, stop, new=False, triggered=True)
+        lists.exits_place(command, execute)  # a bracket's entry it filled
 
 
 def _expire_due(command: "Command", stop: Order) -> None:

@@ -121,3 +121,63 @@ def test_bad_ocos_are_refused_with_their_field(as_alice, fields, status, code, f
 def test_an_oco_needs_a_body_of_its_fields(as_alice):
     assert_error(as_alice.post("/api/orders/oco", [], format="json"), 400)
     assert_error(as_alice.post("/api/orders/oco", {"symbol": "QTX-USD"}, format="json"), 400, "INVALID")
+
+
+def bracket(client, entry=None, take_profit=None, stop_loss=None):
+    body = {
+        "entry": {"symbol": "QTX-USD", "side": "buy", "quantity": "2.00", "price": "10.00", **(entry or {})},
+        "take_profit": {"price": "11.00", **(take_profit or {})},
+        "stop_loss": {"stop_price": "9.50", **(stop_loss or {})},
+    }
+    return client.post("/api/orders/bracket", body, format="json")
+
+
+def test_a_bracket_places_its_exits_as_its_entry_fills(as_alice, as_bob):
+    response = bracket(as_alice, stop_loss={"price": "9.40"})
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert (body["list"]["kind"], body["list"]["take_profit_price"], body["list"]["stop_loss_price"]) == (
+        "bracket",
+        "11.00000000",
+        "9.40000000",
+    )
+    [entry] = body["orders"]
+    assert (entry["leg"], entry["status"]) == ("entry", "open")
+
+    as_bob.post(
+        "/api/orders", {"symbol": "QTX-USD", "side": "sell", "price": "10.00", "quantity": "0.50"}, format="json"
+    )
+
+    shown = as_alice.get(f"/api/orders/lists/{body['list']['id']}").json()
+    legs = {order["leg"]: order for order in shown["orders"]}
+    assert (legs["take_profit"]["side"], legs["take_profit"]["quantity"], legs["take_profit"]["status"]) == (
+        "sell",
+        "0.50000000",
+        "open",
+    )
+    assert (legs["stop_loss"]["type"], legs["stop_loss"]["price"], legs["stop_loss"]["status"]) == (
+        "stop_limit",
+        "9.40000000",
+        "pending",
+    )
+    assert legs["entry"]["status"] == "partially_filled"
+    cancelled = as_alice.delete(f"/api/orders/lists/{body['list']['id']}").json()
+    assert {order["status"] for order in cancelled["orders"]} == {"cancelled"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"entry": {"side": "sell"}}, "entry.side"),
+        ({"entry": {"price": "10.001"}}, "entry.price"),
+        ({"entry": {"time_in_force": "GTD"}}, "entry.time_in_force"),
+        ({"entry": {"type": "market"}}, "entry.type"),
+        ({"take_profit": {"price": "9.00"}}, "take_profit.price"),
+        ({"stop_loss": {"stop_price": "10.50"}}, "stop_loss.stop_price"),
+        ({"stop_loss": {"price": "-1"}}, "stop_loss.price"),
+        ({"entry": {"quantity": "100000.00"}}, "quantity"),
+    ],
+)
+def test_bad_brackets_are_refused_with_their_field(as_alice, changes, field):
+    error = assert_error(bracket(as_alice, **changes), 400)
+    assert error["field"] == field, error

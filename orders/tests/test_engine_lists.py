@@ -14,7 +14,7 @@ import pytest
 from accounts.models import LedgerEntry
 from orders.models import Leg, Order, OrderList, OrderStatus
 from orders.selectors import order_list_for_user, orders_of_list, reconcile
-from orders.services import oco_place, order_amend, order_cancel, order_list_cancel
+from orders.services import bracket_place, oco_place, order_amend, order_cancel, order_list_cancel
 from quantumtrades.core.errors import Conflict, InsufficientFunds, InvalidInput, NotFound
 
 from .stories import STARTING_QTX, STARTING_USD, available, buy, held, print_trade, sell, stop_sell
@@ -251,3 +251,147 @@ def test_a_repeated_client_order_id_answers_the_original_list(tape_at_100, alice
     again = oco(alice, "sell", "1", "110", "90", client_order_id="oco-1")
     assert again.created is False and again.order_list.pk == first.order_list.pk
     assert OrderList.objects.count() == 1
+
+
+# --- Brackets: an entry whose fills place an OCO of exits for the quantity filled ---------
+
+
+def bracket(user, quantity, price, take_profit, stop, stop_limit=None, **options):
+    return bracket_place(
+        user=user,
+        market="QTX-USD",
+        side="buy",
+        quantity=D(quantity),
+        price=D(price),
+        take_profit_price=D(take_profit),
+        stop_loss_stop_price=D(stop),
+        stop_loss_price=None if stop_limit is None else D(stop_limit),
+        **options,
+    )
+
+
+def test_a_brackets_entry_filled_in_parts_grows_its_exits(tape_at_100, alice, bob):
+    result = bracket(alice, "2", "100", take_profit="110", stop="95")
+    assert [o.leg for o in result.orders] == [Leg.ENTRY] and list_status(result) == "active"
+
+    sell(bob, "0.5", at="100")
+    orders = legs(result)
+    take_profit, stop_loss = orders[Leg.TAKE_PROFIT], orders[Leg.STOP_LOSS]
+    assert (take_profit.side, take_profit.price, take_profit.quantity, take_profit.status) == (
+        "sell", D("110"), D("0.5"), "open",
+    )  # fmt: skip
+    assert (stop_loss.type, stop_loss.stop_price, stop_loss.quantity, stop_loss.status) == (
+        "stop_market", D("95"), D("0.5"), "pending",
+    )  # fmt: skip
+    # The exits hold the 0.5 QTX the fill delivered, once; the entry's rest its own need.
+    assert (take_profit.held, stop_loss.held) == (D("0.5"), D("0"))
+    assert held(alice, "QTX") == D("0.5") and available(alice, "QTX") == STARTING_QTX
+    assert held(alice, "USD") == orders[Leg.ENTRY].held == D("150.3")  # 1.5 x 100 + 0.2%
+    first_priority = take_profit.priority
+
+    sell(bob, "1", at="100")
+    orders = legs(result)
+    take_profit, stop_loss = orders[Leg.TAKE_PROFIT], orders[Leg.STOP_LOSS]
+    assert (take_profit.quantity, stop_loss.quantity) == (D("1.5"), D("1.5"))
+    assert take_profit.held == held(alice, "QTX") == D("1.5")
+    assert take_profit.priority > first_priority  # grown, it goes to the back of its level
+    assert orders[Leg.ENTRY].remaining_quantity == D("0.5")
+    assert Order.objects.filter(order_list=result.order_list).count() == 3
+
+
+def test_a_take_profit_fill_cancels_the_stop_loss_and_the_entrys_rest(tape_at_100, alice, bob, carol):
+    result = bracket(alice, "2", "100", take_profit="110", stop="95")
+    sell(bob, "1", at="100")
+
+    buy(carol, "0.5", at="110")
+
+    orders = legs(result)
+    assert (orders[Leg.TAKE_PROFIT].status, orders[Leg.TAKE_PROFIT].remaining_quantity) == (
+        "partially_filled", D("0.5"),
+    )  # fmt: skip
+    assert orders[Leg.STOP_LOSS].status == "cancelled"
+    assert orders[Leg.ENTRY].status == "cancelled"
+    assert held(alice, "USD") == 0 and held(alice, "QTX") == D("0.5")
+
+
+def test_a_stop_loss_trigger_cancels_the_take_profit(tape_at_100, alice, bob, carol):
+    result = bracket(alice, "1", "100", take_profit="110", stop="95", stop_limit="94")
+    sell(bob, "1", at="100")
+    buy(carol, "2", at="94")
+
+    sell(bob, "0.5", at="94")  # a trade at 94 reaches the stop-loss
+
+    orders = legs(result)
+    assert orders[Leg.TAKE_PROFIT].status == "cancelled"
+    assert (orders[Leg.STOP_LOSS].status, orders[Leg.STOP_LOSS].filled_quantity) == ("filled", D("1"))
+    assert held(alice, "QTX") == 0 and available(alice, "QTX") == STARTING_QTX
+    assert list_status(result) == "done"
+
+
+def test_a_stop_loss_already_reached_when_placed_triggers_at_once(tape_at_100, alice, bob, carol):
+    """carol's sell sweeps alice's entry at 100 and goes on to 94: the stop-loss placed for
+    that fill is already reached, and sells in the same command, into bob's bid at 93."""
+    result = bracket(alice, "1", "100", take_profit="110", stop="95")
+    buy(bob, "1", at="94")
+    buy(bob, "1", at="93")
+
+    sell(carol, "2", at="94")
+
+    orders = legs(result)
+    assert orders[Leg.ENTRY].status == "filled"
+    assert (orders[Leg.STOP_LOSS].status, orders[Leg.STOP_LOSS].filled_notional) == ("filled", D("93"))
+    assert orders[Leg.TAKE_PROFIT].status == "cancelled"
+    assert held(alice, "QTX") == 0 and held(alice, "USD") == 0
+    assert list_status(result) == "done"
+
+
+def test_cancelling_the_entry_before_a_fill_cancels_the_list(tape_at_100, alice):
+    result = bracket(alice, "1", "100", take_profit="110", stop="95")
+    order_cancel(user=alice, order_id=result.orders[0].pk)
+    assert list_status(result) == "done"
+    assert held(alice, "USD") == 0 and available(alice, "USD") == STARTING_USD
+
+
+def test_cancelling_the_entry_after_a_fill_leaves_the_exits(tape_at_100, alice, bob):
+    result = bracket(alice, "2", "100", take_profit="110", stop="95")
+    sell(bob, "1", at="100")
+
+    order_cancel(user=alice, order_id=result.orders[0].pk)
+
+    orders = legs(result)
+    assert orders[Leg.ENTRY].status == "cancelled"
+    assert (orders[Leg.TAKE_PROFIT].status, orders[Leg.STOP_LOSS].status) == ("open", "pending")
+    assert list_status(result) == "active"
+
+    order_cancel(user=alice, order_id=orders[Leg.STOP_LOSS].pk)  # an exit's cancel cancels the list
+    assert legs(result)[Leg.TAKE_PROFIT].status == "cancelled"
+    assert held(alice, "QTX") == 0 and list_status(result) == "done"
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"side": "sell"}, "entry.side"),
+        ({"take_profit_price": D("100")}, "take_profit.price"),
+        ({"stop_loss_stop_price": D("100")}, "stop_loss.stop_price"),
+        ({"price": D("100.001")}, "entry.price"),
+        ({"take_profit_price": D("110.001")}, "take_profit.price"),
+        ({"stop_loss_price": D("0")}, "stop_loss.price"),
+        ({"time_in_force": "GTX"}, "entry.time_in_force"),
+    ],
+)
+def test_bad_brackets_are_refused_with_their_field(tape_at_100, alice, changes, field):
+    terms = {
+        "user": alice,
+        "market": "QTX-USD",
+        "side": "buy",
+        "quantity": D("1"),
+        "price": D("100"),
+        "take_profit_price": D("110"),
+        "stop_loss_stop_price": D("95"),
+        **changes,
+    }
+    with pytest.raises(InvalidInput) as refused:
+        bracket_place(**terms)
+    assert refused.value.field == field
+    assert not OrderList.objects.exists()

@@ -57,9 +57,9 @@ from hypothesis.stateful import (
 from accounts.models import Balance
 from marketdata.models import Market, Trade
 from orders.expiry import orders_expire_due
-from orders.models import Order
+from orders.models import Order, OrderList
 from orders.selectors import reconcile
-from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
+from orders.services import oco_place, order_amend, order_cancel, order_place, orders_cancel_all
 from quantumtrades.core.errors import ServiceError
 
 from .stories import trader
@@ -137,6 +137,9 @@ class RefOrder:
     # An iceberg: the most it shows at once, and what it shows now.
     display: Decimal | None = None
     visible: Decimal | None = None
+    # An order list (orders.engine.lists): its id and the order's part in it.
+    list_id: int | None = None
+    leg: str = ""
 
     @property
     def filled(self):
@@ -312,6 +315,8 @@ class ReferenceExchange:
             if stop.due:
                 self.expire_due(stop)
                 continue
+            if stop.leg == "stop" and not self.list_stop_triggers(stop):
+                continue
             slot += 1
             event("a stop triggered" if slot == 1 else "stops triggered in a cascade")
             stop.triggered, stop.priority = True, self.next_priority()
@@ -327,6 +332,8 @@ class ReferenceExchange:
         self.seq += 1
         self.release(order, order.held)
         order.status = "cancelled"
+        if order.list_id is not None:
+            self.list_cancel_rest(order)
         return order
 
     def cancel_all(self, user):
@@ -340,6 +347,8 @@ class ReferenceExchange:
 
     def amend(self, user, order_id, price, quantity, stop_price=None):
         order = self.own_open_order(user, order_id)
+        if order.list_id is not None:
+            raise Refused("InvalidInput", "INVALID")  # an order of a list is not amended
         if order.status == "pending":
             return self.amend_stop(order, price, quantity, stop_price)
         if stop_price is not None:
@@ -409,6 +418,80 @@ class ReferenceExchange:
             raise Refused("Conflict", "ORDER_NOT_OPEN")
         return order
 
+    # Order lists (orders.engine.lists) ----------------------------------------------
+
+    def place_oco(self, ids, user, side, quantity, price, stop_price, stop_limit_price):
+        """An OCO: a limit and a stop on one side; one hold, the larger need; neither may act
+        on arrival, judged by the last trade, else the book's middle, else refused."""
+        list_id, limit_id, stop_id = ids
+        stop_type = "stop_limit" if stop_limit_price is not None else "stop_market"
+        if price * quantity < MIN_NOTIONAL or (stop_limit_price or stop_price) * quantity < MIN_NOTIONAL:
+            raise Refused("InvalidInput", "INVALID")
+        self.refuse_out_of_band(price)
+        reference = self.last_price
+        if reference is None:
+            bids, asks = self.resting("buy"), self.resting("sell")
+            if not bids or not asks:
+                raise Refused("InvalidInput", "INVALID")
+            reference = ((max(o.price for o in bids) + min(o.price for o in asks)) / 2).quantize(QUANTUM)
+        if (side == "sell" and not stop_price < reference < price) or (
+            side == "buy" and not price < reference < stop_price
+        ):
+            raise Refused("InvalidInput", "INVALID")
+        self.seq += 1
+        limit = RefOrder(limit_id, user, side, "limit", "GTC", False, price, quantity, quantity, self.seq * 1000)
+        stop = RefOrder(
+            stop_id, user, side, stop_type, "GTC" if stop_limit_price else "IOC", False, stop_limit_price, quantity,
+            quantity, self.seq * 1000, status="pending", stop_price=stop_price,
+        )  # fmt: skip
+        limit.list_id = stop.list_id = list_id
+        limit.leg, stop.leg = "limit", "stop"
+        available = self.balance(user, self.hold_asset(side))[0]
+        if available < max(self.hold_needed(side, price, quantity), self.stop_hold_needed(stop)):
+            raise Refused("InsufficientFunds", "INSUFFICIENT_FUNDS")
+        self.orders[stop_id] = stop
+        self.orders[limit_id] = limit
+        event("an OCO placed")
+        self.take(limit, available=available)
+        self.run_stops()
+        return limit
+
+    def list_mates(self, order):
+        return [o for o in self.orders.values() if o.list_id == order.list_id and o.id != order.id]
+
+    def list_limit_filled(self, limit):
+        for stop in self.list_mates(limit):
+            if stop.status == "pending":
+                event("an OCO's fill cancelled its stop")
+                stop.status = "cancelled"
+
+    def list_limit_rested(self, limit):
+        for stop in self.list_mates(limit):
+            if stop.status == "pending":
+                extra = self.stop_hold_needed(stop) - limit.held
+                if extra > 0:
+                    self.hold(limit, extra)
+
+    def list_stop_triggers(self, stop):
+        """Whether a crossed stop of an OCO still triggers; if so its limit is cancelled and
+        the hold moves to the stop."""
+        if stop.status != "pending":
+            event("an OCO's stop, reached, was cancelled by its limit's fill first")
+            return False
+        event("an OCO's stop triggered")
+        for limit in self.list_mates(stop):
+            if limit.in_book:
+                self.release(limit, limit.held)
+                limit.status = "cancelled"
+        self.hold(stop, self.stop_hold_needed(stop))
+        return True
+
+    def list_cancel_rest(self, order):
+        for mate in self.list_mates(order):
+            if mate.is_open:
+                self.release(mate, mate.held)
+                mate.status = "cancelled"
+
     # Matching -----------------------------------------------------------------------
 
     def hold_asset(self, side):
@@ -471,6 +554,8 @@ class ReferenceExchange:
                     event(f"self-trade prevention: {taker.stp}")
                     self.release(maker, maker.held)
                     maker.status = "cancelled"
+                    if maker.list_id is not None:
+                        self.list_cancel_rest(maker)
                 if taker.stp == "expire_maker":
                     continue
                 met_own = True
@@ -497,6 +582,8 @@ class ReferenceExchange:
             taker.status = "partially_filled" if taker.filled else "open"
             if taker.display is not None:
                 taker.visible = min(taker.display, taker.remaining)
+            if taker.leg == "limit":
+                self.list_limit_rested(taker)
         else:
             taker.status = "expired"
 
@@ -558,6 +645,9 @@ class ReferenceExchange:
         taker.remaining -= quantity
         self.trades.append((price, quantity, maker.id, taker.id, taker.side))
         self.last_price = price
+        for order in (taker, maker):
+            if order.leg == "limit":
+                self.list_limit_filled(order)
 
     # Icebergs -----------------------------------------------------------------------
 
@@ -838,6 +928,44 @@ class EngineMatchesReference(RuleBasedStateMachine):
     def place_iceberg_order(self, user, side, price, quantity, display, time_in_force, post_only, stp):
         self.place(user, side, "limit", quantity, price, time_in_force, post_only, stp=stp, display=display)
 
+    @precondition(lambda self: self.reference is not None)
+    @rule(
+        user=traders,
+        side=sides,
+        # Ticks from the last trade (mostly on the side an OCO needs, now and then not).
+        away=st.tuples(st.sampled_from([1, 1, 2, 3, -1, 0]), st.sampled_from([1, 1, 2, 3, -1, 0])),
+        stop_limit_offset=st.one_of(st.none(), st.sampled_from([-2, 0, 1, 2])),
+        quantity=QUANTITIES,
+    )
+    def place_oco(self, user, side, away, stop_limit_offset, quantity):
+        last = self.reference.last_price or D("100.00")
+        up, down = (1, -1) if side == "sell" else (-1, 1)
+        price, stop_price = last + up * away[0] * TICK, last + down * away[1] * TICK
+        stop_limit_price = None if stop_limit_offset is None else stop_price + stop_limit_offset * TICK
+        engine = outcome_of(
+            lambda: oco_place(
+                user=self.users[user],
+                market=self.market,
+                side=side,
+                quantity=quantity,
+                price=price,
+                stop_price=stop_price,
+                stop_limit_price=stop_limit_price,
+            )
+        )
+        ids = (-1, -1, -1)
+        if engine[0] == "ok":
+            result = engine[1]
+            legs = {order.leg: order.pk for order in result.orders}
+            ids = (result.order_list.pk, legs["limit"], legs["stop"])
+            engine = ("ok", next(order for order in result.orders if order.leg == "limit"))
+        expected = outcome_of(
+            lambda: self.reference.run(
+                self.reference.place_oco, ids, user, side, quantity, price, stop_price, stop_limit_price
+            )
+        )
+        self.compare(engine, expected)
+
     def some_order(self, data):
         """Mostly an open order; now and then any order, to meet the closed ones."""
         open_ids = [o.id for o in self.reference.orders.values() if o.is_open]
@@ -951,6 +1079,18 @@ class EngineMatchesReference(RuleBasedStateMachine):
         assert statuses == {o.id: o.status for o in self.reference.orders.values()}
         assert triggered == {o.id for o in self.reference.orders.values() if o.triggered}
         assert reconcile() == []
+
+    @precondition(lambda self: self.reference is not None)
+    @invariant()
+    def lists_done_as_the_reference(self):
+        """A list is done once none of its orders is open or pending."""
+        if not self.changed:
+            return
+        expected = {}
+        for order in self.reference.orders.values():
+            if order.list_id is not None:
+                expected[order.list_id] = expected.get(order.list_id, "done") if not order.is_open else "active"
+        assert dict(OrderList.objects.values_list("id", "status")) == expected
 
 
 @pytest.mark.slow

@@ -131,7 +131,7 @@ def token(alice):
 
 
 def test_the_schema_lists_every_endpoint_of_the_design():
-    assert len(OPERATIONS) == 30
+    assert len(OPERATIONS) == 31
 
 
 def coverage_cases(operation) -> list:

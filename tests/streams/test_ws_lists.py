@@ -14,7 +14,7 @@ from tests.streams.stream_support import (  # noqa: F401  (fixtures)
     run,
     session_cookie,
 )
-from tests.streams.test_ws_orders import Trader
+from tests.streams.test_ws_orders import Trader, async_token
 
 pytestmark = [pytest.mark.timeout(60)]
 
@@ -56,5 +56,29 @@ def test_an_oco_is_placed_streamed_and_cancelled_over_the_socket(alice, tape_at_
             assert cancelled["list"]["status"] == "done"
             assert {o["status"] for o in cancelled["orders"]} == {"cancelled"}
             await ws.refused("order.cancel_list", "NOT_FOUND", id=list_id + 1000)
+
+    run(body)
+
+
+def test_a_bracket_is_placed_over_the_socket(alice, tape_at_10):
+    async def body():
+        async with Trader() as ws:
+            await ws.auth(token=await async_token(alice))
+            placed = await ws.command(
+                "order.bracket",
+                entry={"symbol": "QTX-USD", "side": "buy", "quantity": "1.00", "price": "9.90"},
+                take_profit={"price": "11.00"},
+                stop_loss={"stop_price": "9.50"},
+            )
+            assert placed["type"] == "order.result" and placed["list"]["kind"] == "bracket"
+            assert [o["leg"] for o in placed["orders"]] == ["entry"]
+            await ws.refused(
+                "order.bracket",
+                "INVALID",
+                field="take_profit.price",
+                entry={"symbol": "QTX-USD", "side": "buy", "quantity": "1.00", "price": "9.90"},
+                take_profit={"price": "9.00"},
+                stop_loss={"stop_price": "9.50"},
+            )
 
     run(body)
