@@ -23,7 +23,7 @@ class ServiceErrorsMixin:
 # The ticket's kinds: the engine's order types, and the two order lists the ticket builds.
 OCO, BRACKET = "oco", "bracket"
 LIST_KINDS = (OCO, BRACKET)
-TICKET_TYPES = [*OrderType.choices, (OCO, "OCO")]
+TICKET_TYPES = [*OrderType.choices, (OCO, "OCO"), (BRACKET, "Bracket")]
 # The fields each kind of order takes; the ticket shows these alone (static/js/app.js
 # hides the others), and whatever lingers in a hidden one is not sent.
 KIND_FIELDS = {
@@ -33,10 +33,12 @@ KIND_FIELDS = {
     OrderType.STOP_MARKET: {"stop_price", "time_in_force"},
     OrderType.TRAILING_STOP: {"trailing_delta", "trailing_percent", "limit_offset"},
     OCO: {"price", "stop_price", "stop_limit_price"},
+    BRACKET: {"price", "time_in_force", "take_profit_price", "stop_loss_stop_price", "stop_loss_price"},
 }
 # Fields a kind shows but a service names otherwise in its errors: the REST body's names
 # of a list's parts (docs/API.md, "Order lists"), and the leg whose price a check judged.
 ERROR_FIELDS = {
+    "entry.side": "side",
     "entry.price": "price",
     "entry.quantity": "quantity",
     "entry.time_in_force": "time_in_force",

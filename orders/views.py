@@ -40,12 +40,12 @@ from quantumtrades.core.money import money_text
 from quantumtrades.core.pagination import keyset_id, keyset_page
 
 from .engine.rules import stop_market_buy_price
-from .forms import OCO, AmendForm, OrderHistoryFilter, OrderTicketForm
+from .forms import BRACKET, OCO, AmendForm, OrderHistoryFilter, OrderTicketForm
 from .live import ALL_KINDS, BALANCES, ORDERS, private_context, private_fragments
 from .models import OrderSource, OrderType
 from .portfolio import order_history_for_user, portfolio_valuation
 from .selectors import order_for_user
-from .services import oco_place, order_amend, order_cancel, order_list_cancel, order_place
+from .services import bracket_place, oco_place, order_amend, order_cancel, order_list_cancel, order_place
 from .ticket import SIZE_FRACTIONS, oco_hold, parse_price, ticket_band, ticket_estimate, ticket_size
 
 # The first render shows what the live stream pushes later: the same depth, tape, candles.
@@ -273,6 +273,8 @@ def _place_from_ticket(user, market, form) -> dict:
     """Place what the ticket describes, through its one service; the notice that says so."""
     if form.kind == OCO:
         return _list_notice(oco_place(user=user, market=market, **form.list_terms, source=OrderSource.WEB))
+    if form.kind == BRACKET:
+        return _list_notice(bracket_place(user=user, market=market, **form.list_terms, source=OrderSource.WEB))
     return _placed_notice(order_place(user=user, market=market, **form.order_arguments(), source=OrderSource.WEB))
 
 

@@ -9,10 +9,11 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from orders.live import private_fragments
 from orders.models import Order, OrderList
 from orders.services import oco_place
 
-from .stories import STARTING_QTX, available, print_trade
+from .stories import STARTING_QTX, available, print_trade, sell
 from .test_pages import HTMX, reads_the_book, text, ticket
 
 
@@ -148,3 +149,49 @@ def test_an_iceberg_from_the_ticket_shows_its_displayed_part_and_its_total(as_al
     order = Order.objects.get(user=alice)
     assert (order.display_quantity, order.visible_quantity) == (Decimal("1"), Decimal("1"))
     assert "shows 1.00 of 5.00" in text(response)
+
+
+def bracket(**fields):
+    terms = {"type": "bracket", "price": "99.00", "quantity": "2", "take_profit_price": "110.00"}
+    return ticket(**{**terms, "stop_loss_stop_price": "95.00", **fields})
+
+
+def test_a_bracket_is_refused_at_the_field_it_breaks(as_alice, market, alice):
+    response = as_alice.post("/markets/QTX-USD/ticket/", bracket(take_profit_price=""), **HTMX)
+
+    assert response.status_code == 422
+    page = text(response)
+    assert field_shown(page, "take_profit_price") and field_shown(page, "stop_loss_price")
+    assert not field_shown(page, "display_quantity") and not field_shown(page, "stop_limit_price")
+    assert error_at(page, "take_profit_price") == "A bracket needs a take-profit price."
+    off_tick = text(as_alice.post("/markets/QTX-USD/ticket/", bracket(stop_loss_price="94.005"), **HTMX))
+    assert error_at(off_tick, "stop_loss_price") == "price must be a multiple of the tick size 0.01."
+    # The service's own rules for a bracket, at their fields: exits either side of the entry, a buy.
+    below = text(as_alice.post("/markets/QTX-USD/ticket/", bracket(take_profit_price="98.00"), **HTMX))
+    assert error_at(below, "take_profit_price") == "The take-profit&#x27;s price must be above the entry&#x27;s price."
+    sold = text(as_alice.post("/markets/QTX-USD/ticket/", bracket(side="sell"), **HTMX))
+    assert error_at(sold, "side").startswith("A bracket&#x27;s entry is a buy")
+    assert not Order.objects.filter(user=alice).exists()
+
+
+def test_a_bracket_from_the_ticket_shows_its_exits_under_it_once_the_entry_fills(as_alice, tape_at_100, alice, bob):
+    response = as_alice.post("/markets/QTX-USD/ticket/", bracket(), **HTMX)
+
+    assert response.status_code == 200
+    order_list = OrderList.objects.get(user=alice)
+    page = text(response)
+    assert f"Bracket #{order_list.pk} (Buy 2 QTX) placed: its entry is open." in page
+    assert "when the entry fills: take-profit 110.00, stop-loss 95.00" in page
+
+    sell(bob, "2", at="99")  # the entry fills: its exits come in the same command
+    page = private_fragments(alice)
+
+    legs = re.findall(rf'class="leg" data-list-id="{order_list.pk}">(.*?)</tr>', page, re.S)
+    assert [("Take profit" in leg, "Stop loss" in leg) for leg in legs] == [(True, False), (False, True)]
+    assert "110.00" in legs[0] and "pending, stop 95.00" in legs[1]
+    assert "when the entry fills" not in page
+
+    as_alice.post(f"/orders/lists/{order_list.pk}/cancel/", **HTMX)
+
+    assert not Order.objects.active().filter(order_list=order_list).exists()
+    assert available(alice, "QTX") == STARTING_QTX + 2
