@@ -32,6 +32,9 @@ ORD_STATUS = {
 FINAL = ("filled", "cancelled", "expired", "rejected")
 SIDE = {"buy": "1", "sell": "2"}
 ORD_TYPE = {"market": "1", "limit": "2", "stop_market": "3", "stop_limit": "4"}
+# A trailing stop (placed over REST or /ws) is reported as the stop it is now: a stop, or
+# with a limit_offset a stop limit, at its current StopPx.
+TRAILING_ORD_TYPE = {False: "3", True: "4"}
 TIME_IN_FORCE = {"GTC": "1", "IOC": "3", "FOK": "4", "GTD": "6"}
 ZERO = Decimal(0)
 POST_ONLY_TEXT = "POST_ONLY_WOULD_TAKE: The order would take liquidity, which a post-only order may not."
@@ -90,7 +93,8 @@ def report(
     if orig_cl_ord_id:
         fields.append((41, orig_cl_ord_id))
     fields += [(17, exec_id), (150, exec_type), (39, ORD_STATUS[status]), (55, order["symbol"])]
-    fields += [(54, SIDE[order["side"]]), (40, ORD_TYPE[order["type"]])]
+    ord_type = ORD_TYPE.get(order["type"]) or TRAILING_ORD_TYPE[order.get("limit_offset") is not None]
+    fields += [(54, SIDE[order["side"]]), (40, ord_type)]
     if order.get("price") is not None:
         fields.append((44, _text(Decimal(order["price"]))))
     if order.get("stop_price") is not None:

@@ -194,6 +194,24 @@ class OrderPlaceInput(StrictSerializer):
         help_text="stop_limit and stop_market orders only: a buy stop triggers when a trade prints at or above "
         "it, a sell stop at or below. It must not be reached already by the last trade.",
     )
+    trailing_delta = DecimalInputField(
+        required=False,
+        allow_null=True,
+        help_text="trailing_stop only (or trailing_percent): how far the stop trails the best trade price since "
+        "acceptance, a multiple of the tick.",
+    )
+    trailing_percent = DecimalInputField(
+        required=False,
+        allow_null=True,
+        help_text="trailing_stop only (or trailing_delta): the same distance in percent of that price, above 0 "
+        "and at most 50, at most 3 decimals (1.5 is 1.5 %).",
+    )
+    limit_offset = DecimalInputField(
+        required=False,
+        allow_null=True,
+        help_text="trailing_stop only: triggered, a limit order this far beyond its stop (a multiple of the tick); "
+        "without it, a market order.",
+    )
     quantity = DecimalInputField()
     display_quantity = DecimalInputField(
         required=False,
@@ -351,6 +369,9 @@ def order_place_arguments(data: dict) -> dict:
         "client_order_id": data.get("client_order_id"),
         "expire_at": data.get("expire_at"),
         "display_quantity": data.get("display_quantity"),
+        "trailing_delta": data.get("trailing_delta"),
+        "trailing_percent": data.get("trailing_percent"),
+        "limit_offset": data.get("limit_offset"),
     }
 
 

@@ -6,10 +6,23 @@ class OrdersConfig(AppConfig):
     name = "orders"
 
     def ready(self):
+        from django.db.backends.signals import connection_created
+
         from quantumtrades.core import scheduler, streams
         from quantumtrades.core.events import subscribe
 
         from . import auctions, expiry, live, protection
+        from .engine import stops
+
+        # Trailing stops move in SQL (`engine.stops.trailing_move`); SQLite gets the rule as
+        # a function of its own, exact on decimals where its arithmetic would use floats.
+        def sqlite_functions(sender, connection, **kwargs):
+            if connection.vendor == "sqlite":
+                connection.connection.create_function(
+                    "qt_trailing_stop", 5, stops.sqlite_trailing_stop, deterministic=True
+                )
+
+        connection_created.connect(sqlite_functions, weak=False, dispatch_uid="orders.sqlite_functions")
 
         # Traders' open orders, fills and balances follow the engine's events on their pages,
         # and a page socket that (re)connects starts from all of them as they are now.

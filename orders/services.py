@@ -97,6 +97,9 @@ def order_place(
     stp=SelfTradePrevention.EXPIRE_TAKER,
     expire_at=None,
     display_quantity=None,
+    trailing_delta=None,
+    trailing_percent=None,
+    limit_offset=None,
     source=OrderSource.SYSTEM,
     socket_id=None,
 ) -> OrderResult:
@@ -109,6 +112,8 @@ def order_place(
     and waits off the book for a trade at or through its stop price (`engine.stops`).
     A GTD order (`time_in_force` GTD) rests until `expire_at` (`orders.expiry`). An
     iceberg (`display_quantity`) shows at most that much of itself in the book at a time.
+    A trailing stop (`trailing_stop`, with `trailing_delta` or `trailing_percent`, and
+    `limit_offset` to trigger as a limit) is a stop whose stop price follows the market.
     """
     market = resolve_market(market)
     request = order_validate(
@@ -124,6 +129,9 @@ def order_place(
         stp=stp,
         expire_at=expire_at,
         display_quantity=display_quantity,
+        trailing_delta=trailing_delta,
+        trailing_percent=trailing_percent,
+        limit_offset=limit_offset,
     )
     try:
         # The market's status is judged under the book lock only (`_place`): this copy of
@@ -206,6 +214,9 @@ def _place(user: User, request: OrderRequest, source: str, socket_id: int | None
         # An iceberg shows its first slice once it rests (`matching`); nothing before.
         display_quantity=request.display_quantity,
         visible_quantity=None if request.display_quantity is None else money(ZERO),
+        trailing_delta=request.trailing_delta,
+        trailing_percent=request.trailing_percent,
+        limit_offset=request.limit_offset,
         source=source,
         socket_id=socket_id,
         quantity=request.quantity,

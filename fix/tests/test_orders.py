@@ -138,6 +138,19 @@ def test_an_iceberg_order_carries_its_display_quantity(alice_fix):
     assert Order.objects.get(client_order_id="ice").display_quantity == 1
 
 
+def test_a_trailing_stop_placed_over_rest_is_reported_as_the_stop_it_is_now(alice_fix, rest, alice):
+    assert rest_order(rest, side="sell", type="limit", price="100", quantity="1").status_code == 201
+    alice_fix.new_order("tape", "buy", "1", "100")
+    alice_fix.reports(2)  # new, filled: the tape at 100
+
+    order_place(
+        user=alice, market="QTX-USD", side="sell", type="trailing_stop", quantity=Decimal("1"), trailing_delta=2
+    )
+
+    new = alice_fix.expect("8")
+    assert (new[150], new[39], new[40], new[99]) == ("0", "0", "3", "98")
+
+
 def test_a_post_only_order_that_would_take_is_refused_with_its_code(alice_fix, rest):
     rest_order(rest, side="sell", type="limit", price="100", quantity="1")
 

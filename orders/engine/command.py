@@ -47,7 +47,7 @@ ORDER_INSERT_FIELDS = [
     "user", "market", "client_order_id", "side", "type", "time_in_force", "post_only", "stp", "source", "socket_id",
     "price", "stop_price", "quantity", "filled_quantity", "remaining_quantity", "filled_notional", "held", "status", "priority",
     "triggered_at", "created_at", "updated_at", "display_quantity", "visible_quantity", "expire_at", "trailing_delta",
-    "trailing_percent", "trailing_reference", "limit_offset", "order_list", "leg",
+    "trailing_percent", "trailing_reference", "limit_offset", "order_list", "leg", "trailing_hold_price",
 ]  # fmt: skip
 ORDER_STATE_FIELDS = [
     "price", "stop_price", "quantity", "filled_quantity", "remaining_quantity", "filled_notional", "held", "status",
@@ -385,14 +385,17 @@ class Command:
             )
             if self.trades:
                 low, high = min(t.price for t in self.trades), max(t.price for t in self.trades)
-                crossed = stops.crossed(self, low, high, later=True)
+                # With the look for crossed stops, trailing stops move with these prices.
+                crossed = stops.crossed_and_moved(self, low, high, self.trades[0].taker_side)
             if self.market_changed:
                 update_rows(
                     Market, auction.MARKET_STATE_FIELDS, [[market.pk, *_values(market, auction.MARKET_STATE_FIELDS)]]
                 )
         # The pipeline has ended: one round trip brought every answer.
         levels = levels()
-        crossed = crossed() if crossed else []
+        crossed, moved = crossed() if crossed else ([], [])
+        for order in moved:  # trailing stops: their owners see the new stop price (OrderChanged)
+            self.written_orders[order.pk] = order
         if taker is not None:
             self.changed_orders[taker.pk] = taker
         for stop in crossed:

@@ -22,7 +22,7 @@ from marketdata.models import Side, Trade
 from quantumtrades.core.errors import Conflict, ErrorCode
 from quantumtrades.core.money import MONEY_QUANTUM, ZERO, money
 
-from ..models import OPEN_STATUSES, PRICED_TYPES, Fill, Order, OrderStatus, OrderType, SelfTradePrevention, TimeInForce
+from ..models import OPEN_STATUSES, Fill, Order, OrderStatus, SelfTradePrevention, TimeInForce
 from . import lists
 from .auction import breaker_prefix, breaker_stops, iceberg_filled
 from .rules import RESTING_TIMES_IN_FORCE, book_quantity, fee_for, hold_for, insufficient, order_reference
@@ -46,9 +46,9 @@ def execute(command: "Command", taker: Order, *, new: bool, triggered: bool = Fa
     opposite = Side.SELL if taker.side == Side.BUY else Side.BUY
     limit = taker.price
     if market.price_band is not None and command.band is not None:
-        if taker.type not in PRICED_TYPES:
+        if taker.price is None:  # a market order, a triggered stop-market or trailing stop
             limit = command.band.limit_for(taker.side)
-        elif triggered and taker.type == OrderType.STOP_LIMIT and not command.band.holds(taker.price):
+        elif triggered and not command.band.holds(taker.price):  # a stop-limit, a trailing stop's limit
             # It can no longer be refused: it expires, and what it held is released.
             command.lock_balances({taker.user_id})
             command.release(taker, taker.held)
@@ -100,7 +100,7 @@ def execute(command: "Command", taker: Order, *, new: bool, triggered: bool = Fa
     # Self-trade prevention (expire_taker, expire_both): having met its owner's resting
     # order, the rest expires.
     rests = (
-        taker.type in PRICED_TYPES
+        taker.price is not None
         and taker.time_in_force in RESTING_TIMES_IN_FORCE
         and taker.remaining_quantity > 0
         and not command.met_own_order
@@ -112,7 +112,7 @@ def execute(command: "Command", taker: Order, *, new: bool, triggered: bool = Fa
 
 def _spending(market, taker: Order, available: Decimal, triggered: bool) -> tuple[Decimal | None, Decimal]:
     """(budget, needed): what a market buy may spend, or what any other order needs available."""
-    if taker.type in PRICED_TYPES:
+    if taker.price is not None:  # limit, stop-limit, a trailing stop triggered as a limit
         return None, hold_for(market=market, side=taker.side, price=taker.price, quantity=taker.remaining_quantity)
     if taker.side == Side.BUY:
         # A market buy spends at most what is available; a triggered stop-market buy at

@@ -53,6 +53,8 @@ RESTING_TIMES_IN_FORCE = (TimeInForce.GTC, TimeInForce.GTD)
 # A GTD order's expire_at lies at least this far ahead when it is placed: an order that
 # would expire before it could be seen is a mistake, not a strategy.
 GTD_MIN_AHEAD = timedelta(seconds=5)
+# A trailing stop's trailing_percent: above 0, at most this.
+TRAILING_PERCENT_MAX = Decimal(50)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,9 @@ class OrderRequest:
     stp: str = SelfTradePrevention.EXPIRE_TAKER
     expire_at: datetime | None = None
     display_quantity: Decimal | None = None
+    trailing_delta: Decimal | None = None
+    trailing_percent: Decimal | None = None
+    limit_offset: Decimal | None = None
 
 
 # --- A new order ----------------------------------------------------------------------
@@ -90,6 +95,9 @@ def order_validate(
     stp=SelfTradePrevention.EXPIRE_TAKER,
     expire_at=None,
     display_quantity=None,
+    trailing_delta=None,
+    trailing_percent=None,
+    limit_offset=None,
     now: datetime | None = None,
 ) -> OrderRequest:
     """Check an order against the market's rules without touching the book.
@@ -99,8 +107,30 @@ def order_validate(
     """
     if side not in Side.values:
         raise InvalidInput("side must be 'buy' or 'sell'.", field="side")
-    if type not in OrderType.values or type == OrderType.TRAILING_STOP:
-        raise InvalidInput("type must be 'limit', 'market', 'stop_limit' or 'stop_market'.", field="type")
+    if type not in OrderType.values:
+        raise InvalidInput(
+            "type must be 'limit', 'market', 'stop_limit', 'stop_market' or 'trailing_stop'.", field="type"
+        )
+    trailing = (trailing_delta, trailing_percent, limit_offset)
+    if type == OrderType.TRAILING_STOP:
+        return _trailing_request(
+            market,
+            side,
+            quantity,
+            price,
+            time_in_force,
+            post_only,
+            client_order_id,
+            stop_price,
+            stp,
+            expire_at,
+            display_quantity,
+            *trailing,
+            now,
+        )
+    for name, value in zip(("trailing_delta", "trailing_percent", "limit_offset"), trailing, strict=True):
+        if value is not None:
+            raise InvalidInput(f"Only trailing stops take a {name}.", field=name)
     stop_price = _stop_price_of(market, type, stop_price, post_only)
     time_in_force = _time_in_force_of(type, time_in_force)
     expire_at = _expire_at_of(time_in_force, expire_at, now)
@@ -195,6 +225,110 @@ def _expire_at_of(time_in_force: str, expire_at, now: datetime | None) -> dateti
             field="expire_at",
         )
     return expire_at
+
+
+def _trailing_request(
+    market,
+    side,
+    quantity,
+    price,
+    time_in_force,
+    post_only,
+    client_order_id,
+    stop_price,
+    stp,
+    expire_at,
+    display,
+    delta,
+    percent,
+    offset,
+    now,
+) -> OrderRequest:
+    """A trailing stop: a distance (`trailing_delta`, a price, or `trailing_percent`) and,
+    to trigger as a limit order, a `limit_offset`. Its stop price follows the market from
+    the last trade (set under the book lock, `stops.accept`), so it takes no stop_price and
+    no price, and its notional is judged there, at its first stop."""
+    if stop_price is not None:
+        raise InvalidInput(
+            "A trailing stop's stop_price follows the market: give trailing_delta or trailing_percent.",
+            field="stop_price",
+        )
+    if price is not None:
+        raise InvalidInput(
+            "A trailing stop takes no price: with a limit_offset it triggers as a limit that far beyond its stop.",
+            field="price",
+        )
+    if (delta is None) == (percent is None):
+        raise InvalidInput("A trailing stop needs one of trailing_delta or trailing_percent.", field="trailing_delta")
+    if delta is not None:
+        delta = amount(delta, "trailing_delta")
+        multiple_of(delta, market.tick_size, "trailing_delta", "tick size")
+    else:
+        percent = money_checked(percent, "trailing_percent")
+        if not 0 < percent <= TRAILING_PERCENT_MAX or percent != percent.quantize(Decimal("0.001")):
+            raise InvalidInput(
+                f"trailing_percent must be above 0 and at most {TRAILING_PERCENT_MAX}, with at most 3 decimals.",
+                field="trailing_percent",
+            )
+    if offset is not None:
+        offset = amount(offset, "limit_offset")
+        multiple_of(offset, market.tick_size, "limit_offset", "tick size")
+    if time_in_force is None:
+        time_in_force = TimeInForce.GTC if offset is not None else TimeInForce.IOC
+    if time_in_force not in TimeInForce.values:
+        raise InvalidInput("time_in_force must be GTC, IOC, FOK or GTD.", field="time_in_force")
+    if offset is None and time_in_force in RESTING_TIMES_IN_FORCE:
+        raise InvalidInput(
+            "A trailing stop without a limit_offset triggers as a market order, which never rests: use IOC or FOK.",
+            field="time_in_force",
+        )
+    expire_at = _expire_at_of(time_in_force, expire_at, now)
+    if post_only:
+        raise InvalidInput("A stop order cannot be post only.", field="post_only")
+    if display is not None:
+        raise InvalidInput("Only a limit order can be an iceberg.", field="display_quantity")
+    quantity = amount(quantity, "quantity")
+    multiple_of(quantity, market.lot_size, "quantity", "lot size")
+    size_check(market, quantity, None)
+    _client_order_id_check(client_order_id)
+    if stp not in SelfTradePrevention.values:
+        raise InvalidInput("stp must be 'expire_taker', 'expire_maker' or 'expire_both'.", field="stp")
+    return OrderRequest(
+        market,
+        side,
+        OrderType.TRAILING_STOP,
+        quantity,
+        None,
+        time_in_force,
+        False,
+        client_order_id,
+        None,
+        stp,
+        expire_at,
+        None,
+        delta,
+        percent,
+        offset,
+    )
+
+
+def trailing_stop_price(side: str, reference: Decimal, delta, percent, tick: Decimal) -> Decimal:
+    """A trailing stop's stop price when the best trade price since it was accepted is
+    `reference`: a sell's below it, a buy's above, by `delta`, or by `percent` rounded to
+    the tick towards the reference. The engine moves stops by the same rule in SQL
+    (`stops.trailing_move`)."""
+    if delta is not None:
+        return reference - delta if side == Side.SELL else reference + delta
+    if side == Side.SELL:
+        ticks = (reference * (100 - percent) / 100 / tick).to_integral_value(rounding=ROUND_CEILING)
+    else:
+        ticks = (reference * (100 + percent) / 100 / tick).to_integral_value(rounding=ROUND_FLOOR)
+    return money(ticks * tick)
+
+
+def trailing_limit_price(side: str, stop_price: Decimal, offset: Decimal) -> Decimal:
+    """The limit a triggered trailing stop with a limit_offset trades at: that far beyond its stop."""
+    return stop_price + offset if side == Side.BUY else stop_price - offset
 
 
 def _display_quantity_of(market: Market, type: str, time_in_force: str, display, quantity, price) -> Decimal:
@@ -456,6 +590,9 @@ def stop_hold_for(
 
 def order_hold(order: Order) -> Decimal:
     """What an order in the book or a pending stop must hold now (`reconcile` checks it)."""
+    if order.status == OrderStatus.PENDING and order.type == OrderType.TRAILING_STOP:
+        price = order.trailing_hold_price  # fixed at acceptance: the stop only moves the cheaper way
+        return hold_for(market=order.market, side=order.side, price=price, quantity=order.remaining_quantity)
     if order.status == OrderStatus.PENDING:
         return stop_hold_for(
             market=order.market,

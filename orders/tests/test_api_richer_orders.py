@@ -87,3 +87,33 @@ def test_an_iceberg_answers_201_whole_to_its_owner_and_the_snapshot_shows_its_sl
 def test_a_bad_iceberg_is_a_400_naming_display_quantity(as_alice, fields):
     assert_error(place(as_alice, **fields), 400, "INVALID", "display_quantity")
     assert not Order.objects.exists()
+
+
+def test_a_trailing_stop_answers_201_pending_with_its_stop_and_distance(as_alice, as_bob):
+    place(as_bob, side="sell", price="10.00", quantity="1.00")
+    assert place(as_alice, price="10.00", quantity="1.00").status_code == 201  # the tape at 10.00
+
+    response = place(as_alice, side="sell", type="trailing_stop", price=None, trailing_percent="2.5")
+
+    assert response.status_code == 201, response.json()
+    order = response.json()["order"]
+    assert (order["type"], order["status"], order["time_in_force"]) == ("trailing_stop", "pending", "IOC")
+    assert (order["stop_price"], order["trailing_percent"], order["trailing_delta"]) == ("9.75000000", "2.5", None)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"trailing_delta": "0.10", "trailing_percent": "1"}, "trailing_delta"),
+        ({"trailing_percent": "51"}, "trailing_percent"),
+        ({"trailing_delta": "abc"}, "trailing_delta"),
+        ({"trailing_delta": "0.10", "limit_offset": "-1"}, "limit_offset"),
+        ({"type": "limit", "trailing_delta": "0.10"}, "trailing_delta"),
+    ],
+)
+def test_a_bad_trailing_stop_is_a_400_naming_its_field(as_alice, fields, field):
+    body = {"type": "trailing_stop", "price": None, **fields}
+    if body["type"] == "limit":
+        body["price"] = "10.00"
+    assert_error(place(as_alice, **body), 400, "INVALID", field)
+    assert not Order.objects.exists()

@@ -140,6 +140,14 @@ class RefOrder:
     # An order list (orders.engine.lists): its id and the order's part in it.
     list_id: int | None = None
     leg: str = ""
+    # A trailing stop: its distance (a price or a percent), its limit offset, the best trade
+    # price it trails, the price its hold (a buy's) is sized at, and whether a trade reached it.
+    delta: Decimal | None = None
+    percent: Decimal | None = None
+    offset: Decimal | None = None
+    reference: Decimal | None = None
+    hold_price: Decimal | None = None
+    reached: bool = False
 
     @property
     def filled(self):
@@ -187,6 +195,8 @@ class ReferenceExchange:
         return notional + ceil8(notional * max(self.maker_fee, self.taker_fee))
 
     def stop_hold_needed(self, order):
+        if order.type == "trailing_stop":
+            return self.hold_needed(order.side, order.hold_price, order.remaining)
         price = order.price
         if order.type == "stop_market" and order.side == "buy":
             # The stop price plus 5%, rounded up to the tick (orders.engine.rules.STOP_MARKET_BUY_MARGIN).
@@ -256,6 +266,7 @@ class ReferenceExchange:
         stop_price=None,
         stp="expire_taker",
         display=None,
+        trailing=None,
     ):
         if kind in ("limit", "stop_limit") and price * quantity < MIN_NOTIONAL:
             raise Refused("InvalidInput", "INVALID")
@@ -272,8 +283,10 @@ class ReferenceExchange:
             order_id, user, side, kind, time_in_force, post_only, price, quantity, quantity, self.seq * 1000
         )
         order.stop_price, order.stp, order.display = stop_price, stp, display
+        if kind == "trailing_stop":
+            self.trailing_start(order, *trailing)
         self.orders[order_id] = order
-        if stop_price is not None:
+        if stop_price is not None or kind == "trailing_stop":
             order.status = "pending"
             needed = self.stop_hold_needed(order)
             if self.balance(user, self.hold_asset(side))[0] < needed:
@@ -302,9 +315,12 @@ class ReferenceExchange:
                 return
             low, high = min(t[0] for t in trades), max(t[0] for t in trades)
             for order in self.orders.values():
-                if order.status == "pending" and (
-                    order.stop_price <= high if order.side == "buy" else order.stop_price >= low
-                ):
+                if order.status != "pending":
+                    continue
+                if order.type == "trailing_stop":  # trade by trade, as they moved it (`trail`)
+                    if order.reached:
+                        crossed.setdefault(order.id, order)
+                elif order.stop_price <= high if order.side == "buy" else order.stop_price >= low:
                     crossed.setdefault(order.id, order)
 
         reached_by(self.trades)
@@ -320,8 +336,12 @@ class ReferenceExchange:
             slot += 1
             event("a stop triggered" if slot == 1 else "stops triggered in a cascade")
             stop.triggered, stop.priority = True, self.next_priority()
+            if stop.offset is not None:  # a trailing stop's limit, beyond its stop (a sell's: a tick at least)
+                limit = stop.stop_price + stop.offset if stop.side == "buy" else stop.stop_price - stop.offset
+                stop.price = max(limit, TICK)
             available = self.balance(stop.user, self.hold_asset(stop.side))[0] + stop.held
-            budget = stop.held if stop.type == "stop_market" and stop.side == "buy" else None
+            market_like = stop.type == "stop_market" or (stop.type == "trailing_stop" and stop.price is None)
+            budget = stop.held if market_like and stop.side == "buy" else None
             self.release(stop, stop.held)
             first = len(self.trades)
             self.take(stop, available=available, budget=budget, triggered=True)
@@ -352,7 +372,7 @@ class ReferenceExchange:
         if order.status == "pending":
             return self.amend_stop(order, price, quantity, stop_price)
         if stop_price is not None:
-            if order.type in ("stop_limit", "stop_market"):
+            if order.type in ("stop_limit", "stop_market", "trailing_stop"):
                 raise Refused("Conflict", "STOP_TRIGGERED")
             raise Refused("InvalidInput", "INVALID")
         price = price if price is not None else order.price
@@ -387,6 +407,8 @@ class ReferenceExchange:
 
     def amend_stop(self, order, price, quantity, stop_price):
         """A pending stop stays pending: new terms, a new hold, a new place unless it only shrank."""
+        if order.type == "trailing_stop":
+            raise Refused("InvalidInput", "INVALID")  # it follows the market: cancel and place anew
         if order.type == "stop_market" and price is not None:
             raise Refused("InvalidInput", "INVALID")
         price = price if price is not None else order.price
@@ -512,7 +534,7 @@ class ReferenceExchange:
         """Check funds, trade what crosses, then rest or expire what is left. A triggered
         stop is never refused: a stop-market buy spends at most `budget`, what it held."""
         book = [o for o in self.crossing(taker) if o is not taker]
-        priced = taker.type in ("limit", "stop_limit")
+        priced = taker.price is not None  # a limit, a stop-limit, a trailing stop with a limit
         if self.band is not None and not priced:
             # A market order, or a triggered stop-market, never trades outside the band.
             low, high = self.band
@@ -520,7 +542,7 @@ class ReferenceExchange:
         elif (
             self.band is not None
             and triggered
-            and taker.type == "stop_limit"
+            and taker.type in ("stop_limit", "trailing_stop")
             and not self.band[0] <= taker.price <= self.band[1]
         ):
             event("a triggered stop-limit outside the band expired")
@@ -648,6 +670,7 @@ class ReferenceExchange:
         for order in (taker, maker):
             if order.leg == "limit":
                 self.list_limit_filled(order)
+        self.trail(price)
 
     # Icebergs -----------------------------------------------------------------------
 
@@ -693,6 +716,52 @@ class ReferenceExchange:
                 order.visible = min(order.display, left)
                 refilled = True
         return refilled and order.remaining > 0
+
+    # Trailing stops -----------------------------------------------------------------
+
+    @staticmethod
+    def trailing_stop_at(order, reference):
+        """The stop `order` trails `reference` at: the distance, or the percent rounded to
+        the tick towards the reference."""
+        if order.delta is not None:
+            return reference - order.delta if order.side == "sell" else reference + order.delta
+        if order.side == "sell":
+            ticks = (reference * (100 - order.percent) / 100 / TICK).to_integral_value(rounding=ROUND_CEILING)
+        else:
+            ticks = (reference * (100 + order.percent) / 100 / TICK).to_integral_value(rounding=ROUND_FLOOR)
+        return ticks * TICK
+
+    def trailing_start(self, order, delta, percent, offset):
+        if self.last_price is None:
+            raise Refused("InvalidInput", "INVALID")  # nothing to trail
+        order.delta, order.percent, order.offset = delta, percent, offset
+        order.reference = self.last_price
+        order.stop_price = self.trailing_stop_at(order, self.last_price)
+        if order.stop_price <= 0 or order.stop_price == self.last_price:
+            raise Refused("InvalidInput", "INVALID")
+        price = order.stop_price
+        if offset is not None:
+            price = price + offset if order.side == "buy" else price - offset
+            if price <= 0:
+                raise Refused("InvalidInput", "INVALID")
+        if price * order.quantity < MIN_NOTIONAL:
+            raise Refused("InvalidInput", "INVALID")
+        if offset is None and order.side == "buy":
+            price = (order.stop_price * D("1.05") / TICK).to_integral_value(rounding=ROUND_CEILING) * TICK
+        order.hold_price = price if order.side == "buy" else None
+
+    def trail(self, price):
+        """A trade at `price`: each pending trailing stop it reaches is reached (triggered
+        once the command's trades are done); the others trail it if it is their best."""
+        for order in self.orders.values():
+            if order.type != "trailing_stop" or order.status != "pending" or order.reached:
+                continue
+            if price <= order.stop_price if order.side == "sell" else price >= order.stop_price:
+                order.reached = True
+            elif price > order.reference if order.side == "sell" else price < order.reference:
+                event("a trailing stop moved")
+                order.reference = price
+                order.stop_price = self.trailing_stop_at(order, price)
 
     # GTD ---------------------------------------------------------------------------
 
@@ -781,6 +850,7 @@ class EngineMatchesReference(RuleBasedStateMachine):
         stop_price=None,
         stp="expire_taker",
         display=None,
+        trailing=None,
     ):
         expire_at = timezone.now() + timedelta(hours=1) if time_in_force == "GTD" else None
         engine = outcome_of(
@@ -798,6 +868,7 @@ class EngineMatchesReference(RuleBasedStateMachine):
                     stp=stp,
                     expire_at=expire_at,
                     display_quantity=display,
+                    **dict(zip(("trailing_delta", "trailing_percent", "limit_offset"), trailing or (), strict=False)),
                 ).order
             )
         )
@@ -816,6 +887,7 @@ class EngineMatchesReference(RuleBasedStateMachine):
                 stop_price,
                 stp,
                 display,
+                trailing,
             )
         )
         self.compare(engine, expected)
@@ -965,6 +1037,27 @@ class EngineMatchesReference(RuleBasedStateMachine):
             )
         )
         self.compare(engine, expected)
+
+    # Trailing stops: a distance of a tick or a few, or a percent (some less than a tick).
+
+    @rule(
+        user=traders,
+        side=sides,
+        quantity=QUANTITIES,
+        distance=st.one_of(
+            st.sampled_from([D("0.01"), D("0.02"), D("0.03")]).map(lambda delta: (delta, None)),
+            st.sampled_from([D("0.005"), D("0.01"), D("0.025")]).map(lambda percent: (None, percent)),
+        ),
+        offset=st.sampled_from([None, None, D("0.01"), D("0.02")]),
+        time_in_force=st.sampled_from(["IOC", "FOK", "GTC", "GTD"]),
+        stp=st.sampled_from(STP_MODES),
+    )
+    def place_trailing_stop(self, user, side, quantity, distance, offset, time_in_force, stp):
+        if offset is None and time_in_force in ("GTC", "GTD"):
+            time_in_force = "IOC"  # a market order never rests: refused, as other tests show
+        self.place(
+            user, side, "trailing_stop", quantity, None, time_in_force, False, stp=stp, trailing=(*distance, offset)
+        )
 
     def some_order(self, data):
         """Mostly an open order; now and then any order, to meet the closed ones."""

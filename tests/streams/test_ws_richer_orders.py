@@ -7,6 +7,7 @@ from tests.streams.stream_support import (  # noqa: F401  (fixtures)
     alice_fixture,
     bob_fixture,
     fast_streams_fixture,
+    limit,
     market_fixture,
     run,
 )
@@ -56,6 +57,26 @@ def test_an_iceberg_over_ws_shows_its_owner_the_whole_order(alice, market):
                 price="10.00",
                 quantity="1.00",
                 display_quantity="2.00",
+            )
+
+    run(body)
+
+
+def test_a_trailing_stop_over_ws(alice, bob, market):
+    async def body():
+        await limit(bob, "sell", "10.00", "1")
+        await limit(alice, "buy", "10.00", "1")  # the tape at 10.00
+        async with Trader() as ws:
+            await ws.auth(token=await async_token(alice))
+            result = await place(
+                ws, side="sell", type="trailing_stop", price=None, trailing_delta="0.50", limit_offset="0.10"
+            )
+            assert result["type"] == "order.result", result
+            order = result["order"]
+            assert (order["status"], order["stop_price"], order["limit_offset"]) == (
+                "pending",
+                "9.50000000",
+                "0.10000000",
             )
 
     run(body)
