@@ -2,8 +2,6 @@
 engine's (`order_validate`, the services' errors), so the ticket refuses exactly what the
 REST API refuses, with the same words, next to the field they concern."""
 
-import inspect
-
 from django import forms
 
 from marketdata.models import Market, Side
@@ -31,7 +29,7 @@ KIND_FIELDS = {
     OrderType.MARKET: {"time_in_force"},
     OrderType.STOP_LIMIT: {"price", "stop_price", "time_in_force", "expire_at"},
     OrderType.STOP_MARKET: {"stop_price", "time_in_force"},
-    OrderType.TRAILING_STOP: {"trailing_delta", "trailing_percent", "limit_offset"},
+    OrderType.TRAILING_STOP: {"trailing_delta", "trailing_percent", "limit_offset", "time_in_force", "expire_at"},
     OCO: {"price", "stop_price", "stop_limit_price"},
     BRACKET: {"price", "time_in_force", "take_profit_price", "stop_loss_stop_price", "stop_loss_price"},
 }
@@ -50,13 +48,6 @@ ERROR_FIELDS = {
 }
 # The richer orders' fields, sent to the engine only when the trader filled them in.
 OPTIONAL_TERMS = ("expire_at", "display_quantity", "trailing_delta", "trailing_percent", "limit_offset")
-# A term the engine does not take (`order_validate`'s keywords) is not offered: the ticket
-# never shows a field for an order type that the engine would not honour.
-_ENGINE_TERMS = frozenset(inspect.signature(order_validate).parameters)
-KIND_FIELDS = {
-    kind: {name for name in fields if name not in OPTIONAL_TERMS or name in _ENGINE_TERMS}
-    for kind, fields in KIND_FIELDS.items()
-}
 OPTIONAL_FIELDS = frozenset(name for fields in KIND_FIELDS.values() for name in fields)
 
 
@@ -237,7 +228,7 @@ class OrderTicketForm(ServiceErrorsMixin, forms.Form):
         }
         # The richer orders' terms, as validated (orders.engine.rules.OrderRequest).
         for name in OPTIONAL_TERMS:
-            if getattr(request, name, None) is not None:
+            if getattr(request, name) is not None:
                 arguments[name] = getattr(request, name)
         return arguments
 

@@ -14,7 +14,16 @@ from marketdata.models import Market, Side
 from marketdata.selectors import BookSnapshot
 from quantumtrades.core.money import ZERO, money
 
-from .engine.rules import Band, OrderRequest, band_of, fee_for, hold_for, stop_hold_for
+from .engine.rules import (
+    Band,
+    OrderRequest,
+    band_of,
+    fee_for,
+    hold_for,
+    stop_hold_for,
+    trailing_limit_price,
+    trailing_stop_price,
+)
 from .models import STOP_TYPES, OrderType, TimeInForce
 
 
@@ -37,36 +46,27 @@ class Estimate:
 
 
 def trailing_stop_now(request: OrderRequest) -> Decimal | None:
-    """Where a trailing stop's stop price would start if it arrived now: the last trade
-    price less (a sell) or plus (a buy) its distance, a percent rounded to the tick towards
-    that price; None when the market never traded (the engine refuses it then)."""
+    """Where a trailing stop's stop price would start if it arrived now, from the last trade
+    (`rules.trailing_stop_price`, as the engine starts it); None when the market never
+    traded (the engine refuses it then)."""
     market: Market = request.market
-    last = market.last_price
-    if last is None:
+    if market.last_price is None:
         return None
-    delta = getattr(request, "trailing_delta", None)
-    if delta is None:
-        percent = getattr(request, "trailing_percent", None) or ZERO
-        delta = _ticks_down(last * percent / 100, market.tick_size)
-    return last - delta if request.side == Side.SELL else last + delta
-
-
-def _ticks_down(value: Decimal, tick: Decimal) -> Decimal:
-    return (value // tick) * tick
+    return trailing_stop_price(
+        request.side, market.last_price, request.trailing_delta, request.trailing_percent, market.tick_size
+    )
 
 
 def _stop_estimate_terms(request: OrderRequest) -> tuple[str, Decimal | None, Decimal | None]:
     """The stop type, limit price and stop price a stop order holds for now. A trailing
     stop holds as the stop-market (or, with `limit_offset`, the stop-limit) it would be at
-    its stop price now; a buy's stop only moves down, so that hold covers it later too."""
+    its first stop price; a buy's stop only moves down, so that hold covers it later too."""
     if request.type != OrderType.TRAILING_STOP:
         return request.type, request.price, request.stop_price
     stop_price = trailing_stop_now(request)
-    offset = getattr(request, "limit_offset", None)
-    if stop_price is None or offset is None:
+    if stop_price is None or request.limit_offset is None:
         return OrderType.STOP_MARKET, None, stop_price
-    price = stop_price + offset if request.side == Side.BUY else stop_price - offset
-    return OrderType.STOP_LIMIT, price, stop_price
+    return OrderType.STOP_LIMIT, trailing_limit_price(request.side, stop_price, request.limit_offset), stop_price
 
 
 def ticket_estimate(*, request: OrderRequest, snapshot: BookSnapshot) -> Estimate:

@@ -265,7 +265,7 @@ def _at_market(form) -> bool:
         return False
     request = form.order_request
     if request.type == OrderType.TRAILING_STOP:
-        return getattr(request, "limit_offset", None) is None
+        return request.limit_offset is None
     return request.type in AT_MARKET
 
 

@@ -195,3 +195,20 @@ def test_a_bracket_from_the_ticket_shows_its_exits_under_it_once_the_entry_fills
 
     assert not Order.objects.active().filter(order_list=order_list).exists()
     assert available(alice, "QTX") == STARTING_QTX + 2
+
+
+def test_a_trailing_stop_from_the_ticket_shows_its_stop_moving_with_the_market(
+    as_alice, tape_at_100, alice, bob, carol
+):
+    fields = ticket(type="trailing_stop", side="sell", trailing_delta="2.00", quantity="1")
+    asked = text(as_alice.post("/markets/QTX-USD/ticket/", fields, **HTMX))
+    # It sells at market once triggered: the ticket asks first, saying where the stop starts.
+    assert "Sell 1.00 QTX at market once a trade reaches 98.00?" in asked
+
+    placed = text(as_alice.post("/markets/QTX-USD/ticket/", {**fields, "confirm": "1"}, **HTMX))
+
+    order = Order.objects.get(user=alice, type="trailing_stop")
+    assert (order.status, order.stop_price, order.trailing_delta) == ("pending", Decimal("98"), Decimal("2"))
+    assert "pending, stop 98.00" in placed and "trails 2.00" in placed
+    print_trade(bob, carol, "103")
+    assert "pending, stop 101.00" in private_fragments(alice)
