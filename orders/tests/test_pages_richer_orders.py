@@ -200,7 +200,7 @@ def test_a_bracket_from_the_ticket_shows_its_exits_under_it_once_the_entry_fills
 def test_a_trailing_stop_from_the_ticket_shows_its_stop_moving_with_the_market(
     as_alice, tape_at_100, alice, bob, carol
 ):
-    fields = ticket(type="trailing_stop", side="sell", trailing_delta="2.00", quantity="1")
+    fields = ticket(type="trailing_stop", side="sell", trailing_delta="2.00", quantity="1", time_in_force="IOC")
     asked = text(as_alice.post("/markets/QTX-USD/ticket/", fields, **HTMX))
     # It sells at market once triggered: the ticket asks first, saying where the stop starts.
     assert "Sell 1.00 QTX at market once a trade reaches 98.00?" in asked
