@@ -14,6 +14,7 @@ returns the messages to send: (exec id or None, MsgType, fields).
 """
 
 import logging
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from types import SimpleNamespace
 
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 ORDER_VIEW = SimpleNamespace(order_commands=True)
 SIDES = {"1": "buy", "2": "sell"}
 ORD_TYPES = {"1": "market", "2": "limit", "3": "stop_market", "4": "stop_limit"}
-TIMES_IN_FORCE = {"1": "GTC", "3": "IOC", "4": "FOK"}
+TIMES_IN_FORCE = {"1": "GTC", "3": "IOC", "4": "FOK", "6": "GTD"}
 # The REST field a refusal names, as the FIX field a client sent.
 FIELD_TAGS = {
     "client_order_id": "ClOrdID (11)",
@@ -49,7 +50,9 @@ FIELD_TAGS = {
     "price": "Price (44)",
     "stop_price": "StopPx (99)",
     "quantity": "OrderQty (38)",
+    "display_quantity": "DisplayQty (1138)",
     "time_in_force": "TimeInForce (59)",
+    "expire_at": "ExpireTime (126)",
     "post_only": "ExecInst (18)",
     "id": "OrderID (37)",
 }
@@ -120,6 +123,18 @@ def _decimal_field(message, tag, name, body):
         body[name] = value
 
 
+def _expire_time(value) -> str:
+    """ExpireTime (126), a UTCTimestamp (YYYYMMDD-HH:MM:SS, milliseconds optional), as the
+    ISO 8601 time the REST body carries in expire_at."""
+    for layout in ("%Y%m%d-%H:%M:%S.%f", "%Y%m%d-%H:%M:%S"):
+        try:
+            moment = datetime.strptime(value or "", layout)
+        except ValueError:
+            continue
+        return moment.replace(tzinfo=UTC).isoformat()
+    raise Refused(ErrorCode.INVALID, "ExpireTime (126) is a UTC time, YYYYMMDD-HH:MM:SS (milliseconds optional).")
+
+
 def _order_id(message) -> int | None:
     raw = message.get(37)
     if raw is None:
@@ -161,22 +176,19 @@ def new_order(user, message) -> list:
     _decimal_field(message, 44, "price", body)
     _decimal_field(message, 99, "stop_price", body)
     _decimal_field(message, 38, "quantity", body)
+    _decimal_field(message, 1138, "display_quantity", body)
     tif = message.get(59)
-    if tif == "6":
-        raise Refused(ErrorCode.INVALID, "TimeInForce 6 (GTD, with ExpireTime 126) is not supported yet.")
     if tif is not None:
         if tif not in TIMES_IN_FORCE:
-            raise Refused(ErrorCode.INVALID, "TimeInForce (59) is 1 (GTC), 3 (IOC) or 4 (FOK).")
+            raise Refused(ErrorCode.INVALID, "TimeInForce (59) is 1 (GTC), 3 (IOC), 4 (FOK) or 6 (GTD).")
         body["time_in_force"] = TIMES_IN_FORCE[tif]
+    if 126 in message:
+        body["expire_at"] = _expire_time(message.get(126))
     exec_inst = message.get(18)
     if exec_inst is not None:
         if exec_inst.split() != ["6"]:
             raise Refused(ErrorCode.INVALID, "ExecInst (18) may only be 6 (post-only).")
         body["post_only"] = True
-    if 1138 in message:
-        raise Refused(ErrorCode.INVALID, "DisplayQty (1138): iceberg orders are not supported yet.")
-    if 126 in message:
-        raise Refused(ErrorCode.INVALID, "ExpireTime (126): GTD orders are not supported yet.")
     serializer = OrderPlaceInput(data={k: v for k, v in body.items() if v is not None})
     serializer.is_valid(raise_exception=True)
     result = order_place(user=user, **order_place_arguments(serializer.validated_data), source=OrderSource.FIX)

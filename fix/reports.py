@@ -32,7 +32,10 @@ ORD_STATUS = {
 FINAL = ("filled", "cancelled", "expired", "rejected")
 SIDE = {"buy": "1", "sell": "2"}
 ORD_TYPE = {"market": "1", "limit": "2", "stop_market": "3", "stop_limit": "4"}
-TIME_IN_FORCE = {"GTC": "1", "IOC": "3", "FOK": "4"}
+# A trailing stop (placed over REST or /ws) is reported as the stop it is now: a stop, or
+# with a limit_offset a stop limit, at its current StopPx.
+TRAILING_ORD_TYPE = {False: "3", True: "4"}
+TIME_IN_FORCE = {"GTC": "1", "IOC": "3", "FOK": "4", "GTD": "6"}
 ZERO = Decimal(0)
 POST_ONLY_TEXT = "POST_ONLY_WOULD_TAKE: The order would take liquidity, which a post-only order may not."
 
@@ -47,6 +50,12 @@ def unique_exec_id(kind: str) -> str:
 
 def _text(value: Decimal) -> str:
     return format(value.normalize(), "f") if value else "0"
+
+
+def _utc_timestamp(stamp: str) -> str:
+    """An ISO time of a payload as a FIX UTCTimestamp (YYYYMMDD-HH:MM:SS.sss)."""
+    moment = datetime.datetime.fromisoformat(stamp).astimezone(datetime.UTC)
+    return moment.strftime("%Y%m%d-%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
 
 
 def _micros(stamp: str | None) -> str:
@@ -84,14 +93,19 @@ def report(
     if orig_cl_ord_id:
         fields.append((41, orig_cl_ord_id))
     fields += [(17, exec_id), (150, exec_type), (39, ORD_STATUS[status]), (55, order["symbol"])]
-    fields += [(54, SIDE[order["side"]]), (40, ORD_TYPE[order["type"]])]
+    ord_type = ORD_TYPE.get(order["type"]) or TRAILING_ORD_TYPE[order.get("limit_offset") is not None]
+    fields += [(54, SIDE[order["side"]]), (40, ord_type)]
     if order.get("price") is not None:
         fields.append((44, _text(Decimal(order["price"]))))
     if order.get("stop_price") is not None:
         fields.append((99, _text(Decimal(order["stop_price"]))))
     fields.append((38, _text(quantity)))
+    if order.get("display_quantity") is not None:
+        fields.append((1138, _text(Decimal(order["display_quantity"]))))
     if order.get("time_in_force") in TIME_IN_FORCE:
         fields.append((59, TIME_IN_FORCE[order["time_in_force"]]))
+    if order.get("expire_at"):
+        fields.append((126, _utc_timestamp(order["expire_at"])))
     if order.get("post_only"):
         fields.append((18, "6"))
     if fill is not None:

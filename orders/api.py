@@ -184,6 +184,15 @@ class OrderListResultSerializer(serializers.Serializer):
 # --- Serializers (input) ---------------------------------------------------------------------
 
 
+@extend_schema_field({"type": "string", "format": "date-time", "example": "2026-12-31T18:00:00Z"})
+class TimeInputField(StrictCharField):
+    """A time as ISO 8601 text; the engine parses and judges it (`rules.order_validate`)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 40)
+        super().__init__(**kwargs)
+
+
 class OrderPlaceInput(StrictSerializer):
     """A new order. No other fields are accepted; decimals travel as strings."""
 
@@ -197,12 +206,43 @@ class OrderPlaceInput(StrictSerializer):
         help_text="stop_limit and stop_market orders only: a buy stop triggers when a trade prints at or above "
         "it, a sell stop at or below. It must not be reached already by the last trade.",
     )
+    trailing_delta = DecimalInputField(
+        required=False,
+        allow_null=True,
+        help_text="trailing_stop only (or trailing_percent): how far the stop trails the best trade price since "
+        "acceptance, a multiple of the tick.",
+    )
+    trailing_percent = DecimalInputField(
+        required=False,
+        allow_null=True,
+        help_text="trailing_stop only (or trailing_delta): the same distance in percent of that price, above 0 "
+        "and at most 50, at most 3 decimals (1.5 is 1.5 %).",
+    )
+    limit_offset = DecimalInputField(
+        required=False,
+        allow_null=True,
+        help_text="trailing_stop only: triggered, a limit order this far beyond its stop (a multiple of the tick); "
+        "without it, a market order.",
+    )
     quantity = DecimalInputField()
+    display_quantity = DecimalInputField(
+        required=False,
+        allow_null=True,
+        help_text="An iceberg (limit GTC or GTD orders): the most the book shows of the order at once, a multiple "
+        "of the lot, at most the quantity; each slice filled, the next shows with a new time priority.",
+    )
     time_in_force = StrictChoiceField(
         choices=TimeInForce.choices,
         required=False,
         allow_null=True,
-        help_text="Default: GTC for limit and stop-limit orders, IOC for market and stop-market orders.",
+        help_text="Default: GTC for limit and stop-limit orders, IOC for market and stop-market orders. GTD (limit "
+        "and stop-limit orders): rests until expire_at.",
+    )
+    expire_at = TimeInputField(
+        required=False,
+        allow_null=True,
+        help_text="GTD orders only: when the order expires, an ISO 8601 time at least 5 seconds ahead (UTC unless "
+        "it carries an offset), e.g. 2026-12-31T18:00:00Z.",
     )
     post_only = StrictBooleanField(required=False, default=False, help_text="Rejected if it would take.")
     stp = StrictChoiceField(
@@ -339,6 +379,11 @@ def order_place_arguments(data: dict) -> dict:
         "post_only": data["post_only"],
         "stp": data["stp"],
         "client_order_id": data.get("client_order_id"),
+        "expire_at": data.get("expire_at"),
+        "display_quantity": data.get("display_quantity"),
+        "trailing_delta": data.get("trailing_delta"),
+        "trailing_percent": data.get("trailing_percent"),
+        "limit_offset": data.get("limit_offset"),
     }
 
 

@@ -29,7 +29,7 @@ from marketdata.streams import option
 from quantumtrades.core import streams
 
 from .events import FillCreated, OrderChanged
-from .models import STOP_TYPES
+from .models import STOP_TYPES, Leg, OrderList
 from .portfolio import my_levels, portfolio_valuation
 from .selectors import fills_for_user, orders_open_for_user
 
@@ -48,8 +48,9 @@ def private_context(user, kinds=ALL_KINDS) -> dict:
     """What the private partials need, for the `kinds` of change asked for."""
     context = {}
     if ORDERS in kinds:
-        orders = list(orders_open_for_user(user)[: OPEN_ORDERS_SHOWN + 1])
+        orders = list(orders_open_for_user(user).select_related("order_list")[: OPEN_ORDERS_SHOWN + 1])
         context["open_orders"] = orders[:OPEN_ORDERS_SHOWN]
+        context["open_order_rows"] = open_order_rows(context["open_orders"])
         context["open_orders_more"] = len(orders) > OPEN_ORDERS_SHOWN
         context["my_levels"] = my_levels(user)
     if FILLS in kinds:
@@ -57,6 +58,32 @@ def private_context(user, kinds=ALL_KINDS) -> dict:
     if BALANCES in kinds:
         context["valuation"] = portfolio_valuation(user)
     return context
+
+
+# The order of a list's legs on the page: the entry, then what it protects with.
+LEG_ORDER = {Leg.ENTRY: 0, Leg.LIMIT: 1, Leg.TAKE_PROFIT: 1, Leg.STOP: 2, Leg.STOP_LOSS: 2}
+
+
+def open_order_rows(orders) -> list[dict]:
+    """Open orders as the table shows them: one row per order, except the orders of a list
+    (an OCO, a bracket), which share one row of the list with its legs under it, where the
+    list's newest order would be."""
+    rows, lists = [], {}
+    for order in orders:
+        if order.order_list_id is None:
+            rows.append({"order": order})
+        elif order.order_list_id in lists:
+            lists[order.order_list_id]["orders"].append(order)
+        else:
+            lists[order.order_list_id] = {"list": order.order_list, "orders": [order]}
+            rows.append(lists[order.order_list_id])
+    for row in lists.values():
+        row["orders"].sort(key=lambda order: (LEG_ORDER.get(order.leg, 3), order.pk))
+        # A bracket whose entry still waits: its exits are to come, at the list's terms.
+        row["exits_to_come"] = row["list"].kind == OrderList.Kind.BRACKET and all(
+            order.leg == Leg.ENTRY for order in row["orders"]
+        )
+    return rows
 
 
 def private_fragments(user, kinds=ALL_KINDS, *, request=None) -> str:

@@ -175,6 +175,10 @@ class Order(models.Model):
     trailing_reference = MoneyField(null=True, blank=True, editable=False)
     # A trailing stop triggers as a limit order this far beyond its stop; empty: as a market order.
     limit_offset = MoneyField(null=True, blank=True)
+    # A pending trailing buy holds as if it were a limit buy at this price: its stop at
+    # acceptance plus the stop-market margin, or plus its limit_offset. Its stop only moves
+    # down, so the hold always covers it (`rules.order_hold`).
+    trailing_hold_price = MoneyField(null=True, blank=True, editable=False)
     order_list = models.ForeignKey(
         OrderList, on_delete=models.PROTECT, related_name="orders", null=True, blank=True, db_column="list_id"
     )
@@ -243,6 +247,13 @@ class Order(models.Model):
             ),
             # The orders of a list.
             models.Index(fields=["order_list"], condition=Q(order_list__isnull=False), name="order_list_orders"),
+            # Pending trailing stops, by the best trade price they trail: a command's trades
+            # move those their prices improve on (`engine.stops.trailing_move`).
+            models.Index(
+                fields=["market", "side", "trailing_reference"],
+                condition=Q(status=OrderStatus.PENDING, type=OrderType.TRAILING_STOP, triggered_at__isnull=True),
+                name="order_trailing_stops",
+            ),
             # Stops crossed by a command that had triggered as many as one command may; the
             # commands after it run them first. Almost always empty.
             models.Index(

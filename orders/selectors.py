@@ -3,7 +3,7 @@
 from collections import defaultdict
 
 from django.db.models import F, Sum
-from django.db.models.functions import Abs
+from django.db.models.functions import Abs, Coalesce
 
 from accounts.models import Balance
 from accounts.selectors import Breach, ledger_breaches, summed, supply_breaches
@@ -101,7 +101,8 @@ def held_breaches() -> list[Breach]:
 
 def book_breaches() -> list[Breach]:
     """Invariant 4: no market's book is crossed; filled + remaining = quantity for every
-    order; the book levels equal the sum of the open orders at each price."""
+    order; the book levels equal the sum of the open orders at each price (of the slices
+    that icebergs show)."""
     breaches = []
     # The database picks out the orders that break it (the order table can be as long as
     # the history: nothing of it comes through Python). The tolerance of half a quantum is
@@ -128,7 +129,8 @@ def book_breaches() -> list[Breach]:
             for row in Order.objects.open()
             .filter(market=market)
             .values("side", "price")
-            .annotate(quantity=Sum("remaining_quantity"))
+            # An iceberg shows its slice only (`visible_quantity`).
+            .annotate(quantity=Sum(Coalesce("visible_quantity", "remaining_quantity")))
         }
         levels = {
             (level.side, level.price): level.quantity

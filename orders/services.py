@@ -29,9 +29,11 @@ from .engine.command import Command
 from .engine.matching import execute
 from .engine.rules import (
     MARKET_RULES,
+    RESTING_TIMES_IN_FORCE,
     OrderRequest,
     amend_terms_check,
     amount,
+    book_quantity,
     fee_for,
     hold_for,
     market_order_size_check,
@@ -52,7 +54,6 @@ from .models import (
     OrderStatus,
     OrderType,
     SelfTradePrevention,
-    TimeInForce,
 )
 
 __all__ = [
@@ -107,6 +108,11 @@ def order_place(
     client_order_id=None,
     stop_price=None,
     stp=SelfTradePrevention.EXPIRE_TAKER,
+    expire_at=None,
+    display_quantity=None,
+    trailing_delta=None,
+    trailing_percent=None,
+    limit_offset=None,
     source=OrderSource.SYSTEM,
     socket_id=None,
 ) -> OrderResult:
@@ -117,6 +123,10 @@ def order_place(
 
     A stop order (`stop_limit`, `stop_market`) is accepted as `pending`: it holds its funds
     and waits off the book for a trade at or through its stop price (`engine.stops`).
+    A GTD order (`time_in_force` GTD) rests until `expire_at` (`orders.expiry`). An
+    iceberg (`display_quantity`) shows at most that much of itself in the book at a time.
+    A trailing stop (`trailing_stop`, with `trailing_delta` or `trailing_percent`, and
+    `limit_offset` to trigger as a limit) is a stop whose stop price follows the market.
     """
     market = resolve_market(market)
     request = order_validate(
@@ -130,6 +140,11 @@ def order_place(
         client_order_id=client_order_id,
         stop_price=stop_price,
         stp=stp,
+        expire_at=expire_at,
+        display_quantity=display_quantity,
+        trailing_delta=trailing_delta,
+        trailing_percent=trailing_percent,
+        limit_offset=limit_offset,
     )
     try:
         # The market's status is judged under the book lock only (`_place`): this copy of
@@ -168,7 +183,7 @@ def _place(user: User, request: OrderRequest, source: str, socket_id: int | None
     try:
         market = request.market
         # An order that could rest, or a stop, counts against the user's open orders.
-        adds = request.type in STOP_TYPES or request.time_in_force == TimeInForce.GTC
+        adds = request.type in STOP_TYPES or request.time_in_force in RESTING_TIMES_IN_FORCE
         # The circuit breaker's reference rides with the lock, unless this process knows it.
         since = auction.breaker_since(market, timezone.now()) if look else None
         remembered = auction.breaker_reference_remembered(market, since)
@@ -212,6 +227,13 @@ def _place(user: User, request: OrderRequest, source: str, socket_id: int | None
         price=request.price,
         stop_price=request.stop_price,
         stp=request.stp,
+        expire_at=request.expire_at,
+        # An iceberg shows its first slice once it rests (`matching`); nothing before.
+        display_quantity=request.display_quantity,
+        visible_quantity=None if request.display_quantity is None else money(ZERO),
+        trailing_delta=request.trailing_delta,
+        trailing_percent=request.trailing_percent,
+        limit_offset=request.limit_offset,
         source=source,
         socket_id=socket_id,
         quantity=request.quantity,
@@ -302,7 +324,7 @@ def _cancel(user: User, market_id: int, order_id: int) -> Order:
 def _cancel_one(command: Command, order: Order) -> None:
     command.release(order, order.held)
     if order.status in OPEN_STATUSES:  # a pending stop is not in the book
-        command.level_deltas[(order.side, order.price)] -= order.remaining_quantity
+        command.level_deltas[(order.side, order.price)] -= book_quantity(order)
     order.status = OrderStatus.CANCELLED
     order.updated_at = command.now
     command.changed_orders[order.pk] = order
@@ -402,10 +424,13 @@ def _amend(user, market_id, order_id, new_price, new_quantity, new_stop_price=No
         command.finish(None)
         return OrderResult(order=order, created=False)
 
-    command.level_deltas[(order.side, order.price)] -= order.remaining_quantity
+    command.level_deltas[(order.side, order.price)] -= book_quantity(order)
     if price == order.price and quantity < order.quantity:
-        # Smaller, same price: keeps its priority; the hold shrinks to match.
+        # Smaller, same price: keeps its priority; the hold shrinks to match (and an
+        # iceberg's shown slice, to at most what remains).
         order.quantity, order.remaining_quantity = quantity, remaining
+        if order.visible_quantity is not None:
+            order.visible_quantity = min(order.visible_quantity, remaining)
         command.release(
             order,
             order.held
@@ -416,7 +441,7 @@ def _amend(user, market_id, order_id, new_price, new_quantity, new_stop_price=No
                 quantity=remaining,
             ),
         )
-        command.level_deltas[(order.side, price)] += remaining
+        command.level_deltas[(order.side, price)] += book_quantity(order)
         order.updated_at = command.now
         command.changed_orders[order.pk] = order
         command.lock_balances({user.pk})

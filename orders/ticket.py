@@ -14,7 +14,16 @@ from marketdata.models import Market, Side
 from marketdata.selectors import BookSnapshot
 from quantumtrades.core.money import ZERO, money
 
-from .engine.rules import Band, OrderRequest, band_of, fee_for, hold_for, stop_hold_for
+from .engine.rules import (
+    Band,
+    OrderRequest,
+    band_of,
+    fee_for,
+    hold_for,
+    stop_hold_for,
+    trailing_limit_price,
+    trailing_stop_price,
+)
 from .models import STOP_TYPES, OrderType, TimeInForce
 
 
@@ -36,18 +45,46 @@ class Estimate:
     stop_price: Decimal | None = None
 
 
+def trailing_stop_now(request: OrderRequest) -> Decimal | None:
+    """Where a trailing stop's stop price would start if it arrived now, from the last trade
+    (`rules.trailing_stop_price`, as the engine starts it); None when the market never
+    traded (the engine refuses it then)."""
+    market: Market = request.market
+    if market.last_price is None:
+        return None
+    return trailing_stop_price(
+        request.side, market.last_price, request.trailing_delta, request.trailing_percent, market.tick_size
+    )
+
+
+def _stop_estimate_terms(request: OrderRequest) -> tuple[str, Decimal | None, Decimal | None]:
+    """The stop type, limit price and stop price a stop order holds for now. A trailing
+    stop holds as the stop-market (or, with `limit_offset`, the stop-limit) it would be at
+    its first stop price; a buy's stop only moves down, so that hold covers it later too."""
+    if request.type != OrderType.TRAILING_STOP:
+        return request.type, request.price, request.stop_price
+    stop_price = trailing_stop_now(request)
+    if stop_price is None or request.limit_offset is None:
+        return OrderType.STOP_MARKET, None, stop_price
+    return OrderType.STOP_LIMIT, trailing_limit_price(request.side, stop_price, request.limit_offset), stop_price
+
+
 def ticket_estimate(*, request: OrderRequest, snapshot: BookSnapshot) -> Estimate:
     market: Market = request.market
     buying = request.side == Side.BUY
     if request.type in STOP_TYPES:
-        hold = stop_hold_for(
-            market=market,
-            side=request.side,
-            type=request.type,
-            price=request.price,
-            stop_price=request.stop_price,
-            quantity=request.quantity,
-        )
+        stop_type, price, stop_price = _stop_estimate_terms(request)
+        if stop_price is None:
+            hold = request.quantity if not buying else ZERO
+        else:
+            hold = stop_hold_for(
+                market=market,
+                side=request.side,
+                type=stop_type,
+                price=price,
+                stop_price=stop_price,
+                quantity=request.quantity,
+            )
         return Estimate(
             asset_spent=market.quote_id if buying else market.base_id,
             asset_received=market.base_id if buying else market.quote_id,
@@ -61,7 +98,7 @@ def ticket_estimate(*, request: OrderRequest, snapshot: BookSnapshot) -> Estimat
             average_price=None,
             post_only_would_take=False,
             fok_would_kill=False,
-            stop_price=request.stop_price,
+            stop_price=stop_price,
         )
     levels = snapshot.asks if buying else snapshot.bids
     limit = request.price
@@ -84,7 +121,7 @@ def ticket_estimate(*, request: OrderRequest, snapshot: BookSnapshot) -> Estimat
         # The engine refuses the order outright: nothing trades, nothing rests.
         takes_quantity, takes_notional, remaining = ZERO, ZERO, request.quantity
 
-    rests = request.type == OrderType.LIMIT and request.time_in_force == TimeInForce.GTC
+    rests = request.type == OrderType.LIMIT and request.time_in_force in (TimeInForce.GTC, TimeInForce.GTD)
     if post_only_would_take or fok_would_kill:
         rests = False
     rests_quantity = remaining if rests else ZERO
@@ -117,6 +154,16 @@ def ticket_estimate(*, request: OrderRequest, snapshot: BookSnapshot) -> Estimat
         post_only_would_take=post_only_would_take,
         fok_would_kill=fok_would_kill,
     )
+
+
+def oco_hold(*, market: Market, side: str, quantity: Decimal, price: Decimal, stop_price, stop_limit_price) -> Decimal:
+    """What an OCO holds: one hold for both orders, the larger of the two's needs."""
+    limit = hold_for(market=market, side=side, price=price, quantity=quantity)
+    stop_type = OrderType.STOP_LIMIT if stop_limit_price is not None else OrderType.STOP_MARKET
+    stop = stop_hold_for(
+        market=market, side=side, type=stop_type, price=stop_limit_price, stop_price=stop_price, quantity=quantity
+    )
+    return max(limit, stop)
 
 
 def ticket_band(*, market: Market, snapshot: BookSnapshot | None) -> Band | None:

@@ -11,6 +11,7 @@ urlpatterns = [
     path("markets/<symbol:symbol>/ticket/preview/", views.ticket_preview, name="ticket_preview"),
     path("orders/<int:order_id>/cancel/", views.cancel, name="order_cancel"),
     path("orders/<int:order_id>/amend/", views.amend, name="order_amend"),
+    path("orders/lists/<int:list_id>/cancel/", views.list_cancel, name="order_list_cancel"),
     path("portfolio/", views.portfolio, name="portfolio"),
     path("portfolio/ledger.csv", views.ledger_csv, name="ledger_csv"),
 ]

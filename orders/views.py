@@ -41,13 +41,13 @@ from quantumtrades.core.pagination import keyset_id, keyset_page
 from quantumtrades.core.replicas import PRIMARY, public_reads
 
 from .engine.rules import stop_market_buy_price
-from .forms import AmendForm, OrderHistoryFilter, OrderTicketForm
+from .forms import BRACKET, OCO, AmendForm, OrderHistoryFilter, OrderTicketForm
 from .live import ALL_KINDS, BALANCES, ORDERS, private_context, private_fragments
 from .models import OrderSource, OrderType
 from .portfolio import order_history_for_user, portfolio_valuation
 from .selectors import order_for_user
-from .services import order_amend, order_cancel, order_place
-from .ticket import SIZE_FRACTIONS, parse_price, ticket_band, ticket_estimate, ticket_size
+from .services import bracket_place, oco_place, order_amend, order_cancel, order_list_cancel, order_place
+from .ticket import SIZE_FRACTIONS, oco_hold, parse_price, ticket_band, ticket_estimate, ticket_size
 
 # The first render shows what the live stream pushes later: the same depth, tape, candles.
 BOOK_DEPTH = streams.option("PAGE_BOOK_DEPTH")
@@ -129,7 +129,18 @@ def _preview_context(request, market, form, valuation=None) -> dict:
         snapshot = book_snapshot(market=market, depth=ESTIMATE_DEPTH)
         estimate = ticket_estimate(request=form.order_request, snapshot=snapshot)
         context["estimate"] = estimate
-        context["short_of_funds"] = estimate.hold > context["available"]
+        hold = estimate.hold
+        if form.kind == OCO:
+            terms = form.list_terms
+            hold = context["list_hold"] = oco_hold(
+                market=market,
+                side=terms["side"],
+                quantity=terms["quantity"],
+                price=terms["price"],
+                stop_price=terms["stop_price"],
+                stop_limit_price=terms["stop_limit_price"],
+            )
+        context["short_of_funds"] = hold > context["available"]
     if market.price_band is not None:
         # The band the engine will judge a limit price by: shown before the trader submits.
         if snapshot is None and market.last_price is None:
@@ -193,6 +204,8 @@ def _sized_ticket(request, market):
     if fraction is None:
         return data, {"error": "Choose 25, 50, 75 or 100 %."}
     price = None
+    if side == Side.BUY and data.get("type") == OrderType.TRAILING_STOP:
+        return data, {"error": "A trailing buy's price moves: type its quantity."}
     if side == Side.BUY and data.get("type") == OrderType.STOP_MARKET:
         # A pending stop-market buy holds as a limit buy a margin above its stop.
         stop_price = parse_price(data.get("stop_price"))
@@ -228,21 +241,20 @@ def ticket_submit(request, symbol):
     message = None
     status = 200
     confirming = False
-    if form.is_valid() and form.order_request.type in AT_MARKET and request.POST.get("confirm") != "1":
+    if form.is_valid() and _at_market(form) and request.POST.get("confirm") != "1":
         # An order at market (now, or once its stop triggers) is placed only once the
         # trader has seen what it would cost.
         confirming = True
     elif form.is_valid():
         try:
-            result = order_place(user=request.user, market=market, **form.order_arguments(), source=OrderSource.WEB)
+            message = _place_from_ticket(request.user, market, form)
         except ServiceError as error:
             form.add_service_error(error)
             status = 422 if error.status == 400 else error.status
         else:
-            message = _placed_notice(result)
             if not request.htmx:
                 return redirect("market", symbol=market.symbol)
-            form = _blank_ticket(market, side=form.order_request.side, type=form.order_request.type)
+            form = _blank_ticket(market, side=form.order_request.side, type=form.kind)
     else:
         status = 422
     context = {"notice": message, "confirming": confirming, **_preview_context(request, market, form)}
@@ -254,6 +266,35 @@ def ticket_submit(request, symbol):
     if message:
         response.content += private_fragments(request.user, request=request).encode()
     return response
+
+
+def _at_market(form) -> bool:
+    """The ticket's order trades at market, now or once its stop triggers."""
+    if form.is_list:
+        return False
+    request = form.order_request
+    if request.type == OrderType.TRAILING_STOP:
+        return request.limit_offset is None
+    return request.type in AT_MARKET
+
+
+def _place_from_ticket(user, market, form) -> dict:
+    """Place what the ticket describes, through its one service; the notice that says so."""
+    if form.kind == OCO:
+        return _list_notice(oco_place(user=user, market=market, **form.list_terms, source=OrderSource.WEB))
+    if form.kind == BRACKET:
+        return _list_notice(bracket_place(user=user, market=market, **form.list_terms, source=OrderSource.WEB))
+    return _placed_notice(order_place(user=user, market=market, **form.order_arguments(), source=OrderSource.WEB))
+
+
+def _list_notice(result):
+    order_list = result.order_list
+    first = min(result.orders, key=lambda order: order.pk)
+    what = f"{first.get_side_display()} {money_text(first.quantity.normalize())} {order_list.market.base_id}"
+    if order_list.kind == order_list.Kind.OCO:
+        return notice(f"OCO #{order_list.pk} ({what}) placed: a limit and a stop, one cancels the other.", "success")
+    status = first.get_status_display().lower()
+    return notice(f"Bracket #{order_list.pk} ({what}) placed: its entry is {status}.", "success")
 
 
 def _placed_notice(result):
@@ -303,6 +344,24 @@ def cancel(request, order_id):
     if not request.htmx:
         return _back_to(request, order)
     return _after_command(request, notice(f"Order #{order.pk} cancelled."), kinds={ORDERS, BALANCES})
+
+
+@require_POST
+@login_required_page
+def list_cancel(request, list_id):
+    """Cancel an OCO or a bracket as one: every open order of it."""
+    try:
+        order_list_cancel(user=request.user, list_id=list_id)
+    except ServiceError as error:
+        if not request.htmx:
+            return HttpResponse(error.message, status=error.status, content_type="text/plain")
+        return _after_command(request, notice(error.message, "error"), status=error.status, kinds={ORDERS})
+    if not request.htmx:
+        back = request.POST.get("next") or request.headers.get("Referer")
+        if back and url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
+            return redirect(back)
+        return redirect("home")
+    return _after_command(request, notice(f"List #{list_id} cancelled."), kinds={ORDERS, BALANCES})
 
 
 @login_required_page

@@ -4,7 +4,9 @@ execution reports; and every order of the session's user reported, whatever door
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
+from orders.expiry import orders_expire_due
 from orders.models import Order
 from orders.selectors import reconcile
 from orders.services import oco_place, order_list_cancel, order_place
@@ -92,8 +94,13 @@ def test_a_repeated_cl_ord_id_answers_with_the_original_order_and_places_nothing
         ({54: 1, 38: "1000", 44: "500"}, "INSUFFICIENT_FUNDS: "),
         ({54: 1, 38: "1", 44: "100.001"}, "INVALID: "),
         ({54: 3, 38: "1", 44: "100"}, "INVALID: "),
-        ({54: 1, 38: "1", 44: "100", 59: "6", 126: "20300101-00:00:00"}, "GTD"),
-        ({54: 1, 38: "1", 44: "100", 1138: "0.5"}, "iceberg"),
+        ({54: 1, 38: "1", 44: "100", 59: "6"}, "INVALID: ExpireTime (126): A GTD order needs an expire_at"),
+        ({54: 1, 38: "1", 44: "100", 59: "6", 126: "2030-01-01"}, "INVALID: ExpireTime (126) is a UTC time"),
+        (
+            {54: 1, 38: "1", 44: "100", 59: "6", 126: "20000101-00:00:00"},
+            "INVALID: ExpireTime (126) must be at least 5 seconds ahead",
+        ),
+        ({54: 1, 38: "1", 44: "100", 1138: "2"}, "INVALID: DisplayQty (1138) must be at most"),
         ({54: 1, 38: "1", 44: "100", 18: "A"}, "ExecInst (18)"),
         ({54: 1, 38: "x", 44: "100"}, "INVALID: OrderQty (38)"),
     ],
@@ -106,6 +113,42 @@ def test_a_refused_order_is_an_execution_report_rejected_with_the_rest_code_in_t
     assert (report[150], report[39], report[37], report[11]) == ("8", "8", "NONE", "bad")
     assert text in report[58]
     assert not Order.objects.filter(client_order_id="bad").exists()
+
+
+def test_a_gtd_order_carries_its_expire_time_and_is_reported_expired_when_it_comes(alice_fix):
+    alice_fix.new_order("gtd", "buy", "1", "90", tags=[(59, 6), (126, "20991231-18:00:00.250")])
+
+    new = alice_fix.expect("8")
+
+    assert (new[150], new[39], new[59], new[126]) == ("0", "0", "6", "20991231-18:00:00.250")
+    order = Order.objects.get(client_order_id="gtd")
+    assert (order.time_in_force, order.expire_at.isoformat()) == ("GTD", "2099-12-31T18:00:00.250000+00:00")
+    Order.objects.filter(pk=order.pk).update(expire_at=timezone.now())
+    orders_expire_due()
+    expired = alice_fix.expect("8")
+    assert (expired[150], expired[39], expired[37], expired[151]) == ("C", "C", str(order.pk), "0")
+
+
+def test_an_iceberg_order_carries_its_display_quantity(alice_fix):
+    alice_fix.new_order("ice", "buy", "5", "90", tags=[(1138, "1")])
+
+    new = alice_fix.expect("8")
+
+    assert (new[150], new[38], new[1138], new[151]) == ("0", "5", "1", "5")
+    assert Order.objects.get(client_order_id="ice").display_quantity == 1
+
+
+def test_a_trailing_stop_placed_over_rest_is_reported_as_the_stop_it_is_now(alice_fix, rest, alice):
+    assert rest_order(rest, side="sell", type="limit", price="100", quantity="1").status_code == 201
+    alice_fix.new_order("tape", "buy", "1", "100")
+    alice_fix.reports(2)  # new, filled: the tape at 100
+
+    order_place(
+        user=alice, market="QTX-USD", side="sell", type="trailing_stop", quantity=Decimal("1"), trailing_delta=2
+    )
+
+    new = alice_fix.expect("8")
+    assert (new[150], new[39], new[40], new[99]) == ("0", "0", "3", "98")
 
 
 def test_a_post_only_order_that_would_take_is_refused_with_its_code(alice_fix, rest):

@@ -43,13 +43,13 @@ from accounts.services import operator_action_record
 from marketdata.auction import uncross_price
 from marketdata.models import Market, Side, Trade
 from quantumtrades.core.errors import Conflict, ErrorCode
-from quantumtrades.core.money import money
+from quantumtrades.core.money import ZERO, money
 from quantumtrades.core.sql import answer, select_models, send
 
-from ..models import OPEN_STATUSES, Fill, Order, OrderStatus, OrderType, SelfTradePrevention, TimeInForce
+from ..models import OPEN_STATUSES, Fill, Order, OrderStatus, OrderType, SelfTradePrevention
 from . import lists
 from .caches import window_firsts
-from .rules import fee_for, hold_for, insufficient, order_reference
+from .rules import RESTING_TIMES_IN_FORCE, book_quantity, fee_for, hold_for, insufficient, order_reference
 
 if TYPE_CHECKING:
     from .command import Command
@@ -209,10 +209,10 @@ def trip(command: "Command", price: Decimal, reference: Decimal) -> None:
 def place(command: "Command", order: Order) -> list[Fill]:
     """A new order on a market in auction (book lock held): a limit GTC order rests without
     matching; a market order or an IOC/FOK one is refused."""
-    if order.type == OrderType.MARKET or order.time_in_force != TimeInForce.GTC:
+    if order.type == OrderType.MARKET or order.time_in_force not in RESTING_TIMES_IN_FORCE:
         raise Conflict(
             f"{command.market.symbol} is in a call auction until "
-            f"{command.market.auction_ends_at:%H:%M:%S} UTC: only limit GTC orders are accepted until it uncrosses.",
+            f"{command.market.auction_ends_at:%H:%M:%S} UTC: only limit GTC or GTD orders are accepted until it uncrosses.",
             code=ErrorCode.MARKET_IN_AUCTION,
             field="time_in_force" if order.type != OrderType.MARKET else "type",
         )
@@ -232,7 +232,9 @@ def rest(command: "Command", order: Order) -> list[Fill]:
     if order.held:
         command.release(order, order.held)
     command.hold(order, needed)
-    command.level_deltas[(order.side, order.price)] += order.remaining_quantity
+    if order.display_quantity is not None:  # an iceberg shows its first slice
+        order.visible_quantity = min(order.display_quantity, order.remaining_quantity)
+    command.level_deltas[(order.side, order.price)] += book_quantity(order)
     if order.status not in OPEN_STATUSES:
         order.status = OrderStatus.OPEN
     order.updated_at = command.now
@@ -253,6 +255,12 @@ def uncross(command: "Command") -> bool:
     book = select_models(Order, f"market_id = %s AND {_IN_BOOK_SQL}", [market.pk], tail="ORDER BY priority")
     for order in book:
         order.market = market
+    # GTD orders whose time came during the auction expire before it uncrosses.
+    due = [order for order in book if order.expire_at is not None and order.expire_at <= command.now]
+    if due:
+        for order in due:
+            _take_off(command, order, OrderStatus.EXPIRED)  # balances locked with the others below
+        book = [order for order in book if order.status in OPEN_STATUSES]
     # The reference is the last trade (the tape's, as GET /api/markets and the streams
     # read it for the indicative price).
     reference = market.last_price
@@ -332,7 +340,7 @@ def _self_trade_losers(buy: Order, sell: Order) -> list[Order]:
 def _take_off(command: "Command", order: Order, status: str) -> None:
     """Take an order out of the book, releasing its hold (self-trade prevention)."""
     command.release(order, order.held)
-    command.level_deltas[(order.side, order.price)] -= order.remaining_quantity
+    command.level_deltas[(order.side, order.price)] -= book_quantity(order)
     order.status = status
     order.updated_at = command.now
     command.changed_orders[order.pk] = order
@@ -369,7 +377,10 @@ def _trade(command: "Command", buy: Order, sell: Order, quantity: Decimal, price
 
     command.fee_total += fees[buy.pk] + fees[sell.pk]
     for order in (buy, sell):
-        command.level_deltas[(order.side, order.price)] -= quantity
+        if order.visible_quantity is None:
+            command.level_deltas[(order.side, order.price)] -= quantity
+        else:  # all of an iceberg may trade in the uncross, hidden part included
+            iceberg_filled(command, order, quantity)
         command.changed_orders[order.pk] = order
     command.trades.append(
         Trade(
@@ -401,6 +412,25 @@ def _trade(command: "Command", buy: Order, sell: Order, quantity: Decimal, price
     for order in (buy, sell):
         if order.order_list_id:
             lists.filled(command, order, quantity)
+
+
+def iceberg_filled(command: "Command", order: Order, quantity: Decimal) -> bool:
+    """An iceberg in the book has just traded `quantity` (its remaining quantity already
+    reduced): show what is left of its slice, or, once the slice is gone, the next one,
+    min(display_quantity, remaining), with a new time priority, and move its level by the
+    difference. A quantity larger than the slice took the next slices in turn. Returns
+    whether a new slice showed."""
+    shown = order.visible_quantity
+    if quantity < shown:
+        order.visible_quantity = shown - quantity
+    elif order.remaining_quantity == 0:
+        order.visible_quantity = ZERO
+    else:
+        display = order.display_quantity
+        order.visible_quantity = min(display - (quantity - shown) % display, order.remaining_quantity)
+        order.priority = command.next_priority()
+    command.level_deltas[(order.side, order.price)] += order.visible_quantity - shown
+    return quantity >= shown and order.remaining_quantity > 0
 
 
 def _apply_fill(order: Order, quantity: Decimal, notional: Decimal, now) -> None:

@@ -47,7 +47,7 @@ ORDER_INSERT_FIELDS = [
     "user", "market", "client_order_id", "side", "type", "time_in_force", "post_only", "stp", "source", "socket_id",
     "price", "stop_price", "quantity", "filled_quantity", "remaining_quantity", "filled_notional", "held", "status", "priority",
     "triggered_at", "created_at", "updated_at", "display_quantity", "visible_quantity", "expire_at", "trailing_delta",
-    "trailing_percent", "trailing_reference", "limit_offset", "order_list", "leg",
+    "trailing_percent", "trailing_reference", "limit_offset", "order_list", "leg", "trailing_hold_price",
 ]  # fmt: skip
 ORDER_STATE_FIELDS = [
     "price", "stop_price", "quantity", "filled_quantity", "remaining_quantity", "filled_notional", "held", "status",
@@ -126,8 +126,10 @@ class Command:
         return self.seq * PRIORITY_SLOTS
 
     def next_priority(self) -> int:
-        """The time priority of the next triggered stop to enter the book in this command."""
-        self.slots += 1
+        """The time priority of the next order to enter the book in this command: a
+        triggered stop, an iceberg's next slice. Past the last slot (a command that refills
+        icebergs a thousand times) they share it, in the command's range still."""
+        self.slots = min(self.slots + 1, PRIORITY_SLOTS - 1)
         return self.seq * PRIORITY_SLOTS + self.slots
 
     # Locking ---------------------------------------------------------------------------
@@ -265,7 +267,17 @@ class Command:
             for order in batch:
                 order.market = self.market  # saves a query per order when events render it
             found.extend(batch)
-            covered += sum((order.remaining_quantity for order in batch if order.user_id != own), ZERO)
+            # A GTD order past its time expires when met (`matching`): it covers nothing;
+            # an iceberg covers its shown slice (the next shows behind its price's orders).
+            now = self.now
+            covered += sum(
+                (
+                    order.remaining_quantity if order.visible_quantity is None else order.visible_quantity
+                    for order in batch
+                    if order.user_id != own and (order.expire_at is None or order.expire_at > now)
+                ),
+                ZERO,
+            )
             if len(batch) < size:
                 break
             offset += size
@@ -373,14 +385,17 @@ class Command:
             )
             if self.trades:
                 low, high = min(t.price for t in self.trades), max(t.price for t in self.trades)
-                crossed = stops.crossed(self, low, high, later=True)
+                # With the look for crossed stops, trailing stops move with these prices.
+                crossed = stops.crossed_and_moved(self, low, high, self.trades[0].taker_side)
             if self.market_changed:
                 update_rows(
                     Market, auction.MARKET_STATE_FIELDS, [[market.pk, *_values(market, auction.MARKET_STATE_FIELDS)]]
                 )
         # The pipeline has ended: one round trip brought every answer.
         levels = levels()
-        crossed = crossed() if crossed else []
+        crossed, moved = crossed() if crossed else ([], [])
+        for order in moved:  # trailing stops: their owners see the new stop price (OrderChanged)
+            self.written_orders[order.pk] = order
         if taker is not None:
             self.changed_orders[taker.pk] = taker
         for stop in crossed:

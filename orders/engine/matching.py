@@ -22,10 +22,10 @@ from marketdata.models import Side, Trade
 from quantumtrades.core.errors import Conflict, ErrorCode
 from quantumtrades.core.money import MONEY_QUANTUM, ZERO, money
 
-from ..models import OPEN_STATUSES, PRICED_TYPES, Fill, Order, OrderStatus, OrderType, SelfTradePrevention, TimeInForce
+from ..models import OPEN_STATUSES, Fill, Order, OrderStatus, SelfTradePrevention, TimeInForce
 from . import lists
-from .auction import breaker_prefix, breaker_stops
-from .rules import fee_for, hold_for, insufficient, order_reference
+from .auction import breaker_prefix, breaker_stops, iceberg_filled
+from .rules import RESTING_TIMES_IN_FORCE, book_quantity, fee_for, hold_for, insufficient, order_reference
 
 if TYPE_CHECKING:
     from .command import Command
@@ -46,9 +46,9 @@ def execute(command: "Command", taker: Order, *, new: bool, triggered: bool = Fa
     opposite = Side.SELL if taker.side == Side.BUY else Side.BUY
     limit = taker.price
     if market.price_band is not None and command.band is not None:
-        if taker.type not in PRICED_TYPES:
+        if taker.price is None:  # a market order, a triggered stop-market or trailing stop
             limit = command.band.limit_for(taker.side)
-        elif triggered and taker.type == OrderType.STOP_LIMIT and not command.band.holds(taker.price):
+        elif triggered and not command.band.holds(taker.price):  # a stop-limit, a trailing stop's limit
             # It can no longer be refused: it expires, and what it held is released.
             command.lock_balances({taker.user_id})
             command.release(taker, taker.held)
@@ -57,7 +57,7 @@ def execute(command: "Command", taker: Order, *, new: bool, triggered: bool = Fa
     own = taker.user_id if taker.stp == SelfTradePrevention.EXPIRE_MAKER else None
     makers = command.resting(opposite, limit, taker.remaining_quantity, own=own)
 
-    if taker.post_only and makers:
+    if taker.post_only and _live(command, makers):
         if new:
             taker.status = OrderStatus.REJECTED
             return command.finish(taker)
@@ -77,16 +77,20 @@ def execute(command: "Command", taker: Order, *, new: bool, triggered: bool = Fa
         makers = []
 
     if taker.time_in_force == TimeInForce.FOK and not _fills_completely(
-        market, taker, allowed := breaker_prefix(command, makers), budget
+        command, taker, allowed := breaker_prefix(command, makers), budget
     ):
-        if len(allowed) < len(makers) and _fills_completely(market, taker, makers, budget):
+        if len(allowed) < len(makers) and _fills_completely(command, taker, makers, budget):
             breaker_stops(command, makers[len(allowed)].price)  # the circuit breaker stopped it
         makers = []  # kill: no trade at all
     # An amended order gives back its old hold first; what still rests is held again below.
     if taker.held:
         command.release(taker, taker.held)
     filled = match(command, taker, makers, budget=budget)
-    others = [maker for maker in makers if maker.user_id != taker.user_id] if budget is not None and not filled else []
+    others = (
+        [maker for maker in _live(command, makers) if maker.user_id != taker.user_id]
+        if budget is not None and not filled
+        else []
+    )
     if others and not command.met_own_order and not triggered and not market.in_auction:
         # There was something to buy, but not even one lot of it was affordable (fee included,
         # or the message would claim a need below what is available).
@@ -96,8 +100,8 @@ def execute(command: "Command", taker: Order, *, new: bool, triggered: bool = Fa
     # Self-trade prevention (expire_taker, expire_both): having met its owner's resting
     # order, the rest expires.
     rests = (
-        taker.type in PRICED_TYPES
-        and taker.time_in_force == TimeInForce.GTC
+        taker.price is not None
+        and taker.time_in_force in RESTING_TIMES_IN_FORCE
         and taker.remaining_quantity > 0
         and not command.met_own_order
         and available >= needed
@@ -108,7 +112,7 @@ def execute(command: "Command", taker: Order, *, new: bool, triggered: bool = Fa
 
 def _spending(market, taker: Order, available: Decimal, triggered: bool) -> tuple[Decimal | None, Decimal]:
     """(budget, needed): what a market buy may spend, or what any other order needs available."""
-    if taker.type in PRICED_TYPES:
+    if taker.price is not None:  # limit, stop-limit, a trailing stop triggered as a limit
         return None, hold_for(market=market, side=taker.side, price=taker.price, quantity=taker.remaining_quantity)
     if taker.side == Side.BUY:
         # A market buy spends at most what is available; a triggered stop-market buy at
@@ -129,35 +133,72 @@ def _rest_or_expire(command: "Command", taker: Order, rests: bool) -> None:
                 quantity=taker.remaining_quantity,
             ),
         )
-        command.level_deltas[(taker.side, taker.price)] += taker.remaining_quantity
+        if taker.display_quantity is not None:  # an iceberg shows its first slice
+            taker.visible_quantity = min(taker.display_quantity, taker.remaining_quantity)
+        command.level_deltas[(taker.side, taker.price)] += book_quantity(taker)
         if taker.status not in OPEN_STATUSES:
             taker.status = OrderStatus.OPEN
     elif taker.remaining_quantity > 0:
         taker.status = OrderStatus.EXPIRED
+    if not rests and taker.visible_quantity is not None:
+        taker.visible_quantity = ZERO  # out of the book: shows nothing
     taker.updated_at = command.now
     if taker.order_list_id:
         lists.rested(command, taker)
 
 
-def _fills_completely(market, taker: Order, makers: list[Order], budget) -> bool:
+def _fills_completely(command: "Command", taker: Order, makers: list[Order], budget) -> bool:
     """Whether `taker` would fill completely against `makers`: fill-or-kill's test."""
+    market = command.market
     wanted, budget_left = taker.remaining_quantity, budget
-    for maker in makers:
+    # What `match` would do, on copies: an iceberg's slices as it would meet them.
+    if any(maker.visible_quantity is not None for maker in makers):
+        makers = [_IcebergView(maker) if maker.visible_quantity is not None else maker for maker in makers]
+    for index, maker in enumerate(makers):
+        if maker.expire_at is not None and maker.expire_at <= command.now:
+            continue  # a GTD order past its time: expired on the way (`_expire_due_maker`)
         if maker.user_id == taker.user_id:
             if taker.stp == SelfTradePrevention.EXPIRE_MAKER:
                 continue  # cancelled on the way, and matching goes on
             return False
-        quantity = min(wanted, maker.remaining_quantity)
+        reach = maker.remaining_quantity if maker.visible_quantity is None else _reach(makers, index)
+        quantity = min(wanted, reach)
         if budget_left is not None:
             quantity = min(quantity, _affordable(market, maker.price, budget_left))
             notional = money(maker.price * quantity)
             budget_left -= notional + fee_for(notional, market.taker_fee)
-            if quantity < min(wanted, maker.remaining_quantity):
+            if quantity < min(wanted, reach):
                 return False
         wanted -= quantity
         if wanted <= 0:
             return True
+        if maker.visible_quantity is not None and maker.take(quantity):
+            _requeue(makers, index)
     return wanted <= 0
+
+
+class _IcebergView:
+    """An iceberg as fill-or-kill's test walks it: its slices taken on a copy."""
+
+    def __init__(self, order: Order):
+        self.order = order
+        self.user_id, self.price, self.expire_at = order.user_id, order.price, order.expire_at
+        self.display_quantity = order.display_quantity
+        self.visible_quantity, self.remaining_quantity = order.visible_quantity, order.remaining_quantity
+
+    def take(self, quantity: Decimal) -> bool:
+        """Take `quantity`; True when the next slice shows (it goes behind its price's orders)."""
+        shown = self.visible_quantity
+        self.remaining_quantity -= quantity
+        if quantity < shown:
+            self.visible_quantity = shown - quantity
+            return False
+        if self.remaining_quantity == 0:
+            self.visible_quantity = ZERO
+            return False
+        left = self.display_quantity - (quantity - shown) % self.display_quantity
+        self.visible_quantity = min(left, self.remaining_quantity)
+        return True
 
 
 def match(command: "Command", taker: Order, makers: list[Order], *, budget: Decimal | None = None) -> Decimal:
@@ -169,11 +210,15 @@ def match(command: "Command", taker: Order, makers: list[Order], *, budget: Deci
     """
     market = command.market
     filled = ZERO
-    for maker in makers:
+    # An iceberg that refills goes back in `makers` behind the orders at its price (`_requeue`).
+    for index, maker in enumerate(makers):
         # `_trade` has already taken earlier fills off the taker's remaining quantity.
         remaining = taker.remaining_quantity
         if remaining <= 0:
             break
+        if maker.expire_at is not None and maker.expire_at <= command.now:
+            _expire_due_maker(command, maker)
+            continue
         if maker.user_id == taker.user_id:
             if taker.stp != SelfTradePrevention.EXPIRE_TAKER:
                 _cancel_maker(command, maker)
@@ -181,7 +226,7 @@ def match(command: "Command", taker: Order, makers: list[Order], *, budget: Deci
                 continue
             command.met_own_order = True
             break
-        quantity = min(remaining, maker.remaining_quantity)
+        quantity = min(remaining, maker.remaining_quantity if maker.visible_quantity is None else _reach(makers, index))
         if budget is not None:
             quantity = min(quantity, _affordable(market, maker.price, budget))
             if quantity <= 0:
@@ -193,19 +238,63 @@ def match(command: "Command", taker: Order, makers: list[Order], *, budget: Deci
             budget -= notional + fee_for(notional, market.taker_fee)
         _trade(command, taker, maker, quantity)
         filled += quantity
+        if maker.visible_quantity is not None and iceberg_filled(command, maker, quantity):
+            _requeue(makers, index)
     return filled
+
+
+# --- Icebergs ---------------------------------------------------------------------------
+# An iceberg in the book shows `visible_quantity` (a slice of at most `display_quantity`);
+# a taker takes at most that slice, and the next slice shows with a new time priority
+# (`auction.iceberg_filled`), behind every order already at its price. When no other order
+# at its price stands behind it, the next slices would meet the same taker at once: the
+# taker takes them in the same trade, as many as it wants (one trade, one new priority).
+
+
+def _reach(makers: list[Order], index: int) -> Decimal:
+    """What the iceberg `makers[index]` can give a taker now: its shown slice, or all of it
+    when no other order at its price comes after it."""
+    maker = makers[index]
+    if index + 1 < len(makers) and makers[index + 1].price == maker.price:
+        return maker.visible_quantity
+    return maker.remaining_quantity
+
+
+def _requeue(makers: list[Order], index: int) -> None:
+    """Put the refilled iceberg `makers[index]` back behind the orders at its price."""
+    maker = makers[index]
+    after = index + 1
+    while after < len(makers) and makers[after].price == maker.price:
+        after += 1
+    if after > index + 1:
+        makers.insert(after, maker)
 
 
 def _cancel_maker(command: "Command", maker: Order) -> None:
     """Self-trade prevention's cancel of the taker's own resting order: its hold released,
     its level reduced, as if its owner had cancelled it."""
     command.release(maker, maker.held)
-    command.level_deltas[(maker.side, maker.price)] -= maker.remaining_quantity
+    command.level_deltas[(maker.side, maker.price)] -= book_quantity(maker)
     maker.status = OrderStatus.CANCELLED
     maker.updated_at = command.now
     command.changed_orders[maker.pk] = maker
     if maker.order_list_id:
         lists.leg_cancelled(command, maker)
+
+
+def _live(command: "Command", makers: list[Order]) -> list[Order]:
+    """The makers that are not GTD orders past their time (those expire when met)."""
+    return [maker for maker in makers if maker.expire_at is None or maker.expire_at > command.now]
+
+
+def _expire_due_maker(command: "Command", maker: Order) -> None:
+    """A GTD order met past its expire_at, before the expiry job got to it: it expires
+    (its hold released, its level reduced) instead of trading, and matching goes on."""
+    command.release(maker, maker.held)
+    command.level_deltas[(maker.side, maker.price)] -= book_quantity(maker)
+    maker.status = OrderStatus.EXPIRED
+    maker.updated_at = command.now
+    command.changed_orders[maker.pk] = maker
 
 
 def _affordable(market, price: Decimal, budget: Decimal) -> Decimal:
@@ -270,7 +359,8 @@ def _trade(command: "Command", taker: Order, maker: Order, quantity: Decimal) ->
         post(taker.user_id, quote, Kind.FEE, available=-taker_fee, reference=taker_ref)
 
     command.fee_total += taker_fee + maker_fee
-    command.level_deltas[(maker.side, maker.price)] -= quantity
+    if maker.visible_quantity is None:  # an iceberg's level follows its slices (`match`)
+        command.level_deltas[(maker.side, maker.price)] -= quantity
     command.changed_orders[maker.pk] = maker
     trade = Trade(
         market=market,

@@ -16,7 +16,11 @@ A stop order holds from acceptance what it will need once triggered (`stop_hold_
 """
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from marketdata.models import Market, Side
 from quantumtrades.core.errors import Conflict, ErrorCode, InsufficientFunds, InvalidInput
@@ -44,6 +48,13 @@ STOP_MARKET_BUY_MARGIN = Decimal("0.05")
 # against a copy of the market read before the book lock, and again under the lock when
 # one of these changed meanwhile.
 MARKET_RULES = ("tick_size", "lot_size", "min_notional", "max_order_quantity", "max_order_notional")
+# The times in force of an order that may rest in the book.
+RESTING_TIMES_IN_FORCE = (TimeInForce.GTC, TimeInForce.GTD)
+# A GTD order's expire_at lies at least this far ahead when it is placed: an order that
+# would expire before it could be seen is a mistake, not a strategy.
+GTD_MIN_AHEAD = timedelta(seconds=5)
+# A trailing stop's trailing_percent: above 0, at most this.
+TRAILING_PERCENT_MAX = Decimal(50)
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,11 @@ class OrderRequest:
     client_order_id: str | None
     stop_price: Decimal | None = None
     stp: str = SelfTradePrevention.EXPIRE_TAKER
+    expire_at: datetime | None = None
+    display_quantity: Decimal | None = None
+    trailing_delta: Decimal | None = None
+    trailing_percent: Decimal | None = None
+    limit_offset: Decimal | None = None
 
 
 # --- A new order ----------------------------------------------------------------------
@@ -77,6 +93,12 @@ def order_validate(
     client_order_id=None,
     stop_price=None,
     stp=SelfTradePrevention.EXPIRE_TAKER,
+    expire_at=None,
+    display_quantity=None,
+    trailing_delta=None,
+    trailing_percent=None,
+    limit_offset=None,
+    now: datetime | None = None,
 ) -> OrderRequest:
     """Check an order against the market's rules without touching the book.
 
@@ -85,10 +107,33 @@ def order_validate(
     """
     if side not in Side.values:
         raise InvalidInput("side must be 'buy' or 'sell'.", field="side")
-    if type not in OrderType.values or type == OrderType.TRAILING_STOP:
-        raise InvalidInput("type must be 'limit', 'market', 'stop_limit' or 'stop_market'.", field="type")
+    if type not in OrderType.values:
+        raise InvalidInput(
+            "type must be 'limit', 'market', 'stop_limit', 'stop_market' or 'trailing_stop'.", field="type"
+        )
+    trailing = (trailing_delta, trailing_percent, limit_offset)
+    if type == OrderType.TRAILING_STOP:
+        return _trailing_request(
+            market,
+            side,
+            quantity,
+            price,
+            time_in_force,
+            post_only,
+            client_order_id,
+            stop_price,
+            stp,
+            expire_at,
+            display_quantity,
+            *trailing,
+            now,
+        )
+    for name, value in zip(("trailing_delta", "trailing_percent", "limit_offset"), trailing, strict=True):
+        if value is not None:
+            raise InvalidInput(f"Only trailing stops take a {name}.", field=name)
     stop_price = _stop_price_of(market, type, stop_price, post_only)
     time_in_force = _time_in_force_of(type, time_in_force)
+    expire_at = _expire_at_of(time_in_force, expire_at, now)
     if not isinstance(post_only, bool):
         raise InvalidInput("post_only must be true or false.", field="post_only")
     quantity = amount(quantity, "quantity")
@@ -99,12 +144,27 @@ def order_validate(
         _market_order_check(market, type, price, time_in_force, post_only, stop_price, quantity)
     # A market order's notional is judged under the book lock, at its band (`market_order_size_check`).
     size_check(market, quantity, price if type in PRICED_TYPES else stop_price)
-    if post_only and time_in_force != TimeInForce.GTC:
-        raise InvalidInput("A post-only order rests in the book: use GTC.", field="post_only")
+    if post_only and time_in_force not in RESTING_TIMES_IN_FORCE:
+        raise InvalidInput("A post-only order rests in the book: use GTC or GTD.", field="post_only")
+    if display_quantity is not None:
+        display_quantity = _display_quantity_of(market, type, time_in_force, display_quantity, quantity, price)
     _client_order_id_check(client_order_id)
     if stp not in SelfTradePrevention.values:
         raise InvalidInput("stp must be 'expire_taker', 'expire_maker' or 'expire_both'.", field="stp")
-    return OrderRequest(market, side, type, quantity, price, time_in_force, post_only, client_order_id, stop_price, stp)
+    return OrderRequest(
+        market,
+        side,
+        type,
+        quantity,
+        price,
+        time_in_force,
+        post_only,
+        client_order_id,
+        stop_price,
+        stp,
+        expire_at,
+        display_quantity,
+    )
 
 
 def _stop_price_of(market: Market, type: str, stop_price, post_only) -> Decimal | None:
@@ -126,9 +186,171 @@ def _time_in_force_of(type: str, time_in_force) -> str:
     """The order's time in force: GTC for a priced order, IOC for a market one, unless given."""
     if time_in_force is None:
         time_in_force = TimeInForce.GTC if type in PRICED_TYPES else TimeInForce.IOC
-    if time_in_force not in TimeInForce.values or time_in_force == TimeInForce.GTD:
-        raise InvalidInput("time_in_force must be GTC, IOC or FOK.", field="time_in_force")
+    if time_in_force not in TimeInForce.values:
+        raise InvalidInput("time_in_force must be GTC, IOC, FOK or GTD.", field="time_in_force")
+    if time_in_force == TimeInForce.GTD and type not in PRICED_TYPES:
+        raise InvalidInput("GTD is for limit and stop-limit orders: they rest until expire_at.", field="time_in_force")
     return time_in_force
+
+
+def _expire_at_of(time_in_force: str, expire_at, now: datetime | None) -> datetime | None:
+    """A GTD order's expire_at (an ISO 8601 time, UTC unless it says otherwise), at least
+    GTD_MIN_AHEAD from `now`; no other order takes one."""
+    if time_in_force != TimeInForce.GTD:
+        if expire_at is not None:
+            raise InvalidInput("Only GTD orders take an expire_at (time_in_force GTD).", field="expire_at")
+        return None
+    if expire_at is None:
+        raise InvalidInput("A GTD order needs an expire_at: when it expires.", field="expire_at")
+    if isinstance(expire_at, str):
+        try:
+            parsed = parse_datetime(expire_at) if len(expire_at) <= 40 else None
+        except (ValueError, OverflowError):
+            parsed = None
+        if parsed is None:
+            raise InvalidInput("expire_at must be an ISO 8601 time, such as 2026-12-31T18:00:00Z.", field="expire_at")
+        expire_at = parsed
+    elif not isinstance(expire_at, datetime):
+        raise InvalidInput("expire_at must be an ISO 8601 time, such as 2026-12-31T18:00:00Z.", field="expire_at")
+    if timezone.is_naive(expire_at):
+        expire_at = expire_at.replace(tzinfo=UTC)
+    try:
+        expire_at = expire_at.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidInput("expire_at is out of range.", field="expire_at") from None
+    now = now or timezone.now()
+    if expire_at < now + GTD_MIN_AHEAD:
+        raise InvalidInput(
+            f"expire_at must be at least {GTD_MIN_AHEAD.seconds} seconds ahead (it is now {now:%Y-%m-%dT%H:%M:%S}Z).",
+            field="expire_at",
+        )
+    return expire_at
+
+
+def _trailing_request(
+    market,
+    side,
+    quantity,
+    price,
+    time_in_force,
+    post_only,
+    client_order_id,
+    stop_price,
+    stp,
+    expire_at,
+    display,
+    delta,
+    percent,
+    offset,
+    now,
+) -> OrderRequest:
+    """A trailing stop: a distance (`trailing_delta`, a price, or `trailing_percent`) and,
+    to trigger as a limit order, a `limit_offset`. Its stop price follows the market from
+    the last trade (set under the book lock, `stops.accept`), so it takes no stop_price and
+    no price, and its notional is judged there, at its first stop."""
+    if stop_price is not None:
+        raise InvalidInput(
+            "A trailing stop's stop_price follows the market: give trailing_delta or trailing_percent.",
+            field="stop_price",
+        )
+    if price is not None:
+        raise InvalidInput(
+            "A trailing stop takes no price: with a limit_offset it triggers as a limit that far beyond its stop.",
+            field="price",
+        )
+    if (delta is None) == (percent is None):
+        raise InvalidInput("A trailing stop needs one of trailing_delta or trailing_percent.", field="trailing_delta")
+    if delta is not None:
+        delta = amount(delta, "trailing_delta")
+        multiple_of(delta, market.tick_size, "trailing_delta", "tick size")
+    else:
+        percent = money_checked(percent, "trailing_percent")
+        if not 0 < percent <= TRAILING_PERCENT_MAX or percent != percent.quantize(Decimal("0.001")):
+            raise InvalidInput(
+                f"trailing_percent must be above 0 and at most {TRAILING_PERCENT_MAX}, with at most 3 decimals.",
+                field="trailing_percent",
+            )
+    if offset is not None:
+        offset = amount(offset, "limit_offset")
+        multiple_of(offset, market.tick_size, "limit_offset", "tick size")
+    if time_in_force is None:
+        time_in_force = TimeInForce.GTC if offset is not None else TimeInForce.IOC
+    if time_in_force not in TimeInForce.values:
+        raise InvalidInput("time_in_force must be GTC, IOC, FOK or GTD.", field="time_in_force")
+    if offset is None and time_in_force in RESTING_TIMES_IN_FORCE:
+        raise InvalidInput(
+            "A trailing stop without a limit_offset triggers as a market order, which never rests: use IOC or FOK.",
+            field="time_in_force",
+        )
+    expire_at = _expire_at_of(time_in_force, expire_at, now)
+    if post_only:
+        raise InvalidInput("A stop order cannot be post only.", field="post_only")
+    if display is not None:
+        raise InvalidInput("Only a limit order can be an iceberg.", field="display_quantity")
+    quantity = amount(quantity, "quantity")
+    multiple_of(quantity, market.lot_size, "quantity", "lot size")
+    size_check(market, quantity, None)
+    _client_order_id_check(client_order_id)
+    if stp not in SelfTradePrevention.values:
+        raise InvalidInput("stp must be 'expire_taker', 'expire_maker' or 'expire_both'.", field="stp")
+    return OrderRequest(
+        market,
+        side,
+        OrderType.TRAILING_STOP,
+        quantity,
+        None,
+        time_in_force,
+        False,
+        client_order_id,
+        None,
+        stp,
+        expire_at,
+        None,
+        delta,
+        percent,
+        offset,
+    )
+
+
+def trailing_stop_price(side: str, reference: Decimal, delta, percent, tick: Decimal) -> Decimal:
+    """A trailing stop's stop price when the best trade price since it was accepted is
+    `reference`: a sell's below it, a buy's above, by `delta`, or by `percent` rounded to
+    the tick towards the reference. The engine moves stops by the same rule in SQL
+    (`stops.trailing_move`)."""
+    if delta is not None:
+        return reference - delta if side == Side.SELL else reference + delta
+    if side == Side.SELL:
+        ticks = (reference * (100 - percent) / 100 / tick).to_integral_value(rounding=ROUND_CEILING)
+    else:
+        ticks = (reference * (100 + percent) / 100 / tick).to_integral_value(rounding=ROUND_FLOOR)
+    return money(ticks * tick)
+
+
+def trailing_limit_price(side: str, stop_price: Decimal, offset: Decimal) -> Decimal:
+    """The limit a triggered trailing stop with a limit_offset trades at: that far beyond its stop."""
+    return stop_price + offset if side == Side.BUY else stop_price - offset
+
+
+def _display_quantity_of(market: Market, type: str, time_in_force: str, display, quantity, price) -> Decimal:
+    """An iceberg's display quantity: a limit order that rests (GTC or GTD), showing a
+    whole number of lots at a time, no more than its quantity, each slice worth at least
+    the minimum notional (a slice too small to be an order would not be one in the book)."""
+    if type != OrderType.LIMIT or time_in_force not in RESTING_TIMES_IN_FORCE:
+        raise InvalidInput(
+            "Only a limit order that rests (GTC or GTD) can be an iceberg with a display_quantity.",
+            field="display_quantity",
+        )
+    display = amount(display, "display_quantity")
+    multiple_of(display, market.lot_size, "display_quantity", "lot size")
+    if display > quantity:
+        raise InvalidInput("display_quantity must be at most the order's quantity.", field="display_quantity")
+    if price * display < market.min_notional:
+        raise InvalidInput(
+            f"price x display_quantity is {(price * display).normalize():f}, below the minimum notional "
+            f"of {market.min_notional.normalize():f} {market.quote_id}: each slice shown must reach it.",
+            field="display_quantity",
+        )
+    return display
 
 
 def _limit_price_of(market: Market, type: str, price, quantity: Decimal) -> Decimal:
@@ -288,6 +510,12 @@ def refuse_done(status: str) -> None:
 
 def amend_terms_check(market: Market, order: Order, price: Decimal, quantity: Decimal) -> Decimal:
     """Check a resting order's new terms; return its new remaining quantity."""
+    if order.display_quantity is not None and quantity < order.display_quantity:
+        raise InvalidInput(
+            f"An iceberg's quantity can not fall below its display_quantity "
+            f"{order.display_quantity.normalize():f}: cancel it and place a new one.",
+            field="quantity",
+        )
     if quantity <= order.filled_quantity:
         raise InvalidInput(
             f"The new quantity must exceed the {order.filled_quantity.normalize():f} already filled.",
@@ -362,6 +590,9 @@ def stop_hold_for(
 
 def order_hold(order: Order) -> Decimal:
     """What an order in the book or a pending stop must hold now (`reconcile` checks it)."""
+    if order.status == OrderStatus.PENDING and order.type == OrderType.TRAILING_STOP:
+        price = order.trailing_hold_price  # fixed at acceptance: the stop only moves the cheaper way
+        return hold_for(market=order.market, side=order.side, price=price, quantity=order.remaining_quantity)
     if order.status == OrderStatus.PENDING:
         return stop_hold_for(
             market=order.market,
@@ -396,6 +627,12 @@ def list_holds(orders) -> dict[int, Decimal]:
             holds[in_book.pk] = max(holds[in_book.pk], holds[stop.pk])
             holds[stop.pk] = Decimal(0)
     return holds
+
+
+def book_quantity(order: Order) -> Decimal:
+    """What an order in the book shows at its level: an iceberg its visible slice, any
+    other order its remaining quantity."""
+    return order.remaining_quantity if order.visible_quantity is None else order.visible_quantity
 
 
 def insufficient(asset, needed, available) -> InsufficientFunds:

@@ -11,6 +11,16 @@ balance (the fee account's included) and the book sequence, and `reconcile()` mu
 clean. The reference triggers stops the plain way: after each order's trades, every pending
 stop they reached, earliest accepted first, until none is left.
 
+GTD orders (limit and stop-limit) rest an hour ahead of their time until a rule says their
+time has come (`gtd_time_comes`): from then the expiry job (`expiry_job_runs`) expires them,
+a taker that meets one expires it and goes on, and a trade that crosses a due GTD stop
+expires it instead of triggering it.
+
+Icebergs (limit GTC or GTD with a display quantity, often small) show one slice at a time:
+the reference takes them slice by slice, each next slice taking a new priority (and so its
+place behind the orders at its price), and a taker with nothing else at the price takes
+the next slices in the same trade. Every order's shown slice is compared while it rests.
+
 The market has a price band in some examples (none, or one or two ticks either side of
 the reference): the reference refuses a limit price outside it, stops a market order (or
 a triggered stop-market) at its bound and expires a triggered stop-limit priced outside
@@ -27,10 +37,12 @@ CI runs 200 examples of 50 steps; `QT_HYPOTHESIS_PROFILE=long` runs many more.
 import copy
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -44,6 +56,7 @@ from hypothesis.stateful import (
 
 from accounts.models import Balance
 from marketdata.models import Market, Trade
+from orders.expiry import orders_expire_due
 from orders.models import Order, OrderList
 from orders.selectors import reconcile
 from orders.services import oco_place, order_amend, order_cancel, order_place, orders_cancel_all
@@ -118,9 +131,23 @@ class RefOrder:
     stop_price: Decimal | None = None
     triggered: bool = False
     stp: str = "expire_taker"
+    # GTD: its expire_at has come (the machine's `gtd_time_comes`), so it expires when the
+    # expiry job runs, when a taker meets it, or when a trade crosses it as a pending stop.
+    due: bool = False
+    # An iceberg: the most it shows at once, and what it shows now.
+    display: Decimal | None = None
+    visible: Decimal | None = None
     # An order list (orders.engine.lists): its id and the order's part in it.
     list_id: int | None = None
     leg: str = ""
+    # A trailing stop: its distance (a price or a percent), its limit offset, the best trade
+    # price it trails, the price its hold (a buy's) is sized at, and whether a trade reached it.
+    delta: Decimal | None = None
+    percent: Decimal | None = None
+    offset: Decimal | None = None
+    reference: Decimal | None = None
+    hold_price: Decimal | None = None
+    reached: bool = False
 
     @property
     def filled(self):
@@ -168,6 +195,8 @@ class ReferenceExchange:
         return notional + ceil8(notional * max(self.maker_fee, self.taker_fee))
 
     def stop_hold_needed(self, order):
+        if order.type == "trailing_stop":
+            return self.hold_needed(order.side, order.hold_price, order.remaining)
         price = order.price
         if order.type == "stop_market" and order.side == "buy":
             # The stop price plus 5%, rounded up to the tick (orders.engine.rules.STOP_MARKET_BUY_MARGIN).
@@ -216,6 +245,7 @@ class ReferenceExchange:
         orders = {order_id: copy.copy(order) for order_id, order in self.orders.items()}
         seq, last_price = self.seq, self.last_price
         self.trades = []
+        self.slots = 0  # the command's priority slots: triggered stops, icebergs' new slices
         self.band = self.band_now()  # the band the command finds, for all it does
         try:
             return command(*args)
@@ -224,9 +254,23 @@ class ReferenceExchange:
             raise
 
     def place(
-        self, order_id, user, side, kind, quantity, price, time_in_force, post_only, stop_price=None, stp="expire_taker"
+        self,
+        order_id,
+        user,
+        side,
+        kind,
+        quantity,
+        price,
+        time_in_force,
+        post_only,
+        stop_price=None,
+        stp="expire_taker",
+        display=None,
+        trailing=None,
     ):
         if kind in ("limit", "stop_limit") and price * quantity < MIN_NOTIONAL:
+            raise Refused("InvalidInput", "INVALID")
+        if display is not None and (display > quantity or price * display < MIN_NOTIONAL):
             raise Refused("InvalidInput", "INVALID")
         if kind == "stop_market" and stop_price * quantity < MIN_NOTIONAL:
             raise Refused("InvalidInput", "INVALID")
@@ -238,16 +282,18 @@ class ReferenceExchange:
         order = RefOrder(
             order_id, user, side, kind, time_in_force, post_only, price, quantity, quantity, self.seq * 1000
         )
-        order.stop_price, order.stp = stop_price, stp
+        order.stop_price, order.stp, order.display = stop_price, stp, display
+        if kind == "trailing_stop":
+            self.trailing_start(order, *trailing)
         self.orders[order_id] = order
-        if stop_price is not None:
+        if stop_price is not None or kind == "trailing_stop":
             order.status = "pending"
             needed = self.stop_hold_needed(order)
             if self.balance(user, self.hold_asset(side))[0] < needed:
                 raise Refused("InsufficientFunds", "INSUFFICIENT_FUNDS")
             self.hold(order, needed)
             return order
-        if post_only and self.crossing(order):
+        if post_only and [o for o in self.crossing(order) if not o.due]:
             order.status = "rejected"
             return order
         self.take(order, available=self.balance(user, self.hold_asset(side))[0])
@@ -269,9 +315,12 @@ class ReferenceExchange:
                 return
             low, high = min(t[0] for t in trades), max(t[0] for t in trades)
             for order in self.orders.values():
-                if order.status == "pending" and (
-                    order.stop_price <= high if order.side == "buy" else order.stop_price >= low
-                ):
+                if order.status != "pending":
+                    continue
+                if order.type == "trailing_stop":  # trade by trade, as they moved it (`trail`)
+                    if order.reached:
+                        crossed.setdefault(order.id, order)
+                elif order.stop_price <= high if order.side == "buy" else order.stop_price >= low:
                     crossed.setdefault(order.id, order)
 
         reached_by(self.trades)
@@ -279,13 +328,20 @@ class ReferenceExchange:
         while crossed:
             stop = min(crossed.values(), key=lambda order: order.priority)
             del crossed[stop.id]
+            if stop.due:
+                self.expire_due(stop)
+                continue
             if stop.leg == "stop" and not self.list_stop_triggers(stop):
                 continue
             slot += 1
             event("a stop triggered" if slot == 1 else "stops triggered in a cascade")
-            stop.triggered, stop.priority = True, self.seq * 1000 + slot
+            stop.triggered, stop.priority = True, self.next_priority()
+            if stop.offset is not None:  # a trailing stop's limit, beyond its stop (a sell's: a tick at least)
+                limit = stop.stop_price + stop.offset if stop.side == "buy" else stop.stop_price - stop.offset
+                stop.price = max(limit, TICK)
             available = self.balance(stop.user, self.hold_asset(stop.side))[0] + stop.held
-            budget = stop.held if stop.type == "stop_market" and stop.side == "buy" else None
+            market_like = stop.type == "stop_market" or (stop.type == "trailing_stop" and stop.price is None)
+            budget = stop.held if market_like and stop.side == "buy" else None
             self.release(stop, stop.held)
             first = len(self.trades)
             self.take(stop, available=available, budget=budget, triggered=True)
@@ -316,13 +372,15 @@ class ReferenceExchange:
         if order.status == "pending":
             return self.amend_stop(order, price, quantity, stop_price)
         if stop_price is not None:
-            if order.type in ("stop_limit", "stop_market"):
+            if order.type in ("stop_limit", "stop_market", "trailing_stop"):
                 raise Refused("Conflict", "STOP_TRIGGERED")
             raise Refused("InvalidInput", "INVALID")
         price = price if price is not None else order.price
         quantity = quantity if quantity is not None else order.quantity
         if quantity <= order.filled or price * (quantity - order.filled) < MIN_NOTIONAL:
             raise Refused("InvalidInput", "INVALID")
+        if order.display is not None and quantity < order.display:
+            raise Refused("InvalidInput", "INVALID")  # an iceberg's quantity never below its display
         remaining = quantity - order.filled
         self.seq += 1
         if price == order.price and quantity == order.quantity:
@@ -331,12 +389,14 @@ class ReferenceExchange:
             # Smaller at the same price: keeps its place in the queue.
             self.release(order, order.held - self.hold_needed(order.side, price, remaining))
             order.quantity, order.remaining = quantity, remaining
+            if order.visible is not None:
+                order.visible = min(order.visible, remaining)
             return order
         if price != order.price:
             self.refuse_out_of_band(price)
         moved = copy.copy(order)
         moved.price, moved.quantity, moved.remaining = price, quantity, remaining
-        if order.post_only and self.crossing(moved):
+        if order.post_only and [o for o in self.crossing(moved) if not o.due]:
             raise Refused("Conflict", "POST_ONLY_WOULD_TAKE")
         available = self.balance(user, self.hold_asset(order.side))[0] + order.held
         self.release(order, order.held)
@@ -347,6 +407,8 @@ class ReferenceExchange:
 
     def amend_stop(self, order, price, quantity, stop_price):
         """A pending stop stays pending: new terms, a new hold, a new place unless it only shrank."""
+        if order.type == "trailing_stop":
+            raise Refused("InvalidInput", "INVALID")  # it follows the market: cancel and place anew
         if order.type == "stop_market" and price is not None:
             raise Refused("InvalidInput", "INVALID")
         price = price if price is not None else order.price
@@ -472,7 +534,7 @@ class ReferenceExchange:
         """Check funds, trade what crosses, then rest or expire what is left. A triggered
         stop is never refused: a stop-market buy spends at most `budget`, what it held."""
         book = [o for o in self.crossing(taker) if o is not taker]
-        priced = taker.type in ("limit", "stop_limit")
+        priced = taker.price is not None  # a limit, a stop-limit, a trailing stop with a limit
         if self.band is not None and not priced:
             # A market order, or a triggered stop-market, never trades outside the band.
             low, high = self.band
@@ -480,7 +542,7 @@ class ReferenceExchange:
         elif (
             self.band is not None
             and triggered
-            and taker.type == "stop_limit"
+            and taker.type in ("stop_limit", "trailing_stop")
             and not self.band[0] <= taker.price <= self.band[1]
         ):
             event("a triggered stop-limit outside the band expired")
@@ -498,9 +560,16 @@ class ReferenceExchange:
             book = []
         met_own = False
         filled = D(0)
-        for maker in book:
+        index = -1
+        while index + 1 < len(book):  # `book` grows when an iceberg shows its next slice
+            index += 1
+            maker = book[index]
             if taker.remaining == 0:
                 break
+            if maker.due:
+                event("a GTD order past its time met by a taker")
+                self.expire_due(maker)
+                continue
             if maker.user == taker.user:
                 # Self-trade prevention, as the taker's mode says.
                 if taker.stp != "expire_taker":
@@ -513,7 +582,7 @@ class ReferenceExchange:
                     continue
                 met_own = True
                 break
-            quantity = min(taker.remaining, maker.remaining)
+            quantity = min(taker.remaining, self.reach(book, index))
             if budget is not None:
                 quantity = min(quantity, self.affordable(maker.price, budget))
                 if quantity == 0:
@@ -521,15 +590,20 @@ class ReferenceExchange:
                 budget -= self.cost(maker.price, quantity)
             self.trade(taker, maker, quantity)
             filled += quantity
-        others = [maker for maker in book if maker.user != taker.user]
+            if maker.display is not None and self.slices_taken(maker, quantity):
+                maker.priority = self.next_priority()
+                self.behind_its_price(book, index, taker.side)
+        others = [maker for maker in book if maker.user != taker.user and not maker.due]
         if budget is not None and filled == 0 and others and not met_own and not triggered:
             raise Refused("InsufficientFunds", "INSUFFICIENT_FUNDS")
 
         if taker.remaining == 0:
             taker.status = "filled"
-        elif priced and taker.time_in_force == "GTC" and not met_own:
+        elif priced and taker.time_in_force in ("GTC", "GTD") and not met_own:
             self.hold(taker, self.hold_needed(taker.side, taker.price, taker.remaining))
             taker.status = "partially_filled" if taker.filled else "open"
+            if taker.display is not None:
+                taker.visible = min(taker.display, taker.remaining)
             if taker.leg == "limit":
                 self.list_limit_rested(taker)
         else:
@@ -539,12 +613,19 @@ class ReferenceExchange:
 
     def fills_completely(self, taker, book, budget):
         wanted = taker.remaining
-        for maker in book:
+        book = [copy.copy(maker) for maker in book]  # icebergs' slices taken on copies
+        index = -1
+        slots = self.slots
+        while index + 1 < len(book):
+            index += 1
+            maker = book[index]
+            if maker.due:
+                continue
             if maker.user == taker.user:
                 if taker.stp == "expire_maker":
                     continue
                 return False
-            quantity = min(wanted, maker.remaining)
+            quantity = min(wanted, self.reach(book, index))
             if budget is not None:
                 if self.affordable(maker.price, budget) < quantity:
                     return False
@@ -552,6 +633,11 @@ class ReferenceExchange:
             wanted -= quantity
             if wanted == 0:
                 return True
+            maker.remaining -= quantity
+            if maker.display is not None and self.slices_taken(maker, quantity):
+                slots += 1
+                maker.priority = self.seq * 1000 + slots
+                self.behind_its_price(book, index, taker.side)
         return False
 
     def trade(self, taker, maker, quantity):
@@ -586,6 +672,114 @@ class ReferenceExchange:
         for order in (taker, maker):
             if order.leg == "limit":
                 self.list_limit_filled(order)
+        self.trail(price)
+
+    # Icebergs -----------------------------------------------------------------------
+
+    def next_priority(self):
+        """The next priority slot of the command under way (a triggered stop, a new slice)."""
+        self.slots += 1
+        return self.seq * 1000 + self.slots
+
+    @staticmethod
+    def book_order(taker_side):
+        """The order a taker on `taker_side` meets resting orders in: price, then time."""
+        return (lambda o: (o.price, o.priority)) if taker_side == "buy" else (lambda o: (-o.price, o.priority))
+
+    def behind_its_price(self, book, index, taker_side):
+        """An iceberg's next slice, with its new priority, goes behind the orders at its
+        price still to meet; with none there, it already gave the taker all it could."""
+        maker = book[index]
+        if index + 1 < len(book) and book[index + 1].price == maker.price:
+            book[index + 1 :] = sorted([*book[index + 1 :], maker], key=self.book_order(taker_side))
+
+    @staticmethod
+    def reach(book, index):
+        """What `book[index]` gives a taker now: all it has, but an iceberg with other
+        orders behind it at its price only its slice (its next one goes behind them)."""
+        maker = book[index]
+        if maker.display is None:
+            return maker.remaining
+        if index + 1 < len(book) and book[index + 1].price == maker.price:
+            return maker.visible
+        return maker.remaining
+
+    @staticmethod
+    def slices_taken(order, quantity):
+        """An iceberg gave `quantity` (its remaining already reduced): take it slice by
+        slice, each next slice min(display, what remains). True if a new slice showed."""
+        left, refilled = order.remaining + quantity, False
+        while quantity > 0:
+            taken = min(quantity, order.visible)
+            order.visible -= taken
+            left -= taken
+            quantity -= taken
+            if order.visible == 0 and left > 0:
+                order.visible = min(order.display, left)
+                refilled = True
+        return refilled and order.remaining > 0
+
+    # Trailing stops -----------------------------------------------------------------
+
+    @staticmethod
+    def trailing_stop_at(order, reference):
+        """The stop `order` trails `reference` at: the distance, or the percent rounded to
+        the tick towards the reference."""
+        if order.delta is not None:
+            return reference - order.delta if order.side == "sell" else reference + order.delta
+        if order.side == "sell":
+            ticks = (reference * (100 - order.percent) / 100 / TICK).to_integral_value(rounding=ROUND_CEILING)
+        else:
+            ticks = (reference * (100 + order.percent) / 100 / TICK).to_integral_value(rounding=ROUND_FLOOR)
+        return ticks * TICK
+
+    def trailing_start(self, order, delta, percent, offset):
+        if self.last_price is None:
+            raise Refused("InvalidInput", "INVALID")  # nothing to trail
+        order.delta, order.percent, order.offset = delta, percent, offset
+        order.reference = self.last_price
+        order.stop_price = self.trailing_stop_at(order, self.last_price)
+        if order.stop_price <= 0 or order.stop_price == self.last_price:
+            raise Refused("InvalidInput", "INVALID")
+        price = order.stop_price
+        if offset is not None:
+            price = price + offset if order.side == "buy" else price - offset
+            if price <= 0:
+                raise Refused("InvalidInput", "INVALID")
+        if price * order.quantity < MIN_NOTIONAL:
+            raise Refused("InvalidInput", "INVALID")
+        if offset is None and order.side == "buy":
+            price = (order.stop_price * D("1.05") / TICK).to_integral_value(rounding=ROUND_CEILING) * TICK
+        order.hold_price = price if order.side == "buy" else None
+
+    def trail(self, price):
+        """A trade at `price`: each pending trailing stop it reaches is reached (triggered
+        once the command's trades are done); the others trail it if it is their best."""
+        for order in self.orders.values():
+            if order.type != "trailing_stop" or order.status != "pending" or order.reached:
+                continue
+            if price <= order.stop_price if order.side == "sell" else price >= order.stop_price:
+                order.reached = True
+            elif price > order.reference if order.side == "sell" else price < order.reference:
+                event("a trailing stop moved")
+                order.reference = price
+                order.stop_price = self.trailing_stop_at(order, price)
+
+    # GTD ---------------------------------------------------------------------------
+
+    def expire_due(self, order):
+        """A GTD order whose time has come expires: its hold released, out of the book."""
+        self.release(order, order.held)
+        order.status = "expired"
+
+    def expire_due_orders(self):
+        """The expiry job: one command, if any active GTD order is due."""
+        due = [order for order in self.orders.values() if order.due and order.is_open]
+        if due:
+            self.seq += 1
+        for order in due:
+            self.expire_due(order)
+        return sorted(order.id for order in due)
 
     def hold(self, order, amount):
         funds = self.balance(order.user, self.hold_asset(order.side))
@@ -646,7 +840,21 @@ class EngineMatchesReference(RuleBasedStateMachine):
 
     # Commands -----------------------------------------------------------------------
 
-    def place(self, user, side, kind, quantity, price, time_in_force, post_only, stop_price=None, stp="expire_taker"):
+    def place(
+        self,
+        user,
+        side,
+        kind,
+        quantity,
+        price,
+        time_in_force,
+        post_only,
+        stop_price=None,
+        stp="expire_taker",
+        display=None,
+        trailing=None,
+    ):
+        expire_at = timezone.now() + timedelta(hours=1) if time_in_force == "GTD" else None
         engine = outcome_of(
             lambda: (
                 order_place(
@@ -660,6 +868,9 @@ class EngineMatchesReference(RuleBasedStateMachine):
                     post_only=post_only,
                     stop_price=stop_price,
                     stp=stp,
+                    expire_at=expire_at,
+                    display_quantity=display,
+                    **dict(zip(("trailing_delta", "trailing_percent", "limit_offset"), trailing or (), strict=False)),
                 ).order
             )
         )
@@ -677,6 +888,8 @@ class EngineMatchesReference(RuleBasedStateMachine):
                 post_only,
                 stop_price,
                 stp,
+                display,
+                trailing,
             )
         )
         self.compare(engine, expected)
@@ -730,6 +943,65 @@ class EngineMatchesReference(RuleBasedStateMachine):
     def place_stop_market_order(self, user, side, stop_price, quantity, time_in_force, stp):
         self.place(user, side, "stop_market", quantity, None, time_in_force, False, stop_price, stp)
 
+    # GTD (orders.expiry): orders that rest until their time, time that comes, the expiry job.
+
+    @rule(
+        user=traders,
+        side=sides,
+        price=prices,
+        quantity=QUANTITIES,
+        post_only=st.booleans(),
+        stp=st.sampled_from(STP_MODES),
+        stop_price=st.one_of(st.none(), st.none(), prices),
+    )
+    def place_gtd_order(self, user, side, price, quantity, post_only, stp, stop_price):
+        """A GTD limit order, or a GTD stop-limit with a stop price."""
+        if stop_price is None:
+            self.place(user, side, "limit", quantity, price, "GTD", post_only, stp=stp)
+        else:
+            self.place(user, side, "stop_limit", quantity, price, "GTD", False, stop_price, stp)
+
+    def has_active_gtd(self):
+        return self.reference is not None and any(
+            o.time_in_force == "GTD" and o.is_open and not o.due for o in self.reference.orders.values()
+        )
+
+    @precondition(has_active_gtd)
+    @rule(data=st.data())
+    def gtd_time_comes(self, data):
+        """Time passes for one active GTD order: it is due, the expiry job not run yet."""
+        candidates = [
+            o.id for o in self.reference.orders.values() if o.time_in_force == "GTD" and o.is_open and not o.due
+        ]
+        order_id = data.draw(st.sampled_from(candidates))
+        Order.objects.filter(pk=order_id).update(expire_at=timezone.now() - timedelta(seconds=1))
+        self.reference.orders[order_id].due = True
+        self.changed = False
+
+    @precondition(lambda self: self.reference is not None)
+    @rule()
+    def expiry_job_runs(self):
+        engine = outcome_of(lambda: sorted(o.pk for orders in orders_expire_due().values() for o in orders))
+        expected = outcome_of(lambda: self.reference.run(self.reference.expire_due_orders))
+        if expected[1]:
+            event("the expiry job expired GTD orders")
+        self.compare(engine, expected)
+
+    # Icebergs: limit orders that show a slice at a time (the slices small, to refill often).
+
+    @rule(
+        user=traders,
+        side=sides,
+        price=prices,
+        quantity=QUANTITIES,
+        display=st.integers(1, 8).map(lambda n: n * D("0.125")),
+        time_in_force=st.sampled_from(["GTC", "GTC", "GTD"]),
+        post_only=st.booleans(),
+        stp=st.sampled_from(STP_MODES),
+    )
+    def place_iceberg_order(self, user, side, price, quantity, display, time_in_force, post_only, stp):
+        self.place(user, side, "limit", quantity, price, time_in_force, post_only, stp=stp, display=display)
+
     @precondition(lambda self: self.reference is not None)
     @rule(
         user=traders,
@@ -767,6 +1039,27 @@ class EngineMatchesReference(RuleBasedStateMachine):
             )
         )
         self.compare(engine, expected)
+
+    # Trailing stops: a distance of a tick or a few, or a percent (some less than a tick).
+
+    @rule(
+        user=traders,
+        side=sides,
+        quantity=QUANTITIES,
+        distance=st.one_of(
+            st.sampled_from([D("0.01"), D("0.02"), D("0.03")]).map(lambda delta: (delta, None)),
+            st.sampled_from([D("0.005"), D("0.01"), D("0.025")]).map(lambda percent: (None, percent)),
+        ),
+        offset=st.sampled_from([None, None, D("0.01"), D("0.02")]),
+        time_in_force=st.sampled_from(["IOC", "FOK", "GTC", "GTD"]),
+        stp=st.sampled_from(STP_MODES),
+    )
+    def place_trailing_stop(self, user, side, quantity, distance, offset, time_in_force, stp):
+        if offset is None and time_in_force in ("GTC", "GTD"):
+            time_in_force = "IOC"  # a market order never rests: refused, as other tests show
+        self.place(
+            user, side, "trailing_stop", quantity, None, time_in_force, False, stp=stp, trailing=(*distance, offset)
+        )
 
     def some_order(self, data):
         """Mostly an open order; now and then any order, to meet the closed ones."""
@@ -859,16 +1152,26 @@ class EngineMatchesReference(RuleBasedStateMachine):
         }
         assert balances == {key: funds for key, funds in self.reference.balances.items() if any(funds)}
         orders = {
-            pk: rest
-            for pk, *rest in Order.objects.values_list(
-                "id", "status", "remaining_quantity", "held", "priority", "price", "quantity", "stop_price"
+            pk: [*rest, visible if status in ("open", "partially_filled") else None]
+            for pk, status, *rest, visible in Order.objects.values_list(
+                "id",
+                "status",
+                "remaining_quantity",
+                "held",
+                "priority",
+                "price",
+                "quantity",
+                "stop_price",
+                "visible_quantity",
             )
         }
         triggered = set(Order.objects.filter(triggered_at__isnull=False).values_list("id", flat=True))
         assert orders == {
-            o.id: [o.status, o.remaining, o.held, o.priority, o.price, o.quantity, o.stop_price]
+            o.id: [o.remaining, o.held, o.priority, o.price, o.quantity, o.stop_price, o.visible if o.in_book else None]
             for o in self.reference.orders.values()
         }
+        statuses = dict(Order.objects.values_list("id", "status"))
+        assert statuses == {o.id: o.status for o in self.reference.orders.values()}
         assert triggered == {o.id for o in self.reference.orders.values() if o.triggered}
         assert reconcile() == []
 

@@ -197,6 +197,21 @@ def select_models(model, where: str, params: Sequence = (), *, tail: str = "", l
     return read if later else read()
 
 
+def models_of(model, rows) -> list:
+    """Model instances of rows that hold every column of `model` in its field order (a
+    RETURNING, a CTE's rows), read as `select_models` reads rows."""
+    names, _, readers = _row_reader(model)
+    found = []
+    for row in rows:
+        values = []
+        for value, (column, converters) in zip(row, readers, strict=True):
+            for converter in converters:
+                value = converter(value, column, connection)
+            values.append(value)
+        found.append(model.from_db(connection.alias, names, values))
+    return found
+
+
 def for_update() -> str:
     """The row-locking clause where the database has one. SQLite has none: its IMMEDIATE
     transactions (see settings) already let one writer in at a time."""

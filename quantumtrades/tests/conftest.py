@@ -9,7 +9,7 @@ from accounts.models import OperatorAction, User
 from accounts.services import balance_deposit
 from marketdata.models import Trade
 from marketdata.services import candles_rebuild
-from orders.models import Fill, Order
+from orders.models import Fill, Order, OrderList
 from tests.factories import qtx_usd_market
 
 
@@ -61,8 +61,19 @@ def trading_history(alice, bob, market):
         filled_notional=Decimal("20"),
         status="filled",
     )
+    # The taker is the entry of a bracket (its exits would come with the fill).
+    bracket = OrderList.objects.create(
+        user=alice,
+        market=market,
+        kind=OrderList.Kind.BRACKET,
+        status=OrderList.Status.DONE,
+        take_profit_price=Decimal("12.00"),
+        stop_loss_stop_price=Decimal("9.00"),
+    )
     taker = Order.objects.create(
         user=alice,
+        order_list=bracket,
+        leg="entry",
         market=market,
         side="buy",
         price=Decimal("10.00"),

@@ -24,6 +24,7 @@ CHANGELISTS = [
     "/admin/orders/order/",
     "/admin/orders/fill/",
     "/admin/orders/reconcilerun/",
+    "/admin/orders/orderlist/",
 ]
 ADMIN_PAGES = ["/admin/", *CHANGELISTS]
 

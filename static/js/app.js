@@ -3,7 +3,8 @@
  * - qt-live: an htmx extension that drops out-of-band fragments a page has no place for
  *   (a socket streams a trader's orders to every page they have open).
  * - Live sockets: a state badge, and a reconnect for the closes the ws extension leaves alone.
- * - Order ticket: market orders take no price; a click on a book level fills the price;
+ * - Order ticket: each kind of order shows its own fields (market orders take no price);
+ *   a click on a book level fills the price;
  *   B and S focus its Buy and Sell; a market order's confirmation withdraws on any change.
  * - Book: depth bars and the trader's own levels, from data attributes (no inline styles).
  * - Amend dialog, tabs, notices, toasts (news from the private stream).
@@ -155,18 +156,20 @@
   function syncTicket(form) {
     var checked = form.querySelector('input[name="type"]:checked');
     var type = checked ? checked.value : "limit";
-    var isMarket = type === "market" || type === "stop_market";
-    var isStop = type === "stop_limit" || type === "stop_market";
+    var isMarket = type === "market" || type === "stop_market" || type === "trailing_stop";
+    var isStop = type === "stop_limit" || type === "stop_market" || type === "trailing_stop";
     var price = form.querySelector('input[name="price"]');
-    var stopPrice = form.querySelector('input[name="stop_price"]');
     var tif = form.querySelector('select[name="time_in_force"]');
     var postOnly = form.querySelector('input[name="post_only"]');
-    if (stopPrice) {
-      stopPrice.disabled = !isStop;
-      // Only a stop order has a stop price: the field shows for those alone.
-      var stopField = stopPrice.closest(".stop-field");
-      if (stopField) stopField.hidden = !isStop;
-    }
+    // Each kind of order shows its own fields (data-kinds, orders/forms.py KIND_FIELDS); a
+    // hidden field's input is disabled, so the ticket never sends what the trader cannot see.
+    var gtd = tif && tif.value === "GTD";
+    form.querySelectorAll("[data-kinds]").forEach(function (el) {
+      var shown = el.getAttribute("data-kinds").split(" ").indexOf(type) !== -1;
+      if (el.querySelector('input[name="expire_at"]')) shown = shown && gtd;
+      el.hidden = !shown;
+      el.querySelectorAll("input, select").forEach(function (input) { input.disabled = !shown; });
+    });
     if (price) {
       price.disabled = isMarket;
       price.placeholder = isMarket ? "Market" : price.getAttribute("data-placeholder") || price.placeholder;
@@ -176,9 +179,9 @@
       if (isMarket && tif.value === "GTC") tif.value = "IOC";
       if (!isMarket && tif.value === "IOC" && !tif.hasAttribute("data-chosen")) tif.value = "GTC";
     }
-    if (postOnly) {
-      postOnly.disabled = isMarket || isStop;
-      if (isMarket || isStop) postOnly.checked = false;
+    if (postOnly && (isMarket || isStop)) {
+      postOnly.disabled = true;
+      postOnly.checked = false;
     }
     var sell = form.querySelector('input[name="side"][value="sell"]');
     form.setAttribute("data-side", sell && sell.checked ? "sell" : "buy");
