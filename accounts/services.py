@@ -123,9 +123,12 @@ def ledger_post(
     Raises InsufficientFunds, and changes nothing, if any balance would go negative.
     The caller holds the locks on every balance in `balances` (see `balances_lock`).
     The balances' new states are published after commit, or appended to `events` for a
-    caller that publishes one batch for its whole command. `with_ids=False` skips reading
-    back the entries' ids (and returns no entries), so a caller in a pipeline does not
-    wait for them. `field` is
+    caller that publishes one batch for its whole command. `with_ids=False` returns no
+    entries but a function that returns those events (call it once the caller's pipeline
+    has ended), so a caller in a pipeline does not wait for the entries' ids. Each event's
+    `version` is the id of the last entry written to its balance: ids are drawn while the
+    caller holds the balance's lock, so they grow in the commit order of its changes (the
+    live streams drop an older state that arrives late). `field` is
     the input a shortfall is blamed on: an order's quantity, or an operator's amount.
     """
     now = timezone.now()
@@ -173,26 +176,32 @@ def ledger_post(
             )
         )
     if not rows:
-        return []
+        return [] if with_ids else list
     balance_rows = [(b.pk, b.available, b.held) for b in touched.values()]
-    entries = []
-    if with_ids:
-        update_rows(Balance, ["available", "held"], balance_rows)
-        ids = insert_rows(LedgerEntry, LEDGER_FIELDS, rows, returning="id")
-        entries = [
-            LedgerEntry.from_db(None, ["id", *LEDGER_ATTRS], [pk, *row]) for pk, row in zip(ids, rows, strict=True)
+    states = [(b.user_id, b.asset_id, b.available, b.held) for b in touched.values()]
+
+    def changed(ids) -> list[BalanceChanged]:
+        last = {}  # (user, asset) -> the id of its last entry
+        for pk, row in zip(ids, rows, strict=True):
+            last[row[0], row[1]] = max(pk, last.get((row[0], row[1]), 0))
+        return [
+            BalanceChanged(user_id=user_id, asset=asset, available=available, held=held, version=last[user_id, asset])
+            for user_id, asset, available, held in states
         ]
-    else:
+
+    if not with_ids:
         # The engine's path: balances and their entries in one statement on PostgreSQL.
-        update_and_insert_rows((Balance, ["available", "held"], balance_rows), (LedgerEntry, LEDGER_FIELDS, rows))
-    changed = [
-        BalanceChanged(user_id=b.user_id, asset=b.asset_id, available=b.available, held=b.held)
-        for b in touched.values()
-    ]
+        read_ids = update_and_insert_rows(
+            (Balance, ["available", "held"], balance_rows), (LedgerEntry, LEDGER_FIELDS, rows), returning="id"
+        )
+        return lambda: changed(read_ids())
+    update_rows(Balance, ["available", "held"], balance_rows)
+    ids = insert_rows(LedgerEntry, LEDGER_FIELDS, rows, returning="id")
+    entries = [LedgerEntry.from_db(None, ["id", *LEDGER_ATTRS], [pk, *row]) for pk, row in zip(ids, rows, strict=True)]
     if events is None:
-        publish_on_commit(changed)
+        publish_on_commit(changed(ids))
     else:
-        events.extend(changed)
+        events.extend(changed(ids))
     return entries
 
 

@@ -805,7 +805,7 @@ def main():
 
     info = machine()
     print("# machine:", json.dumps(info), flush=True)
-    env = server_env(argparse.Namespace(pg=a.pg, redis=a.redis))
+    env = server_env(argparse.Namespace(pg=a.pg, redis=a.redis, db=a.db))
     env["DATABASE_URL"] = f"{a.pg}/{a.db}"
     env["CHANNEL_LAYER_PREFIX"] = f"soak.{os.getpid()}."
     env["ACCESS_TOKEN_EXPIRE_MINUTES"] = str(int(a.minutes) + 60)

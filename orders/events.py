@@ -4,16 +4,29 @@ from dataclasses import dataclass
 
 from .payloads import fill_payload, order_payload
 
+# The statuses after which an order never changes again.
+FINAL_STATUSES = frozenset({"filled", "cancelled", "expired", "rejected"})
+
 
 @dataclass(frozen=True)
 class OrderChanged:
     user_id: int
     market_id: int
     order: dict
+    # The book seq of the command that wrote this state: an order lives on one market, and
+    # its market's seq grows in commit order (drawn under the book lock).
+    seq: int | None = None
 
     @classmethod
-    def of(cls, order) -> "OrderChanged":
-        return cls(user_id=order.user_id, market_id=order.market_id, order=order_payload(order))
+    def of(cls, order, seq: int | None = None) -> "OrderChanged":
+        return cls(user_id=order.user_id, market_id=order.market_id, order=order_payload(order), seq=seq)
+
+    @property
+    def stream_version(self) -> tuple[str, int, bool] | None:
+        """`quantumtrades.core.streams.PrivateEvent`: newer states win on the live streams."""
+        if self.seq is None:
+            return None
+        return f"order:{self.order['id']}", self.seq, self.order["status"] in FINAL_STATUSES
 
     def as_message(self) -> dict:
         # The message's "type" names the message; the order's own type travels as order_type.

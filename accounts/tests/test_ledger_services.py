@@ -226,7 +226,10 @@ def test_each_change_is_announced_after_commit(alice, django_capture_on_commit_c
     finally:
         events.unsubscribe(received.append)
 
-    assert received == [[BalanceChanged(user_id=alice.pk, asset="USD", available=D("70"), held=D("30"))]]
+    last_entry = LedgerEntry.objects.filter(user=alice, asset="USD").latest("pk").pk
+    assert received == [
+        [BalanceChanged(user_id=alice.pk, asset="USD", available=D("70"), held=D("30"), version=last_entry)]
+    ]
 
 
 # --- Registration -----------------------------------------------------------------------

@@ -16,6 +16,9 @@ Nothing is missed silently:
 - While the layer is down, orders go on (publishing never blocks nor raises), the books
   follow the database every DOWN_AUDIT_INTERVAL, and a new subscriber's snapshot is read
   from the database.
+- Commit order survives processes that publish at their own pace: a trade waits until
+  its command's book change is applied, and a late order or balance event older than
+  one already sent is dropped (docs/ARCHITECTURE.md, "The live streams").
 - A socket that does not read falls behind: it stops getting book updates and page
   fragments (the latest state is sent once it drains: a fresh `book_snapshot` and the
   current fragments); past a hard limit it gets an error and is closed.

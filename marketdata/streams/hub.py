@@ -14,7 +14,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from quantumtrades.core import metrics
 from quantumtrades.core.errors import ErrorCode
 from quantumtrades.core.streams import GROUP, Frame, Sink, dumps, option, publishing, utc_now_text
-from quantumtrades.core.streams.messages import Batch, Item
+from quantumtrades.core.streams.messages import Batch, Item, Versions
 from quantumtrades.core.streams.subscription import Subscription
 from quantumtrades.core.websocket import CloseCode
 
@@ -76,6 +76,9 @@ class Hub:
         self.sinks = set()
         self.behind = set()
         self.private = collections.defaultdict(set)  # user id -> api sinks on `orders`
+        # user id -> the newest version sent of each of their orders and balances, kept
+        # while they have a socket on `orders`
+        self.private_versions = collections.defaultdict(Versions)
         self.user_pages = collections.defaultdict(set)  # user id -> page sinks
         self.overview = set()
         self.overview_new = set()  # overview sockets waiting for their first frame
@@ -356,12 +359,19 @@ class Hub:
                 market.on_trade(message)
             elif kind == "market_status":
                 market.on_status(message)
-        for user_id, message in item["private"]:
-            sinks = self.private.get(user_id)
-            if sinks:
-                frame = Frame(dumps(message))
-                for sink in list(sinks):
-                    sink.send(frame)
+        for entry in item["private"]:
+            sinks = self.private.get(entry[0])
+            if not sinks:
+                continue
+            # A publisher of an older release sends (user id, message) alone.
+            user_id, message, key, version, final = entry if len(entry) == 5 else (*entry[:2], None, None, False)
+            # Two processes' commands may arrive in either order: an order's or a balance's
+            # event older than one already sent would show a stale state last.
+            if key is not None and not self.private_versions[user_id].admit(key, version, final):
+                continue
+            frame = Frame(dumps(message))
+            for sink in list(sinks):
+                sink.send(frame)
 
     # Markets ---------------------------------------------------------------------------
 
@@ -483,6 +493,7 @@ class Hub:
             sinks.discard(sink)
             if not sinks:
                 del self.private[user_id]
+                self.private_versions.pop(user_id, None)
 
     async def attach_page(self, sink: Sink, market: MarketStream, user_id: int | None):
         """A market page socket: every public fragment now, then the changes; and the

@@ -129,6 +129,10 @@ class MarketStream:
         self.known_trades = set()
         self.known_order = collections.deque()
         self.early_trades = []
+        # Trades of commands whose book change this stream has not applied yet: they go
+        # out once it has, in id order (`release_trades`), so that trades that two
+        # processes published reach sockets in commit order.
+        self.held_trades = []
         self.ticker = None
         self.candles = {}  # selectors.candle_tails
         self.chart_loaded = False
@@ -233,6 +237,7 @@ class MarketStream:
         if self.waiting:
             self._arm_gap_timer()
         self.schedule_book_flush()
+        self.release_trades()
 
     # Book changes ---------------------------------------------------------------------
 
@@ -245,6 +250,7 @@ class MarketStream:
             self._drain_waiting()
             self.schedule_book_flush()
             self.mark_dirty("book")
+            self.release_trades()
         else:
             self.waiting[message["prev_seq"]] = message
             if len(self.waiting) > option("MAX_WAITING"):
@@ -401,7 +407,24 @@ class MarketStream:
         if self.seq is None:
             self.early_trades.append(message)  # the first load may have read it, or not
             return
+        seq = message.get("seq")
+        if seq is not None and seq > self.seq:
+            # Another process's later command arrived before an earlier one: its book
+            # change waits for the gap (or a resync), and so does its trade.
+            self.held_trades.append(message)
+            return
         self._add_trades([TapeTrade.of_message(message)], announce=True)
+
+    def release_trades(self):
+        """Send the held trades whose command's book change is now applied. Trade ids are
+        drawn under the book lock, so in id order they are in commit order; whatever
+        arrives in the same loop turn is sorted with them (`flush_trades`)."""
+        if not self.held_trades or self.seq is None:
+            return
+        ready = [message for message in self.held_trades if message["seq"] <= self.seq]
+        if ready:
+            self.held_trades = [message for message in self.held_trades if message["seq"] > self.seq]
+            self._add_trades(sorted((TapeTrade.of_message(m) for m in ready), key=lambda t: t.id), announce=True)
 
     def _add_trades(self, trades, *, announce):
         """Tape and subscribers get each trade once. Ids are told apart by a set, not a
@@ -424,7 +447,7 @@ class MarketStream:
             added = True
             if announce and self.trade_subs:
                 # Sent right after the book update of the same command (scheduled before).
-                self.trade_frames.append(Frame(dumps(trade.as_message(self.symbol))))
+                self.trade_frames.append((trade.id, Frame(dumps(trade.as_message(self.symbol)))))
                 if self.trade_timer is None:
                     self.trade_timer = self.loop.call_soon(self.flush_trades)
         if added:
@@ -435,8 +458,9 @@ class MarketStream:
     def flush_trades(self):
         self.trade_timer = None
         frames, self.trade_frames = self.trade_frames, []
+        frames.sort(key=lambda pair: pair[0])  # a resync's and held trades among new ones
         sinks = list(self.trade_subs)
-        for frame in frames:
+        for _, frame in frames:
             for sink in sinks:
                 sink.send(frame)
 

@@ -359,14 +359,13 @@ class Command:
         inserting = taker is not None and taker._state.adding
         if taker is not None and not inserting:
             self.changed_orders[taker.pk] = taker
-        balance_events = []
         crossed = None
         with connection.wrap_database_errors, pipeline():
             if inserting:
                 taker.created_at = taker.updated_at = self.now
                 insert_rows(Order, ["id", *ORDER_INSERT_FIELDS], [[taker.pk, *_values(taker, ORDER_INSERT_FIELDS)]])
                 taker._state.adding = False
-            ledger_post(self.postings, balances, events=balance_events, with_ids=False)
+            balance_events = ledger_post(self.postings, balances, with_ids=False)
             insert_rows(Trade, ["id", *TRADE_FIELDS], ([t.pk, *_values(t, TRADE_FIELDS)] for t in self.trades))
             # The candles of every interval move with the tape, in one more statement.
             candles_record(market=market, trades=self.trades)
@@ -405,7 +404,7 @@ class Command:
         self.written_fills += self.fills
         self.written_orders.update(self.changed_orders)
         self.written_levels.update({(side, price): quantity for side, price, quantity in levels})
-        self.balance_events.update({(event.user_id, event.asset): event for event in balance_events})
+        self.balance_events.update({(event.user_id, event.asset): event for event in balance_events()})
         self._stage()
         return taker_fills
 
@@ -477,7 +476,7 @@ class Command:
         ]
         if self.market_changed:
             events.append(MarketStatusChanged.of(market))
-        events += [OrderChanged.of(order) for order in self.written_orders.values()]
+        events += [OrderChanged.of(order, self.seq) for order in self.written_orders.values()]
         events += [FillCreated.of(fill) for fill in self.written_fills]
         return events + list(self.balance_events.values())
 

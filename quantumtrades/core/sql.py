@@ -127,27 +127,40 @@ def update_rows(model, names: Sequence[str], rows: Iterable[Sequence]) -> None:
             statement.execute(*update)
 
 
-def update_and_insert_rows(update: tuple, insert: tuple) -> None:
+def update_and_insert_rows(update: tuple, insert: tuple, *, returning: str | None = None):
     """`update_rows(*update)`, then `insert_rows(*insert)`, each a (model, names, rows).
 
     On PostgreSQL the two are one statement, the UPDATE a data-modifying CTE of the INSERT
     (both see the same snapshot, so neither may read what the other writes): every statement
     costs the engine about as much of the driver's Python as PostgreSQL spends running it
     (docs/BENCHMARKS.md, "Round trips under the book lock"). Two statements elsewhere.
+    With `returning`, returns a function that reads that column of the inserted rows, in
+    order: inside `pipeline()`, call it once the block has ended.
     """
-    first, second = _update(update[0], update[1], list(update[2])), _insert(insert[0], insert[1], list(insert[2]))
+    inserted = list(insert[2])
+    first, second = _update(update[0], update[1], list(update[2])), _insert(insert[0], insert[1], inserted)
     if first is None or second is None or connection.vendor != "postgresql":
-        for statement_params in (first, second):
-            if statement_params is not None:
+        if first is not None:
+            with cursor() as statement:
+                statement.execute(*first)
+        if returning is None:
+            if second is not None:
                 with cursor() as statement:
-                    statement.execute(*statement_params)
-        return
-    key = ("update+insert", first[0], second[0])
+                    statement.execute(*second)
+            return None
+        ids = insert_rows(insert[0], insert[1], inserted, returning=returning)
+        return lambda: ids
+    key = ("update+insert", first[0], second[0], returning)
     sql = _statements.get(key)
     if sql is None:
-        sql = _statements[key] = f"WITH updated AS ({first[0]}) {second[0]}"
-    with cursor() as statement:
-        statement.execute(sql, first[1] + second[1])
+        tail = "" if returning is None else f" RETURNING {connection.ops.quote_name(returning)}"
+        sql = _statements[key] = f"WITH updated AS ({first[0]}) {second[0]}{tail}"
+    if returning is None:
+        with cursor() as statement:
+            statement.execute(sql, first[1] + second[1])
+        return None
+    statement = send(sql, first[1] + second[1])
+    return lambda: [row[0] for row in answer(statement)]
 
 
 _converters: dict = {}

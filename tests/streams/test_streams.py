@@ -244,7 +244,7 @@ class Broken:
 def test_events_are_sorted_by_their_fields_not_their_classes(caplog):
     [payload] = transport.publishing.wire_items([("events", 1.5, [Public(7), Private(3, 7), Broken()])])
     assert payload["public"] == [{"type": "trade", "id": 1, "market_id": 7}]
-    assert payload["private"] == [(3, {"type": "order", "id": 2})]
+    assert payload["private"] == [(3, {"type": "order", "id": 2}, None, None, False)]
     assert "Broken" in caplog.text
 
 

@@ -109,9 +109,13 @@ def wire_items(entries) -> list[Item]:
                     continue
                 user_id = getattr(event, "user_id", None)
                 if user_id is not None:
-                    private.append((user_id, message))
+                    version = getattr(event, "stream_version", None)
+                    private.append((user_id, message, *(version or (None, None, False))))
                 elif getattr(event, "market_id", None) is not None:
-                    public.append({**message, "market_id": event.market_id})
+                    seq = getattr(event, "seq", None)
+                    public.append(
+                        {**message, "market_id": event.market_id, **({"seq": seq} if seq is not None else {})}
+                    )
             if public or private:
                 out.append(Batch(kind="batch", committed=committed, public=public, private=private))
         elif entry[0] == "user_html":
