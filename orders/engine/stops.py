@@ -6,6 +6,11 @@ order, but never trades there. After a command writes its trades (`Command.flush
 looks for the pending stops their prices crossed (`crossed`), and once its own order is
 written it triggers them, earliest accepted first (`run_crossed`): each is matched like
 a new order (`matching.execute`), and its trades may cross more.
+
+A trailing stop (`trailing_stop`) starts from the last trade (`_trailing_start`) and its
+stop follows the best trade price since: the same look moves it, in the order the trades
+were made (`crossed_and_moved`), and it triggers like any stop, as a market order or, with
+a `limit_offset`, as a limit that far beyond its stop.
 """
 
 from decimal import Decimal
