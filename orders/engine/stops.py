@@ -228,12 +228,14 @@ def _trailing_update_sql(command: "Command", side: str, low, high, *, uncrossed:
     market = command.market
     extreme = high if side == Side.SELL else low
     if connection.vendor == "postgresql":
-        sign, rounding = ("-", "CEIL") if side == Side.SELL else ("+", "FLOOR")
+        sign, rounding, bound = ("-", "CEIL", "LEAST") if side == Side.SELL else ("+", "FLOOR", "GREATEST")
         stop = (
             f"CASE WHEN trailing_delta IS NOT NULL THEN %s::numeric {sign} trailing_delta "
-            f"ELSE {rounding}(%s::numeric * (100 {sign} trailing_percent) / 100 / %s::numeric) * %s::numeric END"
+            f"ELSE {bound}({rounding}(%s::numeric * (100 {sign} trailing_percent) / 100 / %s::numeric) * %s::numeric, "
+            f"%s::numeric {sign} %s::numeric) END"
         )
-        stop_params = [extreme, extreme, market.tick_size, market.tick_size]
+        tick = market.tick_size
+        stop_params = [extreme, extreme, tick, tick, extreme, tick]
     else:
         stop = "qt_trailing_stop(%s, %s, trailing_delta, trailing_percent, %s)"
         stop_params = [side, str(extreme), str(market.tick_size)]
