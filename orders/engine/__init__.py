@@ -16,7 +16,9 @@ Every command runs in one database transaction and follows the same steps:
    (A new order sends steps 2 to 4 in one round trip: the lock, the first batch of
    resting orders and the balances of their makers, `Command.begin`.)
 5. Check funds, write orders, trades, fills, ledger postings, book levels and candles;
-   bump the market's book sequence by exactly one.
+   bump the market's book sequence by exactly one. The look for the pending stops the
+   trades crossed rides in that pipeline, and with it the moves of the trailing stops
+   those trades took further (`stops.crossed_and_moved`).
 6. Trigger the pending stop orders those trades reached, earliest accepted first: each
    is matched like a new order (steps 3 to 5, the balances of makers it meets locked
    then), and its trades may reach more stops, up to MAX_TRIGGERS_PER_COMMAND in all.
@@ -44,9 +46,11 @@ The modules, each one part of a command:
   `stops` refuses a stop that the last trade already reached.
 - `matching`: one order against the book (step 3): the price band, post-only, funds,
   fill-or-kill, price-time priority, self-trade prevention (its three modes), how each
-  trade settles, and what rests or expires.
+  trade settles, and what rests or expires; an iceberg's slices, and a GTD maker past its
+  time, which expires when met (`orders.expiry` expires the rest on time).
 - `stops`: stop orders: accepting and amending a pending stop, finding the stops a
-  command's trades crossed, triggering them (step 6) and the cascade's bound.
+  command's trades crossed, triggering them (step 6) and the cascade's bound; trailing
+  stops, whose stop price follows the trades.
 - `lists`: order lists (an OCO: a limit and a stop sharing one hold; a bracket: an entry
   whose fills place an OCO of exits): placing one, and the hooks `matching`, `stops` and
   `auction` call when a listed order fills, rests, triggers or is cancelled (only for an

@@ -315,15 +315,17 @@ def _trailing_request(
 def trailing_stop_price(side: str, reference: Decimal, delta, percent, tick: Decimal) -> Decimal:
     """A trailing stop's stop price when the best trade price since it was accepted is
     `reference`: a sell's below it, a buy's above, by `delta`, or by `percent` rounded to
-    the tick towards the reference. The engine moves stops by the same rule in SQL
+    the tick towards the reference (but a tick at least). The engine moves stops by the same rule in SQL
     (`stops.trailing_move`)."""
     if delta is not None:
         return reference - delta if side == Side.SELL else reference + delta
+    # Never nearer than a tick: a percent that rounds to nothing would trigger on the very
+    # price it trails.
     if side == Side.SELL:
         ticks = (reference * (100 - percent) / 100 / tick).to_integral_value(rounding=ROUND_CEILING)
-    else:
-        ticks = (reference * (100 + percent) / 100 / tick).to_integral_value(rounding=ROUND_FLOOR)
-    return money(ticks * tick)
+        return money(min(ticks * tick, reference - tick))
+    ticks = (reference * (100 + percent) / 100 / tick).to_integral_value(rounding=ROUND_FLOOR)
+    return money(max(ticks * tick, reference + tick))
 
 
 def trailing_limit_price(side: str, stop_price: Decimal, offset: Decimal) -> Decimal:

@@ -6,6 +6,11 @@ order, but never trades there. After a command writes its trades (`Command.flush
 looks for the pending stops their prices crossed (`crossed`), and once its own order is
 written it triggers them, earliest accepted first (`run_crossed`): each is matched like
 a new order (`matching.execute`), and its trades may cross more.
+
+A trailing stop (`trailing_stop`) starts from the last trade (`_trailing_start`) and its
+stop follows the best trade price since: the same look moves it, in the order the trades
+were made (`crossed_and_moved`), and it triggers like any stop, as a market order or, with
+a `limit_offset`, as a limit that far beyond its stop.
 """
 
 from decimal import Decimal
@@ -224,12 +229,14 @@ def _trailing_update_sql(command: "Command", side: str, low, high, *, uncrossed:
     market = command.market
     extreme = high if side == Side.SELL else low
     if connection.vendor == "postgresql":
-        sign, rounding = ("-", "CEIL") if side == Side.SELL else ("+", "FLOOR")
+        sign, rounding, bound = ("-", "CEIL", "LEAST") if side == Side.SELL else ("+", "FLOOR", "GREATEST")
         stop = (
             f"CASE WHEN trailing_delta IS NOT NULL THEN %s::numeric {sign} trailing_delta "
-            f"ELSE {rounding}(%s::numeric * (100 {sign} trailing_percent) / 100 / %s::numeric) * %s::numeric END"
+            f"ELSE {bound}({rounding}(%s::numeric * (100 {sign} trailing_percent) / 100 / %s::numeric) * %s::numeric, "
+            f"%s::numeric {sign} %s::numeric) END"
         )
-        stop_params = [extreme, extreme, market.tick_size, market.tick_size]
+        tick = market.tick_size
+        stop_params = [extreme, extreme, tick, tick, extreme, tick]
     else:
         stop = "qt_trailing_stop(%s, %s, trailing_delta, trailing_percent, %s)"
         stop_params = [side, str(extreme), str(market.tick_size)]

@@ -724,14 +724,14 @@ class ReferenceExchange:
     @staticmethod
     def trailing_stop_at(order, reference):
         """The stop `order` trails `reference` at: the distance, or the percent rounded to
-        the tick towards the reference."""
+        the tick towards the reference, but a tick away at least."""
         if order.delta is not None:
             return reference - order.delta if order.side == "sell" else reference + order.delta
         if order.side == "sell":
             ticks = (reference * (100 - order.percent) / 100 / TICK).to_integral_value(rounding=ROUND_CEILING)
-        else:
-            ticks = (reference * (100 + order.percent) / 100 / TICK).to_integral_value(rounding=ROUND_FLOOR)
-        return ticks * TICK
+            return min(ticks * TICK, reference - TICK)  # a tick away at least
+        ticks = (reference * (100 + order.percent) / 100 / TICK).to_integral_value(rounding=ROUND_FLOOR)
+        return max(ticks * TICK, reference + TICK)
 
     def trailing_start(self, order, delta, percent, offset):
         if self.last_price is None:
@@ -756,8 +756,8 @@ class ReferenceExchange:
         """A trade at `price`: each pending trailing stop it reaches is reached (triggered
         once the command's trades are done); the others trail it if it is their best."""
         for order in self.orders.values():
-            if order.type != "trailing_stop" or order.status != "pending" or order.reached:
-                continue
+            if order.type != "trailing_stop" or order.status != "pending" or order.reached or order.triggered:
+                continue  # a triggered stop trading now no longer trails
             if price <= order.stop_price if order.side == "sell" else price >= order.stop_price:
                 order.reached = True
             elif price > order.reference if order.side == "sell" else price < order.reference:

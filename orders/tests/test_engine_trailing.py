@@ -58,7 +58,6 @@ def tape_after(first_id):
         pytest.param({"trailing_percent": "0"}, "trailing_percent", id="percent zero"),
         pytest.param({"trailing_percent": "50.5"}, "trailing_percent", id="percent above 50"),
         pytest.param({"trailing_percent": "1.0005"}, "trailing_percent", id="percent with 4 decimals"),
-        pytest.param({"trailing_percent": "0.001"}, "trailing_percent", id="percent less than a tick"),
         pytest.param({"trailing_delta": "1", "stop_price": "95"}, "stop_price", id="a stop price"),
         pytest.param({"trailing_delta": "1", "price": "95"}, "price", id="a price"),
         pytest.param({"trailing_delta": "1", "time_in_force": "GTC"}, "time_in_force", id="market GTC"),
