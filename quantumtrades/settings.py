@@ -451,7 +451,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"SideEnum": "marketdata.models.Side"},
+    "ENUM_NAME_OVERRIDES": {
+        "SideEnum": "marketdata.models.Side",
+        "TimeInForceEnum": "orders.models.TimeInForce",
+        # A bracket's entry is a limit order that may not be GTD.
+        "EntryTimeInForceEnum": ["GTC", "IOC", "FOK"],
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "quantumtrades.core.api_schema.schema_strict_requests",
