@@ -13,6 +13,7 @@ were made (`crossed_and_moved`), and it triggers like any stop, as a market orde
 a `limit_offset`, as a limit that far beyond its stop.
 """
 
+import functools
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -191,7 +192,7 @@ def crossed_and_moved(command: "Command", low: Decimal, high: Decimal, first: st
             return _on(market, found()), _on(market, moved_first() + moved_other())
 
         return read_apart
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in Order._meta.concrete_fields)
+    columns = _order_columns(connection.vendor)
     table = connection.ops.quote_name(Order._meta.db_table)
     first_sql, first_params = _trailing_update_sql(command, first, low, high, uncrossed=False, returning=columns)
     other_sql, other_params = _trailing_update_sql(command, other, low, high, uncrossed=True, returning=columns)
@@ -213,6 +214,14 @@ def crossed_and_moved(command: "Command", low: Decimal, high: Decimal, first: st
         return _on(market, found), _on(market, moved)
 
     return read
+
+
+@functools.cache
+def _order_columns(vendor: str) -> str:
+    """An order's columns, quoted, as the trailing stops' statements return them: built once
+    per database vendor, not per command (the profile of a command that trades showed the
+    quoting of every column, twice, among its costs)."""
+    return ", ".join(connection.ops.quote_name(field.column) for field in Order._meta.concrete_fields)
 
 
 def _on(market: Market, orders: list[Order]) -> list[Order]:
@@ -258,7 +267,7 @@ def _trailing_update_sql(command: "Command", side: str, low, high, *, uncrossed:
 
 def _trailing_update(command: "Command", side: str, low, high, *, uncrossed: bool):
     """`_trailing_update_sql` sent on its own; a function that reads the moved orders."""
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in Order._meta.concrete_fields)
+    columns = _order_columns(connection.vendor)
     sql, params = _trailing_update_sql(command, side, low, high, uncrossed=uncrossed, returning=columns)
     statement = send(sql, params)
     return lambda: models_of(Order, answer(statement))
