@@ -511,8 +511,15 @@ def oco_place(
             exc.field = "stop_limit_price"
             exc.message = exc.message.replace("price", "stop_limit_price", 1)
         raise
+    return _list_placed(user, market, client_order_id, lambda: _oco_place(user, limit, stop, source, socket_id))
+
+
+def _list_placed(user: User, market: Market, client_order_id, place) -> OrderListResult:
+    """Run a list's command (`place`), then the stops it left for later; a repeated
+    client_order_id, caught as the command writes, answers the original list (as
+    `order_place` answers the original order)."""
     try:
-        result = _oco_place(user, limit, stop, source, socket_id)
+        result = place()
     except (IntegrityError, ServiceError):
         if client_order_id is not None:
             existing = _existing_list(user, client_order_id)
@@ -599,17 +606,7 @@ def bracket_place(
     if not stop_loss.stop_price < entry.price:
         raise InvalidInput("The stop-loss's stop_price must be below the entry's price.", field="stop_loss.stop_price")
     exits = (take_profit_price, stop_loss.stop_price, stop_loss.price)
-    try:
-        result = _bracket_place(user, entry, exits, source, socket_id)
-    except (IntegrityError, ServiceError):
-        if client_order_id is not None:
-            existing = _existing_list(user, client_order_id)
-            if existing is not None:
-                return existing
-        raise
-    if result.stops_due:
-        _stops_due_run(market.pk)
-    return OrderListResult(order_list=result.order_list, orders=result.orders, fills=result.fills)
+    return _list_placed(user, market, client_order_id, lambda: _bracket_place(user, entry, exits, source, socket_id))
 
 
 class _fields_named:
