@@ -15,4 +15,6 @@ COPY . .
 RUN DEBUG=0 DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput
 
 EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "quantumtrades.asgi:application"]
+# HTTP; docker-compose.yml runs the WebSockets on daphne beside it (docs/OPERATIONS.md, "Processes").
+CMD ["uvicorn", "--host=0.0.0.0", "--port=8000", "--loop=uvloop", "--http=httptools", "--ws=websockets", \
+     "--lifespan=off", "--no-proxy-headers", "--timeout-keep-alive=75", "quantumtrades.asgi:application"]

@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from engine import ceiling  # noqa: E402  (bench/engine.py: pgbench on match_ceiling.sql)
 
-from tests.e2e.servers import Daphne, Nginx, nginx_path  # noqa: E402  (the test suite's process helpers)
+from tests.e2e.servers import AppServer, Daphne, Nginx, nginx_path  # noqa: E402  (the test suite's process helpers)
 
 BENCH_DB = "qt_bench_api"
 PASSWORD = "bench-pass-2026-long"
@@ -96,8 +96,8 @@ def setup_django(env: dict) -> None:
     django.setup()
 
 
-def build_world(clients: int):
-    """Migrate, one market with a book on both sides, one funded trader per client."""
+def build_world(traders: int, *, book: bool = True):
+    """Migrate, one market, `traders` funded traders; with `book`, 200 resting orders a side."""
     from django.core.management import call_command
 
     from accounts.services import balance_deposit
@@ -110,7 +110,7 @@ def build_world(clients: int):
     from accounts.models import User
 
     users = []
-    for index in range(clients + 1):
+    for index in range(traders + 1):
         # A venue raises its busy accounts' open-order limit; the load here rests thousands.
         user = User.objects.create_user(username=f"bench{index}", password=PASSWORD, max_open_orders=1_000_000)
         balance_deposit(user=user, asset="USD", amount=Decimal("1000000000"))
@@ -118,14 +118,14 @@ def build_world(clients: int):
         users.append(user)
     maker, traders = users[0], users[1:]
     rng = random.Random(1)
-    for _ in range(RESTING_PER_SIDE):
+    for _ in range(RESTING_PER_SIDE if book else 0):
         for side, sign in (("buy", -1), ("sell", 1)):
             price = MID + sign * TICK * rng.randint(1, 200)
             order_place(user=maker, market=market, side=side, price=price, quantity=Decimal("5.00"))
     return market, traders
 
 
-def order_mix(rng: random.Random) -> dict:
+def book_mix(rng: random.Random) -> dict:
     """Two thirds rest away from the middle, one third cross the spread and trade."""
     side = rng.choice(("buy", "sell"))
     sign = -1 if side == "buy" else 1
@@ -133,6 +133,24 @@ def order_mix(rng: random.Random) -> dict:
     price = MID + sign * TICK * rng.randint(1, 100) if rests else MID - sign * Decimal("0.50")
     quantity = Decimal(rng.randint(10, 100)) / 100
     return {"symbol": "QTX-USD", "side": side, "type": "limit", "price": f"{price}", "quantity": f"{quantity}"}
+
+
+def neutral_mix(rng: random.Random) -> dict:
+    """The neutral load tool's orders (orderload.py, which also loaded the public implementations
+    of the original specifications): side at random, price uniform in 100 +/- 2 to the cent,
+    1 to 10 whole lots, so about half of them cross one or more levels of a book they built."""
+    side = "buy" if rng.random() < 0.5 else "sell"
+    price = f"{100 + rng.uniform(-2, 2):.2f}"
+    return {"symbol": "QTX-USD", "side": side, "type": "limit", "price": price, "quantity": str(rng.randint(1, 10))}
+
+
+# `--mix`: the world each starts from (a resting book or none), its orders, and whose they are.
+MIXES = {
+    # One trader per client, on a book of 200 resting orders a side.
+    "book": {"orders": book_mix, "book": True, "traders": None},
+    # Twenty traders, each order a random one's (as orderload registers twenty), on an empty book.
+    "neutral": {"orders": neutral_mix, "book": False, "traders": 20},
+}
 
 
 def processes(pids) -> list[int]:
@@ -239,10 +257,19 @@ def summary(latencies, outcomes, seconds) -> dict:
     }
 
 
-async def load(port, usernames, *, seconds, warmup, pids, path="/api/orders", seed=0, batch=0) -> dict:
-    """`len(usernames)` clients on one keep-alive connection each, for `seconds` after `warmup`;
-    with `batch`, each request places that many orders (`POST /api/orders/batch`)."""
-    sessions = [await login(port, username) for username in usernames]
+async def load(
+    port, usernames, *, seconds, warmup, pids, path="/api/orders", seed=0, batch=0, mix="book", clients=None
+) -> dict:
+    """`clients` clients (default: one per username) on one keep-alive connection each, for
+    `seconds` after `warmup`; with `batch`, each request places that many orders (`POST
+    /api/orders/batch`). The book mix sends each client's orders as its own trader; the
+    neutral mix sends each order as a trader drawn at random from `usernames`."""
+    logged_in = [await login(port, username) for username in usernames]
+    tokens = [token for _, token in logged_in]
+    for connection, _ in logged_in[clients:] if clients else ():
+        connection.close()
+    sessions = logged_in[:clients] if clients else logged_in
+    make_order, shared = MIXES[mix]["orders"], MIXES[mix]["traders"] is not None
     latencies, outcomes = [], {}
     loop = asyncio.get_running_loop()
     start = loop.time() + warmup
@@ -253,9 +280,11 @@ async def load(port, usernames, *, seconds, warmup, pids, path="/api/orders", se
         rng = random.Random(seed * 1000 + index)
         sent = 0
         while (now := loop.time()) < stop:
+            if shared:
+                token = rng.choice(tokens)
             if batch:
                 orders = [
-                    {**order_mix(rng), "client_order_id": f"b{seed}-{index}-{sent}-{n}-{time.time_ns()}"}
+                    {**make_order(rng), "client_order_id": f"b{seed}-{index}-{sent}-{n}-{time.time_ns()}"}
                     for n in range(batch)
                 ]
                 status, payload = await connection.request("POST", "/api/orders/batch", {"orders": orders}, token)
@@ -263,7 +292,7 @@ async def load(port, usernames, *, seconds, warmup, pids, path="/api/orders", se
                     for result in json.loads(payload)["results"]:
                         outcomes[f"order {result['status']}"] = outcomes.get(f"order {result['status']}", 0) + 1
             elif path == "/api/orders":
-                body = {**order_mix(rng), "client_order_id": f"b{seed}-{index}-{sent}-{time.time_ns()}"}
+                body = {**make_order(rng), "client_order_id": f"b{seed}-{index}-{sent}-{time.time_ns()}"}
                 status, _ = await connection.request("POST", path, body, token)
             else:
                 status, _ = await connection.request("GET", path, None, token)
@@ -320,18 +349,37 @@ class QuietDaphne(Daphne):
         return [*argv[:-1], "-v", "0", argv[-1]]
 
 
-def start_layout(processes: int, env: dict, workdir: Path, tree: Path):
-    daphnes = []
+class QuietServer(AppServer):
+    """uvicorn or granian without its access log, for the same reason."""
+
+    def argv(self):
+        argv = super().argv()
+        quiet = {"uvicorn": ["--no-access-log", "--log-level", "warning"], "granian": []}[self.server]
+        return [*argv[:-1], *quiet, argv[-1]]
+
+
+def quiet_server(server: str, workdir: Path, env: dict):
+    """The application under `server`, with no access log."""
+    return QuietDaphne(workdir, env) if server == "daphne" else QuietServer(workdir, env, server)
+
+
+def start_layout(processes: int, env: dict, workdir: Path, tree: Path, server: str = "daphne"):
+    servers = []
     for _ in range(processes):
-        daphne = QuietDaphne(workdir, env)
-        daphne.cwd = tree
-        daphnes.append(daphne.start())
+        process = quiet_server(server, workdir, env)
+        process.cwd = tree
+        servers.append(process.start())
     if processes == 1:
-        return daphnes, daphnes[0].port, [d.process.pid for d in daphnes]
+        return servers, servers[0].port, [d.process.pid for d in servers]
     if not nginx_path():
         raise SystemExit("layout 2 needs Debian's nginx: apt-get install nginx")
-    proxy = Nginx(workdir, [d.port for d in daphnes]).start()
-    return [*daphnes, proxy], proxy.port, [p.process.pid for p in (*daphnes, proxy)]
+    proxy = Nginx(workdir, [d.port for d in servers]).start()
+    return [*servers, proxy], proxy.port, [p.process.pid for p in (*servers, proxy)]
+
+
+def usernames(traders, clients: int, mix: str) -> list[str]:
+    """Whose orders the clients send: one trader per client, or all of them (neutral)."""
+    return [user.username for user in (traders if MIXES[mix]["traders"] else traders[:clients])]
 
 
 def run_layouts(args, env, traders) -> list[dict]:
@@ -339,7 +387,7 @@ def run_layouts(args, env, traders) -> list[dict]:
     workdir = Path(tempfile.mkdtemp(prefix="qt-bench-api-"))
     try:
         for processes in (int(value) for value in args.layouts.split(",")):
-            started, port, pids = start_layout(processes, env, workdir, args.tree)
+            started, port, pids = start_layout(processes, env, workdir, args.tree, args.server)
             try:
                 me = asyncio.run(load(port, [traders[0].username], seconds=5, warmup=1, pids=pids, path="/api/auth/me"))
                 runs.append({"layout": processes, "clients": 1, "path": "GET /api/auth/me", **me})
@@ -347,11 +395,13 @@ def run_layouts(args, env, traders) -> list[dict]:
                     result = asyncio.run(
                         load(
                             port,
-                            [user.username for user in traders[:clients]],
+                            usernames(traders, clients, args.mix),
                             seconds=args.seconds,
                             warmup=args.warmup,
                             pids=pids,
                             seed=processes * 100 + clients,
+                            mix=args.mix,
+                            clients=clients,
                         )
                     )
                     runs.append({"layout": processes, "clients": clients, "path": "POST /api/orders", **result})
@@ -360,12 +410,14 @@ def run_layouts(args, env, traders) -> list[dict]:
                     result = asyncio.run(
                         load(
                             port,
-                            [user.username for user in traders[:clients]],
+                            usernames(traders, clients, args.mix),
                             seconds=args.seconds,
                             warmup=args.warmup,
                             pids=pids,
                             seed=processes * 100 + clients + 50,
                             batch=args.batch,
+                            mix=args.mix,
+                            clients=clients,
                         )
                     )
                     path = f"POST /api/orders/batch ({args.batch})"
@@ -382,7 +434,9 @@ def run_layouts(args, env, traders) -> list[dict]:
 # --- The engine alone, and the database ceiling -----------------------------------------------
 
 
-def engine_alone(market, user, seconds, warmup) -> dict:
+def engine_alone(market, traders, seconds, warmup, mix="book") -> dict:
+    """`order_place` in this process, one thread, the mix's orders (a neutral order is a
+    random trader's, a book order the first trader's)."""
     from django.db import connection
 
     from orders.services import order_place
@@ -394,11 +448,11 @@ def engine_alone(market, user, seconds, warmup) -> dict:
     stop = start + seconds
     sent = 0
     while (began := time.perf_counter()) < stop:
-        order = order_mix(rng)
+        order = MIXES[mix]["orders"](rng)
         sent += 1
         try:
             order_place(
-                user=user,
+                user=rng.choice(traders) if MIXES[mix]["traders"] else traders[0],
                 market=market,
                 side=order["side"],
                 type="limit",
@@ -445,7 +499,8 @@ def markdown(result) -> str:
         "|---|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for run in result["http"]:
-        layout = "1 daphne" if run["layout"] == 1 else f"nginx + {run['layout']} daphnes"
+        server = result["server"]
+        layout = f"1 {server}" if run["layout"] == 1 else f"nginx + {run['layout']} {server}"
         answers = ", ".join(f"{k}: {v}" for k, v in sorted(run["outcomes"].items()))
         per_second, cpu = run["per_second"], run["server_cpu_ms_per_request"]
         if "orders_per_second" in run:
@@ -471,9 +526,13 @@ def main():
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--clients", default="1,4,16")
-    parser.add_argument("--layouts", default="1,2", help="1: one daphne; 2: two daphnes behind nginx")
+    parser.add_argument("--layouts", default="1,2", help="1: one server process; 2: two behind nginx")
     parser.add_argument("--no-ceiling", action="store_true")
     parser.add_argument("--batch", type=int, default=20, help="orders per batch request (0: no batch runs)")
+    parser.add_argument("--server", choices=["daphne", "uvicorn", "granian"], default="uvicorn")
+    parser.add_argument(
+        "--mix", choices=sorted(MIXES), default="book", help="book: this file's own; neutral: orderload.py's"
+    )
     parser.add_argument("--db", default=BENCH_DB, help="the database it builds and drops")
     parser.add_argument(
         "--tree", type=Path, default=ROOT, help="serve the code of another checkout (an earlier commit), same database"
@@ -485,19 +544,30 @@ def main():
     psql(args.pg, f"DROP DATABASE IF EXISTS {args.db} WITH (FORCE)", f"CREATE DATABASE {args.db}")
     try:
         setup_django(env)
-        market, traders = build_world(max(int(value) for value in args.clients.split(",")))
+        mix = MIXES[args.mix]
+        market, traders = build_world(
+            mix["traders"] or max(int(value) for value in args.clients.split(",")), book=mix["book"]
+        )
         from django.db import connection
 
         connection.close()
         http = run_layouts(args, env, traders)
-        engine = engine_alone(market, traders[0], args.seconds, args.warmup)
+        engine = engine_alone(market, traders, args.seconds, args.warmup, args.mix)
         tps = {} if args.no_ceiling else {n: ceiling(args.pg, n, args.seconds) for n in (1, 16)}
     finally:
         from django.db import connection
 
         connection.close()
         psql(args.pg, f"DROP DATABASE IF EXISTS {args.db} WITH (FORCE)")
-    result = {"seconds": args.seconds, "http": http, "engine": engine, "ceiling": tps, "machine": info}
+    result = {
+        "seconds": args.seconds,
+        "server": args.server,
+        "mix": args.mix,
+        "http": http,
+        "engine": engine,
+        "ceiling": tps,
+        "machine": info,
+    }
     print(json.dumps(result, indent=2))
     print(markdown(result))
 

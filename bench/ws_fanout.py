@@ -46,6 +46,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
+REST_PASSWORD = "bench-pass-2026-long"
 
 
 def free_port() -> int:
@@ -389,6 +390,19 @@ class Bench:
             "DEBUG": "1",
             "PYTHONUNBUFFERED": "1",
         }
+        if a.rest:
+            # Orders over HTTP as in production: DEBUG off (no query log per statement), plain
+            # HTTP on loopback, throttles on but never biting.
+            self.env.update(
+                DEBUG="0",
+                DJANGO_SECRET_KEY="bench-" + "x" * 50,
+                ALLOWED_HOSTS="127.0.0.1,localhost",
+                SECURE_SSL_REDIRECT="0",
+                SECURE_COOKIES="0",
+                SECURE_HSTS_SECONDS="0",
+                THROTTLE_USER="1000000/minute",
+                THROTTLE_ORDERS="1000000/minute",
+            )
 
     # Setup -----------------------------------------------------------------------------
 
@@ -431,7 +445,7 @@ class Bench:
         Asset.objects.get_or_create(code="QTX", defaults={"name": "QuantumTrades Token"})
         self.users = {}
         for name in ("maker", "taker"):
-            user = User.objects.create_user(username=f"bench-{name}", password=None, max_open_orders=1_000_000)
+            user = User.objects.create_user(username=f"bench-{name}", password=REST_PASSWORD, max_open_orders=1_000_000)
             balance_deposit(user=user, asset="USD", amount=Decimal("1000000000"), reason="bench")
             balance_deposit(user=user, asset="QTX", amount=Decimal("100000000"), reason="bench")
             self.users[name] = user
@@ -464,39 +478,58 @@ class Bench:
             self.place(market, i)
         return market
 
+    @staticmethod
+    def pattern(i) -> tuple[str, dict]:
+        """(trader, order) of the i-th order; each changes the book, the book keeps its size."""
+        step = i % 4
+        rnd = (i * 7919) % 100
+        if step == 0 or i < 20 and step == 2:
+            return "maker", {"side": "buy", "quantity": "1", "price": f"9.{rnd:02d}"}
+        if step == 1 or i < 20 and step == 3:
+            return "maker", {"side": "sell", "quantity": "1", "price": f"10.{rnd:02d}"}
+        side = "buy" if step == 2 else "sell"
+        price = "11.00" if side == "buy" else "9.00"
+        return "taker", {"side": side, "quantity": "1", "price": price, "time_in_force": "IOC"}
+
     def place(self, market, i):
-        """The i-th order of the pattern; each changes the book, the book keeps its size."""
+        """The i-th order of the pattern, through the engine in this process."""
         from decimal import Decimal
 
         from orders.services import order_place
 
-        step = i % 4
-        rnd = (i * 7919) % 100
-        if step == 0 or i < 20 and step == 2:
-            return order_place(
-                user=self.users["maker"],
-                market=market,
-                side="buy",
-                quantity=Decimal("1"),
-                price=Decimal(f"9.{rnd:02d}"),
-            )
-        if step == 1 or i < 20 and step == 3:
-            return order_place(
-                user=self.users["maker"],
-                market=market,
-                side="sell",
-                quantity=Decimal("1"),
-                price=Decimal(f"10.{rnd:02d}"),
-            )
-        side = "buy" if step == 2 else "sell"
-        return order_place(
-            user=self.users["taker"],
-            market=market,
-            side=side,
-            quantity=Decimal("1"),
-            price=Decimal("11.00" if side == "buy" else "9.00"),
-            time_in_force="IOC",
-        )
+        trader, order = self.pattern(i)
+        order = {**order, "quantity": Decimal(order["quantity"]), "price": Decimal(order["price"])}
+        return order_place(user=self.users[trader], market=market, **order)
+
+    def rest_session(self, port):
+        """A keep-alive HTTP connection to one server process and a JWT per trader (`--rest`)."""
+        import http.client
+
+        connection = http.client.HTTPConnection(HOST, port, timeout=10)
+        tokens = {}
+        for trader in self.users:
+            body = json.dumps({"username": f"bench-{trader}", "password": REST_PASSWORD})
+            connection.request("POST", "/api/auth/login", body, {"Content-Type": "application/json"})
+            answer = connection.getresponse()
+            payload = answer.read()
+            if answer.status != 200:
+                raise RuntimeError(f"login {trader}: {answer.status} {payload[:200]!r}")
+            tokens[trader] = json.loads(payload)["access"]
+        return connection, tokens
+
+    def place_rest(self, session, symbol, i) -> float:
+        """The i-th order of the pattern over REST (POST /api/orders); the time of its answer."""
+        connection, tokens = session
+        trader, order = self.pattern(i)
+        body = json.dumps({"symbol": symbol, "type": "limit", **order})
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {tokens[trader]}"}
+        connection.request("POST", "/api/orders", body, headers)
+        answer = connection.getresponse()
+        payload = answer.read()
+        answered = time.time()
+        if answer.status != 201:
+            raise RuntimeError(f"order {i}: {answer.status} {payload[:200]!r}")
+        return answered
 
     # One point -------------------------------------------------------------------------
 
@@ -529,7 +562,14 @@ class Bench:
         rundir = self.workdir / f"p{index:03d}-d{procs}-n{n}-r{rate}"
         rundir.mkdir(parents=True, exist_ok=True)
         started = []
-        result = {"procs": procs, "n": n, "rate": rate, "seconds": a.seconds, "uvloop": a.daphne_uvloop}
+        result = {
+            "procs": procs,
+            "n": n,
+            "rate": rate,
+            "seconds": a.seconds,
+            "uvloop": a.daphne_uvloop,
+            "driver": "rest" if a.rest else "engine",
+        }
         try:
             ports = [free_port() for _ in range(procs)]
             daphnes = []
@@ -578,6 +618,7 @@ class Bench:
             count = int(a.seconds * rate)
             start = time.monotonic() + 0.05
             late = 0.0
+            session = self.rest_session(ports[0]) if a.rest else None
             for i in range(count):
                 target = start + i / rate
                 delay = target - time.monotonic()
@@ -585,10 +626,18 @@ class Bench:
                     time.sleep(delay)
                 else:
                     late = max(late, -delay)
-                self.place(market, 20 + i)
+                if session is None:
+                    self.place(market, 20 + i)
+                else:
+                    # Measured from the answer: every order is one command, one book sequence.
+                    self.commits[(market.pk, first_seq + i)] = self.place_rest(session, symbol, 20 + i)
             orders_took = time.time() - t0
+            if session is not None:
+                session[0].close()
             market.refresh_from_db()
             final_seq = market.book_seq
+            if session is not None and final_seq != first_seq + count - 1:
+                raise RuntimeError(f"{count} orders moved the book {final_seq - first_seq + 1} sequences")
             for c in clients:
                 c.send(f"DRAIN {final_seq} {a.drain}\n")
             results = []
@@ -764,6 +813,11 @@ def main():
     r.add_argument("--client-procs", type=int, default=0, help="0 = two when N x R >= --two-clients")
     r.add_argument("--two-clients", type=int, default=10000)
     r.add_argument("--daphne-uvloop", action="store_true")
+    r.add_argument(
+        "--rest",
+        action="store_true",
+        help="place the orders over REST on the first process, each delay measured from the order's answer",
+    )
     r.add_argument("--profile", action="store_true", help="cProfile each daphne into --workdir")
     r.add_argument("--budget", type=float, default=1500.0, help="s for all points of the streams")
     r.add_argument(

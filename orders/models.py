@@ -179,8 +179,16 @@ class Order(models.Model):
     # acceptance plus the stop-market margin, or plus its limit_offset. Its stop only moves
     # down, so the hold always covers it (`rules.order_hold`).
     trailing_hold_price = MoneyField(null=True, blank=True, editable=False)
+    # No index of its own: the partial index order_list_orders serves every lookup of a
+    # list's orders, and a full one would take a NULL entry for every order placed.
     order_list = models.ForeignKey(
-        OrderList, on_delete=models.PROTECT, related_name="orders", null=True, blank=True, db_column="list_id"
+        OrderList,
+        on_delete=models.PROTECT,
+        related_name="orders",
+        null=True,
+        blank=True,
+        db_column="list_id",
+        db_index=False,
     )
     leg = models.CharField(max_length=11, choices=Leg.choices, blank=True, default="", db_default="")
     filled_quantity = MoneyField(default=0)

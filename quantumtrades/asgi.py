@@ -1,4 +1,7 @@
-"""ASGI entry point: `daphne quantumtrades.asgi:application`."""
+"""ASGI entry point, under either server (docs/OPERATIONS.md, "Processes"):
+`uvicorn --loop uvloop --http httptools quantumtrades.asgi:application` serves HTTP in
+production; `daphne quantumtrades.asgi:application` serves the WebSockets there, and
+everything under `make run`."""
 
 import functools
 import gc
@@ -77,5 +80,6 @@ gc.set_threshold(5_000, 20, 100)
 # to find the form bodies it would parse into its own `request.args`, which daphne never
 # reads: 66 µs of every POST (docs/BENCHMARKS.md, "The API's middleware"). A process sees
 # a handful of distinct Content-Types; the answers are remembered, a bounded number of them.
+# (Patched under uvicorn too, where it is never called: one import of Twisted.)
 if not hasattr(twisted_http._parseContentType, "cache_info"):
     twisted_http._parseContentType = functools.lru_cache(maxsize=64)(twisted_http._parseContentType)

@@ -9,6 +9,7 @@ the README's environment table and in `.env.example`.
 import os
 import re
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -170,6 +171,13 @@ def database_config(url):
     # PostgreSQL parsed and planned every statement of every command anew. Django's own
     # queries bind on the client and are never prepared, so this changes only the engine's.
     config.setdefault("OPTIONS", {})["prepare_threshold"] = env.int("DB_PREPARE_THRESHOLD", default=5)
+    # Those prepared statements run with generic plans, planned once per connection. Left
+    # to choose, PostgreSQL kept re-planning most of them at every execution (a custom plan
+    # each time): 0.52 ms of planning per order, 0.29 ms with generic plans. Every book read
+    # names its partial index's condition in literals, so its generic plan uses that index;
+    # orders/tests/test_book_reads.py holds each command to the rows it needs under generic
+    # plans (docs/BENCHMARKS.md, "Order entry near the database's ceiling").
+    config["OPTIONS"]["options"] = "-c plan_cache_mode=" + env.str("DB_PLAN_CACHE_MODE", default="force_generic_plan")
     config["OPTIONS"]["pool"] = {
         "min_size": env.int("DB_POOL_MIN", default=2),
         "max_size": env.int("DB_POOL_MAX", default=20),
@@ -376,10 +384,24 @@ def default_site_url() -> str:
 # from it, never from a request's Host header, which the client writes.
 SITE_URL = site_url(env.str("SITE_URL", default="") or default_site_url())
 
-# Paper-trading grant deposited for every new user, as {asset code: amount}.
-PAPER_GRANT = env.dict(
-    "PAPER_GRANT", cast={"value": str}, default={"USD": "100000", "QTX": "1000", "BTC": "2", "ETH": "20"}
-)
+
+def paper_grant(value: dict) -> dict:
+    """{asset code: amount}, each amount a non-negative decimal: a bad one stops the process
+    at start, not every registration with a 500."""
+    for code, amount in value.items():
+        try:
+            if Decimal(amount) >= 0 and Decimal(amount).is_finite():
+                continue
+        except (InvalidOperation, TypeError):
+            pass
+        raise ImproperlyConfigured(f"PAPER_GRANT: {code}={amount!r} is not an amount (USD=100000,QTX=1000).")
+    return value
+
+
+# Paper-trading grant deposited for every new user, as {asset code: amount}, written
+# USD=100000,QTX=1000 (django-environ's dict with string values: no value cast, which would
+# make it split on ";" instead).
+PAPER_GRANT = paper_grant(env.dict("PAPER_GRANT", default={"USD": "100000", "QTX": "1000", "BTC": "2", "ETH": "20"}))
 # The system user that receives trading fees.
 FEE_ACCOUNT_USERNAME = "fees"
 

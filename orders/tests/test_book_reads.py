@@ -14,6 +14,7 @@ market's two assets: its condition (`user IN (...) OR user IN (the makers)`) lef
 planner no index on the user. It is counted the same way, among thousands of traders.
 """
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -21,10 +22,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import Balance, User
+from orders.expiry import orders_expire_due
 from orders.models import Order, OrderStatus
-from orders.services import order_place
+from orders.services import order_amend, order_cancel, order_place
 
-from .stories import buy, sell
+from .stories import buy, print_trade, sell, stop_sell
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -137,3 +139,53 @@ def test_an_order_locks_the_balances_it_needs_not_every_traders(many_traders, ge
     # than once (locked, then updated; the fee account's created on its first fee): a few
     # dozen rows, against the thousands of the traders' balances.
     assert rows < 60, rows
+
+
+# The server runs every engine statement with a generic plan (settings: plan_cache_mode), so
+# every kind of command is held to the rows it needs here, not only the look at the book.
+
+
+def test_a_cancel_and_an_amend_read_their_order_not_the_history(long_history, generic_plans, bob):
+    resting = sell(bob, "2", at="101").order
+
+    amended = rows_read(lambda: order_amend(user=bob, order_id=resting.pk, quantity=Decimal("1")))
+    cancelled = rows_read(lambda: order_cancel(user=bob, order_id=resting.pk))
+
+    assert Order.objects.get(pk=resting.pk).status == OrderStatus.CANCELLED
+    assert amended < 10, amended
+    assert cancelled < 10, cancelled
+
+
+def test_a_trade_that_moves_a_trailing_stop_and_triggers_stops_reads_only_those(
+    long_history, generic_plans, alice, bob, carol
+):
+    print_trade(bob, alice, "100")
+    stop_sell(alice, "1", stop="99")
+    trailing = order_place(
+        user=alice, market="QTX-USD", side="sell", type="trailing_stop", quantity="1", trailing_delta=Decimal("2")
+    ).order
+    buy(carol, "2", at="97")  # what the triggered stops sell to
+    sell(bob, "1", at="101")
+
+    moving = rows_read(lambda: buy(alice, "1", at="101"))  # a trade at 101: the trailing stop follows
+
+    trailing.refresh_from_db()
+    assert trailing.stop_price == Decimal("99")  # 101 - 2
+    sell(bob, "1", at="98.50")
+    triggering = rows_read(lambda: buy(carol, "1", at="98.50"))  # a trade at 98.50: both stops trigger
+    assert not Order.objects.filter(user=alice, status=OrderStatus.PENDING).exists()
+    assert moving < 30, moving
+    assert triggering < 40, triggering
+
+
+def test_the_expiry_job_reads_only_the_orders_due(long_history, generic_plans, bob):
+    soon = timezone.now() + timedelta(seconds=30)
+    order = sell(bob, "1", at="101", time_in_force="GTD", expire_at=soon).order
+
+    nothing_due = rows_read(orders_expire_due)
+    Order.objects.filter(pk=order.pk).update(expire_at=timezone.now() - timedelta(seconds=1))
+    one_due = rows_read(orders_expire_due)
+
+    assert Order.objects.get(pk=order.pk).status == OrderStatus.EXPIRED
+    assert nothing_due == 0, nothing_due
+    assert one_due < 10, one_due

@@ -86,30 +86,45 @@ class Process:
             return ""
 
 
-class Daphne(Process):
-    name = "daphne"
+# The ASGI servers the application runs under (docs/OPERATIONS.md, "Processes"): in
+# production uvicorn (httptools, uvloop) serves HTTP and daphne the WebSockets under /ws;
+# `make run` is one daphne for everything. Options as docker-compose.yml gives them.
+SERVER_COMMANDS = {
+    "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}"],
+    "uvicorn": [
+        "-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}", "--loop", "uvloop", "--http", "httptools",
+        "--ws", "websockets", "--lifespan", "off", "--no-proxy-headers", "--timeout-keep-alive", "75",
+    ],
+    "granian": [
+        "-m", "granian", "--interface", "asginl", "--host", "127.0.0.1", "--port", "{port}", "--workers", "1",
+        "--loop", "uvloop", "--no-access-log", "--blocking-threads", "1",
+    ],
+}  # fmt: skip
 
-    def __init__(self, workdir: Path, env: dict):
+
+class AppServer(Process):
+    """The project's ASGI application (quantumtrades.asgi) under `server`."""
+
+    def __init__(self, workdir: Path, env: dict, server: str = "daphne"):
         super().__init__(workdir)
+        self.server = self.name = server
+        self.log_path = workdir / f"{server}-{self.port}.log"
         self.env = env
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         self.origin = self.url
 
     def argv(self):
-        return [
-            sys.executable,
-            "-m",
-            "daphne",
-            "-b",
-            "127.0.0.1",
-            "-p",
-            str(self.port),
-            "quantumtrades.asgi:application",
-        ]
+        options = [option.format(port=self.port) for option in SERVER_COMMANDS[self.server]]
+        return [sys.executable, *options, "quantumtrades.asgi:application"]
 
     def environment(self):
         return self.env
+
+
+class Daphne(AppServer):
+    def __init__(self, workdir: Path, env: dict):
+        super().__init__(workdir, env, "daphne")
 
 
 class RedisServer(Process):
@@ -148,8 +163,16 @@ class Servers:
         self.started.append(server)
         return server.start()
 
-    def nginx(self, upstreams) -> "Nginx":
-        server = Nginx(self.workdir, [upstream.port for upstream in upstreams])
+    def app_server(self, server: str, **env) -> AppServer:
+        process = AppServer(self.workdir, {**self.env, **env}, server)
+        self.started.append(process)
+        return process.start()
+
+    def nginx(self, upstreams, streams=None) -> "Nginx":
+        """nginx with HTTP to `upstreams` and WebSockets to `streams` (default: the same)."""
+        server = Nginx(
+            self.workdir, [upstream.port for upstream in upstreams], [stream.port for stream in streams or upstreams]
+        )
         self.started.append(server)
         return server.start()
 
@@ -173,13 +196,17 @@ class Nginx(Process):
 
     name = "nginx"
 
-    def __init__(self, workdir: Path, upstreams: list[int]):
+    def __init__(self, workdir: Path, upstreams: list[int], streams: list[int] | None = None):
+        """HTTP to `upstreams`, WebSockets to `streams` (default: the same processes)."""
         super().__init__(workdir)
         self.url = f"http://127.0.0.1:{self.port}"
         self.ws_url = f"ws://127.0.0.1:{self.port}"
         site = (ROOT / "docker" / "nginx.conf").read_text()
-        assert "server web:8000;" in site and "listen 80;" in site
+        assert "server web:8000;" in site and "server streams:8000;" in site and "listen 80;" in site
         site = site.replace("server web:8000;", "".join(f"server 127.0.0.1:{port};\n" for port in upstreams))
+        site = site.replace(
+            "server streams:8000;", "".join(f"server 127.0.0.1:{port};\n" for port in streams or upstreams)
+        )
         site = site.replace("listen 80;", f"listen 127.0.0.1:{self.port};")
         temp = workdir / f"nginx-{self.port}"
         temp.mkdir()

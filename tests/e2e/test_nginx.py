@@ -1,6 +1,7 @@
 """Serving beyond one process: Debian's nginx with the project's site (docker/nginx.conf) in
-front of two daphne processes that share PostgreSQL and Redis, as docker compose runs them.
-Every wait is bounded; every process is stopped by PID."""
+front of processes that share PostgreSQL and Redis, as docker compose runs them: HTTP on two
+uvicorn processes, WebSockets under /ws on two daphne processes. Every wait is bounded;
+every process is stopped by PID."""
 
 import http.client
 import json
@@ -22,13 +23,15 @@ pytestmark = [
 
 
 def behind_proxy(servers, count=2):
-    """`count` daphnes told that one proxy stands in front of them, and nginx in front."""
-    daphnes = [servers.daphne(NUM_PROXIES="1") for _ in range(count)]
-    return daphnes, servers.nginx(daphnes)
+    """`count` uvicorn processes for HTTP and `count` daphnes for /ws, told that one proxy
+    stands in front of them, and nginx in front: (web processes, stream processes, nginx)."""
+    web = [servers.app_server("uvicorn", NUM_PROXIES="1") for _ in range(count)]
+    streams = [servers.daphne(NUM_PROXIES="1") for _ in range(count)]
+    return web, streams, servers.nginx(web, streams)
 
 
 def test_rest_and_both_kinds_of_socket_work_through_the_proxy(servers, alice, bob):
-    (first, second), proxy = behind_proxy(servers)
+    (first, _), (_, second), proxy = behind_proxy(servers)
     alice_token, bob_token = token(alice), token(bob)
 
     async def body():
@@ -39,8 +42,9 @@ def test_rest_and_both_kinds_of_socket_work_through_the_proxy(servers, alice, bo
         ):
             books = [await program.subscribe_book(), await direct.subscribe_book()]
             assert 'id="book"' in (await page.receive())["html"]
-            # One order through the proxy, one straight into the first process: both reach
-            # the socket that the proxy opened (on either process) and the one on the second.
+            # One order through the proxy, one straight into a web process: both reach the
+            # sockets of the stream processes, the one the proxy opened (on either) and the
+            # one opened on the second directly.
             await order(proxy, bob_token, "sell", "10.50", "2")
             await order(first, alice_token, "buy", "10.50", "1")
             fresh = await rest_snapshot(proxy)
@@ -55,7 +59,7 @@ def test_rest_and_both_kinds_of_socket_work_through_the_proxy(servers, alice, bo
 
 
 def test_requests_through_the_proxy_spread_over_both_processes(servers, alice):
-    daphnes, proxy = behind_proxy(servers)
+    web, streams, proxy = behind_proxy(servers)
     alice_token = token(alice)
     connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
     for _ in range(20):
@@ -63,13 +67,15 @@ def test_requests_through_the_proxy_spread_over_both_processes(servers, alice):
         response = connection.getresponse()
         assert response.status == 200, response.read()
         response.read()
-    # nginx takes turns over its upstreams: each process answered some (daphne's access log).
-    answered = [daphne.log().count('"GET /api/orders/open" 200') for daphne in daphnes]
+    # nginx takes turns over its upstreams: each web process answered some (uvicorn's access
+    # log), and no request went to a stream process.
+    answered = [process.log().count('"GET /api/orders/open HTTP/1.1" 200') for process in web]
     assert sum(answered) == 20 and min(answered) > 0, answered
+    assert not any("/api/orders/open" in process.log() for process in streams)
 
 
 def test_the_throttles_see_the_client_address_the_proxy_saw(servers):
-    _, proxy = behind_proxy(servers, count=1)
+    _, _, proxy = behind_proxy(servers, count=1)
     # The client connects from another loopback address and claims to be someone else.
     connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10, source_address=("127.0.0.5", 0))
     connection.request("GET", "/api/markets", headers={"X-Forwarded-For": "6.6.6.6"})
