@@ -1,24 +1,31 @@
 """Order entry over HTTP, the way an integrator drives it, next to the engine and the database.
 
     .venv/bin/python bench/api_orders.py [--seconds 15] [--clients 1,4,16] [--layouts 1,2] [--batch 20]
+        [--server uvicorn|daphne|granian] [--mix book|neutral]
 
-Builds a fresh PostgreSQL database (qt_bench_api, or `--db`): one market (QTX-USD) with a book on both
-sides and one funded trader per client. Then, for each layout, the real server:
+Builds a fresh PostgreSQL database (qt_bench_api, or `--db`): one market (QTX-USD) and funded
+traders. Then, for each layout, the real server (`--server`, uvicorn by default, as in
+production; DEBUG=0, Redis for the cache and the channel layer):
 
-- `1`: one `daphne quantumtrades.asgi:application` (DEBUG=0, Redis for the cache and the
-  channel layer), the clients connected to it directly;
-- `2`: two daphne processes behind Debian's nginx with the project's site (docker/nginx.conf),
+- `1`: one server process, the clients connected to it directly;
+- `N` > 1: N processes behind Debian's nginx with the project's site (docker/nginx.conf),
   as docker compose runs them.
 
-For each client count, that many clients (asyncio, one keep-alive connection and one JWT
-each, in this process) post a realistic mix of limit orders for `--seconds` after a warm-up:
-about two thirds rest away from the middle of the book, one third cross the spread and trade,
-each with a client_order_id; then (`--batch N`, 0 to skip) the same mix in batches of N
-(`POST /api/orders/batch`), so that a batch's orders/s stand beside one by one's. Reported: orders/s, p50 and p99 latency, every answer that was not
-201, the server's CPU per order (the daphne and nginx processes' CPU time over the window,
-divided by the orders) and its context switches per order (all their threads'; each hand-over
-between threads and each wait on a socket is one). `GET /api/auth/me` is timed at one
-client as the cost of a request that does nothing.
+For each client count, that many clients (asyncio, one keep-alive connection each, in this
+process) post limit orders with a client_order_id for `--seconds` after a warm-up, in one of
+two mixes (`--mix`):
+- `book` (the default): one trader per client, on a book of 200 resting orders a side; about
+  two thirds rest away from the middle of the book, one third cross the spread and trade;
+- `neutral`: the orders of the neutral load tool that also loaded the public implementations
+  of the original specifications (orderload.py: side at random, price uniform in 100 +/- 2 to
+  the cent, 1 to 10 whole lots, each order a random one of twenty traders), on an empty book,
+  so that about half of them cross one or more levels of the book they build.
+Then (`--batch N`, 0 to skip) the same mix in batches of N (`POST /api/orders/batch`), so
+that a batch's orders/s stand beside one by one's. Reported: orders/s, p50 and p99 latency,
+every answer that was not 201, the server's CPU per order (the server and nginx processes'
+CPU time over the window, divided by the orders) and its context switches per order (all
+their threads'; each hand-over between threads and each wait on a socket is one).
+`GET /api/auth/me` is timed at one client as the cost of a request that does nothing.
 
 In the same run, on the same database: the engine alone (`orders.services.order_place` in
 this process, one thread: what one order costs with no HTTP), and the database ceiling

@@ -21,6 +21,12 @@ Every process it starts is stopped by PID; every wait is bounded.
     .venv/bin/python bench/ws_fanout.py run                        # the full grid + reference
     .venv/bin/python bench/ws_fanout.py run --ns 1000 --rates 10 --procs 1
     .venv/bin/python bench/ws_fanout.py report /tmp/ws_fanout/results.jsonl
+    .venv/bin/python bench/ws_fanout.py run --ns 1000 --rates 20 --procs 1 --rest
+
+With `--rest` the orders go over HTTP instead (`POST /api/orders`, one at a time, to the first
+server process, DEBUG off), as an integrator's do, and each delay runs from the order's answer
+at the driver to the book message at the client: the process that fans out also serves the
+orders, as one process does under `make run`.
 
 Needs PostgreSQL (--database-url, a database it may drop and create) and a redis-server
 binary; psutil, uvloop and orjson for the clients (pip install psutil uvloop orjson).
@@ -473,6 +479,10 @@ class Bench:
             min_notional=Decimal("1"),
             maker_fee=Decimal("0.001"),
             taker_fee=Decimal("0.002"),
+            # The pattern's takers cross the whole spread (a tenth of the price) on purpose:
+            # no price band or circuit breaker to stop them.
+            price_band=None,
+            circuit_breaker=None,
         )
         for i in range(20):  # a book with some depth before anyone watches
             self.place(market, i)

@@ -35,6 +35,7 @@ print(json.dumps({
     "DATABASE_ROUTERS": settings.DATABASE_ROUTERS,
     "REPLICA_MAX_LAG_SECONDS": settings.REPLICA_MAX_LAG_SECONDS,
     "LOG_FORMATTER": settings.LOGGING["handlers"]["console"]["formatter"],
+    "PAPER_GRANT": settings.PAPER_GRANT,
 }, default=str))
 """
 
@@ -191,6 +192,28 @@ def test_jwt_secret_signs_tokens_beside_a_django_secret_key():
 
     assert values["SECRET_KEY"] == "django-secret-from-env"
     assert values["JWT_SIGNING_KEY"] == "jwt-secret-from-env"
+
+
+def test_postgresql_runs_prepared_statements_with_generic_plans():
+    options = settings_with(DATABASE_URL="postgres://u:p@h:5433/dbn")["DATABASES"]["default"]["OPTIONS"]
+
+    # orders/tests/test_book_reads.py holds every command to the rows it needs under them.
+    assert options["options"] == "-c plan_cache_mode=force_generic_plan"
+    assert options["prepare_threshold"] == 5
+
+
+def test_paper_grant_is_read_as_the_readme_writes_it():
+    assert settings_with(PAPER_GRANT="USD=2500,QTX=10.5")["PAPER_GRANT"] == {"USD": "2500", "QTX": "10.5"}
+    assert settings_with()["PAPER_GRANT"] == {"USD": "100000", "QTX": "1000", "BTC": "2", "ETH": "20"}
+
+
+@pytest.mark.parametrize("grant", ["USD=100;QTX=1000", "USD=lots", "USD=-5", "USD=NaN"])
+def test_a_paper_grant_that_is_not_amounts_refuses_to_start(grant):
+    # Once, a grant that was not amounts started the server and failed every registration.
+    result = run_python(["-c", PRINT_SETTINGS], PAPER_GRANT=grant)
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: PAPER_GRANT" in result.stderr
 
 
 def test_debug_off_without_a_secret_key_refuses_to_start():
