@@ -84,9 +84,6 @@ class Market(models.Model):
     last_price = MoneyField(null=True, blank=True, editable=False)
     # Bumped by one in every command's transaction: joins a snapshot to the stream of updates.
     book_seq = models.BigIntegerField(default=0)
-    # Whether a trailing stop was ever placed here: only then does a trade look for trailing
-    # stops to move. Set by the engine, under the book lock, with the market's first one.
-    trailing_stops = models.BooleanField(default=False, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

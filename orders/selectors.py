@@ -11,7 +11,7 @@ from marketdata.models import BookLevel, Market, Side
 from quantumtrades.core.money import MONEY_QUANTUM, ZERO, MoneyField
 
 from .engine.rules import list_holds, order_hold
-from .models import MAX_ID, Fill, Order, OrderList, OrderType
+from .models import MAX_ID, Fill, Order, OrderList
 
 
 def orders_open_for_user(user, market=None):
@@ -149,9 +149,6 @@ def book_breaches() -> list[Breach]:
                     f"book levels differ from the open orders (side, price, level, orders): {differing}",
                 )
             )
-        # Trades move trailing stops only on a market marked as having had one.
-        if not market.trailing_stops and Order.objects.filter(market=market, type=OrderType.TRAILING_STOP).exists():
-            breaches.append(Breach(4, market.symbol, "holds trailing stops but is not marked to move them"))
     return breaches
 
 

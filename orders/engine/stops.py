@@ -56,8 +56,6 @@ def accept(command: "Command", order: Order) -> None:
     market = command.market
     if order.type == OrderType.TRAILING_STOP:
         _trailing_start(market, order)
-        if not market.trailing_stops:
-            _trailing_stops_here(market)
     else:
         _refuse_crossed_stop(market, order.side, order.stop_price)
     balances = command.lock_balances({order.user_id})
@@ -169,15 +167,6 @@ def _trailing_start(market: Market, order: Order) -> None:
     stop_amend_terms_check(market, kind, price, stop, order.quantity)
 
 
-def _trailing_stops_here(market: Market) -> None:
-    """Mark the market as one where trades move trailing stops (book lock held): once, with
-    its first trailing stop, in that order's transaction. The mark is never taken back, so
-    a command never skips a trailing stop that another one placed."""
-    with sql_cursor() as statement:
-        statement.execute(f"UPDATE {Market._meta.db_table} SET trailing_stops = %s WHERE id = %s", [True, market.pk])
-    market.trailing_stops = True
-
-
 def crossed_and_moved(command: "Command", low: Decimal, high: Decimal, first: str):
     """After a stage's trades (prices `low` to `high`, the taker on side `first`): move the
     pending trailing stops whose best trade price they improve on, and find the pending
@@ -190,12 +179,8 @@ def crossed_and_moved(command: "Command", low: Decimal, high: Decimal, first: st
     the look for crossed stops; those on the other side met the prices that could cross them
     first, so they are judged at their old stop and move only if those did not cross them.
     On PostgreSQL the moves ride in the look's statement (data-modifying CTEs): the common
-    order pays no statement for them. On a market that never had a trailing stop
-    (`Market.trailing_stops`) there are none to move, and the look goes alone."""
+    order pays no statement for them."""
     market = command.market
-    if not market.trailing_stops:
-        found = crossed(command, low, high, later=True)
-        return lambda: (found(), [])
     other = Side.SELL if first == Side.BUY else Side.BUY
     where, params, tail = _crossed_query(command, low, high)
     if connection.vendor != "postgresql":  # three statements, no round trip to save

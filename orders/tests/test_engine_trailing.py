@@ -7,21 +7,17 @@ alice, bob and carol each start with 10,000 USD and 100 QTX on QTX-USD (tick 0.0
 0.01; maker 0.1%, taker 0.2%). A trade at 100 is on the tape before each test.
 """
 
-import importlib
 from decimal import Decimal
 
 import pytest
-from django.apps import apps as django_apps
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
-from marketdata.models import Market, Trade
+from marketdata.models import Trade
 from orders.engine import rules
 from orders.events import OrderChanged
 from orders.models import Order
 from orders.selectors import reconcile
-from orders.services import order_amend, order_cancel, order_place
-from quantumtrades.core.errors import InsufficientFunds, InvalidInput
+from orders.services import order_amend, order_place
+from quantumtrades.core.errors import InvalidInput
 
 from .stories import STARTING_QTX, STARTING_USD, available, buy, held, print_trade, sell, stop_sell
 
@@ -186,50 +182,3 @@ def test_a_pending_trailing_stop_cannot_be_amended(tape_at_100, alice):
 
     assert refused.value.field == "quantity"
     assert (fresh(stop).quantity, held(alice, "QTX")) == (1, 1)
-
-
-def trailing_statements(command) -> list[str]:
-    """The statements `command` sent that move trailing stops."""
-    with CaptureQueriesContext(connection) as sent:
-        command()
-    return [query["sql"] for query in sent.captured_queries if "trailing_reference =" in query["sql"]]
-
-
-def test_a_market_looks_for_trailing_stops_to_move_once_it_has_had_one(tape_at_100, alice, bob, carol):
-    market = Market.objects.get(symbol="QTX-USD")
-    assert not market.trailing_stops
-    # A trade on a market that never had a trailing stop: its look for crossed stops goes alone.
-    assert trailing_statements(lambda: print_trade(bob, carol, "100.50")) == []
-
-    stop = trailing(alice, "sell", trailing_delta="2").order
-
-    assert Market.objects.get(pk=market.pk).trailing_stops
-    # On PostgreSQL in the look's own statement, on SQLite one statement per side.
-    assert len(trailing_statements(lambda: print_trade(bob, carol, "101"))) == (
-        1 if connection.vendor == "postgresql" else 2
-    )
-    assert fresh(stop).stop_price == D("99")  # 101 - 2
-    stop_cancelled = order_cancel(user=alice, order_id=stop.pk)
-    # The mark stays: another process may have placed one meanwhile; the look is what finds none.
-    assert stop_cancelled.status == "cancelled" and Market.objects.get(pk=market.pk).trailing_stops
-
-
-def test_a_refused_trailing_stop_leaves_the_market_unmarked(tape_at_100, alice):
-    with pytest.raises(InsufficientFunds):
-        trailing(alice, "sell", quantity="100000", trailing_delta="2")  # more QTX than alice has
-
-    assert not Market.objects.get(symbol="QTX-USD").trailing_stops
-
-
-@pytest.mark.django_db(transaction=True)
-def test_the_migration_marks_the_markets_that_already_hold_trailing_stops(tape_at_100, alice, btc_market):
-    stop = trailing(alice, "sell", trailing_delta="2").order
-    Market.objects.update(trailing_stops=False)  # as every market was before the mark existed
-    assert [str(breach) for breach in reconcile()] == [
-        "invariant 4: QTX-USD: holds trailing stops but is not marked to move them"
-    ]
-    migration = importlib.import_module("orders.migrations.0012_markets_with_trailing_stops")
-
-    migration.mark_markets_with_trailing_stops(django_apps, None)
-
-    assert set(Market.objects.filter(trailing_stops=True).values_list("pk", flat=True)) == {stop.market_id}
