@@ -177,7 +177,7 @@ def database_config(url):
     # names its partial index's condition in literals, so its generic plan uses that index;
     # orders/tests/test_book_reads.py holds each command to the rows it needs under generic
     # plans (docs/BENCHMARKS.md, "Order entry near the database's ceiling").
-    config["OPTIONS"]["options"] = "-c plan_cache_mode=" + env.str("DB_PLAN_CACHE_MODE", default="force_generic_plan")
+    config["OPTIONS"]["options"] = "-c plan_cache_mode=force_generic_plan"
     config["OPTIONS"]["pool"] = {
         "min_size": env.int("DB_POOL_MIN", default=2),
         "max_size": env.int("DB_POOL_MAX", default=20),
@@ -390,11 +390,11 @@ def paper_grant(value: dict) -> dict:
     at start, not every registration with a 500."""
     for code, amount in value.items():
         try:
-            if Decimal(amount) >= 0 and Decimal(amount).is_finite():
-                continue
+            valid = Decimal(amount).is_finite() and Decimal(amount) >= 0
         except (InvalidOperation, TypeError):
-            pass
-        raise ImproperlyConfigured(f"PAPER_GRANT: {code}={amount!r} is not an amount (USD=100000,QTX=1000).")
+            valid = False
+        if not valid:
+            raise ImproperlyConfigured(f"PAPER_GRANT: {code}={amount!r} is not an amount (USD=100000,QTX=1000).")
     return value
 
 
