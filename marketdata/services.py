@@ -302,11 +302,9 @@ def candles_record(*, market: Market, trades: Sequence[Trade]) -> None:
             row[5] += notional
             row[6] += 1
             row[8] = trade.pk
-    fields = [Candle._meta.get_field(name) for name in CANDLE_FIELDS]
-    params = []
-    for (interval, start), values in buckets.items():
-        for field, value in zip(fields, [market.pk, interval, start, *values], strict=True):
-            params.append(field.get_db_prep_save(value, connection))
+    params = sql.values_prepared(
+        Candle, CANDLE_FIELDS, ([market.pk, interval, start, *values] for (interval, start), values in buckets.items())
+    )
     # The engine's prepared cursor: through Django's, PostgreSQL parsed and planned the
     # upsert anew for every trade (docs/BENCHMARKS.md, "Indexes that only cost").
     with sql.cursor() as cursor:

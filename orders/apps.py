@@ -9,7 +9,7 @@ class OrdersConfig(AppConfig):
     def ready(self):
         from django.db.backends.signals import connection_created
 
-        from quantumtrades.core import scheduler, streams
+        from quantumtrades.core import scheduler, sql, streams
         from quantumtrades.core.events import subscribe
 
         from . import activity, auctions, console, expiry, live, protection
@@ -24,6 +24,10 @@ class OrdersConfig(AppConfig):
                 )
 
         connection_created.connect(sqlite_functions, weak=False, dispatch_uid="orders.sqlite_functions")
+        # Timestamps read by psycopg's C loader, where Django's would give the same values.
+        connection_created.connect(
+            sql.timestamps_loaded_in_c, weak=False, dispatch_uid="quantumtrades.timestamps_loaded_in_c"
+        )
 
         # Traders' open orders, fills and balances follow the engine's events on their pages,
         # and a page socket that (re)connects starts from all of them as they are now.

@@ -31,3 +31,31 @@ def test_a_statement_of_more_parameters_than_psycopg_caches_binds_each_in_its_pl
     values = list(range(1, 121))
     statement = "SELECT " + ", ".join(["%s::int"] * len(values))
     assert sql.answer(sql.send(statement, values)) == [tuple(values)]
+
+
+@pytest.mark.postgres
+def test_timestamps_are_read_by_psycopg_s_c_loader_as_django_s_would_read_them(on_postgres):
+    from datetime import UTC, datetime
+
+    import psycopg
+    from django.db.backends.postgresql.psycopg_any import get_adapters_template
+
+    oid, text = psycopg.postgres.types["timestamptz"].oid, psycopg.pq.Format.TEXT
+    connection.ensure_connection()
+    assert connection.connection.adapters.get_loader(oid, text) is sql._UtcTimestamps
+    moments = [
+        datetime(2026, 12, 6, 17, 30, 1, 123456, tzinfo=UTC),
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2024, 2, 29, 0, 0, tzinfo=UTC),
+    ]
+    statement = "SELECT " + ", ".join(["%s::timestamptz"] * len(moments))
+    [ours] = sql.answer(sql.send(statement, moments))
+    # The same values through Django's own loader, on a connection of Django's making.
+    params = connection.get_connection_params()
+    with psycopg.connect(**{**params, "context": get_adapters_template(True, UTC)}) as django_s:
+        django_s.execute("SET TIME ZONE 'UTC'")
+        djangos = django_s.execute(statement, moments).fetchone()
+
+    assert list(ours) == list(djangos) == moments
+    assert {value.tzinfo for value in ours} == {value.tzinfo for value in djangos} == {UTC}
