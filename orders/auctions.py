@@ -15,7 +15,7 @@ from quantumtrades.core.scheduler import every
 from .engine import auction, stops
 from .engine.command import Command
 from .engine.transactions import book_command
-from .services import _stops_due_run
+from .services.orders import _stops_due_run
 
 
 def auctions_end_due() -> list[str]:

@@ -28,7 +28,8 @@ from quantumtrades.core.errors import InvalidInput
 from .engine.command import Command
 from .engine.transactions import book_command
 from .models import Order
-from .services import _cancel_one, orders_cancel_all
+from .services import orders_cancel_all
+from .services.orders import _cancel_one
 
 REASON_MAX_LENGTH = User._meta.get_field("trading_disabled_reason").max_length
 

@@ -16,7 +16,8 @@ import pytest
 from django.db import connection
 
 from orders.engine.transactions import _Queued, _run_group
-from orders.services import _place, forget_markets, order_validate
+from orders.services import forget_markets, order_validate
+from orders.services.orders import _place
 
 from .stories import buy, sell
 

@@ -1,15 +1,15 @@
-"""The matching engine's commands: place, cancel and amend orders, cancel them all.
+"""One order at a time: place, cancel and amend an order, cancel all of a user's orders,
+and run the stops a command left for later.
 
-Each command works on one market's book in one database transaction, as the engine's map
-says (`orders/engine/__init__.py`: the steps of a command, the lock order, which module
-does what). This module holds the doors and what each command does under the book lock;
-the rules, the transactions, the working state, matching and stops are the engine's.
-Callers import the commands from here, and the few rules they need too (`__all__`).
+The commands of the doors that take one order (REST, /ws, FIX, the pages, the admin).
+What an order list or a batch needs beyond them is in `lists` and `batches`, which build
+on the pieces here: cancelling one order under the lock (`_cancel_one`, `_cancel`), the
+lock-free look at a user's order (`_order_of`) and the stops left for later
+(`_stops_due_run`), which any command that trades may leave.
 """
 
 import logging
 from dataclasses import dataclass, field, fields
-from functools import partial
 
 from django.db import IntegrityError
 from django.utils import timezone
@@ -22,19 +22,18 @@ from quantumtrades.core.money import ZERO, money
 from quantumtrades.core.sql import cursor as sql_cursor
 from quantumtrades.core.sql import select_models
 
-from . import activity
-from .engine import auction, lists, stops
-from .engine.caches import forget_markets, resolve_market
-from .engine.command import Command
-from .engine.matching import execute
-from .engine.rules import (
+from .. import activity
+from ..engine import auction, lists, stops
+from ..engine.caches import forget_markets, resolve_market
+from ..engine.command import Command
+from ..engine.matching import execute
+from ..engine.rules import (
     MARKET_RULES,
     RESTING_TIMES_IN_FORCE,
     OrderRequest,
     amend_terms_check,
     amount,
     book_quantity,
-    fee_for,
     hold_for,
     market_order_size_check,
     multiple_of,
@@ -42,44 +41,23 @@ from .engine.rules import (
     price_band_check,
     refuse_done,
 )
-from .engine.transactions import book_batch, book_command
-from .models import (
+from ..engine.transactions import book_command
+from ..models import (
     MAX_ID,
     OPEN_STATUSES,
     STOP_TYPES,
     Fill,
     Order,
-    OrderList,
     OrderSource,
     OrderStatus,
     OrderType,
     SelfTradePrevention,
 )
 
-__all__ = [
-    "BATCH_MAX",
-    "OrderListResult",
-    "OrderRequest",
-    "OrderResult",
-    "fee_for",
-    "forget_markets",
-    "hold_for",
-    "bracket_place",
-    "oco_place",
-    "order_amend",
-    "order_cancel",
-    "order_list_cancel",
-    "order_place",
-    "order_validate",
-    "orders_cancel_all",
-    "orders_cancel_batch",
-    "orders_place_batch",
-]
-
 # One line per command at DEBUG, with the order and market (LOG_LEVEL_ENGINE=DEBUG): the
 # request's id comes from the context (quantumtrades.core.logs). Off, a command pays one
-# level check.
-log = logging.getLogger(__name__)
+# level check. The log keeps the package's name, which settings and docs/OPERATIONS.md use.
+log = logging.getLogger("orders.services")
 
 
 @dataclass
@@ -463,258 +441,6 @@ def _amend(user, market_id, order_id, new_price, new_quantity, new_stop_price=No
     return OrderResult(order=order, fills=fills, created=False, stops_due=command.stops_due)
 
 
-# --- Order lists ----------------------------------------------------------------------
-
-
-@dataclass
-class OrderListResult:
-    order_list: OrderList
-    orders: list[Order]
-    # What the command traded at once, oldest first.
-    fills: list[Fill] = field(default_factory=list)
-    created: bool = True
-
-
-def oco_place(
-    *,
-    user: User,
-    market: Market | str,
-    side,
-    quantity,
-    price,
-    stop_price,
-    stop_limit_price=None,
-    client_order_id=None,
-    source=OrderSource.SYSTEM,
-    socket_id=None,
-) -> OrderListResult:
-    """Place an OCO: a limit order at `price` and, on the same side and for the same
-    quantity, a stop at `stop_price` (a stop-limit at `stop_limit_price`, else a
-    stop-market), one hold for both; the first to act cancels the other (`engine.lists`).
-
-    A repeated client_order_id (it names the limit order) returns the original list.
-    `source` and `socket_id` as for `order_place`.
-    """
-    market = resolve_market(market)
-    limit = order_validate(market=market, side=side, quantity=quantity, price=price, client_order_id=client_order_id)
-    try:
-        stop = order_validate(
-            market=market,
-            side=side,
-            type=OrderType.STOP_LIMIT if stop_limit_price is not None else OrderType.STOP_MARKET,
-            quantity=quantity,
-            price=stop_limit_price,
-            stop_price=stop_price,
-        )
-    except InvalidInput as exc:
-        if exc.field == "price":  # the stop's limit price, named as the OCO names it
-            exc.field = "stop_limit_price"
-            exc.message = exc.message.replace("price", "stop_limit_price", 1)
-        raise
-    return _list_placed(user, market, client_order_id, lambda: _oco_place(user, limit, stop, source, socket_id))
-
-
-def _list_placed(user: User, market: Market, client_order_id, place) -> OrderListResult:
-    """Run a list's command (`place`), then the stops it left for later; a repeated
-    client_order_id, caught as the command writes, answers the original list (as
-    `order_place` answers the original order)."""
-    try:
-        result = place()
-    except (IntegrityError, ServiceError):
-        if client_order_id is not None:
-            existing = _existing_list(user, client_order_id)
-            if existing is not None:
-                return existing
-        raise
-    if result.stops_due:
-        _stops_due_run(market.pk)
-    return OrderListResult(order_list=result.order_list, orders=result.orders, fills=result.fills)
-
-
-@dataclass
-class _Placed:
-    order_list: OrderList
-    orders: list[Order]
-    fills: list[Fill]
-    stops_due: bool
-
-
-@book_command(lambda user, limit, *rest: limit.market.pk)
-def _oco_place(user: User, limit: OrderRequest, stop: OrderRequest, source: str, socket_id: int | None) -> _Placed:
-    command = _list_command(user, limit)
-    market = command.market
-    if any(getattr(market, rule) != getattr(stop.market, rule) for rule in MARKET_RULES):
-        order_validate(**{f.name: getattr(stop, f.name) for f in fields(stop) if f.name != "market"}, market=market)
-    order_list, limit_order, stop_order = lists.oco_orders(command, user, limit, stop, source, socket_id)
-    fills = execute(command, limit_order, new=True)
-    return _Placed(order_list, [limit_order, stop_order], fills, command.stops_due)
-
-
-def bracket_place(
-    *,
-    user: User,
-    market: Market | str,
-    side,
-    quantity,
-    price,
-    time_in_force=None,
-    take_profit_price,
-    stop_loss_stop_price,
-    stop_loss_price=None,
-    client_order_id=None,
-    source=OrderSource.SYSTEM,
-    socket_id=None,
-) -> OrderListResult:
-    """Place a bracket: an entry (a limit buy) whose fills place an OCO of exits on the
-    other side, for the quantity filled: a take-profit at `take_profit_price` and a
-    stop-loss at `stop_loss_stop_price` (a stop-limit at `stop_loss_price`, else a
-    stop-market), in the same command as each fill (`engine.lists`).
-
-    The exits must lie on either side of the entry: take_profit_price > price >
-    stop_loss_stop_price. A repeated client_order_id (it names the entry) returns the
-    original list. `source` and `socket_id` as for `order_place`.
-    """
-    market = resolve_market(market)
-    with _fields_named("entry."):
-        entry = order_validate(
-            market=market,
-            side=side,
-            quantity=quantity,
-            price=price,
-            time_in_force=time_in_force,
-            client_order_id=client_order_id,
-        )
-    if entry.side != Side.BUY:
-        raise InvalidInput(
-            "A bracket's entry is a buy: its exits sell what it bought. To protect a sale, place an OCO.",
-            field="entry.side",
-        )
-    with _fields_named("take_profit."):
-        order_validate(market=market, side=Side.SELL, quantity=entry.quantity, price=take_profit_price)
-    with _fields_named("stop_loss."):
-        stop_loss = order_validate(
-            market=market,
-            side=Side.SELL,
-            type=OrderType.STOP_LIMIT if stop_loss_price is not None else OrderType.STOP_MARKET,
-            quantity=entry.quantity,
-            price=stop_loss_price,
-            stop_price=stop_loss_stop_price,
-        )
-    take_profit_price = amount(take_profit_price, "take_profit.price")
-    if not take_profit_price > entry.price:
-        raise InvalidInput("The take-profit's price must be above the entry's price.", field="take_profit.price")
-    if not stop_loss.stop_price < entry.price:
-        raise InvalidInput("The stop-loss's stop_price must be below the entry's price.", field="stop_loss.stop_price")
-    exits = (take_profit_price, stop_loss.stop_price, stop_loss.price)
-    return _list_placed(user, market, client_order_id, lambda: _bracket_place(user, entry, exits, source, socket_id))
-
-
-class _fields_named:
-    """Name the fields of the refusals raised inside it as the bracket's body does
-    (`entry.price`, `take_profit.price`, `stop_loss.stop_price`)."""
-
-    def __init__(self, prefix: str):
-        self.prefix = prefix
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, traceback):
-        if isinstance(error, ServiceError) and error.field and "." not in error.field:
-            error.field = self.prefix + error.field
-        return False
-
-
-@book_command(lambda user, entry, *rest: entry.market.pk)
-def _bracket_place(user: User, entry: OrderRequest, exits: tuple, source: str, socket_id: int | None) -> _Placed:
-    command = _list_command(user, entry)
-    order_list, entry_order = lists.bracket_orders(command, user, entry, exits, (source, socket_id))
-    fills = execute(command, entry_order, new=True)
-    orders = list(lists.orders_known(command, order_list.pk))
-    return _Placed(order_list, orders, fills, command.stops_due)
-
-
-def _list_command(user: User, request: OrderRequest) -> Command:
-    """The command of a new list whose first order is `request`: the book lock with the
-    look, balances and id of a new order, and the checks of `_place`."""
-    market = request.market
-    opposite = Side.SELL if request.side == Side.BUY else Side.BUY
-    try:
-        command = Command.begin(
-            market.pk,
-            look=(opposite, request.price),
-            taker=(user.pk, market.base_id, market.quote_id),
-            new_order=True,
-            trader=(user.pk, True),
-        )
-    except Market.DoesNotExist:
-        forget_markets()
-        raise InvalidInput(f"There is no market {market.symbol[:24]!r}.", field="symbol") from None
-    market = command.market
-    if market.status == Market.Status.HALTED:
-        raise Conflict(f"{market.symbol} is halted: new orders are refused.", code=ErrorCode.MARKET_HALTED)
-    if market.in_auction:
-        raise Conflict(
-            f"{market.symbol} is in a call auction: order lists wait for continuous trading.",
-            code=ErrorCode.MARKET_IN_AUCTION,
-        )
-    if any(getattr(market, rule) != getattr(request.market, rule) for rule in MARKET_RULES):
-        order_validate(
-            **{f.name: getattr(request, f.name) for f in fields(request) if f.name != "market"}, market=market
-        )
-    command.trader_check(adds=True)
-    if market.price_band is not None:
-        price_band_check(command.band, request.price)
-    return command
-
-
-def _existing_list(user, client_order_id) -> OrderListResult | None:
-    """The list whose first order a repeated client_order_id names, or None if no order
-    has it; an order outside a list that has it refuses the new list."""
-    order = Order.objects.filter(user=user, client_order_id=client_order_id).first()
-    if order is None:
-        return None
-    if order.order_list_id is None:
-        raise InvalidInput(
-            f"client_order_id {client_order_id!r} already names your order {order.pk}, which is not in a list.",
-            field="client_order_id",
-        )
-    order_list = OrderList.objects.get(pk=order.order_list_id)
-    orders = list(order_list.orders.select_related("market").order_by("id"))
-    fills = list(Fill.objects.filter(order__in=orders).select_related("market").order_by("id"))
-    return OrderListResult(order_list=order_list, orders=orders, fills=fills, created=False)
-
-
-def order_list_cancel(*, user: User, list_id) -> OrderList:
-    """Cancel every open order of one of the user's lists, releasing what they hold.
-    Someone else's list is as missing as one that never was."""
-    if isinstance(list_id, bool) or not isinstance(list_id, int) or not 0 < list_id <= MAX_ID:
-        raise NotFound("No such order list.")
-    found = OrderList.objects.filter(pk=list_id, user=user).values_list("market_id", "status").first()
-    if found is None:
-        raise NotFound("No such order list.")
-    market_id, status = found
-    if status == OrderList.Status.DONE:
-        raise Conflict("The order list is done: none of its orders is open.", code=ErrorCode.ORDER_NOT_OPEN)
-    _order_list_cancel(user, market_id, list_id)
-    return OrderList.objects.get(pk=list_id)
-
-
-@book_command(lambda user, market_id, *rest: market_id)
-def _order_list_cancel(user: User, market_id: int, list_id: int) -> list[Order]:
-    command = Command.begin(market_id)
-    orders = Order.objects.active().filter(user=user, market_id=market_id, order_list_id=list_id)
-    orders = list(orders.order_by("id"))
-    if not orders:
-        raise Conflict("The order list is done: none of its orders is open.", code=ErrorCode.ORDER_NOT_OPEN)
-    for order in orders:
-        order.market = command.market
-        _cancel_one(command, order)
-    command.lock_balances({user.pk})
-    command.finish(None)
-    return orders
-
-
 # --- Stops left for later -------------------------------------------------------------
 
 
@@ -737,59 +463,3 @@ def _stops_due(market_id: int) -> bool:
         return False
     command.finish(None)
     return command.stops_due
-
-
-# --- Batches --------------------------------------------------------------------------
-
-# The most orders a batch may place or cancel.
-BATCH_MAX = 20
-
-
-def _batch_size_check(items: list, name: str) -> None:
-    if not 1 <= len(items) <= BATCH_MAX:
-        raise InvalidInput(f"{name} takes 1 to {BATCH_MAX} items; {len(items)} were sent.", field=name)
-
-
-def orders_place_batch(*, user: User, orders: list[dict], **common) -> list[OrderResult | Exception]:
-    """Place 1 to BATCH_MAX orders of one market, each exactly as `order_place` would, in
-    one transaction and under one take of the book lock (`book_batch`).
-
-    `orders` are `order_place`'s keyword arguments, `common` those they share (source,
-    socket_id). Each order is answered in its place: its OrderResult (created=False for a
-    repeated client_order_id, as `order_place` answers), or the ServiceError that refused
-    it (any other exception is answered in its place too: the others stand, committed).
-    Each runs in a savepoint of its own, so one refusal undoes only that order; the
-    orders run in the given order, so a later one may trade with an earlier one. Orders on
-    two markets, or on none that exists, are refused together (InvalidInput).
-    """
-    _batch_size_check(orders, "orders")
-    symbols = {order["market"].symbol if isinstance(order["market"], Market) else order["market"] for order in orders}
-    if len(symbols) != 1:
-        raise InvalidInput("A batch's orders are all on one market: send one batch per market.", field="orders")
-    market = resolve_market(orders[0]["market"])
-    calls = [partial(order_place, user=user, **{**order, "market": market}, **common) for order in orders]
-    return book_batch(market.pk, calls)
-
-
-def orders_cancel_batch(*, user: User, order_ids: list) -> list[Order | Exception]:
-    """Cancel 1 to BATCH_MAX of the user's orders, each answered in its place: the cancelled
-    Order, or the ServiceError that refused it (NotFound, or Conflict when it is no longer
-    open, as `order_cancel` answers; any other exception in its place too). The orders of each market are cancelled in one
-    transaction under one take of its book lock, the markets one after the other in
-    ascending id (one market row per transaction: the lock order)."""
-    _batch_size_check(order_ids, "ids")
-    outcomes: list = [None] * len(order_ids)
-    by_market: dict[int, list[tuple[int, int]]] = {}
-    for at, order_id in enumerate(order_ids):
-        try:
-            market_id, status = _order_of(user, order_id)
-            refuse_done(status)
-        except ServiceError as exc:
-            outcomes[at] = exc
-        else:
-            by_market.setdefault(market_id, []).append((at, int(order_id)))
-    for market_id, orders in sorted(by_market.items()):
-        cancelled = book_batch(market_id, [partial(_cancel, user, market_id, order_id) for _, order_id in orders])
-        for (at, _), outcome in zip(orders, cancelled, strict=True):
-            outcomes[at] = outcome
-    return outcomes
