@@ -67,7 +67,6 @@ from marketdata.api import market_by_symbol
 from marketdata.consumers import MarketDataConsumer, RequestError
 from orders import protection
 from orders.api import (
-    BATCH_MAX,
     BracketPlaceInput,
     CancelAfterInput,
     OcoPlaceInput,
@@ -87,6 +86,7 @@ from orders.models import MAX_ID, OrderSource
 from orders.payloads import list_result_payload, order_list_payload, order_payload, result_payload
 from orders.selectors import orders_of_list
 from orders.services import (
+    BATCH_MAX,
     bracket_place,
     oco_place,
     order_amend,

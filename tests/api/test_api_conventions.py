@@ -34,7 +34,7 @@ def test_an_unexpected_failure_is_500_in_the_error_shape_and_logged(as_alice, mo
     def broken(**kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("orders.api.order_place", broken)
+    monkeypatch.setattr("orders.api.orders.order_place", broken)
 
     response = as_alice.post(
         "/api/orders", {"symbol": "QTX-USD", "side": "buy", "price": "10.00", "quantity": "1.00"}, format="json"
