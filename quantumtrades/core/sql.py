@@ -382,12 +382,23 @@ class _PreparedCursor:
     def __init__(self, db_connection):
         self.db = db_connection
         self.db.ensure_connection()
-        self.cursor = psycopg.RawCursor(self.db.connection)
+        self.cursor = None
 
     def execute(self, sql, params=(), *, prepare=True):
         started = time.monotonic()
-        with self.db.wrap_database_errors:
-            self.cursor.execute(_numbered(sql), params, prepare=prepare)
+        numbered = _numbered(sql)
+        self.close()
+        # Only prepared statements come back in a few texts; any other keeps no cursor.
+        self.text = numbered if prepare else None
+        self.cursor = _idle_cursor(self.db.connection, self.text)
+        try:
+            with self.db.wrap_database_errors:
+                self.cursor.execute(numbered, params, prepare=prepare)
+        except BaseException:
+            # Not kept for another statement: its state is whatever the failure left.
+            self.cursor.close()
+            self.cursor = None
+            raise
         if self.db.queries_logged:
             text = psycopg.ClientCursor(self.db.connection).mogrify(sql, params)
             self.db.queries_log.append({"sql": text, "time": f"{time.monotonic() - started:.3f}"})
@@ -401,13 +412,51 @@ class _PreparedCursor:
             return self.cursor.fetchone()
 
     def close(self):
-        self.cursor.close()
+        """Done with the statement: its psycopg cursor waits for the next of the same text."""
+        if self.cursor is not None:
+            _cursor_idle(self.db.connection, self.text, self.cursor)
+            self.cursor = None
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+# Idle psycopg cursors kept per statement text, on the psycopg connection they belong to.
+# A psycopg cursor keeps what it learned of the last statement it ran (its transformer:
+# the dumper of each parameter's type, the loader of each column's) while it runs the same
+# text again; a new cursor per statement, or one cursor for every text, looked all of it
+# up anew each time (docs/BENCHMARKS.md, "Order entry near the database's ceiling").
+# The statements in flight in a pipeline hold their own cursors until they are read, so
+# two of the same text never share one; a statement closed unread (a write) may hand its
+# cursor to the next of its text in the same pipeline, whose answer then replaces its own.
+_IDLE_PER_TEXT = 4
+_TEXTS_KEPT = 128  # a bound on what a connection keeps, whatever shapes the statements take
+
+
+def _idle_cursor(pg_connection, numbered: str | None):
+    """An idle psycopg cursor that last ran `numbered`, or a new one."""
+    idle = getattr(pg_connection, "_qt_idle_cursors", None)
+    if idle is None:
+        idle = pg_connection._qt_idle_cursors = {}
+    waiting = idle.get(numbered)
+    if waiting:
+        return waiting.pop()
+    return psycopg.RawCursor(pg_connection)
+
+
+def _cursor_idle(pg_connection, numbered: str | None, raw_cursor) -> None:
+    """`raw_cursor` has run `numbered` and been read (or never will be): keep it for the next."""
+    idle = pg_connection._qt_idle_cursors
+    waiting = idle.get(numbered)
+    if waiting is None and numbered is not None and len(idle) < _TEXTS_KEPT:
+        waiting = idle[numbered] = []
+    if waiting is not None and len(waiting) < _IDLE_PER_TEXT and not pg_connection.closed:
+        waiting.append(raw_cursor)
+    else:
+        raw_cursor.close()
 
 
 def cursor():

@@ -59,3 +59,33 @@ def test_timestamps_are_read_by_psycopg_s_c_loader_as_django_s_would_read_them(o
 
     assert list(ours) == list(djangos) == moments
     assert {value.tzinfo for value in ours} == {value.tzinfo for value in djangos} == {UTC}
+
+
+@pytest.mark.postgres
+def test_a_statement_s_cursor_serves_the_next_of_its_text_and_two_in_flight_never_share_one(on_postgres):
+    first = sql.send("SELECT %s::int + 0", [1])
+    raw = first.cursor
+    assert sql.answer(first) == [(1,)]
+    again = sql.send("SELECT %s::int + 0", [2])
+    assert again.cursor is raw  # the same text: the cursor that ran it, and what it learned
+    assert sql.answer(again) == [(2,)]
+
+    with sql.pipeline():
+        # A write closed unread, then the same text again: the second answer is its own.
+        with sql.cursor() as write:
+            write.execute("SELECT %s::int + 0", [3])
+        reused = sql.send("SELECT %s::int + 0", [4])
+        other = sql.send("SELECT %s::int + 0", [5])
+        assert reused.cursor is not other.cursor
+    assert (sql.answer(reused), sql.answer(other)) == ([(4,)], [(5,)])
+
+
+@pytest.mark.postgres
+def test_a_statement_that_fails_leaves_no_cursor_behind_for_the_next(on_postgres):
+    from django.db import DatabaseError, transaction
+
+    with pytest.raises(DatabaseError), transaction.atomic():
+        sql.send("SELECT 1 / %s::int", [0])
+    kept = connection.connection._qt_idle_cursors.get(sql._numbered("SELECT 1 / %s::int"), [])
+    assert kept == []
+    assert sql.answer(sql.send("SELECT 1 / %s::int", [1])) == [(1,)]
