@@ -144,6 +144,9 @@ class Stream:
         self.scope = {}  # not daphne's socket: the Sink writes through send()
         self.sink = hub.attach(self, "api")
         hub.subscribe_private(self.sink, session.state.user_id)
+        # The last sign of life from the user's stream: whatever changed after it and was not
+        # reported is read from the database when the hub says the stream was interrupted.
+        # From the logon, until the stream delivers an event of its own.
         self.alive_at = datetime.datetime.now(datetime.UTC)
         self.pending = []
         self.flush_handle = None
@@ -161,13 +164,14 @@ class Stream:
         message = json.loads(text_data)
         kind = message.get("type")
         if kind in ("order", "fill"):
+            # Only an event proves the stream alive: the hub's heartbeats are its own, made
+            # whether or not its subscription stands (before the first, during an outage),
+            # and counting them would move the catch-up past the events it lost meanwhile.
             self.alive_at = datetime.datetime.now(datetime.UTC)
             self.pending.append(message)
             if self.flush_handle is None:
                 # The rest of the command's messages are being handed over in this same turn.
                 self.flush_handle = asyncio.get_running_loop().call_soon(self._flush)
-        elif kind == "heartbeat":
-            self.alive_at = datetime.datetime.now(datetime.UTC)
         elif kind == "error" and message.get("code") == ErrorCode.STREAM_INTERRUPTED:
             self.session.catch_up(self.alive_at - CATCH_UP_MARGIN)
         elif kind in ("book_snapshot", "book_update", "trade"):

@@ -2,13 +2,18 @@
 was away is reported from the database once the gateway's subscription is back. PostgreSQL
 and Redis only (the in-memory layer of the SQLite runs has no outage to survive)."""
 
+import datetime
 import os
 import tempfile
+import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from django.db import connection
 
+from fix import gateway as fix_gateway
+from orders.services import order_place
 from tests.e2e.servers import RedisServer
 
 from .client import Client
@@ -68,3 +73,30 @@ def test_a_fill_made_while_redis_was_away_is_reported_once_it_is_back(private_re
 
     assert (fill[150], fill[11], fill[32], fill[14], fill[151]) == ("F", "during-outage", "1", "1", "1")
     assert (after[150], after[11]) == ("0", "after")
+
+
+def test_a_drop_copy_that_logs_on_before_the_gateway_is_subscribed_hears_what_it_missed(
+    private_redis, market, alice, read_key, settings, monkeypatch
+):
+    """The hub heartbeats its sockets whether or not its subscription stands: they are no
+    sign that the session heard every event, so once the subscription stands, the catch-up
+    reads from the logon, however long the session waited for it."""
+    settings.STREAMS = {**settings.STREAMS, "READY_TIMEOUT": 0.5, "HEARTBEAT_INTERVAL": 0.1}
+    # A margin of a second rather than ten keeps the wait below short.
+    monkeypatch.setattr(fix_gateway, "CATCH_UP_MARGIN", datetime.timedelta(seconds=1))
+    private_redis.stop()
+    gateway = GatewayThread().start()  # without a subscription, after READY_TIMEOUT
+    try:
+        copy = Client(gateway.port, "ALICE-COPY")
+        copy.logon(read_key)
+        placed = order_place(user=alice, market="QTX-USD", side="buy", quantity=Decimal("1"), price=Decimal("90"))
+        time.sleep(2.0)  # heartbeats meanwhile, for longer than the catch-up's margin
+        private_redis.start()
+
+        new = copy.expect("8", timeout=10)
+        assert copy.quiet(1.0) == []  # once, though the publisher's resync says it again
+        copy.logout()
+    finally:
+        gateway.stop()
+
+    assert (new[150], new[39], new[37]) == ("0", "0", str(placed.order.pk))
