@@ -1,5 +1,5 @@
 """The matching engine. Its commands, the doors every caller uses, are in
-`orders/services.py` (`order_place`, `order_cancel`, `order_amend`, `orders_cancel_all`,
+`orders/services/` (`order_place`, `order_cancel`, `order_amend`, `orders_cancel_all`,
 `oco_place`, `order_list_cancel`);
 this package is how they work. Read this map, then each module in the order below.
 

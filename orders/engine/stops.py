@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 # The cascade bound: one command triggers at most this many stops, its own trades' and
 # those of the stops it triggered. Stops crossed beyond it are marked triggered
 # (`triggered_at`) but stay pending, and run in the commands that follow at once
-# (`orders.services._stops_due`), each bounded the same way, so no command holds the book
+# (`orders.services.orders._stops_due_run`), each bounded the same way, so no command holds the book
 # lock for an unbounded time and no crossed stop is forgotten.
 MAX_TRIGGERS_PER_COMMAND = 100
 
