@@ -30,7 +30,6 @@ from accounts.services import balance_adjust, user_register
 from accounts.usernames import username_normalise
 from quantumtrades.core.api import (
     ApiPagination,
-    AuthRateThrottle,
     QuerySerializer,
     SignedDecimalInputField,
     StrictCharField,
@@ -40,6 +39,7 @@ from quantumtrades.core.api import (
     query_parameter,
 )
 from quantumtrades.core.errors import Conflict, ErrorCode, InsufficientFunds, InvalidInput
+from quantumtrades.core.throttles import AuthRateThrottle
 
 # --- Errors of the auth doors ------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from quantumtrades.core.api import WindowRateThrottle
+from quantumtrades.core.throttles import WindowRateThrottle
 
 from . import keys, tokens
 from .models import ApiKey, Session

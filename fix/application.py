@@ -29,8 +29,9 @@ from orders.payloads import fill_payload, order_payload, result_payload
 from orders.selectors import order_for_user
 from orders.services import order_amend, order_cancel, order_place, orders_cancel_all
 from quantumtrades.core import unavailable
-from quantumtrades.core.api import ApiRateThrottle, input_error
+from quantumtrades.core.api import input_error
 from quantumtrades.core.errors import ErrorCode, NotFound, ServiceError
+from quantumtrades.core.throttles import ApiRateThrottle
 
 from . import reports
 

@@ -96,8 +96,9 @@ from orders.services import (
     orders_cancel_all,
 )
 from quantumtrades.core import replicas, unavailable
-from quantumtrades.core.api import ApiRateThrottle, input_error, loads_strict
+from quantumtrades.core.api import input_error, loads_strict
 from quantumtrades.core.errors import ErrorCode, InvalidInput, NotFound, ServiceError
+from quantumtrades.core.throttles import ApiRateThrottle
 
 log = logging.getLogger(__name__)
 

@@ -97,7 +97,7 @@ MIDDLEWARE = [
     # A lost database answers 503, not 500 (README, "When Redis or PostgreSQL goes away").
     "quantumtrades.core.unavailable.DatabaseUnavailableMiddleware",
     # X-RateLimit-* on every API answer a throttle counted (docs/API.md, "Rate limits").
-    "quantumtrades.core.api.RateLimitHeaders",
+    "quantumtrades.core.throttles.RateLimitHeaders",
 ]
 
 # The largest request body any route takes: forms and the admin's posts are a few KiB, API
@@ -438,7 +438,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "quantumtrades.core.api.ApiPagination",
     "PAGE_SIZE": 50,
     # Counted in the default cache: Redis when REDIS_URL is set, shared by every process.
-    "DEFAULT_THROTTLE_CLASSES": ["quantumtrades.core.api.ApiRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["quantumtrades.core.throttles.ApiRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.str("THROTTLE_ANON", default="600/minute"),
         "user": env.str("THROTTLE_USER", default="6000/minute"),

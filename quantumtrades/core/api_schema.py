@@ -53,7 +53,7 @@ RESPONSE_HEADERS = {
 }
 
 
-# Every answer a throttle counted (quantumtrades.core.api.RateLimitHeaders): not those refused
+# Every answer a throttle counted (quantumtrades.core.throttles.RateLimitHeaders): not those refused
 # before counting, so none is required.
 RATE_LIMIT_HEADERS = {
     "X-RateLimit-Limit": "Requests the tightest limit that applies allows per window.",
