@@ -323,8 +323,8 @@ def timestamps_loaded_in_c(sender, connection, **kwargs):
 
     Django registers a Python subclass of psycopg's pure-Python loader, which parses each
     value in Python and then sets Django's time zone on it: 114 µs against 26 µs for a read
-    of twenty timestamps (docs/BENCHMARKS.md, "Order entry near the database's ceiling"),
-    and every order and balance row the engine reads carries several. With USE_TZ and the
+    of twenty timestamps (docs/BENCHMARKS.md, "Order entry near the database's ceiling: the
+    driver's share"), and every order and balance row the engine reads carries several. With USE_TZ and the
     session in UTC, which Django sets on every connection for TIME_ZONE = "UTC", psycopg's
     loader answers the very same values, `datetime.UTC` included; any other setting keeps
     Django's loader.
@@ -428,7 +428,8 @@ class _PreparedCursor:
 # A psycopg cursor keeps what it learned of the last statement it ran (its transformer:
 # the dumper of each parameter's type, the loader of each column's) while it runs the same
 # text again; a new cursor per statement, or one cursor for every text, looked all of it
-# up anew each time (docs/BENCHMARKS.md, "Order entry near the database's ceiling").
+# up anew each time (docs/BENCHMARKS.md, "Order entry near the database's ceiling: the
+# driver's share").
 # The statements in flight in a pipeline hold their own cursors until they are read, so
 # two of the same text never share one; a statement closed unread (a write) may hand its
 # cursor to the next of its text in the same pipeline, whose answer then replaces its own.
