@@ -302,7 +302,10 @@ def main():
     if args.cpu:
         for round_ in range(args.rounds):
             if round_:
+                # The pool's idle connections too: DROP ... WITH (FORCE) ends them, and the
+                # pool would lend a dead one to the next round.
                 connection.close()
+                connection.close_pool()
                 psql(args.pg, f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)", f"CREATE DATABASE {BENCH_DB}")
                 market, users = build_world(args.traders, args.resting)
             profile = cProfile.Profile() if args.profile else None
