@@ -324,10 +324,10 @@ def timestamps_loaded_in_c(sender, connection, **kwargs):
     Django registers a Python subclass of psycopg's pure-Python loader, which parses each
     value in Python and then sets Django's time zone on it: 114 µs against 26 µs for a read
     of twenty timestamps (docs/BENCHMARKS.md, "Order entry near the database's ceiling: the
-    driver's share"), and every order and balance row the engine reads carries several. With USE_TZ and the
-    session in UTC, which Django sets on every connection for TIME_ZONE = "UTC", psycopg's
-    loader answers the very same values, `datetime.UTC` included; any other setting keeps
-    Django's loader.
+    driver's share"), and every order and balance row the engine reads carries several.
+    With USE_TZ and the session in UTC, which Django sets on every connection for
+    TIME_ZONE = "UTC", psycopg's loader answers the very same values, `datetime.UTC`
+    included; any other setting keeps Django's loader.
     """
     if connection.vendor != "postgresql" or not settings.USE_TZ or connection.timezone_name != "UTC":
         return
