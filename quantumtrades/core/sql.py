@@ -300,13 +300,16 @@ def allocate_ids(wanted: dict, *, later: bool = False, beside: tuple[str, Sequen
     return read if later else read()
 
 
+_TIMESTAMPTZ = psycopg.postgres.types["timestamptz"].oid
+
+
 class _UtcTimestamps(psycopg.adapt.Loader):
     """timestamptz values in UTC, parsed by psycopg's C loader (`timestamps_loaded_in_c`)."""
 
     # What Django's loader says of itself: Django compares it with the connection's time
     # zone on every cursor, and registers a loader of its own on the cursor if they differ.
     timezone = datetime.UTC
-    _c_loader = psycopg.adapters.get_loader(psycopg.postgres.types["timestamptz"].oid, psycopg.pq.Format.TEXT)
+    _c_loader = psycopg.adapters.get_loader(_TIMESTAMPTZ, psycopg.pq.Format.TEXT)
 
     def __init__(self, oid, context=None):
         super().__init__(oid, context)
@@ -331,8 +334,13 @@ def timestamps_loaded_in_c(sender, connection, **kwargs):
     """
     if connection.vendor != "postgresql" or not settings.USE_TZ or connection.timezone_name != "UTC":
         return
+    adapters = connection.connection.adapters
+    # With the pool, the signal comes at every request's checkout: register once per
+    # psycopg connection.
+    if adapters.get_loader(_TIMESTAMPTZ, psycopg.pq.Format.TEXT) is _UtcTimestamps:
+        return
     if connection.connection.info.parameter_status("TimeZone") == "UTC":
-        connection.connection.adapters.register_loader("timestamptz", _UtcTimestamps)
+        adapters.register_loader(_TIMESTAMPTZ, _UtcTimestamps)
 
 
 _PLACEHOLDER = re.compile(r"%(.)", re.DOTALL)
