@@ -597,21 +597,32 @@ class Session:
     # --- From the private stream (`fix.gateway.Stream`) ---------------------------------
 
     def on_private(self, messages: list[dict]):
-        """The `order` and `fill` messages of one round of the stream: report each change."""
+        """The `order` and `fill` messages of one round of the stream: report each change.
+
+        A round may carry several commands' states of one order, say its New and the trade
+        that filled it a moment later, published together. Each state is reported in turn
+        with the fills that follow it: keeping the last alone, a drop copy (which has no
+        command answers of its own) never heard of the New. A command lists its orders
+        before their fills (`orders.engine.command`), so a fill belongs to the latest state
+        of its order before it.
+        """
         if self.in_command:
             self.held_private.append(messages)
             return
-        orders, fills = {}, []
+        states, latest = [], {}  # [(order, its fills)] in arrival order; order id -> its latest
+        gap = None
         for message in messages:
             if message.get("type") == "order":
-                order = {**message, "type": message["order_type"]}
-                orders[order["id"]] = order
+                state = ({**message, "type": message["order_type"]}, [])
+                states.append(state)
+                latest[message["id"]] = state
             elif message.get("type") == "fill":
-                fills.append(message)
-        for fill in fills:
-            if fill["order_id"] not in orders:
-                # A fill without its order in this round: the catch-up reads it whole.
-                self.catch_up(datetime.datetime.fromisoformat(fill["time"]))
-                break
-        for order in orders.values():
-            self.deliver(reports.order_reports(order, [f for f in fills if f["order_id"] == order["id"]]))
+                state = latest.get(message["order_id"])
+                if state is not None:
+                    state[1].append(message)
+                elif gap is None:
+                    gap = message["time"]  # a fill without its order: the catch-up reads it whole
+        for order, fills in states:
+            self.deliver(reports.order_reports(order, fills))
+        if gap is not None:
+            self.catch_up(datetime.datetime.fromisoformat(gap))

@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from accounts.services import balance_deposit
 from orders.expiry import orders_expire_due
 from orders.models import Order
 from orders.selectors import reconcile
@@ -262,6 +263,28 @@ def test_a_read_key_opens_a_drop_copy_session_that_receives_every_report_and_may
     assert (copy_new[150], copy_new[11], copy_trade[150], copy_trade[39]) == ("0", "dc-1", "F", "2")
     assert (refused[45], refused[372], refused[380]) == (str(seq), "D", "6")
     assert not Order.objects.filter(client_order_id="dc-2").exists()
+
+
+def test_a_drop_copy_reports_the_new_of_an_order_that_traded_before_its_new_was_streamed(
+    connect, read_key, alice_fix, rest, alice, settings
+):
+    # The publisher sends at most one message per PUBLISH_INTERVAL: the order's acceptance
+    # and the trade that fills it reach the drop copy in the same round of the stream.
+    settings.STREAMS = {**settings.STREAMS, "PUBLISH_INTERVAL": 3.0}
+    copy = connect("ALICE-COPY")
+    copy.logon(read_key)
+    balance_deposit(user=alice, asset="USD", amount=Decimal("1"), reason="starts the publisher's interval")
+
+    alice_fix.new_order("same-round", "sell", "1", "100")
+    alice_fix.expect("8")
+    rest_order(rest, side="buy", type="limit", price="100", quantity="1")
+    reports = copy.reports(2, timeout=15.0)
+
+    assert [(r[11], r[150], r[39], r[14], r[151]) for r in reports] == [
+        ("same-round", "0", "0", "0", "1"),
+        ("same-round", "F", "2", "1", "0"),
+    ]
+    assert copy.quiet(0.5) == []
 
 
 def test_each_event_is_reported_once_though_both_paths_see_it(alice_fix, rest):
