@@ -181,7 +181,8 @@ def database_config(url):
     config["OPTIONS"]["pool"] = {
         "min_size": env.int("DB_POOL_MIN", default=2),
         "max_size": env.int("DB_POOL_MAX", default=20),
-        "timeout": 10,
+        # How long a request waits for a free connection before its 503 (docs/OPERATIONS.md).
+        "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
     }
     return config
 

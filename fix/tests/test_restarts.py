@@ -96,6 +96,8 @@ def gateway_env() -> dict:
         "PGAPPNAME": APPLICATION_NAME,
         "PYTHONUNBUFFERED": "1",
         "DB_POOL_MIN": "1",
+        # The lost database's story waits this long for each refusal, not production's 10 s.
+        "DB_POOL_TIMEOUT": "2",
     }
     env.pop("QT_FAIL_ON_SKIP", None)
     return env
