@@ -266,7 +266,14 @@ def finished_while_locked(table: str, pk: int, work) -> bool:
     ... FOR UPDATE, as a command on the market does until it commits); True if it finished
     while the row was held (within 10 s), so it did not wait for it."""
     holder = psycopg.connect(**connection.get_connection_params())
-    thread = threading.Thread(target=work)
+
+    def run():
+        try:
+            work()
+        finally:
+            connection.close()  # the thread's own; left open, it outlives the test
+
+    thread = threading.Thread(target=run)
     try:
         holder.execute(f"SELECT 1 FROM {table} WHERE id = %s FOR UPDATE", [pk])
         thread.start()
@@ -309,8 +316,6 @@ def test_cancelling_a_finished_order_is_refused_without_waiting_for_the_book_loc
             order_cancel(user=bob, order_id=ask.order.pk)
         except Conflict as exc:
             answers.append(exc.code)
-        finally:
-            connection.close()
 
     finished = finished_while_locked(Market._meta.db_table, market.pk, cancel)
 
