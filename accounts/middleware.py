@@ -6,10 +6,12 @@ from django.shortcuts import redirect
 from django.urls import Resolver404, resolve, reverse
 
 from quantumtrades.core.errors import ErrorCode
+from quantumtrades.core.page_middleware import for_pages
 
 from . import lockout
 
 
+@for_pages
 class SessionClientMiddleware:
     """Tells the session (accounts.session_store) the client's address and browser, for the
     Sessions page. The address is the one the throttles and the lockout see (NUM_PROXIES)."""
@@ -28,6 +30,7 @@ class SessionClientMiddleware:
 STAFF_SETUP_OPEN = ("two_factor", "two_factor_enrol", "logout", "login", "login_code")
 
 
+@for_pages
 class StaffTwoFactorMiddleware:
     """With OTP_REQUIRED_FOR_STAFF on, a staff session that has not passed a one-time code
     reaches nothing but the two-factor setup (and logging out): pages redirect there, the

@@ -43,6 +43,7 @@ import platform
 import random
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -265,15 +266,29 @@ def summary(latencies, outcomes, seconds) -> dict:
 
 
 async def load(
-    port, usernames, *, seconds, warmup, pids, path="/api/orders", seed=0, batch=0, mix="book", clients=None
+    port,
+    usernames,
+    *,
+    seconds,
+    warmup,
+    pids,
+    path="/api/orders",
+    seed=0,
+    batch=0,
+    mix="book",
+    clients=None,
+    logged_in=None,
 ) -> dict:
     """`clients` clients (default: one per username) on one keep-alive connection each, for
     `seconds` after `warmup`; with `batch`, each request places that many orders (`POST
     /api/orders/batch`). The book mix sends each client's orders as its own trader; the
-    neutral mix sends each order as a trader drawn at random from `usernames`."""
-    logged_in = [await login(port, username) for username in usernames]
+    neutral mix sends each order as a trader drawn at random from `usernames`. With
+    `logged_in` ((connection, token) pairs from `login`) those sessions are used, and left
+    open, instead of logging in anew."""
+    keep = logged_in is not None
+    logged_in = logged_in if keep else [await login(port, username) for username in usernames]
     tokens = [token for _, token in logged_in]
-    for connection, _ in logged_in[clients:] if clients else ():
+    for connection, _ in logged_in[clients:] if clients and not keep else ():
         connection.close()
     sessions = logged_in[:clients] if clients else logged_in
     make_order, shared = MIXES[mix]["orders"], MIXES[mix]["traders"] is not None
@@ -327,7 +342,7 @@ async def load(
     finally:
         gc.enable()
         gc.unfreeze()
-    for connection, _ in sessions:
+    for connection, _ in sessions if not keep else ():
         connection.close()
     result = summary(latencies, outcomes, seconds)
     result["server_cpu_ms_per_request"] = (
@@ -438,6 +453,87 @@ def run_layouts(args, env, traders) -> list[dict]:
     return runs
 
 
+def run_paired(args, env, traders) -> dict:
+    """`--versus TREE`: this tree (`--tree`) and TREE, one server process each, side by side
+    on the same database, one client at a time in blocks of `--block-seconds` that alternate
+    between them (ABBA...), `--blocks` blocks each. This machine's speed drifts by up to two
+    times within minutes, more than any one change moves; a block of each, a few seconds
+    apart, sees the same machine, so the pairs compare where whole runs in turn did not."""
+    workdir = Path(tempfile.mkdtemp(prefix="qt-bench-api-"))
+    started = []
+    try:
+        sides = {}
+        for name, tree in (("this", args.tree), ("versus", args.versus)):
+            servers, port, pids = start_layout(1, env, workdir, tree, args.server)
+            started += servers
+            sides[name] = (port, pids)
+
+        async def blocks():
+            names = usernames(traders, 1, args.mix)
+            sessions = {name: [await login(port, user) for user in names] for name, (port, _) in sides.items()}
+            rows = {name: [] for name in sides}
+            for block in range(2 * args.blocks):
+                # ABBA: each side goes first as often as second.
+                for name in ("this", "versus") if block % 4 in (0, 3) else ("versus", "this"):
+                    port, pids = sides[name]
+                    if block < 2:  # warm-up blocks, not counted
+                        await load(
+                            port,
+                            names,
+                            seconds=1,
+                            warmup=0,
+                            pids=pids,
+                            mix=args.mix,
+                            clients=1,
+                            logged_in=sessions[name],
+                            seed=block,
+                        )
+                        continue
+                    result = await load(
+                        port,
+                        names,
+                        seconds=args.block_seconds,
+                        warmup=0.2,
+                        pids=pids,
+                        mix=args.mix,
+                        clients=1,
+                        logged_in=sessions[name],
+                        seed=block,
+                    )
+                    rows[name].append(result)
+            for pairs in sessions.values():
+                for connection, _ in pairs:
+                    connection.close()
+            return rows
+
+        rows = asyncio.run(blocks())
+    finally:
+        for process in reversed(started):
+            process.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return paired_summary(rows)
+
+
+def paired_summary(rows) -> dict:
+    """Medians of each side's blocks, and in how many pairs this tree did better."""
+    keys = ("per_second", "p50_ms", "server_cpu_ms_per_request")
+    medians = {name: {key: statistics.median(row[key] for row in runs) for key in keys} for name, runs in rows.items()}
+    pairs = list(zip(rows["this"], rows["versus"], strict=True))
+    better = {
+        "per_second": sum(a["per_second"] > b["per_second"] for a, b in pairs),
+        "p50_ms": sum(a["p50_ms"] < b["p50_ms"] for a, b in pairs),
+        "server_cpu_ms_per_request": sum(
+            a["server_cpu_ms_per_request"] < b["server_cpu_ms_per_request"] for a, b in pairs
+        ),
+    }
+    outcomes = {name: {} for name in rows}
+    for name, runs in rows.items():
+        for run in runs:
+            for outcome, count in run["outcomes"].items():
+                outcomes[name][outcome] = outcomes[name].get(outcome, 0) + count
+    return {"pairs": len(pairs), "medians": medians, "this_better_in": better, "outcomes": outcomes, "blocks": rows}
+
+
 # --- The engine alone, and the database ceiling -----------------------------------------------
 
 
@@ -544,6 +640,11 @@ def main():
     parser.add_argument(
         "--tree", type=Path, default=ROOT, help="serve the code of another checkout (an earlier commit), same database"
     )
+    parser.add_argument(
+        "--versus", type=Path, help="another checkout to pair with this one, block by block, one client (no other runs)"
+    )
+    parser.add_argument("--blocks", type=int, default=12, help="with --versus: the blocks of each side")
+    parser.add_argument("--block-seconds", type=float, default=3.0, help="with --versus: the length of a block")
     args = parser.parse_args()
 
     info = machine()
@@ -558,6 +659,9 @@ def main():
         from django.db import connection
 
         connection.close()
+        if args.versus:
+            print(json.dumps({"paired": run_paired(args, env, traders), "mix": args.mix, "machine": info}, indent=2))
+            return
         http = run_layouts(args, env, traders)
         engine = engine_alone(market, traders, args.seconds, args.warmup, args.mix)
         tps = {} if args.no_ceiling else {n: ceiling(args.pg, n, args.seconds) for n in (1, 16)}

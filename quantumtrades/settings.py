@@ -82,18 +82,21 @@ MIDDLEWARE = [
     "quantumtrades.core.content_security.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # The session, its user, one-time codes, messages and htmx: Django's and the packages'
+    # own, which API requests carrying a token or an API key pass over
+    # (quantumtrades/core/page_middleware.py). CSRF's stays whole, for every request.
+    "quantumtrades.core.page_middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "quantumtrades.core.page_middleware.AuthenticationMiddleware",
     # Who passed a one-time code (django-otp), and staff who must have (OTP_REQUIRED_FOR_STAFF).
-    "django_otp.middleware.OTPMiddleware",
+    "quantumtrades.core.page_middleware.OTPMiddleware",
     "accounts.middleware.StaffTwoFactorMiddleware",
     # The address and browser each session is saved with (the account's Sessions page).
     "accounts.middleware.SessionClientMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "quantumtrades.core.page_middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
+    "quantumtrades.core.page_middleware.HtmxMiddleware",
     # A lost database answers 503, not 500 (README, "When Redis or PostgreSQL goes away").
     "quantumtrades.core.unavailable.DatabaseUnavailableMiddleware",
     # X-RateLimit-* on every API answer a throttle counted (docs/API.md, "Rate limits").
