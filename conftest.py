@@ -1,6 +1,7 @@
 """Suite-wide pytest setup."""
 
 import os
+import sys
 
 import pytest
 from django.conf import settings
@@ -34,6 +35,18 @@ def _fresh_cache():
     cache.clear()
     process_caches.forget_all()
     yield
+
+
+@pytest.fixture(autouse=True)
+def _request_threads_give_back_connections():
+    """A test that sent requests through the ASGI application left its worker threads
+    holding database connections (they keep them between requests,
+    quantumtrades.core.handlers): given back after each test, so that no test finds
+    another's, and the test database can be dropped at the end."""
+    yield
+    handlers = sys.modules.get("quantumtrades.core.handlers")
+    if handlers is not None:
+        handlers.give_back_kept_connections()
 
 
 def pytest_sessionfinish(session, exitstatus):

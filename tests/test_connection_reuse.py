@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import pytest
+from django.conf import settings
 from django.db import connection
 
 from quantumtrades.asgi import application
@@ -56,6 +57,17 @@ def run_requests(count, *args, **kwargs):
     return asyncio.run(main())
 
 
+def every_request_thread_keeps_a_connection():
+    """Requests at once, as many as the application has request threads, a few times: each
+    thread serves some, and keeps the connection it took."""
+
+    async def at_once():
+        for _ in range(3):
+            await asyncio.gather(*(request("GET", "/api/markets") for _ in range(settings.REQUEST_THREADS)))
+
+    asyncio.run(at_once())
+
+
 @pytest.fixture
 def own_redis(tmp_path, settings):
     """The cache on a redis-server of this test's own, which counts the connections it accepts."""
@@ -104,12 +116,40 @@ def test_requests_share_the_database_connection_pool(own_redis):
     fee_account()
     qtx_usd_market()
     pool = connections["default"].pool
-    run_requests(3, "GET", "/api/markets")
-    opened = pool.get_stats()["connections_num"]
+    every_request_thread_keeps_a_connection()
+    opened, borrowed = pool.get_stats()["connections_num"], pool.get_stats().get("requests_num", 0)
 
     answers = run_requests(30, "GET", "/api/markets")
 
     assert [status for status, _ in answers] == [200] * 30
     stats = pool.get_stats()
     assert stats["connections_num"] == opened  # no connection opened for them
-    assert stats["requests_num"] >= 30  # each borrowed one from the pool
+    # A request thread keeps the connection it borrowed (quantumtrades.core.handlers): at
+    # most one borrowing per thread, where each request used to borrow one.
+    assert stats.get("requests_num", 0) - borrowed <= settings.REQUEST_THREADS
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the connection pool is PostgreSQL's (psycopg)")
+def test_when_the_database_drops_every_connection_only_the_request_that_found_out_answers_503(own_redis):
+    """Every request thread keeps a connection; the database then ends them all. The first
+    request after that fails (503: it could not know) and tells the process; each other
+    thread tests its kept connection before its next request instead of failing it too."""
+    from tests.factories import fee_account, qtx_usd_market
+
+    fee_account()
+    qtx_usd_market()
+    threads = settings.REQUEST_THREADS
+    every_request_thread_keeps_a_connection()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert cursor.fetchone()[0] >= threads
+    # One after another: an idle thread takes each in turn, so every thread serves some.
+    statuses = [status for status, _ in run_requests(4 * threads, "GET", "/api/markets")]
+
+    assert statuses.count(503) <= 1, statuses
+    assert statuses[1:] == [200] * (len(statuses) - 1), statuses

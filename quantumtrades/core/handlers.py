@@ -15,6 +15,9 @@ in this event loop). A process works on at most `threads` requests at once; the 
 in the event loop, which costs nothing, instead of adding threads that only fight over the
 GIL and the book lock.
 
+A worker thread keeps the database connection it takes from the pool from one request to
+the next, as a WSGI server's threads keep theirs (`keep_connection`).
+
 A body larger than DATA_UPLOAD_MAX_MEMORY_SIZE is refused here, 413, before it is read into
 a file: Django would only refuse it later, from whatever first reads `request.body`, and
 under the REST API that was a 500.
@@ -25,6 +28,8 @@ import contextvars
 import functools
 import os
 import tempfile
+import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import SyncToAsync
@@ -33,15 +38,59 @@ from django.core import signals
 from django.core.exceptions import RequestAborted
 from django.core.handlers import base
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.db import connections
+from django.db.backends.signals import connection_created
 from django.http import HttpResponse, JsonResponse
 from django.urls import set_script_prefix
 
+from quantumtrades.core import unavailable
 from quantumtrades.core.errors import ErrorCode, error_body
 from quantumtrades.core.logs import REQUEST_ID_HEADER, request_id_of_scope
 
 
 class BodyTooLarge(Exception):
     pass
+
+
+_worker = threading.local()
+_handlers = weakref.WeakSet()
+
+
+def _worker_started():
+    _worker.keeps_connection = True
+
+
+def keep_connection(sender, connection, **kwargs):
+    """On a worker thread, a pooled connection just taken (`connection_created`) stays
+    with the thread after its request, until Django finds it broken or left outside
+    autocommit at the end of a request (`close_if_unusable_or_obsolete`) and gives it back.
+
+    With the pool Django must run with CONN_MAX_AGE = 0, and so gave the connection back at
+    the end of every request and took one again at the next. That cost an order 7-18 % of
+    the server's CPU and 8-16 % of its latency at one client (docs/BENCHMARKS.md, "A
+    request thread keeps its connection"). Other threads (the consumers', the publisher's,
+    the scheduler's) give theirs back as before."""
+    if getattr(_worker, "keeps_connection", False) and getattr(connection, "pool", None) is not None:
+        connection.close_at = None
+        connection.kept_since_failures = unavailable.failures_seen
+
+
+def check_kept_connections(**kwargs):
+    """At a request's start on a worker thread (`request_started`): a connection it kept
+    since the process last saw the database fail is tested first, and given back if it
+    died. The failure ended its own request with a 503 (quantumtrades/core/unavailable.py),
+    and its thread gave its broken connection back; the other threads' connections may have
+    died with it, and each would otherwise cost its next request a 503 too."""
+    if not getattr(_worker, "keeps_connection", False):
+        return
+    for connection in connections.all(initialized_only=True):
+        kept = getattr(connection, "kept_since_failures", None)
+        if kept is None or kept == unavailable.failures_seen or connection.connection is None:
+            continue
+        if connection.is_usable():
+            connection.kept_since_failures = unavailable.failures_seen
+        else:
+            connection.close()
 
 
 def _on_worker(loop, function, *args):
@@ -58,11 +107,24 @@ def body_too_large(path: str) -> HttpResponse:
     return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
 
 
+def give_back_kept_connections() -> None:
+    """Every handler's worker threads give back the connections they keep: for a process
+    about to drop its database (the test suite, after each test)."""
+    for handler in list(_handlers):
+        handler.give_back_connections()
+
+
 class SyncASGIHandler(ASGIHandler):
     def __init__(self, *, threads: int):
         base.BaseHandler.__init__(self)
         self.load_middleware(is_async=False)
-        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="request")
+        self.threads = threads
+        _handlers.add(self)
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="request", initializer=_worker_started)
+        connection_created.connect(keep_connection, dispatch_uid="quantumtrades.core.handlers.keep_connection")
+        signals.request_started.connect(
+            check_kept_connections, dispatch_uid="quantumtrades.core.handlers.check_kept_connections"
+        )
         self.slots = asyncio.Semaphore(threads)
 
     async def __call__(self, scope, receive, send):
@@ -84,6 +146,18 @@ class SyncASGIHandler(ASGIHandler):
         await self.send_response(response, send)
         if response.streaming:
             await self.in_worker(response.close)
+
+    def give_back_connections(self) -> None:
+        """Each worker thread gives back the database connections it keeps. One call per
+        thread, all at once: each waits for the others, so each runs on a thread of its own."""
+        together = threading.Barrier(self.threads)
+
+        def give_back():
+            together.wait(timeout=10)
+            connections.close_all()
+
+        for done in [self.executor.submit(give_back) for _ in range(self.threads)]:
+            done.result(timeout=10)
 
     async def in_worker(self, function, *args):
         """`function(*args)` on a worker thread, in a copy of this task's context.
@@ -132,6 +206,7 @@ class SyncASGIHandler(ASGIHandler):
             response = self.get_response(request)
         response._resource_closers.append(body_file.close)
         if not response.streaming:
-            # Sends request_finished, whose receivers give the database connection back.
+            # Sends request_finished, whose receivers give a database connection back that
+            # failed or that this thread does not keep (`keep_connection`).
             response.close()
         return response

@@ -35,8 +35,15 @@ def is_unavailable(exc) -> bool:
     return isinstance(exc, OperationalError | InterfaceError)
 
 
+# How many failures this process has seen: a connection that a request thread kept since
+# before the latest is tested before that thread's next request (quantumtrades/core/handlers.py).
+failures_seen = 0
+
+
 def recover(exc) -> None:
     """Forget this thread's broken connections and have the pools test their idle ones."""
+    global failures_seen
+    failures_seen += 1
     log.warning("database unavailable (%s: %s); answering 503", exc.__class__.__name__, exc)
     for connection in connections.all(initialized_only=True):
         try:
