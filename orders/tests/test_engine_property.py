@@ -31,7 +31,7 @@ Prices sit on a narrow grid around 100 so that orders cross often, quantities in
 0.125 on a 0.001 lot, and the fee rates are drawn per example (a maker rate above the
 taker rate included), so fees carry more than eight decimals and rounding is exercised.
 
-CI runs 120 examples of 50 steps; `QT_HYPOTHESIS_PROFILE=long` runs many more.
+CI runs 90 examples of 50 steps; `QT_HYPOTHESIS_PROFILE=long` runs many more.
 """
 
 import copy
@@ -70,9 +70,10 @@ QUANTUM = D("0.00000001")  # money has 8 decimal places
 
 settings.register_profile(
     "ci",
-    # 6,000 commands a run, so that CI's two runs of the suite keep within its time limit
-    # (this was the suite's longest test); `long` below searches deeper.
-    max_examples=120,
+    # 4,500 commands a run, so that CI's two runs of the suite keep within its time limit
+    # (still the suite's longest test: 41-58 s on PostgreSQL at 120 examples); `long`
+    # below searches deeper.
+    max_examples=90,
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
