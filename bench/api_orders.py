@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import gc
 import json
+import math
 import os
 import platform
 import random
@@ -64,6 +65,7 @@ PASSWORD = "bench-pass-2026-long"
 MID = Decimal("100.00")
 TICK = Decimal("0.01")
 RESTING_PER_SIDE = 200
+DEFAULT_CLIENTS = "1,4,16"
 
 
 # --- Setup ------------------------------------------------------------------------------------
@@ -455,8 +457,8 @@ def run_layouts(args, env, traders) -> list[dict]:
 
 def run_paired(args, env, traders) -> dict:
     """`--versus TREE`: this tree (`--tree`) and TREE, one server process each, side by side
-    on the same database, one client at a time in blocks of `--block-seconds` that alternate
-    between them (ABBA...), `--blocks` blocks each. This machine's speed drifts by up to two
+    on the same database, the first of `--clients` (1 by default) in blocks of
+    `--block-seconds` that alternate between them (ABBA...), `--blocks` blocks each. This machine's speed drifts by up to two
     times within minutes, more than any one change moves; a block of each, a few seconds
     apart, sees the same machine, so the pairs compare where whole runs in turn did not."""
     workdir = Path(tempfile.mkdtemp(prefix="qt-bench-api-"))
@@ -468,8 +470,10 @@ def run_paired(args, env, traders) -> dict:
             started += servers
             sides[name] = (port, pids)
 
+        clients = 1 if args.clients == DEFAULT_CLIENTS else int(args.clients.split(",")[0])
+
         async def blocks():
-            names = usernames(traders, 1, args.mix)
+            names = usernames(traders, clients, args.mix)
             sessions = {name: [await login(port, user) for user in names] for name, (port, _) in sides.items()}
             rows = {name: [] for name in sides}
             for block in range(2 * args.blocks):
@@ -484,7 +488,7 @@ def run_paired(args, env, traders) -> dict:
                             warmup=0,
                             pids=pids,
                             mix=args.mix,
-                            clients=1,
+                            clients=clients,
                             logged_in=sessions[name],
                             seed=block,
                         )
@@ -496,7 +500,7 @@ def run_paired(args, env, traders) -> dict:
                         warmup=0.2,
                         pids=pids,
                         mix=args.mix,
-                        clients=1,
+                        clients=clients,
                         logged_in=sessions[name],
                         seed=block,
                     )
@@ -515,10 +519,17 @@ def run_paired(args, env, traders) -> dict:
 
 
 def paired_summary(rows) -> dict:
-    """Medians of each side's blocks, and in how many pairs this tree did better."""
+    """Medians of each side's blocks; in how many pairs this tree did better; and the
+    geometric mean of the pairs' ratios (this / versus) with about 95 % of its spread (two
+    standard errors either side), the figure that the drift between pairs least moves."""
     keys = ("per_second", "p50_ms", "server_cpu_ms_per_request")
     medians = {name: {key: statistics.median(row[key] for row in runs) for key in keys} for name, runs in rows.items()}
     pairs = list(zip(rows["this"], rows["versus"], strict=True))
+    ratios = {}
+    for key in keys:
+        logs = [math.log(a[key] / b[key]) for a, b in pairs]
+        mean, error = statistics.mean(logs), 2 * statistics.stdev(logs) / math.sqrt(len(logs))
+        ratios[key] = [round(math.exp(mean + shift), 3) for shift in (0, -error, error)]
     better = {
         "per_second": sum(a["per_second"] > b["per_second"] for a, b in pairs),
         "p50_ms": sum(a["p50_ms"] < b["p50_ms"] for a, b in pairs),
@@ -531,7 +542,14 @@ def paired_summary(rows) -> dict:
         for run in runs:
             for outcome, count in run["outcomes"].items():
                 outcomes[name][outcome] = outcomes[name].get(outcome, 0) + count
-    return {"pairs": len(pairs), "medians": medians, "this_better_in": better, "outcomes": outcomes, "blocks": rows}
+    return {
+        "pairs": len(pairs),
+        "ratio_and_interval": ratios,
+        "medians": medians,
+        "this_better_in": better,
+        "outcomes": outcomes,
+        "blocks": rows,
+    }
 
 
 # --- The engine alone, and the database ceiling -----------------------------------------------
@@ -628,7 +646,7 @@ def main():
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/8")
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--clients", default="1,4,16")
+    parser.add_argument("--clients", default=DEFAULT_CLIENTS)
     parser.add_argument("--layouts", default="1,2", help="1: one server process; 2: two behind nginx")
     parser.add_argument("--no-ceiling", action="store_true")
     parser.add_argument("--batch", type=int, default=20, help="orders per batch request (0: no batch runs)")
@@ -641,7 +659,9 @@ def main():
         "--tree", type=Path, default=ROOT, help="serve the code of another checkout (an earlier commit), same database"
     )
     parser.add_argument(
-        "--versus", type=Path, help="another checkout to pair with this one, block by block, one client (no other runs)"
+        "--versus",
+        type=Path,
+        help="another checkout to pair with this one, block by block, one client or the first of --clients (no other runs)",
     )
     parser.add_argument("--blocks", type=int, default=12, help="with --versus: the blocks of each side")
     parser.add_argument("--block-seconds", type=float, default=3.0, help="with --versus: the length of a block")

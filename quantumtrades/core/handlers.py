@@ -66,9 +66,9 @@ def keep_connection(sender, connection, **kwargs):
     autocommit at the end of a request (`close_if_unusable_or_obsolete`) and gives it back.
 
     With the pool Django must run with CONN_MAX_AGE = 0, and so gave the connection back at
-    the end of every request and took one again at the next. That cost an order 7-18 % of
-    the server's CPU and 8-16 % of its latency at one client (docs/BENCHMARKS.md, "A
-    request thread keeps its connection"). Other threads (the consumers', the publisher's,
+    the end of every request and took one again at the next. Keeping it took 5 % off the
+    server's CPU per order and 6 % off its latency at one client, paired against giving it
+    back (docs/BENCHMARKS.md, "A request thread keeps its connection"). Other threads (the consumers', the publisher's,
     the scheduler's) give theirs back as before."""
     if getattr(_worker, "keeps_connection", False) and getattr(connection, "pool", None) is not None:
         connection.close_at = None

@@ -5,8 +5,8 @@ A request under /api/ with `Authorization: Bearer <token>` or `Authorization: Ap
 is authenticated by that header alone: the API's authentication classes try it before the
 web session, and refuse it outright when it is wrong. The session and its user, the
 one-time-code state, flash messages and htmx's headers are nothing to it. Yet every such
-request went through all of them, for 5 % of the server's CPU per order and 6 %
-of its latency at one client (docs/BENCHMARKS.md, "Pages' middleware passed over"). Every
+request went through all of them, for 7 % of the server's CPU per order and of
+its latency at one client (docs/BENCHMARKS.md, "Pages' middleware passed over"). Every
 other request goes through them as before: pages, the admin, and API calls made with the
 web session, which /api/keys takes. Django's CSRF middleware stays whole for every request:
 API views are exempt from it anyway (DRF checks CSRF itself for a session's calls), and
