@@ -68,8 +68,8 @@ def keep_connection(sender, connection, **kwargs):
     With the pool Django must run with CONN_MAX_AGE = 0, and so gave the connection back at
     the end of every request and took one again at the next. Keeping it took 5 % off the
     server's CPU per order and 6 % off its latency at one client, paired against giving it
-    back (docs/BENCHMARKS.md, "A request thread keeps its connection"). Other threads (the consumers', the publisher's,
-    the scheduler's) give theirs back as before."""
+    back (docs/BENCHMARKS.md, "A request thread keeps its connection"). Other threads (the
+    consumers', the publisher's, the scheduler's) give theirs back as before."""
     if getattr(_worker, "keeps_connection", False) and getattr(connection, "pool", None) is not None:
         connection.close_at = None
         connection.kept_since_failures = unavailable.failures_seen
