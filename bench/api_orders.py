@@ -65,7 +65,8 @@ PASSWORD = "bench-pass-2026-long"
 MID = Decimal("100.00")
 TICK = Decimal("0.01")
 RESTING_PER_SIDE = 200
-DEFAULT_CLIENTS = "1,4,16"
+# `--versus`: pairs of blocks run first and not counted.
+PAIRED_WARMUP = 2
 
 
 # --- Setup ------------------------------------------------------------------------------------
@@ -457,10 +458,11 @@ def run_layouts(args, env, traders) -> list[dict]:
 
 def run_paired(args, env, traders) -> dict:
     """`--versus TREE`: this tree (`--tree`) and TREE, one server process each, side by side
-    on the same database, the first of `--clients` (1 by default) in blocks of
-    `--block-seconds` that alternate between them (ABBA...), `--blocks` blocks each. This machine's speed drifts by up to two
-    times within minutes, more than any one change moves; a block of each, a few seconds
-    apart, sees the same machine, so the pairs compare where whole runs in turn did not."""
+    on the same database, the first of `--clients` in blocks of `--block-seconds` that
+    alternate between them (ABBA...): two pairs of warm-up, then `--blocks` pairs. This
+    machine's speed drifts by up to two times within minutes, more than any one change
+    moves; a block of each, a few seconds apart, sees the same machine, so the pairs compare
+    where whole runs in turn did not."""
     workdir = Path(tempfile.mkdtemp(prefix="qt-bench-api-"))
     started = []
     try:
@@ -469,42 +471,30 @@ def run_paired(args, env, traders) -> dict:
             servers, port, pids = start_layout(1, env, workdir, tree, args.server)
             started += servers
             sides[name] = (port, pids)
-
-        clients = 1 if args.clients == DEFAULT_CLIENTS else int(args.clients.split(",")[0])
+        clients = int(args.clients.split(",")[0])
 
         async def blocks():
             names = usernames(traders, clients, args.mix)
             sessions = {name: [await login(port, user) for user in names] for name, (port, _) in sides.items()}
             rows = {name: [] for name in sides}
-            for block in range(2 * args.blocks):
+            for block in range(PAIRED_WARMUP + args.blocks):
+                warming = block < PAIRED_WARMUP
                 # ABBA: each side goes first as often as second.
                 for name in ("this", "versus") if block % 4 in (0, 3) else ("versus", "this"):
                     port, pids = sides[name]
-                    if block < 2:  # warm-up blocks, not counted
-                        await load(
-                            port,
-                            names,
-                            seconds=1,
-                            warmup=0,
-                            pids=pids,
-                            mix=args.mix,
-                            clients=clients,
-                            logged_in=sessions[name],
-                            seed=block,
-                        )
-                        continue
                     result = await load(
                         port,
                         names,
-                        seconds=args.block_seconds,
-                        warmup=0.2,
+                        seconds=1 if warming else args.block_seconds,
+                        warmup=0 if warming else 0.2,
                         pids=pids,
                         mix=args.mix,
                         clients=clients,
                         logged_in=sessions[name],
                         seed=block,
                     )
-                    rows[name].append(result)
+                    if not warming:
+                        rows[name].append(result)
             for pairs in sessions.values():
                 for connection, _ in pairs:
                     connection.close()
@@ -646,7 +636,7 @@ def main():
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/8")
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--clients", default=DEFAULT_CLIENTS)
+    parser.add_argument("--clients", default="1,4,16")
     parser.add_argument("--layouts", default="1,2", help="1: one server process; 2: two behind nginx")
     parser.add_argument("--no-ceiling", action="store_true")
     parser.add_argument("--batch", type=int, default=20, help="orders per batch request (0: no batch runs)")
@@ -663,7 +653,7 @@ def main():
         type=Path,
         help="another checkout to pair with this one, block by block, one client or the first of --clients (no other runs)",
     )
-    parser.add_argument("--blocks", type=int, default=12, help="with --versus: the blocks of each side")
+    parser.add_argument("--blocks", type=int, default=22, help="with --versus: the pairs of blocks counted")
     parser.add_argument("--block-seconds", type=float, default=3.0, help="with --versus: the length of a block")
     args = parser.parse_args()
 
