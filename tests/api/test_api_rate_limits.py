@@ -106,3 +106,23 @@ def test_with_redis_stopped_the_api_answers_counting_in_this_process(alice, priv
     # Counted in this process's memory meanwhile: from zero again, never a 500 (docs/API.md).
     assert limits(during[0])[:2] == (10, 9)
     assert limits(during[1])[:2] == (100, 98)
+
+
+def test_after_redis_restarts_the_next_request_counts_in_redis_again(alice, private_redis, settings):
+    """A request thread keeps its own connection to Redis for the counts
+    (quantumtrades/core/cache.py): a restart closes it, and the next request opens a new
+    one and counts in the restarted Redis, not in this process's memory."""
+    client = client_for(alice)
+    with rates(settings, user="100/minute"):
+        client.get("/api/orders")
+        private_redis.stop()
+        private_redis.start()  # the same port, and empty: nothing is saved
+        after = client.get("/api/orders")
+
+    assert after.status_code == 200
+    # Counted afresh by the restarted Redis, which holds the count now.
+    assert limits(after)[:2] == (100, 99)
+    assert health.down_since is None
+    import redis
+
+    assert len(redis.Redis.from_url(private_redis.url).keys("rate-limits:*throttle:user:*")) == 1
