@@ -153,3 +153,59 @@ def test_when_the_database_drops_every_connection_only_the_request_that_found_ou
 
     assert statuses.count(503) <= 1, statuses
     assert statuses[1:] == [200] * (len(statuses) - 1), statuses
+
+
+def commands_that_waited() -> int:
+    """Commands that queued behind another on their market, so far in this process: each
+    group of N commands sharing a transaction had N - 1 of them (orders.engine.transactions)."""
+    from quantumtrades.core import metrics
+
+    samples = {sample.name: sample.value for sample in metrics.ENGINE_GROUP.collect()[0].samples}
+    return int(samples["qt_engine_group_size_sum"] - samples["qt_engine_group_size_count"])
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the connection pool is PostgreSQL's (psycopg)")
+def test_request_threads_waiting_for_their_market_keep_their_connections(own_redis):
+    """Orders on one market from every request thread at once: a command that queues
+    behind the one in the book is run in that one's transaction, and its request thread
+    keeps its own connection while it waits, as it does between requests. It used to give
+    it back to the pool and borrow one again for its next request."""
+    from django.db import connections
+
+    from accounts.models import User
+    from accounts.services import balance_deposit
+    from tests.api_support import access_token
+    from tests.factories import fee_account, qtx_usd_market
+
+    fee_account()
+    qtx_usd_market()
+    threads = settings.REQUEST_THREADS
+    tokens = []
+    for number in range(threads):
+        trader = User.objects.create_user(username=f"trader{number}", password="trader-pass-2026")
+        balance_deposit(user=trader, asset="USD", amount="100000", reason="test funding")
+        tokens.append(access_token(trader))
+    pool = connections["default"].pool
+    every_request_thread_keeps_a_connection()
+    borrowed, waited = pool.get_stats().get("requests_num", 0), commands_that_waited()
+    bid = {"symbol": "QTX-USD", "side": "buy", "price": "10.00", "quantity": "1.00"}
+
+    async def at_once():
+        answers = []
+        # Until more commands have waited than there are threads (or 40 rounds).
+        for _ in range(40):
+            answers += await asyncio.gather(
+                *(request("POST", "/api/orders", token=token, body=bid) for token in tokens)
+            )
+            if commands_that_waited() - waited > threads:
+                break
+        return answers
+
+    answers = asyncio.run(at_once())
+    every_request_thread_keeps_a_connection()  # a thread that gave its connection back borrows one
+
+    assert {status for status, _ in answers} == {201}
+    assert commands_that_waited() - waited > threads
+    assert pool.get_stats().get("requests_num", 0) - borrowed <= threads

@@ -70,9 +70,16 @@ def keep_connection(sender, connection, **kwargs):
     server's CPU per order and 6 % off its latency at one client, paired against giving it
     back (docs/BENCHMARKS.md, "A request thread keeps its connection"). Other threads (the
     consumers', the publisher's, the scheduler's) give theirs back as before."""
-    if getattr(_worker, "keeps_connection", False) and getattr(connection, "pool", None) is not None:
+    if keeps_connections() and getattr(connection, "pool", None) is not None:
         connection.close_at = None
         connection.kept_since_failures = unavailable.failures_seen
+
+
+def keeps_connections() -> bool:
+    """Whether this thread keeps its database connection between requests (a worker
+    thread's): while it waits for something else, its connection is one the pool counts
+    as taken anyway."""
+    return getattr(_worker, "keeps_connection", False)
 
 
 def check_kept_connections(**kwargs):
@@ -81,7 +88,7 @@ def check_kept_connections(**kwargs):
     died. The failure ended its own request with a 503 (quantumtrades/core/unavailable.py),
     and its thread gave its broken connection back; the other threads' connections may have
     died with it, and each would otherwise cost its next request a 503 too."""
-    if not getattr(_worker, "keeps_connection", False):
+    if not keeps_connections():
         return
     for connection in connections.all(initialized_only=True):
         kept = getattr(connection, "kept_since_failures", None)
