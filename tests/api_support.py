@@ -67,7 +67,8 @@ def market(fees):
     return qtx_usd_market()
 
 
-def _trader(username, **extra):
+def funded_trader(username, **extra):
+    """A new user with the suite's starting balances (STARTING_USD, STARTING_QTX)."""
     user = User.objects.create_user(username=username, password=f"{username}-pass-2026", **extra)
     balance_deposit(user=user, asset="USD", amount=STARTING_USD, reason="test funding")
     balance_deposit(user=user, asset="QTX", amount=STARTING_QTX, reason="test funding")
@@ -76,12 +77,12 @@ def _trader(username, **extra):
 
 @pytest.fixture
 def alice(market):
-    return _trader("alice")
+    return funded_trader("alice")
 
 
 @pytest.fixture
 def bob(market):
-    return _trader("bob")
+    return funded_trader("bob")
 
 
 @pytest.fixture

@@ -174,19 +174,13 @@ def test_request_threads_waiting_for_their_market_keep_their_connections(own_red
     it back to the pool and borrow one again for its next request."""
     from django.db import connections
 
-    from accounts.models import User
-    from accounts.services import balance_deposit
-    from tests.api_support import access_token
+    from tests.api_support import access_token, funded_trader
     from tests.factories import fee_account, qtx_usd_market
 
     fee_account()
     qtx_usd_market()
     threads = settings.REQUEST_THREADS
-    tokens = []
-    for number in range(threads):
-        trader = User.objects.create_user(username=f"trader{number}", password="trader-pass-2026")
-        balance_deposit(user=trader, asset="USD", amount="100000", reason="test funding")
-        tokens.append(access_token(trader))
+    tokens = [access_token(funded_trader(f"trader{number}")) for number in range(threads)]
     pool = connections["default"].pool
     every_request_thread_keeps_a_connection()
     borrowed, waited = pool.get_stats().get("requests_num", 0), commands_that_waited()

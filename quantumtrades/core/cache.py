@@ -22,6 +22,7 @@ import os
 import threading
 import time
 
+from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
 from django_redis.cache import RedisCache
 from django_redis.exceptions import ConnectionInterrupted
@@ -65,6 +66,27 @@ class _Health:
 
 health = _Health()
 _clients: dict = {}
+
+
+_default = (None, None)  # (caches.settings it was built for, the backend)
+
+
+def default_cache():
+    """The default cache, built once per process and configuration, for code that asks for
+    it on every request (the throttles, the read-your-writes check).
+
+    `caches["default"]` builds a backend per request context, since Django makes no promise
+    that a backend is safe across threads. This module's is (one client per process, its
+    fallback storage shared by name), as is LocMemCache, and building it was 2 % of an
+    order's time. A test that changes CACHES gets a new `caches.settings`, and so a new
+    backend here."""
+    global _default
+    config, backend = _default
+    if config is not caches.settings:
+        config = caches.settings
+        backend = caches.create_connection("default")
+        _default = (config, backend)
+    return backend
 
 
 def _resilient(name):

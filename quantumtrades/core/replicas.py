@@ -22,9 +22,9 @@ import threading
 import time
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connections
 
+from quantumtrades.core.cache import default_cache
 from quantumtrades.core.process_caches import ProcessCache
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def writes_seen(user_id: int | None) -> None:
     """`user_id` just wrote: their public reads go to the primary for a while. Free
     when no standby is configured."""
     if user_id is not None and replica_aliases():
-        cache.set(_wrote_key(user_id), 1, timeout=settings.REPLICA_READ_YOUR_WRITES_SECONDS)
+        default_cache().set(_wrote_key(user_id), 1, timeout=settings.REPLICA_READ_YOUR_WRITES_SECONDS)
 
 
 def _user_id(request) -> int | None:
@@ -141,7 +141,7 @@ def public_reads(request=None) -> str:
     if not aliases or getattr(request, "method", "GET") not in SAFE_METHODS:
         return PRIMARY  # a request that writes reads what it wrote
     user_id = _user_id(request)
-    if user_id is not None and cache.get(_wrote_key(user_id)):
+    if user_id is not None and default_cache().get(_wrote_key(user_id)):
         return PRIMARY
     first = next(_turns)
     for step in range(len(aliases)):

@@ -12,12 +12,11 @@ import math
 import time
 from dataclasses import dataclass
 
-from django.core.cache import caches
 from django.utils.deprecation import MiddlewareMixin
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
-from quantumtrades.core.cache import ResilientRedisCache, count_in
+from quantumtrades.core.cache import ResilientRedisCache, count_in, default_cache
 
 
 @dataclass(frozen=True)
@@ -41,26 +40,10 @@ def window_counts(counters: list[tuple[str, int]]) -> list[int]:
     """Add one to each counter `(key, timeout)` in the default cache (it expires `timeout`
     seconds after it was created); answer the new counts. One round trip on Redis, counted
     in this process while Redis is down (quantumtrades/core/cache.py)."""
-    backend = _counting_cache()
+    backend = default_cache()
     if isinstance(backend, ResilientRedisCache):
         return backend.count(counters)
     return count_in(backend, counters)
-
-
-_counting: dict = {}
-
-
-def _counting_cache():
-    """The default cache, built once per process and configuration. `caches["default"]`
-    builds a backend per request context (Django makes no promise that a backend is safe
-    across threads); the project's is (its client is the process's, its fallback storage
-    shared by name), and building it was 2 % of an order's time. A test that changes
-    CACHES gets a new `caches.settings`, and so a new backend here."""
-    config = caches.settings
-    entry = _counting.get("default")
-    if entry is None or entry[0] is not config:
-        entry = _counting["default"] = (config, caches.create_connection("default"))
-    return entry[1]
 
 
 class WindowRateThrottle(BaseThrottle):
