@@ -216,9 +216,13 @@ def test_a_fill_made_by_another_traders_market_order_is_a_toast_on_every_page_i_
     other_page.goto("/portfolio/")
     wait_live(other_page)
     account_page = seller.context.new_page()
-    account_page.add_init_script("document.addEventListener('htmx:wsOpen', () => { window.__live = true; })")
+    # Marked on the document and awaited as an attribute: a `wait_for_function` that has to
+    # poll evaluates its text in the page, which the page's policy (no 'unsafe-eval') refuses.
+    account_page.add_init_script(
+        "document.addEventListener('htmx:wsOpen', () => { document.documentElement.dataset.live = 'open'; })"
+    )
     account_page.goto("/accounts/sessions/")
-    account_page.wait_for_function("window.__live === true")
+    expect(account_page.locator("html")).to_have_attribute("data-live", "open")
     assert account_page.locator("#private-live").get_attribute("ws-connect") == "/ws/live/me/"
 
     buyer = trader_page("/markets/QTX-USD/")
