@@ -89,3 +89,55 @@ def test_a_statement_that_fails_leaves_no_cursor_behind_for_the_next(on_postgres
     kept = connection.connection._qt_idle_cursors.get(sql._numbered("SELECT 1 / %s::int"), [])
     assert kept == []
     assert sql.answer(sql.send("SELECT 1 / %s::int", [1])) == [(1,)]
+
+
+def _fields(instance) -> dict:
+    return {field.attname: getattr(instance, field.attname) for field in type(instance)._meta.concrete_fields}
+
+
+# Django's own models serve here: the core imports none of the project's apps.
+@pytest.mark.django_db
+def test_rows_read_by_the_engine_s_reader_are_the_instances_the_orm_reads():
+    from django.contrib.auth.models import Group, Permission
+    from django.contrib.contenttypes.models import ContentType
+
+    group = Group.objects.create(name="readers")
+    groups = Group.objects.count()
+    [read] = sql.select_models(Group, "id = %s", [group.pk])
+    assert _fields(read) == _fields(Group.objects.get(pk=group.pk))
+    assert (read._state.adding, read._state.db) == (False, "default")
+    # Saved, it updates its row: an instance of the database, not a new one.
+    read.name = "writers"
+    read.save()
+    assert Group.objects.get(pk=group.pk).name == "writers"
+    assert Group.objects.count() == groups
+    # A foreign key's object loads from its id, as for the ORM's instance.
+    permission = Permission.objects.select_related("content_type").order_by("pk").first()
+    [read_permission] = sql.select_models(Permission, "id = %s", [permission.pk])
+    assert _fields(read_permission) == _fields(permission)
+    assert read_permission.content_type == permission.content_type
+    other = ContentType.objects.exclude(pk=permission.content_type_id).first()
+    read_permission.content_type_id = other.pk  # a changed id forgets the object it loaded
+    assert read_permission.content_type == other
+
+
+@pytest.mark.django_db
+def test_a_model_whose_instances_a_receiver_watches_is_read_through_its_init():
+    from django.contrib.auth.models import Group
+    from django.db.models.signals import post_init
+
+    group = Group.objects.create(name="watched")
+    seen = []
+
+    def watch(sender, instance, **kwargs):
+        seen.append(instance.name)
+
+    sql.select_models(Group, "id = %s", [group.pk])
+    assert seen == []
+    post_init.connect(watch, sender=Group)
+    try:
+        [read] = sql.select_models(Group, "id = %s", [group.pk])
+    finally:
+        post_init.disconnect(watch, sender=Group)
+    assert seen == ["watched"]
+    assert (read.name, read._state.adding) == ("watched", False)
