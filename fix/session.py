@@ -18,8 +18,12 @@ What remains is a small state machine (this module) over a maintained codec.
 Rules this module keeps:
 - Every message is sequenced and written to PostgreSQL (`fix.services.fix_messages_store`)
   before it goes on the wire, by one writer task per session that sends in sequence order.
-  If the write fails (the database is away), the message is sent anyway: a ResendRequest
-  for it is answered with a gap fill, and the session never drops without a Logout.
+  If the write fails, or has not answered within `STORE_WAIT_SECONDS` (the database is
+  away, and the pool waits for it far longer), the message is sent anyway: a
+  ResendRequest for it is answered with a gap fill, and the session never drops without
+  a Logout. While that write still waits, later messages go out unwritten at once.
+- Heartbeats and the TestRequest deadline keep their time whatever the database does:
+  the timer's own queries run beside it, never in its way.
 - A report is sent once per ExecID (`fix.reports`), whichever path saw the event first.
 - The event loop never waits on the database: every query runs in a worker thread.
 - Inbound messages are handled one at a time, in sequence order; a message past a gap is
@@ -67,6 +71,11 @@ KEY_RECHECK_SECONDS = 30.0
 KEY_REFUSED = f"{ErrorCode.API_KEY_INVALID}:"
 # Held messages past a gap: beyond this many the session logs out (a client that never resends).
 MAX_HELD = 10_000
+# How long a batch of outgoing messages waits for the message store before it is sent
+# anyway. The store answers in milliseconds while PostgreSQL is up; while it is away, the
+# pool waits DB_POOL_TIMEOUT (10 s) for a connection, longer than a client with a short
+# HeartBtInt waits for the answer to its TestRequest before it drops the session.
+STORE_WAIT_SECONDS = 1.0
 
 
 class Session:
@@ -101,6 +110,8 @@ class Session:
         self.stream = None  # fix.gateway.Stream: the user's private stream and market data
         self.in_command = False
         self.held_private = []  # the stream's rounds that came while a command ran
+        self.storing = None  # the task writing a batch to the message store, while it runs
+        self.timer_chore = None  # the timer's query in flight (key recheck, progress)
 
     # --- The connection's life -------------------------------------------------------
 
@@ -158,6 +169,10 @@ class Session:
         if self.timer_task is not None:
             self.timer_task.cancel()
         self.writer.close()
+        pending = {task for task in (self.storing, self.timer_chore) if task is not None}
+        if pending:
+            # Their number of the next inbound message must not land after the one below.
+            await asyncio.wait(pending)
         if self.state is not None:
             self.gateway.session_ended(self)
             try:
@@ -481,21 +496,44 @@ class Session:
             fields = [(tag, value) for tag, value in fields if value is not None]
             outgoing.append(Outgoing(seq, msg_type, sending_time, body_text(fields), exec_id))
             wire.append(encode(msg_type, seq, TARGET_COMP_ID, self.sender_comp_id, sending_time, fields))
+        # Sent anyway when the store fails or keeps them waiting: a refusal, a heartbeat, an
+        # answer to a TestRequest must reach the client while the database is away; a
+        # resend of these numbers is a gap fill.
+        if self.storing is None:
+            self.storing = self.loop.create_task(self._store(outgoing))
+            done, _ = await asyncio.wait({self.storing}, timeout=STORE_WAIT_SECONDS)
+            if not done:
+                log.warning(
+                    "FIX %s: the message store has not answered in %ss; %d messages sent before they are stored",
+                    self.sender_comp_id,
+                    STORE_WAIT_SECONDS,
+                    len(outgoing),
+                )
+        else:
+            # One write at a time: this batch does not queue behind the one still waiting.
+            log.warning(
+                "FIX %s: %d messages not stored (the store is still waiting for the database); sent anyway",
+                self.sender_comp_id,
+                len(outgoing),
+            )
+        await self._put(b"".join(wire))
+
+    async def _store(self, outgoing):
+        next_in = self.next_in
         try:
             await self.db(
                 fix_messages_store,
                 session_id=self.state.session_id,
                 generation=self.state.generation,
                 messages=outgoing,
-                next_in_seq=self.next_in,
+                next_in_seq=next_in,
                 let_go=self.gateway.owner if any(m.msg_type == "5" for m in outgoing) else None,
             )
-            self.saved_in = self.next_in
+            self.saved_in = next_in
         except Exception as exc:
-            # Sent anyway: a refusal must reach the client while the database is away; a
-            # resend of these numbers is a gap fill.
             log.warning("FIX %s: %d messages not stored (%s); sent anyway", self.sender_comp_id, len(outgoing), exc)
-        await self._put(b"".join(wire))
+        finally:
+            self.storing = None
 
     async def _put(self, data: bytes):
         if self.writer.is_closing():
@@ -578,21 +616,32 @@ class Session:
             elif self.test_request is not None and now - self.test_request[1] > grace:
                 self.logout("No answer to our TestRequest.")
                 return
+            if self.timer_chore is not None:
+                continue  # its query still waits for the database; the heartbeats do not
             if now - key_checked > KEY_RECHECK_SECONDS:
                 # A drop-copy session sends no commands: its key is read again here, so a
                 # revoked key stops receiving within this long.
                 key_checked = now
-                with contextlib.suppress(Exception):
-                    if await self.db(api_key_reread, self.state.api_key) is None:
-                        self.logout("API_KEY_INVALID: The API key was revoked; log on with another.")
-                        return
-            if self.next_in != self.saved_in and now - last_saved > 5.0:
+                self._chore(self._recheck_key())
+            elif self.next_in != self.saved_in and now - last_saved > 5.0:
                 last_saved = now
-                try:
-                    await self.db(fix_session_progress, session_id=self.state.session_id, next_in_seq=self.next_in)
-                    self.saved_in = self.next_in
-                except Exception:
-                    pass
+                self._chore(self._save_progress())
+
+    def _chore(self, coroutine):
+        """Run one of the timer's queries beside it, one at a time."""
+        self.timer_chore = self.gateway.spawn(coroutine)
+        self.timer_chore.add_done_callback(lambda _: setattr(self, "timer_chore", None))
+
+    async def _recheck_key(self):
+        with contextlib.suppress(Exception):
+            if await self.db(api_key_reread, self.state.api_key) is None:
+                self.logout("API_KEY_INVALID: The API key was revoked; log on with another.")
+
+    async def _save_progress(self):
+        next_in = self.next_in
+        with contextlib.suppress(Exception):
+            await self.db(fix_session_progress, session_id=self.state.session_id, next_in_seq=next_in)
+            self.saved_in = next_in
 
     # --- From the private stream (`fix.gateway.Stream`) ---------------------------------
 

@@ -214,3 +214,47 @@ def test_a_lost_database_gives_refusals_and_the_session_stays_up(market, alice, 
     assert FixSession.objects.get(sender_comp_id="ALICE").next_in_seq >= 4
     assert Order.objects.filter(client_order_id="with-db").count() == 1
     assert not Order.objects.filter(client_order_id="no-db").exists()
+
+
+@needs_servers
+def test_while_the_database_is_away_test_requests_are_answered_at_once(market, alice, trade_key, workdir):
+    # Production's wait for a pooled connection: every write to the message store waits
+    # this long for a database that refuses connections.
+    gateway = FixGatewayProcess(workdir, {**gateway_env(), "DB_POOL_TIMEOUT": "10"}).start()
+    database = connection.settings_dict["NAME"]
+    client = Client(gateway.port, "ALICE")
+    waits = []
+    try:
+        client.logon(trade_key)
+        with maintenance() as admin:
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+                [database, APPLICATION_NAME],
+            )
+        try:
+            for n in range(3):
+                asked = time.monotonic()
+                client.send("1", [(112, f"ping-{n}")])
+                answer = client.expect("0", timeout=30)
+                while answer.get(112) != f"ping-{n}":
+                    answer = client.expect("0", timeout=30)
+                waits.append(time.monotonic() - asked)
+        finally:
+            with maintenance() as admin:
+                admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        # The database is back: the session goes on, in sequence, and orders are placed.
+        for _ in range(30):
+            client.new_order("after-the-outage", "buy", "1", "90")
+            accepted = client.expect("8", timeout=30)
+            if accepted[150] == "0":
+                break
+            time.sleep(1)
+        client.logout()
+    finally:
+        gateway.stop()
+
+    # Each answer went out within the store's wait (1 s), not the pool's ten seconds.
+    assert max(waits) < 5, waits
+    assert accepted[150] == "0"
+    assert Order.objects.filter(client_order_id="after-the-outage").count() == 1
