@@ -1,7 +1,7 @@
 """Order entry over HTTP, the way an integrator drives it, next to the engine and the database.
 
     .venv/bin/python bench/api_orders.py [--seconds 15] [--clients 1,4,16] [--layouts 1,2] [--batch 20]
-        [--server uvicorn|daphne|granian] [--mix book|neutral]
+        [--server uvicorn|daphne|granian] [--mix book|neutral] [--think MS]
 
 Builds a fresh PostgreSQL database (qt_bench_api, or `--db`): one market (QTX-USD) and funded
 traders. Then, for each layout, the real server (`--server`, uvicorn by default, as in
@@ -20,6 +20,8 @@ two mixes (`--mix`):
   of the original specifications (orderload.py: side at random, price uniform in 100 +/- 2 to
   the cent, 1 to 10 whole lots, each order a random one of twenty traders), on an empty book,
   so that about half of them cross one or more levels of the book they build.
+With `--think MS` each client waits that long after each answer, as a client with work of its
+own between orders does: a server that idles between requests spends more CPU on each.
 Then (`--batch N`, 0 to skip) the same mix in batches of N (`POST /api/orders/batch`), so
 that a batch's orders/s stand beside one by one's. Reported: orders/s, p50 and p99 latency,
 every answer that was not 201, the server's CPU per order (the server and nginx processes'
@@ -281,13 +283,16 @@ async def load(
     mix="book",
     clients=None,
     logged_in=None,
+    think=0.0,
 ) -> dict:
     """`clients` clients (default: one per username) on one keep-alive connection each, for
     `seconds` after `warmup`; with `batch`, each request places that many orders (`POST
     /api/orders/batch`). The book mix sends each client's orders as its own trader; the
     neutral mix sends each order as a trader drawn at random from `usernames`. With
     `logged_in` ((connection, token) pairs from `login`) those sessions are used, and left
-    open, instead of logging in anew."""
+    open, instead of logging in anew. With `think` (seconds), each client waits that long
+    after each answer before its next request, as a client with work of its own between
+    orders does (orderload.py's httpx spends 1.4-2.2 ms of CPU a request)."""
     keep = logged_in is not None
     logged_in = logged_in if keep else [await login(port, username) for username in usernames]
     tokens = [token for _, token in logged_in]
@@ -327,6 +332,8 @@ async def load(
                 outcomes[str(status)] = outcomes.get(str(status), 0) + 1
                 if status in (200, 201):
                     latencies.append(finished - now)
+            if think:
+                await asyncio.sleep(think)
 
     async def meter():
         await asyncio.sleep(max(0, start - loop.time()))
@@ -427,6 +434,7 @@ def run_layouts(args, env, traders) -> list[dict]:
                             seed=processes * 100 + clients,
                             mix=args.mix,
                             clients=clients,
+                            think=args.think / 1000,
                         )
                     )
                     runs.append({"layout": processes, "clients": clients, "path": "POST /api/orders", **result})
@@ -655,6 +663,9 @@ def main():
     )
     parser.add_argument("--blocks", type=int, default=22, help="with --versus: the pairs of blocks counted")
     parser.add_argument("--block-seconds", type=float, default=3.0, help="with --versus: the length of a block")
+    parser.add_argument(
+        "--think", type=float, default=0.0, help="ms each client waits after an answer (one-by-one order runs)"
+    )
     args = parser.parse_args()
 
     info = machine()
@@ -684,6 +695,7 @@ def main():
         "seconds": args.seconds,
         "server": args.server,
         "mix": args.mix,
+        "think_ms": args.think,
         "http": http,
         "engine": engine,
         "ceiling": tps,
