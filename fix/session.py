@@ -21,7 +21,8 @@ Rules this module keeps:
   If the write fails, or has not answered within `STORE_WAIT_SECONDS` (the database is
   away, and the pool waits for it far longer), the message is sent anyway: a
   ResendRequest for it is answered with a gap fill, and the session never drops without
-  a Logout. While that write still waits, later messages go out unwritten at once.
+  a Logout. While that write still waits, later messages go out at once and are written
+  after it, if it succeeds.
 - Heartbeats and the TestRequest deadline keep their time whatever the database does:
   the timer's own queries run beside it, never in its way.
 - A report is sent once per ExecID (`fix.reports`), whichever path saw the event first.
@@ -111,6 +112,7 @@ class Session:
         self.in_command = False
         self.held_private = []  # the stream's rounds that came while a command ran
         self.storing = None  # the task writing a batch to the message store, while it runs
+        self.sent_unstored = []  # messages sent while `storing` ran, written after it
         self.timer_chore = None  # the timer's query in flight (key recheck, progress)
 
     # --- The connection's life -------------------------------------------------------
@@ -510,28 +512,32 @@ class Session:
                     len(outgoing),
                 )
         else:
-            # One write at a time: this batch does not queue behind the one still waiting.
-            log.warning(
-                "FIX %s: %d messages not stored (the store is still waiting for the database); sent anyway",
-                self.sender_comp_id,
-                len(outgoing),
-            )
+            # One write at a time, and this batch does not wait behind the one in flight: it
+            # is written after it, if that one succeeds.
+            self.sent_unstored += outgoing
         await self._put(b"".join(wire))
 
     async def _store(self, outgoing):
-        next_in = self.next_in
+        """Write `outgoing`, then what was sent while it was written, until nothing is left."""
         try:
-            await self.db(
-                fix_messages_store,
-                session_id=self.state.session_id,
-                generation=self.state.generation,
-                messages=outgoing,
-                next_in_seq=next_in,
-                let_go=self.gateway.owner if any(m.msg_type == "5" for m in outgoing) else None,
-            )
-            self.saved_in = next_in
-        except Exception as exc:
-            log.warning("FIX %s: %d messages not stored (%s); sent anyway", self.sender_comp_id, len(outgoing), exc)
+            while outgoing:
+                next_in = self.next_in
+                try:
+                    await self.db(
+                        fix_messages_store,
+                        session_id=self.state.session_id,
+                        generation=self.state.generation,
+                        messages=outgoing,
+                        next_in_seq=next_in,
+                        let_go=self.gateway.owner if any(m.msg_type == "5" for m in outgoing) else None,
+                    )
+                    self.saved_in = next_in
+                except Exception as exc:
+                    lost = len(outgoing) + len(self.sent_unstored)
+                    self.sent_unstored = []
+                    log.warning("FIX %s: %d messages not stored (%s); sent anyway", self.sender_comp_id, lost, exc)
+                    return
+                outgoing, self.sent_unstored = self.sent_unstored, []
         finally:
             self.storing = None
 

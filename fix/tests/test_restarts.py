@@ -15,7 +15,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from fix.models import FixSession
+from fix.models import FixMessage, FixSession
 from orders.models import Order
 from tests.e2e.servers import Process
 
@@ -258,3 +258,44 @@ def test_while_the_database_is_away_test_requests_are_answered_at_once(market, a
     assert max(waits) < 5, waits
     assert accepted[150] == "0"
     assert Order.objects.filter(client_order_id="after-the-outage").count() == 1
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the test holds one row locked: PostgreSQL's locks")
+def test_messages_sent_while_the_store_is_held_up_are_written_after_it(market, alice, trade_key):
+    gateway = GatewayThread().start()
+    waits = []
+    try:
+        client = Client(gateway.port, "ALICE")
+        client.logon(trade_key)
+        session = FixSession.objects.get(sender_comp_id="ALICE")
+        params = connection.get_connection_params()
+        for name in ("cursor_factory", "context", "prepare_threshold"):
+            params.pop(name, None)
+        # Another transaction holds the session's row: every write to the store waits for it.
+        with psycopg.connect(**params) as other:
+            other.execute(f"SELECT 1 FROM {FixSession._meta.db_table} WHERE id = %s FOR UPDATE", [session.pk])
+            for n in range(3):
+                asked = time.monotonic()
+                client.send("1", [(112, f"held-{n}")])
+                answer = client.expect("0", timeout=10)
+                while answer.get(112) != f"held-{n}":
+                    answer = client.expect("0", timeout=10)
+                waits.append(time.monotonic() - asked)
+            last = answer.seq
+            time.sleep(0.5)
+            other.rollback()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            stored = set(FixMessage.objects.filter(session=session, seq__lte=last).values_list("seq", flat=True))
+            if stored == set(range(1, last + 1)):
+                break
+            time.sleep(0.1)
+        client.logout()
+    finally:
+        gateway.stop()
+
+    # The first answer waited for the store a second, not for the lock; the next ones not at all.
+    assert max(waits) < 3, waits
+    assert min(waits) < 0.5, waits
+    # Once the lock went, what was sent meanwhile was written too: a resend finds every one.
+    assert stored == set(range(1, last + 1))
