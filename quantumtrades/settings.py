@@ -169,18 +169,17 @@ def database_config(url):
     # server) fails its request with a 503, and the pool then tests its idle connections
     # at once (quantumtrades.core.unavailable), so the next request gets a live one.
     config["CONN_HEALTH_CHECKS"] = False
-    # Django opens psycopg connections with prepared statements off (prepare_threshold
-    # None), and psycopg then ignores the engine's `prepare=True` (quantumtrades/core/sql.py):
-    # PostgreSQL parsed and planned every statement of every command anew. Django's own
-    # queries bind on the client and are never prepared, so this changes only the engine's.
-    config.setdefault("OPTIONS", {})["prepare_threshold"] = env.int("DB_PREPARE_THRESHOLD", default=5)
-    # Those prepared statements run with generic plans, planned once per connection. Left
-    # to choose, PostgreSQL kept re-planning most of them at every execution (a custom plan
-    # each time): 0.52 ms of planning per order, 0.29 ms with generic plans. Every book read
-    # names its partial index's condition in literals, so its generic plan uses that index;
-    # orders/tests/test_book_reads.py holds each command to the rows it needs under generic
-    # plans (docs/BENCHMARKS.md, "Order entry near the database's ceiling").
-    config["OPTIONS"]["options"] = "-c plan_cache_mode=force_generic_plan"
+    # The engine prepares its statements itself (quantumtrades/core/sql.py, `_Sender`), and
+    # psycopg prepares none (Django opens its connections with prepare_threshold None, and
+    # Django's own queries bind on the client), so psycopg never sends the DEALLOCATE ALL
+    # that would drop the engine's after a rollback. They run with generic plans, planned
+    # once per connection. Left to choose, PostgreSQL kept re-planning most of them at every
+    # execution (a custom plan each time): 0.52 ms of planning per order, 0.29 ms with
+    # generic plans. Every book read names its partial index's condition in literals, so
+    # its generic plan uses that index; orders/tests/test_book_reads.py holds each command
+    # to the rows it needs under generic plans (docs/BENCHMARKS.md, "Order entry near the
+    # database's ceiling").
+    config.setdefault("OPTIONS", {})["options"] = "-c plan_cache_mode=force_generic_plan"
     config["OPTIONS"]["pool"] = {
         "min_size": env.int("DB_POOL_MIN", default=2),
         "max_size": env.int("DB_POOL_MAX", default=20),

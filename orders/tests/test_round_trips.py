@@ -57,14 +57,14 @@ def waits_in(trace: str) -> tuple[int, list[str]]:
     return len(waits), messages
 
 
-def test_a_resting_order_costs_four_round_trips(market, alice, bob):
+def test_a_resting_order_costs_three_round_trips(market, alice, bob):
     buy(alice, "1", at="99")  # warm: the fee account is known, statements are prepared
 
     count, waits = round_trips(lambda: buy(alice, "1", at="98"))
 
-    # BEGIN; the lock with the order's id, the first look at the book and the balances;
+    # BEGIN with the lock, the order's id, the first look at the book and the balances;
     # every write; COMMIT.
-    assert count == 4, waits
+    assert count == 3, waits
 
 
 def test_an_order_that_trades_costs_one_more_for_its_trade_and_fill_ids(market, alice, bob):
@@ -73,7 +73,7 @@ def test_an_order_that_trades_costs_one_more_for_its_trade_and_fill_ids(market, 
 
     count, waits = round_trips(lambda: buy(alice, "1", at="100"))
 
-    assert count == 5, " ".join(waits)
+    assert count == 4, " ".join(waits)
     assert alice.fills.filter(price=Decimal("100")).count() == 2
 
 
@@ -93,9 +93,10 @@ def test_a_command_of_a_group_opens_its_savepoint_in_the_round_trip_of_its_lock(
 
     trace = traced(lambda: _run_group(group))
 
-    # BEGIN; for each command, its savepoint, lock and look at the book, then its writes; COMMIT.
+    # For each command, its savepoint, lock and look at the book (the first's with BEGIN),
+    # then its writes; COMMIT.
     count, waits = waits_in(trace)
-    assert count == 1 + 3 * 2 + 1, waits
+    assert count == 3 * 2 + 1, waits
     assert len(re.findall(r'"SAVEPOINT ', trace)) == 3
     assert [queued.result.order.status for queued in group] == ["open"] * 3
 
@@ -135,8 +136,8 @@ def test_the_circuit_breaker_costs_no_round_trip(market, alice, bob):
     sell(bob, "2", at="100")
     buy(alice, "1", at="100")  # warm, and a reference price to judge by
 
-    assert round_trips(lambda: buy(alice, "1", at="98"))[0] == 4
-    assert round_trips(lambda: buy(alice, "1", at="100"))[0] == 5
+    assert round_trips(lambda: buy(alice, "1", at="98"))[0] == 3
+    assert round_trips(lambda: buy(alice, "1", at="100"))[0] == 4
 
 
 def test_a_busy_market_s_circuit_breaker_costs_no_statement(market, alice, bob):

@@ -12,6 +12,7 @@ import contextlib
 import datetime
 import functools
 import re
+import select
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -23,6 +24,9 @@ from django.db.models import signals
 from django.db.models.base import ModelState
 from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
 from django.db.models.query_utils import DeferredAttribute
+from psycopg import errors
+from psycopg.adapt import PyFormat, Transformer
+from psycopg.pq import ConnStatus, ExecStatus, TransactionStatus
 
 # Field classes whose Python values PostgreSQL's driver (psycopg) takes as they are: for
 # them Django's get_db_prep_save only checks and copies, which cost a tenth of the engine's
@@ -408,67 +412,55 @@ def _numbered(sql: str) -> str:
     return _PLACEHOLDER.sub(number, sql)
 
 
-class _PreparedCursor:
-    """A psycopg cursor that binds parameters on the server and prepares each statement.
+class _Statement:
+    """One statement for the engine's hot path on PostgreSQL: bound on the server, prepared
+    once per connection, sent on libpq's pipeline through `psycopg.pq` (`_Sender`).
 
     Django's PostgreSQL cursors interpolate parameters into the SQL text in Python (client-
     side binding) and never prepare: for the engine's statements that cost about 60 µs of
-    Python per statement more than this cursor (docs/BENCHMARKS.md, "Matching engine"), and
-    PostgreSQL, on the same two cores, parses and plans each one anew. The engine's
-    statements come in a few shapes, each prepared once per connection (settings'
-    prepare_threshold turns psycopg's statement cache on). Errors still arrive as Django's
-    (IntegrityError, OperationalError) and queries are still recorded where Django records
-    them (tests, DEBUG).
+    Python per statement more than a server-bound one (docs/BENCHMARKS.md, "Matching
+    engine"), and PostgreSQL, on the same two cores, parsed and planned each one anew.
+    psycopg's own cursors bind on the server and prepare, but after every statement in a
+    pipeline they poll the socket and send, and they set up a reader per answer: about 19
+    µs a statement and 150 µs a transaction of the driver's Python, against 4 and 60 here
+    (`bench/driver.py`; docs/BENCHMARKS.md, "What sits beside the engine"). Errors still
+    arrive as Django's (IntegrityError, OperationalError) and statements are still recorded
+    where Django records them (tests, DEBUG).
 
     The statements keep Django's `%s` placeholders and go out numbered as PostgreSQL's own
-    (`$1`, `$2`, ...) through psycopg's raw cursor: psycopg caches its own translation only
-    for statements of at most 50 parameters, and translated the engine's longer ones (a
-    trade's ledger entries) anew each time, 110 µs for 80 parameters against 11 µs for the
-    raw statement (docs/BENCHMARKS.md, "Collector pauses").
-
-    A rollback, a savepoint's included, makes psycopg forget every prepared statement and
-    send DEALLOCATE ALL. Inside a pipeline that could reach the server after a statement
-    already sent by name, which then fails with "prepared statement does not exist"; so no
-    pipeline here holds a rollback (docs/BENCHMARKS.md, "Round trips under the book lock").
+    (`$1`, `$2`, ...): psycopg caches its own translation only for statements of at most
+    50 parameters, and translated the engine's longer ones (a trade's ledger entries) anew
+    each time, 110 µs for 80 parameters against 11 µs for the raw statement
+    (docs/BENCHMARKS.md, "Collector pauses").
     """
 
     def __init__(self, db_connection):
         self.db = db_connection
         self.db.ensure_connection()
-        self.cursor = None
+        self.sender = _sender(self.db.connection)
+        self.result = None
+        self.waiting = False  # sent, and its answer not yet come (inside a pipeline)
 
     def execute(self, sql, params=(), *, prepare=True):
         started = time.monotonic()
-        numbered = _numbered(sql)
-        self.close()
-        # Only prepared statements come back in a few texts; any other keeps no cursor.
-        self.text = numbered if prepare else None
-        self.cursor = _idle_cursor(self.db.connection, self.text)
-        try:
-            with self.db.wrap_database_errors:
-                self.cursor.execute(numbered, params, prepare=prepare)
-        except BaseException:
-            # Not kept for another statement: its state is whatever the failure left.
-            self.cursor.close()
-            self.cursor = None
-            raise
+        with self.db.wrap_database_errors:
+            self.sender.send(self, _numbered(sql), params, prepare)
         if self.db.queries_logged:
             text = psycopg.ClientCursor(self.db.connection).mogrify(sql, params)
             self.db.queries_log.append({"sql": text, "time": f"{time.monotonic() - started:.3f}"})
 
-    def fetchall(self):
+    def fetchall(self) -> list:
         with self.db.wrap_database_errors:
-            return self.cursor.fetchall()
+            if self.waiting:
+                self.sender.sync()  # read inside a pipeline: its statements so far answer now
+            return self.sender.rows(self.result)
 
     def fetchone(self):
-        with self.db.wrap_database_errors:
-            return self.cursor.fetchone()
+        rows = self.fetchall()
+        return rows[0] if rows else None
 
     def close(self):
-        """Done with the statement: its psycopg cursor waits for the next of the same text."""
-        if self.cursor is not None:
-            _cursor_idle(self.db.connection, self.text, self.cursor)
-            self.cursor = None
+        self.result = None
 
     def __enter__(self):
         return self
@@ -477,47 +469,137 @@ class _PreparedCursor:
         self.close()
 
 
-# Idle psycopg cursors kept per statement text, on the psycopg connection they belong to.
-# A psycopg cursor keeps what it learned of the last statement it ran (its transformer:
-# the dumper of each parameter's type, the loader of each column's) while it runs the same
-# text again; a new cursor per statement, or one cursor for every text, looked all of it
-# up anew each time (docs/BENCHMARKS.md, "Order entry near the database's ceiling: the
-# driver's share").
-# The statements in flight in a pipeline hold their own cursors until they are read, so
-# two of the same text never share one; a statement closed unread (a write) may hand its
-# cursor to the next of its text in the same pipeline, whose answer then replaces its own.
-_IDLE_PER_TEXT = 4
-_TEXTS_KEPT = 128  # a bound on what a connection keeps, whatever shapes the statements take
+class _Sender:
+    """A connection's side of `_Statement`: libpq's pipeline, driven through `psycopg.pq`.
+
+    Statements are queued on the connection and sent together when the pipeline syncs: at
+    the end of `pipeline()`, when a statement's answer is read inside it, or at once for a
+    statement sent outside one. Each answer is handed to its statement. The first error of
+    a sync is raised once every answer of it has been read, so the connection leaves the
+    pipeline clean and Django's rollback finds it as psycopg would have left it.
+
+    What psycopg's cursor did for the transaction, this does too: it opens the transaction
+    that Django's `atomic` asked for (psycopg sends BEGIN before the first statement after
+    autocommit was turned off; here BEGIN leads the first pipeline). Prepared statements
+    are named per connection and parameter types. A rollback does not drop them in
+    PostgreSQL, and psycopg prepares nothing else on these connections (Django's cursors
+    bind on the client), so it never sends the DEALLOCATE ALL that would.
+    """
+
+    def __init__(self, pg_connection):
+        self.connection = pg_connection
+        self.pgconn = pg_connection.pgconn
+        self.transformer = Transformer(pg_connection)
+        self.encoding = pg_connection.info.encoding
+        self.names: dict = {}  # (numbered text, parameter types) -> prepared statement's name
+        self.depth = 0  # open `pipeline()` blocks
+        self.pending: list = []  # per result expected at the next sync: its statement, or a name being prepared
+
+    def enter(self) -> None:
+        if self.depth == 0:
+            pgconn = self.pgconn
+            pgconn.enter_pipeline_mode()
+            if not self.connection.autocommit and pgconn.transaction_status == TransactionStatus.IDLE:
+                # psycopg's own start of a transaction (an isolation level, if one is set).
+                pgconn.send_query_params(self.connection._get_tx_start_command(), None)
+                self.pending.append(None)
+        self.depth += 1
+
+    def leave(self, *, failed: bool = False) -> None:
+        self.depth -= 1
+        if self.depth:
+            return
+        try:
+            if self.pending:
+                self.sync(raising=not failed)
+        finally:
+            if self.pgconn.status == ConnStatus.OK:
+                self.pgconn.exit_pipeline_mode()
+
+    def send(self, statement: _Statement, numbered: str, params, prepare: bool) -> None:
+        self.enter()
+        try:
+            pgconn, transformer = self.pgconn, self.transformer
+            if params:
+                values = transformer.dump_sequence(params, [PyFormat.AUTO] * len(params))
+                types, formats = tuple(transformer.types), list(transformer.formats)
+            else:
+                values, types, formats = None, (), None
+            if prepare:
+                key = (numbered, types)
+                name = self.names.get(key)
+                if name is None:
+                    name = self.names[key] = f"qt_{len(self.names)}".encode()
+                    pgconn.send_prepare(name, numbered.encode(), param_types=types or None)
+                    self.pending.append(key)
+                pgconn.send_query_prepared(name, values, param_formats=formats)
+            else:
+                pgconn.send_query_params(numbered.encode(), values, param_types=types or None, param_formats=formats)
+            self.pending.append(statement)
+            statement.waiting, statement.result = True, None
+        except BaseException:
+            self.leave(failed=True)
+            raise
+        self.leave()
+
+    def sync(self, *, raising: bool = True) -> None:
+        """Send what is queued with a sync, and hand each answer to its statement."""
+        pgconn = self.pgconn
+        pending, self.pending = self.pending, []
+        pgconn.pipeline_sync()
+        while pgconn.flush():
+            readable, _, _ = select.select([pgconn.socket], [pgconn.socket], [])
+            if readable:
+                pgconn.consume_input()
+        first_error = None
+        for waiting in pending:
+            result = self._next_result()
+            if result.status == ExecStatus.FATAL_ERROR:
+                if first_error is None:
+                    first_error = errors.error_from_result(result, self.encoding)
+                if isinstance(waiting, tuple):
+                    self.names.pop(waiting, None)  # never prepared: the next use prepares it again
+            elif isinstance(waiting, _Statement):
+                waiting.result = result
+            if isinstance(waiting, _Statement):
+                waiting.waiting = False
+            if self._next_result() is not None:
+                raise errors.InternalError("a statement in the engine's pipeline answered twice")
+        if self._next_result().status != ExecStatus.PIPELINE_SYNC:
+            raise errors.InternalError("the engine's pipeline ended without its sync")
+        if first_error is not None:
+            if first_error.sqlstate == "26000":  # invalid_sql_statement_name: names lost, prepare anew
+                self.names.clear()
+            if raising:
+                raise first_error
+
+    def _next_result(self):
+        pgconn = self.pgconn
+        while True:
+            pgconn.consume_input()
+            if not pgconn.is_busy():
+                return pgconn.get_result()
+            select.select([pgconn.socket], [], [])
+
+    def rows(self, result) -> list:
+        if result is None or result.status != ExecStatus.TUPLES_OK:
+            return []
+        self.transformer.set_pgresult(result)
+        return self.transformer.load_rows(0, result.ntuples, tuple)
 
 
-def _idle_cursor(pg_connection, numbered: str | None):
-    """An idle psycopg cursor that last ran `numbered`, or a new one."""
-    idle = getattr(pg_connection, "_qt_idle_cursors", None)
-    if idle is None:
-        idle = pg_connection._qt_idle_cursors = {}
-    waiting = idle.get(numbered)
-    if waiting:
-        return waiting.pop()
-    return psycopg.RawCursor(pg_connection)
-
-
-def _cursor_idle(pg_connection, numbered: str | None, raw_cursor) -> None:
-    """`raw_cursor` has run `numbered` and been read (or never will be): keep it for the next."""
-    idle = pg_connection._qt_idle_cursors
-    waiting = idle.get(numbered)
-    if waiting is None and numbered is not None and len(idle) < _TEXTS_KEPT:
-        waiting = idle[numbered] = []
-    if waiting is not None and len(waiting) < _IDLE_PER_TEXT and not pg_connection.closed:
-        waiting.append(raw_cursor)
-    else:
-        raw_cursor.close()
+def _sender(pg_connection) -> _Sender:
+    sender = getattr(pg_connection, "_qt_sender", None)
+    if sender is None or sender.pgconn is not pg_connection.pgconn:
+        sender = pg_connection._qt_sender = _Sender(pg_connection)
+    return sender
 
 
 def cursor():
-    """A cursor for the engine's hot path: `_PreparedCursor` on PostgreSQL, Django's elsewhere."""
+    """A cursor for the engine's hot path: `_Statement` on PostgreSQL, Django's elsewhere."""
     db_connection = connections[DEFAULT_DB_ALIAS]
     if db_connection.vendor == "postgresql":
-        return _PreparedCursor(db_connection)
+        return _Statement(db_connection)
     return db_connection.cursor()
 
 
@@ -565,5 +647,19 @@ def pipeline():
     db_connection = connections[DEFAULT_DB_ALIAS]
     if db_connection.vendor == "postgresql":
         db_connection.ensure_connection()
-        return db_connection.connection.pipeline()
+        return _pipelined(db_connection, _sender(db_connection.connection))
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _pipelined(db_connection, sender: _Sender):
+    with db_connection.wrap_database_errors:
+        sender.enter()
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(psycopg.Error):
+            sender.leave(failed=True)  # its answers read and dropped: the exception is the news
+        raise
+    with db_connection.wrap_database_errors:
+        sender.leave()

@@ -1,5 +1,6 @@
 """The engine's cursor on PostgreSQL: Django's `%s` placeholders, sent numbered."""
 
+import psycopg
 import pytest
 from django.db import connection
 
@@ -62,33 +63,60 @@ def test_timestamps_are_read_by_psycopg_s_c_loader_as_django_s_would_read_them(o
 
 
 @pytest.mark.postgres
-def test_a_statement_s_cursor_serves_the_next_of_its_text_and_two_in_flight_never_share_one(on_postgres):
-    first = sql.send("SELECT %s::int + 0", [1])
-    raw = first.cursor
-    assert sql.answer(first) == [(1,)]
-    again = sql.send("SELECT %s::int + 0", [2])
-    assert again.cursor is raw  # the same text: the cursor that ran it, and what it learned
-    assert sql.answer(again) == [(2,)]
-
+def test_answers_in_a_pipeline_are_each_their_own_and_one_read_inside_comes_at_once(on_postgres):
     with sql.pipeline():
-        # A write closed unread, then the same text again: the second answer is its own.
-        with sql.cursor() as write:
+        with sql.cursor() as write:  # closed unread, as a write is
             write.execute("SELECT %s::int + 0", [3])
-        reused = sql.send("SELECT %s::int + 0", [4])
-        other = sql.send("SELECT %s::int + 0", [5])
-        assert reused.cursor is not other.cursor
-    assert (sql.answer(reused), sql.answer(other)) == ([(4,)], [(5,)])
+        first = sql.send("SELECT %s::int + 0", [4])
+        second = sql.send("SELECT %s::int + 0", [5])
+        assert sql.answer(first) == [(4,)]  # read inside the block: what was sent answers now
+        third = sql.send("SELECT %s::int + 0", [6])
+    assert (sql.answer(second), sql.answer(third)) == ([(5,)], [(6,)])
+    assert connection.connection.pgconn.pipeline_status == psycopg.pq.PipelineStatus.OFF
 
 
 @pytest.mark.postgres
-def test_a_statement_that_fails_leaves_no_cursor_behind_for_the_next(on_postgres):
+def test_a_statement_that_fails_leaves_the_connection_usable_and_its_text_runs_again(on_postgres):
     from django.db import DatabaseError, transaction
 
     with pytest.raises(DatabaseError), transaction.atomic():
         sql.send("SELECT 1 / %s::int", [0])
-    kept = connection.connection._qt_idle_cursors.get(sql._numbered("SELECT 1 / %s::int"), [])
-    assert kept == []
     assert sql.answer(sql.send("SELECT 1 / %s::int", [1])) == [(1,)]
+
+
+@pytest.mark.postgres
+def test_an_error_in_a_pipeline_comes_at_its_end_and_what_follows_it_is_not_run(on_postgres):
+    from django.contrib.auth.models import Group
+    from django.db import IntegrityError, transaction
+
+    insert = f"INSERT INTO {Group._meta.db_table} (name) VALUES (%s)"
+    with pytest.raises(IntegrityError), transaction.atomic(), sql.pipeline():
+        sql.send(insert, ["first"])
+        sql.send(insert, ["first"])  # the name is unique
+        sql.send(insert, ["after"])
+    assert not Group.objects.filter(name__in=["first", "after"]).exists()
+    # The connection is out of the pipeline, and the prepared statements outlived the rollback.
+    with transaction.atomic():
+        sql.send(insert, ["again"])
+    assert Group.objects.filter(name="again").exists()
+
+
+@pytest.mark.postgres
+def test_statements_sent_in_an_atomic_block_are_its_transaction(on_postgres):
+    from django.contrib.auth.models import Group
+    from django.db import transaction
+
+    insert = f"INSERT INTO {Group._meta.db_table} (name) VALUES (%s)"
+
+    class Undone(Exception):
+        pass
+
+    with pytest.raises(Undone), transaction.atomic():
+        sql.send(insert, ["undone"])
+        with sql.pipeline():
+            sql.send(insert, ["undone too"])
+        raise Undone
+    assert not Group.objects.filter(name__startswith="undone").exists()
 
 
 def _fields(instance) -> dict:
