@@ -492,6 +492,11 @@ class _Sender:
         self.transformer = Transformer(pg_connection)
         self.encoding = pg_connection.info.encoding
         self.names: dict = {}  # (numbered text, parameter types) -> prepared statement's name
+        self.prepared = 0  # names drawn: each is new, whatever was forgotten since
+        # poll, not select: a server process with a thousand sockets has descriptors past
+        # select's limit (1024).
+        self.poller = select.poll()
+        self.poller.register(self.pgconn.socket, select.POLLIN)
         self.depth = 0  # open `pipeline()` blocks
         self.pending: list = []  # per result expected at the next sync: its statement, or a name being prepared
 
@@ -529,7 +534,8 @@ class _Sender:
                 key = (numbered, types)
                 name = self.names.get(key)
                 if name is None:
-                    name = self.names[key] = f"qt_{len(self.names)}".encode()
+                    self.prepared += 1
+                    name = self.names[key] = f"qt_{self.prepared}".encode()
                     pgconn.send_prepare(name, numbered.encode(), param_types=types or None)
                     self.pending.append(key)
                 pgconn.send_query_prepared(name, values, param_formats=formats)
@@ -548,8 +554,8 @@ class _Sender:
         pending, self.pending = self.pending, []
         pgconn.pipeline_sync()
         while pgconn.flush():
-            readable, _, _ = select.select([pgconn.socket], [pgconn.socket], [])
-            if readable:
+            # The server may be sending while it waits to read more: take what it sent.
+            if any(events & select.POLLIN for _, events in self._wait(select.POLLIN | select.POLLOUT)):
                 pgconn.consume_input()
         first_error = None
         for waiting in pending:
@@ -579,7 +585,11 @@ class _Sender:
             pgconn.consume_input()
             if not pgconn.is_busy():
                 return pgconn.get_result()
-            select.select([pgconn.socket], [], [])
+            self._wait(select.POLLIN)
+
+    def _wait(self, events: int) -> list:
+        self.poller.modify(self.pgconn.socket, events)
+        return self.poller.poll()
 
     def rows(self, result) -> list:
         if result is None or result.status != ExecStatus.TUPLES_OK:

@@ -76,6 +76,15 @@ def test_answers_in_a_pipeline_are_each_their_own_and_one_read_inside_comes_at_o
 
 
 @pytest.mark.postgres
+def test_a_statement_larger_than_the_socket_takes_goes_out_whole(on_postgres):
+    # Far larger than a socket buffer: libpq may send it in parts (`_Sender.sync`).
+    text = "x" * 4_000_000
+    with sql.pipeline():
+        statements = [sql.send("SELECT length(%s::text) + %s::int", [text, n]) for n in range(3)]
+    assert [sql.answer(statement) for statement in statements] == [[(4_000_000 + n,)] for n in range(3)]
+
+
+@pytest.mark.postgres
 def test_a_statement_that_fails_leaves_the_connection_usable_and_its_text_runs_again(on_postgres):
     from django.db import DatabaseError, transaction
 
