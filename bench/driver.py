@@ -10,11 +10,12 @@ order's statements in the engine. Both sides run the same statements on connecti
 their own, in turn, one thread each; the figure is the thread's CPU per transaction, which
 the database's time does not count. Nothing is written; no database is made.
 
-The cursor side keeps one idle cursor per statement text, as the engine does. The libpq
-side is what a sender below psycopg's cursor would do: dump the parameters with psycopg's
-transformer, send each statement by name, sync once, read each result and load its rows
-with the transformer. It keeps none of what the engine also needs (Django's transaction
-state, savepoints, errors as Django's): it measures what that lever is worth, no more.
+The cursor side keeps one idle cursor per statement text, as the engine did until it got a
+sender of its own. The libpq side is what that sender (`quantumtrades/core/sql.py`,
+`_Sender`) does: dump the parameters with psycopg's transformer, send each statement by
+name, sync once, read each result and load its rows with the transformer. It leaves out
+what the sender also keeps (Django's transaction, errors raised as Django's): the figure is
+the driver's share alone.
 """
 
 import argparse
