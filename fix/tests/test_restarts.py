@@ -3,6 +3,7 @@ missed reports come back from PostgreSQL. In a thread of the test process on bot
 backends, and as a real `manage.py fix_gateway` process (stopped, killed, restarted, its
 database taken away) on PostgreSQL."""
 
+import contextlib
 import os
 import signal
 import sys
@@ -163,47 +164,71 @@ def test_a_gateway_process_stopped_then_killed_mid_session_loses_no_report(marke
     assert resent[1][36] == "5"  # the Logout and the Logon gap-filled
 
 
-def maintenance():
-    """A connection to the server's maintenance database: the test database itself can not
-    refuse connections while one of its own is open."""
+def connect(**options):
+    """A psycopg connection of the test's own, beside Django's, to the test's server."""
     params = connection.get_connection_params()
     for name in ("cursor_factory", "context", "prepare_threshold"):
         params.pop(name, None)
-    return psycopg.connect(**{**params, "dbname": "postgres"}, autocommit=True)
+    return psycopg.connect(**{**params, **options})
+
+
+def maintenance():
+    """A connection to the server's maintenance database: the test database itself can not
+    refuse connections while one of its own is open."""
+    return connect(dbname="postgres", autocommit=True)
+
+
+@contextlib.contextmanager
+def database_away():
+    """The test database refuses the gateway process's connections, and ends those it has."""
+    database = connection.settings_dict["NAME"]
+    with maintenance() as admin:
+        admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+            [database, APPLICATION_NAME],
+        )
+    try:
+        yield
+    finally:
+        with maintenance() as admin:
+            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+
+
+def heartbeat_for(client, test_id: str, timeout: float):
+    """Send a TestRequest; the Heartbeat that answers it (earlier heartbeats passed over)."""
+    client.send("1", [(112, test_id)])
+    answer = client.expect("0", timeout=timeout)
+    while answer.get(112) != test_id:
+        answer = client.expect("0", timeout=timeout)
+    return answer
+
+
+def placed_once_the_database_is_back(client, cl_ord_id: str):
+    """Send the order again, with the same ClOrdID, until the database takes it: the pool
+    reconnects within moments. Each refusal meanwhile says why."""
+    for _ in range(30):
+        client.new_order(cl_ord_id, "buy", "1", "90")
+        answer = client.expect("8", timeout=30)
+        if answer[150] == "0":
+            break
+        assert answer[58].startswith("SERVICE_UNAVAILABLE: ")
+        time.sleep(1)
+    return answer
 
 
 @needs_servers
 def test_a_lost_database_gives_refusals_and_the_session_stays_up(market, alice, trade_key, workdir):
     gateway = FixGatewayProcess(workdir, gateway_env()).start()
-    database = connection.settings_dict["NAME"]
     client = Client(gateway.port, "ALICE")
     try:
         client.logon(trade_key)
-        with maintenance() as admin:
-            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
-                [database, APPLICATION_NAME],
-            )
-        try:
+        with database_away():
             client.send("D", [(11, "no-db"), (55, "QTX-USD"), (54, 1), (38, 1), (40, 2), (44, 90), (60, utc_now())])
             refused = client.expect("8", timeout=40)
-            client.send("1", [(112, "still-there")])
-            alive = client.expect("0", timeout=30)
-            while alive.get(112) is None:
-                alive = client.expect("0", timeout=30)
-        finally:
-            with maintenance() as admin:
-                admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
-        # The database is back: the pool reconnects within moments, and a refused order,
-        # sent again with the same ClOrdID, is placed once.
-        for _ in range(30):
-            client.new_order("with-db", "buy", "1", "90")
-            accepted = client.expect("8", timeout=30)
-            if accepted[150] == "0":
-                break
-            assert accepted[58].startswith("SERVICE_UNAVAILABLE: ")
-            time.sleep(1)
+            alive = heartbeat_for(client, "still-there", timeout=30)
+        # The database is back: a refused order, sent again with the same ClOrdID, is placed once.
+        accepted = placed_once_the_database_is_back(client, "with-db")
         client.logout()
     finally:
         gateway.stop()
@@ -221,35 +246,17 @@ def test_while_the_database_is_away_test_requests_are_answered_at_once(market, a
     # Production's wait for a pooled connection: every write to the message store waits
     # this long for a database that refuses connections.
     gateway = FixGatewayProcess(workdir, {**gateway_env(), "DB_POOL_TIMEOUT": "10"}).start()
-    database = connection.settings_dict["NAME"]
     client = Client(gateway.port, "ALICE")
     waits = []
     try:
         client.logon(trade_key)
-        with maintenance() as admin:
-            admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
-                [database, APPLICATION_NAME],
-            )
-        try:
+        with database_away():
             for n in range(3):
                 asked = time.monotonic()
-                client.send("1", [(112, f"ping-{n}")])
-                answer = client.expect("0", timeout=30)
-                while answer.get(112) != f"ping-{n}":
-                    answer = client.expect("0", timeout=30)
+                heartbeat_for(client, f"ping-{n}", timeout=30)
                 waits.append(time.monotonic() - asked)
-        finally:
-            with maintenance() as admin:
-                admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
         # The database is back: the session goes on, in sequence, and orders are placed.
-        for _ in range(30):
-            client.new_order("after-the-outage", "buy", "1", "90")
-            accepted = client.expect("8", timeout=30)
-            if accepted[150] == "0":
-                break
-            time.sleep(1)
+        accepted = placed_once_the_database_is_back(client, "after-the-outage")
         client.logout()
     finally:
         gateway.stop()
@@ -268,18 +275,12 @@ def test_messages_sent_while_the_store_is_held_up_are_written_after_it(market, a
         client = Client(gateway.port, "ALICE")
         client.logon(trade_key)
         session = FixSession.objects.get(sender_comp_id="ALICE")
-        params = connection.get_connection_params()
-        for name in ("cursor_factory", "context", "prepare_threshold"):
-            params.pop(name, None)
         # Another transaction holds the session's row: every write to the store waits for it.
-        with psycopg.connect(**params) as other:
+        with connect() as other:
             other.execute(f"SELECT 1 FROM {FixSession._meta.db_table} WHERE id = %s FOR UPDATE", [session.pk])
             for n in range(3):
                 asked = time.monotonic()
-                client.send("1", [(112, f"held-{n}")])
-                answer = client.expect("0", timeout=10)
-                while answer.get(112) != f"held-{n}":
-                    answer = client.expect("0", timeout=10)
+                answer = heartbeat_for(client, f"held-{n}", timeout=10)
                 waits.append(time.monotonic() - asked)
             last = answer.seq
             time.sleep(0.5)
