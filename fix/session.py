@@ -24,7 +24,8 @@ Rules this module keeps:
   a Logout. While that write still waits, later messages go out at once and are written
   after it, if it succeeds.
 - Heartbeats and the TestRequest deadline keep their time whatever the database does:
-  the timer's own queries run beside it, never in its way.
+  the timer's own queries run beside it, never in its way, and a ResendRequest's read
+  holds up the writer no longer than a store (a Reject asks the client again).
 - A report is sent once per ExecID (`fix.reports`), whichever path saw the event first.
 - The event loop never waits on the database: every query runs in a worker thread.
 - Inbound messages are handled one at a time, in sequence order; a message past a gap is
@@ -73,7 +74,7 @@ KEY_REFUSED = f"{ErrorCode.API_KEY_INVALID}:"
 # Held messages past a gap: beyond this many the session logs out (a client that never resends).
 MAX_HELD = 10_000
 # How long a batch of outgoing messages waits for the message store before it is sent
-# anyway. The store answers in milliseconds while PostgreSQL is up; while it is away, the
+# anyway, and a ResendRequest's read before it is refused. The store answers in milliseconds while PostgreSQL is up; while it is away, the
 # pool waits DB_POOL_TIMEOUT (10 s) for a connection, longer than a client with a short
 # HeartBtInt waits for the answer to its TestRequest before it drops the session.
 STORE_WAIT_SECONDS = 1.0
@@ -554,14 +555,24 @@ class Session:
         end = last if end == 0 or end > last else end
         if begin < 1 or begin > end:
             return
-        try:
-            rows = await self.db(
+        # The write loop waits for this read, so everything queued behind it (heartbeats,
+        # the answer to a TestRequest) waits too: no longer than for the store. A read that
+        # answers later is dropped; the client asks again.
+        reading = self.loop.create_task(
+            self.db(
                 fix_messages_between,
                 session_id=self.state.session_id,
                 generation=self.state.generation,
                 begin=begin,
                 end=end,
             )
+        )
+        done, _ = await asyncio.wait({reading}, timeout=STORE_WAIT_SECONDS)
+        try:
+            if not done:
+                reading.add_done_callback(lambda late: late.cancelled() or late.exception())
+                raise TimeoutError(f"no answer in {STORE_WAIT_SECONDS}s")
+            rows = reading.result()
         except Exception as exc:
             log.warning("FIX %s: resend %s-%s not read: %s", self.sender_comp_id, begin, end, exc)
             self.queue.insert(

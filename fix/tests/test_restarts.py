@@ -255,6 +255,14 @@ def test_while_the_database_is_away_test_requests_are_answered_at_once(market, a
                 asked = time.monotonic()
                 heartbeat_for(client, f"ping-{n}", timeout=30)
                 waits.append(time.monotonic() - asked)
+            # A ResendRequest needs the message store: it is refused, and the TestRequest
+            # behind it does not wait for the pool either.
+            asked = time.monotonic()
+            client.send("2", [(7, 1), (16, 0)])
+            refused = client.expect("3", timeout=30)
+            refused_after = time.monotonic() - asked
+            heartbeat_for(client, "after-the-resend", timeout=30)
+            waits.append(time.monotonic() - asked)
         # The database is back: the session goes on, in sequence, and orders are placed.
         accepted = placed_once_the_database_is_back(client, "after-the-outage")
         client.logout()
@@ -263,6 +271,8 @@ def test_while_the_database_is_away_test_requests_are_answered_at_once(market, a
 
     # Each answer went out within the store's wait (1 s), not the pool's ten seconds.
     assert max(waits) < 5, waits
+    assert refused_after < 5, refused_after
+    assert refused[58].startswith("SERVICE_UNAVAILABLE: ")
     assert accepted[150] == "0"
     assert Order.objects.filter(client_order_id="after-the-outage").count() == 1
 
