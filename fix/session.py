@@ -558,7 +558,7 @@ class Session:
         # The write loop waits for this read, so everything queued behind it (heartbeats,
         # the answer to a TestRequest) waits too: no longer than for the store. A read that
         # answers later is dropped; the client asks again.
-        reading = self.loop.create_task(
+        reading = self.gateway.spawn(
             self.db(
                 fix_messages_between,
                 session_id=self.state.session_id,
@@ -570,6 +570,7 @@ class Session:
         done, _ = await asyncio.wait({reading}, timeout=STORE_WAIT_SECONDS)
         try:
             if not done:
+                # Its outcome is read when it comes, so asyncio does not log it as lost.
                 reading.add_done_callback(lambda late: late.cancelled() or late.exception())
                 raise TimeoutError(f"no answer in {STORE_WAIT_SECONDS}s")
             rows = reading.result()
