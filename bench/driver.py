@@ -11,21 +11,23 @@ their own, in turn, one thread each; the figure is the thread's CPU per transact
 the database's time does not count. Nothing is written; no database is made.
 
 The cursor side keeps one idle cursor per statement text, as the engine did until it got a
-sender of its own. The libpq side is what that sender (`quantumtrades/core/sql.py`,
-`_Sender`) does: dump the parameters with psycopg's transformer, send each statement by
-name, sync once, read each result and load its rows with the transformer. It leaves out
-what the sender also keeps (Django's transaction, errors raised as Django's): the figure is
-the driver's share alone.
+sender of its own. The libpq side is that sender itself (`quantumtrades/core/sql.py`,
+`_Sender`, on a plain psycopg connection): BEGIN in the pipeline, the parameters dumped
+with psycopg's transformer, each statement sent by name, one sync, each answer's rows
+loaded with the transformer. It leaves out what the engine's statements add around it
+(Django's connection, errors raised as Django's): the figure is the driver's share alone.
 """
 
 import argparse
 import json
-import select
+import sys
 import time
+from pathlib import Path
 
 import psycopg
-from psycopg import pq
-from psycopg.adapt import PyFormat, Transformer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from quantumtrades.core.sql import _sender
 
 
 def statements(count: int) -> list[tuple[str, list]]:
@@ -51,49 +53,27 @@ def through_cursors(connection, texts, transactions: int) -> float:
     return (time.thread_time() - started) / transactions
 
 
-def _next_result(pgconn):
-    while True:
-        pgconn.consume_input()
-        if not pgconn.is_busy():
-            return pgconn.get_result()
-        select.select([pgconn.socket], [], [])
+class _Read:
+    """What the sender hands an answer to (the engine's `_Statement`, without Django)."""
+
+    waiting = False
+    result = None
 
 
-def through_libpq(connection, texts, transactions: int, names: dict) -> float:
-    pgconn = connection.pgconn
-    transformer = Transformer(connection)
-    formats = [PyFormat.AUTO] * len(texts[0][1])
+def through_sender(connection, texts, transactions: int) -> float:
+    sender = _sender(connection)  # one per connection, as the engine keeps it
     started = time.thread_time()
     for _ in range(transactions):
-        pgconn.enter_pipeline_mode()
-        pgconn.send_query_params(b"BEGIN", None)
-        reads = [False]  # per result: whether its rows are read
+        sender.enter()  # BEGIN leads the pipeline, as in a command
+        sent = []
         for sql, params in texts:
-            dumped = transformer.dump_sequence(params, formats)
-            name = names.get(sql)
-            if name is None:
-                name = names[sql] = f"bench_{len(names)}".encode()
-                pgconn.send_prepare(name, sql.encode(), param_types=transformer.types)
-                reads.append(False)
-            pgconn.send_query_prepared(name, dumped, param_formats=transformer.formats)
-            reads.append(True)
-        pgconn.pipeline_sync()
-        while pgconn.flush():
-            pass
-        for read in reads:
-            result = _next_result(pgconn)
-            if result.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
-                raise RuntimeError(result.error_message.decode())
-            if read:
-                transformer.set_pgresult(result)
-                transformer.load_rows(0, result.ntuples, tuple)
-            if _next_result(pgconn) is not None:
-                raise RuntimeError("a statement answered more than one result")
-        if _next_result(pgconn).status != pq.ExecStatus.PIPELINE_SYNC:
-            raise RuntimeError("no sync at the pipeline's end")
-        pgconn.exit_pipeline_mode()
-        if pgconn.exec_(b"COMMIT").status != pq.ExecStatus.COMMAND_OK:
-            raise RuntimeError(pgconn.error_message.decode())
+            read = _Read()
+            sender.send(read, sql, params, True)
+            sent.append(read)
+        sender.leave()
+        for read in sent:
+            sender.rows(read.result)
+        connection.commit()
     return (time.thread_time() - started) / transactions
 
 
@@ -105,17 +85,16 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     texts = statements(args.statements)
-    names = {}
     with (
         psycopg.connect(args.pg, prepare_threshold=0) as cursors,
-        psycopg.connect(args.pg, autocommit=True) as libpq,
+        psycopg.connect(args.pg) as libpq,
     ):
         for index in range(args.rounds):
             row = {
                 "round": index + 1,
                 "statements": args.statements,
                 "cursors_us": round(through_cursors(cursors, texts, args.transactions) * 1e6, 1),
-                "libpq_us": round(through_libpq(libpq, texts, args.transactions, names) * 1e6, 1),
+                "libpq_us": round(through_sender(libpq, texts, args.transactions) * 1e6, 1),
             }
             row["ratio"] = round(row["libpq_us"] / row["cursors_us"], 3)
             print(json.dumps(row), flush=True)

@@ -74,9 +74,10 @@ KEY_REFUSED = f"{ErrorCode.API_KEY_INVALID}:"
 # Held messages past a gap: beyond this many the session logs out (a client that never resends).
 MAX_HELD = 10_000
 # How long a batch of outgoing messages waits for the message store before it is sent
-# anyway, and a ResendRequest's read before it is refused. The store answers in milliseconds while PostgreSQL is up; while it is away, the
-# pool waits DB_POOL_TIMEOUT (10 s) for a connection, longer than a client with a short
-# HeartBtInt waits for the answer to its TestRequest before it drops the session.
+# anyway, and a ResendRequest's read before it is refused. The store answers in
+# milliseconds while PostgreSQL is up; while it is away, the pool waits DB_POOL_TIMEOUT
+# (10 s) for a connection, longer than a client with a short HeartBtInt waits for the
+# answer to its TestRequest before it drops the session.
 STORE_WAIT_SECONDS = 1.0
 
 
