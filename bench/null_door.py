@@ -7,7 +7,7 @@
 
 A bare ASGI application under the production server's own flags (docker-compose.yml): it reads
 each body and parses it as JSON, as any server must, and answers `orderload.py`'s
-registration, login and `POST /api/orders` with a 201 and an answer the size of the API's,
+registration, login and `POST /api/orders` with a 201 and an answer as long as the API's,
 without Django, a database or a market. What `orderload.py` measures against it is what the
 tool itself, the loopback and the ASGI server take; no server that places orders can answer
 faster. docs/BENCHMARKS.md ("The targets against the load tool's floor") adds the engine's own
@@ -16,25 +16,10 @@ time to it.
 
 import json
 
-_ORDER = json.dumps(
-    {
-        "id": 1,
-        "client_order_id": "",
-        "symbol": "QTX-USD",
-        "side": "buy",
-        "type": "limit",
-        "time_in_force": "GTC",
-        "price": "100.00",
-        "quantity": "1",
-        "filled_quantity": "0",
-        "remaining_quantity": "1",
-        "average_price": None,
-        "status": "open",
-        "created_at": "2026-12-07T00:00:00.000000Z",
-        "updated_at": "2026-12-07T00:00:00.000000Z",
-        "fills": [],
-    }
-).encode()
+# orderload.py reads only an answer's status. The order's answer is as long as the API's
+# answer to a resting order (625 bytes, `{"order": ..., "fills": []}`), so that the tool reads
+# as much; its fields are not the API's and nothing should read them.
+_ORDER = b'{"order": {"id": 1, "padding": "' + b"x" * 577 + b'"}, "fills": []}'
 _ANSWERS = {
     "/api/auth/register": b'{"id": 1}',
     "/api/auth/login": b'{"access": "null-door", "refresh": "null-door"}',
